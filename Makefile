@@ -1,0 +1,58 @@
+# p4reduce — the two contract targets are `make run` and `make test`.
+# The venv is built from Debian's /usr/bin/python3 with system site packages, so that
+# Debian's Mininet (python3-mininet) is importable beside our own dependencies.
+SYSTEM_PYTHON ?= /usr/bin/python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+P4SRC := p4src/aggregator.p4
+BUILD := build
+
+.PHONY: all venv test lint typecheck p4 bench run clean help
+
+all: venv
+
+help:
+	@echo "make test     create the venv if needed and run the whole test suite"
+	@echo "make run      the main demo (Mininet when root, loopback otherwise)"
+	@echo "make p4       compile $(P4SRC) into $(BUILD)/ (and with p4c when present)"
+	@echo "make bench    run the benchmarks, tables under bench/results/"
+	@echo "make lint     ruff and mypy --strict"
+
+$(STAMP): pyproject.toml
+	@test -x $(SYSTEM_PYTHON) || { echo "error: $(SYSTEM_PYTHON) not found; set SYSTEM_PYTHON=/path/to/python3.11"; exit 1; }
+	$(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[test]'
+	@touch $@
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check softswitch controller worker tests
+	$(VENV)/bin/mypy
+
+typecheck: lint
+
+p4: $(STAMP)
+	@mkdir -p $(BUILD)
+	@if [ -f $(P4SRC) ]; then \
+	  $(VENV)/bin/p4reduce-p4c $(P4SRC) -o $(BUILD); \
+	  if command -v p4c >/dev/null 2>&1; then \
+	    mkdir -p $(BUILD)/p4c && p4c --target bmv2 --arch v1model --p4runtime-files $(BUILD)/p4c/aggregator.p4info.txtpb -o $(BUILD)/p4c $(P4SRC); \
+	  else echo "p4c not on PATH: built with p4reduce-p4c only"; fi; \
+	else echo "$(P4SRC) does not exist yet"; exit 1; fi
+
+bench: $(STAMP)
+	@mkdir -p bench/results
+	$(PY) -m bench.run
+
+run: $(STAMP)
+	@echo "make run: the training demo is not implemented yet (see the open issues)"; exit 1
+
+clean:
+	rm -rf $(BUILD) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""controller: the P4Runtime control plane of p4reduce and its CLI."""
