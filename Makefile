@@ -49,7 +49,7 @@ p4: $(STAMP)
 
 bench: $(STAMP)
 	@mkdir -p bench/results
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(BENCH)
 
 run: $(STAMP)
 	@echo "make run: the training demo is not implemented yet (see the open issues)"; exit 1
