@@ -1,0 +1,94 @@
+// The aggregation state machine (DESIGN.md section 3). Every register read-modify-write
+// is one action, because BMv2 makes actions, not controls, atomic.
+#ifndef AGGREGATION_P4
+#define AGGREGATION_P4
+
+// One value lane: its own register array (lanes are never packed into a wider register,
+// where carries would spill between them) and one action doing the whole read-modify-write.
+control Lane(inout bit<32> value, in bit<32> idx, in bit<2> op) {
+    register<bit<32>>(REG_SIZE) sum;
+
+    action update() {
+        bit<32> cur;
+        sum.read(cur, idx);
+        bit<32> updated = op == LANE_STORE ? value : (op == LANE_ADD ? cur + value : cur);
+        sum.write(idx, updated);
+        // The packet carries the register's value out: the sum on completion, the stored
+        // result on a resend (and a partial sum, harmlessly, on a dropped packet).
+        value = updated;
+    }
+
+    apply {
+        update();
+    }
+}
+
+control Aggregation(inout headers_t hdr, inout metadata_t meta) {
+    register<bit<32>>(REG_SIZE) tag;     // epoch (24 bits) ++ round (8 bits)
+    register<bit<32>>(REG_SIZE) bitmap;  // workers counted in this round
+    register<bit<8>>(REG_SIZE) worker_count;  // number of bits set in bitmap
+    register<bit<8>>(REG_SIZE) exp_max;  // signed maximum of the exponents
+
+#define LANE(i) Lane() lane_##i;
+#include "lanes.p4"
+#undef LANE
+
+    // Decides the packet's fate and updates the per-index state in one atomic step.
+    // Registers are read and written unconditionally; conditions select the values
+    // (no `if` inside the action, which keeps it one straight-line block on every target).
+    action update_state() {
+        bit<32> old_tag;
+        bit<32> old_bitmap;
+        bit<8> old_count;
+        bit<8> old_exp;
+        tag.read(old_tag, meta.idx);
+        bitmap.read(old_bitmap, meta.idx);
+        worker_count.read(old_count, meta.idx);
+        exp_max.read(old_exp, meta.idx);
+
+        bit<32> want = meta.epoch ++ hdr.agg.round;
+        // Serial-number arithmetic mod 256: the packet's round is newer than the stored
+        // one when the forward distance is 1..127.
+        bit<8> ahead = hdr.agg.round - old_tag[7:0];
+        bool opens = old_tag[31:8] != meta.epoch || (ahead != 0 && ahead < 128);
+        bool current = old_tag == want;
+        bit<32> wbit = (bit<32>)1 << hdr.agg.worker_id;
+        bool adds = current && (old_bitmap & wbit) == 0;
+        bool contributes = opens || adds;
+        // Signed max of two int8s by comparing them with the sign bit flipped.
+        bit<8> bigger = (hdr.agg.exp ^ 0x80) > (old_exp ^ 0x80) ? hdr.agg.exp : old_exp;
+
+        bit<32> new_bitmap = opens ? wbit : (adds ? old_bitmap | wbit : old_bitmap);
+        bit<8> new_count = opens ? 8w1 : (adds ? old_count + 1 : old_count);
+        bit<8> new_exp = opens ? hdr.agg.exp : (adds ? bigger : old_exp);
+
+        tag.write(meta.idx, opens ? want : old_tag);
+        bitmap.write(meta.idx, new_bitmap);
+        worker_count.write(meta.idx, new_count);
+        exp_max.write(meta.idx, new_exp);
+
+        meta.exp = new_exp;
+        meta.verdict = contributes ? (new_count == meta.num_workers ? V_COMPLETE : V_AGGREGATED)
+                     : (!current ? V_STALE
+                     : (old_count == meta.num_workers ? V_RESEND : V_DUPLICATE));
+        meta.lane_op = opens ? LANE_STORE
+                     : (adds ? LANE_ADD
+                     : (current && old_count == meta.num_workers ? LANE_READ : LANE_SKIP));
+    }
+
+    apply {
+        update_state();
+        if (meta.lane_op != LANE_SKIP) {
+#define LANE(i) lane_##i.apply(hdr.agg.v##i, meta.idx, meta.lane_op);
+#include "lanes.p4"
+#undef LANE
+        }
+        if (meta.verdict == V_COMPLETE || meta.verdict == V_RESEND) {
+            hdr.agg.exp = meta.exp;
+            hdr.agg.flags = (hdr.agg.flags & FLAGS_KEEP_ON_RESULT) | FLAG_RESULT;
+            hdr.udp.checksum = 0;
+        }
+    }
+}
+
+#endif

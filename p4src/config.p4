@@ -1,0 +1,60 @@
+// Compile-time constants of the aggregation pipeline. Each can be overridden with -D;
+// the defaults mirror controller/p4names.py (DEFAULT_K, DEFAULT_SLOT_PAIRS, MAX_JOBS,
+// FLOOD_MCAST_GRP), which the control plane reads instead of parsing this file.
+#ifndef CONFIG_P4
+#define CONFIG_P4
+
+#ifndef NUM_LANES
+#define NUM_LANES 64
+#endif
+#if NUM_LANES < 8 || NUM_LANES > 256 || NUM_LANES % 8 != 0
+#error "NUM_LANES must be a multiple of 8 between 8 and 256"
+#endif
+
+// Slots of register space; every slot has two register indices (the shadow pair).
+#ifndef NUM_SLOTS
+#define NUM_SLOTS 16384
+#endif
+#define REG_SIZE (NUM_SLOTS * 2)
+
+#ifndef MAX_JOBS
+#define MAX_JOBS 1024
+#endif
+
+#define FLOOD_MCAST_GRP 1
+#define AGG_UDP_PORT 48879
+#define MAX_WORKERS 32
+
+#define ETHERTYPE_IPV4 0x0800
+#define ETHERTYPE_ARP 0x0806
+#define IP_PROTO_UDP 17
+#define ARP_OP_REQUEST 1
+#define ARP_OP_REPLY 2
+
+#define FLAG_RESULT 8w0x01
+// flags with RETRANSMIT cleared: a result never claims to be a worker's resend
+#define FLAGS_KEEP_ON_RESULT 8w0xFD
+
+// Typed (8w, 2w) so they can be the arms of ?: expressions.
+// Outcome of an aggregation packet (metadata.verdict). Rejections are REJECT_BASE + the
+// reason index of the global `rejected` counter (p4names.REJECT_*).
+#define V_NONE 8w0
+#define V_ADMITTED 8w1
+#define V_AGGREGATED 8w2
+#define V_COMPLETE 8w3
+#define V_RESEND 8w4
+#define V_DUPLICATE 8w5
+#define V_STALE 8w6
+#define REJECT_BASE 8w16
+#define REJECT_UNKNOWN_JOB 0
+#define REJECT_BAD_SLOT 1
+#define REJECT_NOT_MEMBER 2
+#define REJECT_BAD_WORKER 3
+
+// What each lane does with its register (metadata.lane_op).
+#define LANE_SKIP 2w0
+#define LANE_STORE 2w1
+#define LANE_ADD 2w2
+#define LANE_READ 2w3
+
+#endif

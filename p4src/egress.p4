@@ -1,0 +1,39 @@
+// AggEgress: addresses each replica of a result to its worker, and prunes flooded
+// copies going back out the port they came in on.
+#ifndef EGRESS_P4
+#define EGRESS_P4
+
+control AggEgress(inout headers_t hdr, inout metadata_t meta,
+                  inout standard_metadata_t standard_metadata) {
+    action set_worker_addr(bit<48> mac, bit<32> ip, bit<16> udp_port) {
+        hdr.ethernet.dstAddr = mac;
+        hdr.ipv4.dstAddr = ip;
+        hdr.udp.dstPort = udp_port;
+    }
+
+    // A replica nobody told us how to address cannot be delivered.
+    action drop() {
+        mark_to_drop(standard_metadata);
+    }
+
+    table result_rewrite {
+        key = {
+            hdr.agg.job_id: exact;
+            standard_metadata.egress_rid: exact;
+        }
+        actions = { set_worker_addr; drop; }
+        default_action = drop();
+        size = MAX_JOBS * MAX_WORKERS;
+    }
+
+    apply {
+        if (meta.mcast_result == 1) {
+            result_rewrite.apply();
+        } else if (meta.flood == 1
+                && standard_metadata.egress_port == standard_metadata.ingress_port) {
+            drop();
+        }
+    }
+}
+
+#endif

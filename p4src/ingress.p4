@@ -1,0 +1,89 @@
+// AggIngress: routes a packet to aggregation (admission, then the state machine) or to
+// ordinary forwarding, and does all counting and the final send/drop in one place, so
+// each outcome maps to exactly one counter update (controller/p4names.py).
+#ifndef INGRESS_P4
+#define INGRESS_P4
+
+control AggIngress(inout headers_t hdr, inout metadata_t meta,
+                   inout standard_metadata_t standard_metadata) {
+    counter(4, CounterType.packets_and_bytes) rejected;  // indexed by REJECT_* reason
+    counter(MAX_JOBS, CounterType.packets_and_bytes) aggregated;
+    counter(MAX_JOBS, CounterType.packets_and_bytes) results;
+    counter(MAX_JOBS, CounterType.packets_and_bytes) resent;
+    counter(MAX_JOBS, CounterType.packets_and_bytes) duplicates;
+    counter(MAX_JOBS, CounterType.packets_and_bytes) stale;
+    counter(MAX_JOBS, CounterType.packets_and_bytes) bad_slot;
+    counter(MAX_JOBS, CounterType.packets_and_bytes) not_member;
+
+    Admission() admission;
+    Aggregation() aggregation;
+    Forwarding() forwarding;
+
+    // The result leaves from the aggregation address the workers sent to; egress
+    // (AggEgress.result_rewrite) fills in each replica's destination.
+    action multicast_result() {
+        hdr.ethernet.srcAddr = hdr.ethernet.dstAddr;
+        hdr.ipv4.srcAddr = hdr.ipv4.dstAddr;
+        hdr.udp.srcPort = AGG_UDP_PORT;
+        standard_metadata.mcast_grp = meta.mcast_grp;
+        meta.mcast_result = 1;
+    }
+
+    // A stored result resent to the one worker that asked: swap the addresses.
+    action reply_to_sender() {
+        bit<48> mac = hdr.ethernet.srcAddr;
+        bit<32> ip = hdr.ipv4.srcAddr;
+        hdr.ethernet.srcAddr = hdr.ethernet.dstAddr;
+        hdr.ethernet.dstAddr = mac;
+        hdr.ipv4.srcAddr = hdr.ipv4.dstAddr;
+        hdr.ipv4.dstAddr = ip;
+        hdr.udp.dstPort = hdr.udp.srcPort;
+        hdr.udp.srcPort = AGG_UDP_PORT;
+        standard_metadata.egress_spec = standard_metadata.ingress_port;
+    }
+
+    action drop() {
+        mark_to_drop(standard_metadata);
+    }
+
+    apply {
+        if (standard_metadata.parser_error != error.NoError) {
+            drop();
+        } else if (hdr.agg.isValid() && (hdr.agg.flags & FLAG_RESULT) == 0) {
+            admission.apply(hdr, meta);
+            if (meta.verdict == V_ADMITTED) {
+                aggregation.apply(hdr, meta);
+            }
+            bit<32> job = (bit<32>)hdr.agg.job_id;
+            if (meta.verdict >= REJECT_BASE) {
+                rejected.count((bit<32>)(meta.verdict - REJECT_BASE));
+                if (meta.verdict == REJECT_BASE + REJECT_BAD_SLOT) {
+                    bad_slot.count(job);
+                } else if (meta.verdict == REJECT_BASE + REJECT_NOT_MEMBER) {
+                    not_member.count(job);
+                }
+                drop();
+            } else if (meta.verdict == V_COMPLETE) {
+                aggregated.count(job);
+                results.count(job);
+                multicast_result();
+            } else if (meta.verdict == V_AGGREGATED) {
+                aggregated.count(job);
+                drop();
+            } else if (meta.verdict == V_RESEND) {
+                resent.count(job);
+                reply_to_sender();
+            } else if (meta.verdict == V_DUPLICATE) {
+                duplicates.count(job);
+                drop();
+            } else {
+                stale.count(job);
+                drop();
+            }
+        } else {
+            forwarding.apply(hdr, meta, standard_metadata);
+        }
+    }
+}
+
+#endif
