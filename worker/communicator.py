@@ -1,0 +1,199 @@
+"""`Communicator`: allreduce of numpy arrays through the aggregation switch.
+
+Two packet plans share the streamer. Integers (int32, and int64 whose values fit int32)
+go as they are, one packet per chunk, and come back as the switch's wrapping int32 sum,
+bit-exact with a host int32 sum. Floats (float16, bfloat16, float32, float64) go through
+block floating point (`worker.quant`): a first window of exponent-only packets proposes the
+exponents of chunks 0..S-1, and the data packet of chunk c carries the proposal for chunk
+c+S, so the agreed exponent of every later chunk is back before its data may leave.
+
+A rank whose chunk holds NaN/inf proposes the reserved poison exponent; every rank then
+streams the whole call to the end (keeping slot rounds in step, so the communicator stays
+usable) and raises `NonFiniteError` naming the chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+import numpy.typing as npt
+
+from worker import quant, wire
+from worker.errors import NonFiniteError
+from worker.job import JobSpec
+from worker.stats import CallStats
+from worker.stream import MissingRanks, RtoEstimator, Streamer
+from worker.transport import Transport, make_transport
+
+log = logging.getLogger(__name__)
+
+_BE = np.dtype(">i4")
+FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16), np.dtype(np.float32),
+                np.dtype(np.float64))
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+class _IntPlan:
+    def __init__(self, flat: npt.NDArray[np.int32], k: int) -> None:
+        self.k = k
+        self.rows = quant.to_blocks(flat, k).astype(_BE)
+        self.n_packets = self.rows.shape[0]
+        self.dep_offsets: tuple[int, ...] = ()
+        self.tensor_bytes = 0
+        self.result = np.empty_like(self.rows)
+
+    def build(self, i: int) -> tuple[int, int, int, bytes]:
+        return 0, i * self.k, 0, self.rows[i].tobytes()
+
+    def expect(self, i: int) -> tuple[int, int]:
+        return 0, i * self.k
+
+    def on_result(self, i: int, exp: int, payload: bytes) -> None:
+        self.result[i] = np.frombuffer(payload, _BE, self.k, wire.AGG_HEADER_LEN)
+
+
+class _FloatPlan:
+    def __init__(self, flat: npt.NDArray[np.floating], k: int, num_slots: int, shift: int) -> None:
+        self.k, self.S, self.shift = k, num_slots, shift
+        self.blocks = quant.to_blocks(flat, k)
+        n = self.blocks.shape[0]
+        self.n = n
+        self.proposals = quant.block_exponents(self.blocks)
+        self.agreed = np.full(n, quant.EXP_ZERO, dtype=np.int8)
+        self.n_exp = min(num_slots, n)
+        self.n_packets = self.n_exp + n
+        # data packets also wait for the exponent-only packet of their chunk (when n < S
+        # that is not the previous user of their slot)
+        self.dep_offsets: tuple[int, ...] = (self.n_exp,)
+        self.tensor_bytes = 0
+        self.result = np.zeros((n, k), dtype=np.int32)
+        self._zeros = bytes(4 * k)
+
+    def build(self, i: int) -> tuple[int, int, int, bytes]:
+        if i < self.n_exp:
+            return wire.FLAG_EXP_ONLY, i * self.k, int(self.proposals[i]), self._zeros
+        c = i - self.n_exp
+        ahead = c + self.S
+        exp = int(self.proposals[ahead]) if ahead < self.n else quant.EXP_ZERO
+        q = quant.quantize(self.blocks[c : c + 1], self.agreed[c : c + 1], self.shift)
+        return 0, c * self.k, exp, q.astype(_BE).tobytes()
+
+    def expect(self, i: int) -> tuple[int, int]:
+        if i < self.n_exp:
+            return wire.FLAG_EXP_ONLY, i * self.k
+        return 0, (i - self.n_exp) * self.k
+
+    def on_result(self, i: int, exp: int, payload: bytes) -> None:
+        if i < self.n_exp:
+            self.agreed[i] = exp
+            return
+        c = i - self.n_exp
+        self.result[c] = np.frombuffer(payload, _BE, self.k, wire.AGG_HEADER_LEN)
+        if c + self.S < self.n:
+            self.agreed[c + self.S] = exp
+
+
+class Communicator:
+    """Allreduce through one job's slots. Calls run one at a time, in submission order;
+    every rank must make the same sequence of calls with arrays of the same size."""
+
+    def __init__(
+        self,
+        job: JobSpec,
+        transport: Transport | None = None,
+        *,
+        timeout_s: float = 30.0,
+        initial_rto_s: float = 0.1,
+        min_rto_s: float = 0.01,
+        max_rto_s: float = 1.0,
+        missing_ranks: MissingRanks | None = None,
+    ) -> None:
+        self.job = job
+        self.transport = transport if transport is not None else make_transport(job)
+        self._streamer = Streamer(
+            job, self.transport, timeout_s=timeout_s,
+            rto=RtoEstimator(initial_rto_s, min_rto_s, max_rto_s), missing_ranks=missing_ranks,
+        )
+        self.shift = quant.shift_for(job.world_size)
+        self.last_stats: CallStats | None = None
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+
+    def __enter__(self) -> Communicator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        self.transport.close()
+
+    def allreduce_async(self, array: npt.ArrayLike, op: str = "sum") -> Future[npt.NDArray[Any]]:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"allreduce-{self.job.rank}")
+        return self._executor.submit(self.allreduce, array, op)
+
+    def allreduce(self, array: npt.ArrayLike, op: str = "sum") -> npt.NDArray[Any]:
+        """Elementwise sum of `array` over all ranks, same shape and dtype."""
+        if op != "sum":
+            raise ValueError(f"allreduce op {op!r} is not supported; the switch implements 'sum'")
+        arr = np.asarray(array)
+        dtype = arr.dtype
+        flat = np.ascontiguousarray(arr).reshape(-1)
+        if dtype == np.int32:
+            return self._ints(flat, arr.shape, dtype)
+        if dtype == np.int64:
+            if flat.size and (flat.min() < INT32_MIN or flat.max() > INT32_MAX):
+                bad = int(np.flatnonzero((flat < INT32_MIN) | (flat > INT32_MAX))[0])
+                raise ValueError(
+                    f"int64 allreduce needs every value to fit int32 (the switch sums int32); "
+                    f"element {bad} is {int(flat[bad])}"
+                )
+            return self._ints(flat.astype(np.int32), arr.shape, dtype)
+        if dtype in FLOAT_DTYPES:
+            work = flat if dtype == np.float64 else flat.astype(np.float32)
+            return self._floats(work, arr.shape, dtype)
+        names = "float16, bfloat16, float32, float64, int32, int64 (values within int32)"
+        raise TypeError(f"allreduce of dtype {dtype} is not supported; supported: {names}")
+
+    def _run(self, plan: _IntPlan | _FloatPlan, nbytes: int) -> None:
+        plan.tensor_bytes = nbytes
+        with self._lock:
+            stats = self._streamer.run(plan)
+        self.last_stats = stats
+        log.debug("job %d rank %d allreduce: %s, %.1f MB/s", self.job.job_id, self.job.rank,
+                  stats, stats.goodput_mb_s)
+
+    def _ints(self, flat: npt.NDArray[Any], shape: tuple[int, ...], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+        plan = _IntPlan(flat, self.job.k)
+        self._run(plan, flat.size * dtype.itemsize)
+        out = plan.result.astype(np.int32).reshape(-1)[: flat.size]
+        return out.astype(dtype).reshape(shape)
+
+    def _floats(self, flat: npt.NDArray[Any], shape: tuple[int, ...], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+        plan = _FloatPlan(flat, self.job.k, self.job.num_slots, self.shift)
+        self._run(plan, flat.size * dtype.itemsize)
+        poisoned = np.flatnonzero(plan.agreed == quant.EXP_POISON)
+        if poisoned.size:
+            mine = np.flatnonzero(plan.proposals == quant.EXP_POISON)
+            where = ", ".join(str(int(c) * self.job.k) for c in poisoned[:5])
+            who = (
+                f"this rank's input has NaN, inf or |x| >= 2^{quant.MAX_EXP} in chunks at offsets "
+                + ", ".join(str(int(c) * self.job.k) for c in mine[:5])
+                if mine.size
+                else "another rank's input has NaN, inf or |x| >= 2^126 there"
+            )
+            raise NonFiniteError(
+                f"allreduce of job {self.job.job_id} (rank {self.job.rank}) refused: "
+                f"non-finite or out-of-range values in {poisoned.size} chunk(s) of {self.job.k} "
+                f"elements starting at element offsets {where}; {who}"
+            )
+        out = quant.dequantize(plan.result, plan.agreed, self.shift).reshape(-1)[: flat.size]
+        return out.astype(dtype).reshape(shape)
