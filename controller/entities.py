@@ -1,0 +1,87 @@
+"""The switch state the controller wants, computed from the store and the topology.
+
+Entities are plain values keyed by their P4Runtime identity (table + match key, or group
+id), so reconciliation is a set difference and works the same on softswitch and BMv2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from controller import p4names as n
+from controller.store import Job, Member
+from controller.topology import Topology
+
+BROADCAST_MAC = 0xFFFF_FFFF_FFFF
+
+# Tables the controller owns entirely: entries in them that no job or host explains are removed.
+OWNED_TABLES: tuple[str, ...] = (
+    n.TABLE_JOBS,
+    n.TABLE_MEMBERS,
+    n.TABLE_RESULT_REWRITE,
+    n.TABLE_L2,
+    n.TABLE_ARP,
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    table: str
+    keys: tuple[int, ...]  # exact match values in the table's key order
+    action: str
+    args: tuple[int, ...]  # in the action's parameter order
+
+    @property
+    def ident(self) -> tuple[str, tuple[int, ...]]:
+        return (self.table, self.keys)
+
+
+Replicas = frozenset[tuple[int, int]]  # (egress port, instance)
+
+
+@dataclass(frozen=True)
+class Desired:
+    rows: dict[tuple[str, tuple[int, ...]], Row]
+    groups: dict[int, Replicas]
+
+
+def job_group(job_id: int) -> int:
+    return n.JOB_MCAST_BASE + job_id
+
+
+def desired(topo: Topology, jobs: list[Job], members: list[Member]) -> Desired:
+    rows: list[Row] = []
+    groups: dict[int, Replicas] = {}
+    for h in topo.hosts:
+        rows.append(Row(n.TABLE_L2, (h.mac,), n.ACTION_FORWARD, (h.port,)))
+    rows.append(Row(n.TABLE_L2, (BROADCAST_MAC,), n.ACTION_FLOOD, ()))
+    rows.append(Row(n.TABLE_ARP, (topo.agg_ipv4,), n.ACTION_ARP_REPLY, (topo.agg_mac,)))
+    if topo.hosts:
+        groups[n.FLOOD_MCAST_GRP] = frozenset((h.port, 0) for h in topo.hosts)
+    by_job: dict[int, list[Member]] = {}
+    for m in members:
+        by_job.setdefault(m.job_id, []).append(m)
+    for j in jobs:
+        grp = job_group(j.id)
+        rows.append(
+            Row(
+                n.TABLE_JOBS,
+                (j.id,),
+                n.ACTION_SET_JOB,
+                (j.base, j.count, j.world_size, grp, j.epoch),
+            )
+        )
+        ms = by_job.get(j.id, [])
+        for m in ms:
+            rows.append(Row(n.TABLE_MEMBERS, (j.id, m.rank, m.ipv4), n.ACTION_MEMBER_OK, ()))
+            rows.append(
+                Row(
+                    n.TABLE_RESULT_REWRITE,
+                    (j.id, m.rank),
+                    n.ACTION_SET_WORKER_ADDR,
+                    (m.mac, m.ipv4, m.udp_port),
+                )
+            )
+        if ms:
+            groups[grp] = frozenset((m.switch_port, m.rank) for m in ms)
+    return Desired({r.ident: r for r in rows}, groups)

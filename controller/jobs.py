@@ -1,0 +1,337 @@
+"""Job admission, membership and leases: the controller's decisions, independent of gRPC.
+
+Each change validates first, then updates the store and reconciles the switch inside one
+database transaction: if validation or the switch refuses, nothing is committed, so a
+bad request changes nothing anywhere.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from controller import p4names as n
+from controller.allocator import Extent, SlotAllocator
+from controller.backend import SwitchBackend
+from controller.entities import desired, job_group
+from controller.errors import (
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    NotPrimary,
+    Timeout,
+)
+from controller.reconcile import Plan, reconcile
+from controller.store import Job, Member, Store
+from controller.topology import Topology
+from controller.validate import int_to_ipv4, int_to_mac, ipv4_to_int, job_name, mac_to_int, udp_port
+
+MAX_WORKERS = 32
+
+
+@dataclass(frozen=True)
+class JobView:
+    job: Job
+    members: tuple[Member, ...]
+
+    @property
+    def ready(self) -> bool:
+        return len(self.members) == self.job.world_size
+
+    def missing_ranks(self) -> list[int]:
+        have = {m.rank for m in self.members}
+        return [r for r in range(self.job.world_size) if r not in have]
+
+
+@dataclass(frozen=True)
+class Settings:
+    num_slots: int = n.DEFAULT_SLOT_PAIRS
+    default_slots: int = 256
+    lease_seconds: float = 60.0
+    k: int = n.DEFAULT_K
+    max_jobs: int = n.MAX_JOBS
+
+
+class JobManager:
+    def __init__(
+        self,
+        store: Store,
+        switch: SwitchBackend,
+        topo: Topology,
+        settings: Settings | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.switch = switch
+        self.topo = topo
+        self.settings = settings or Settings()
+        self.clock = clock
+        self._cv = threading.Condition()
+        self.alloc = SlotAllocator(self.settings.num_slots)
+        for j in store.jobs():
+            self.alloc.restore(j.name, j.base, j.count)
+
+    # -- switch sync ---------------------------------------------------------------
+    def _sync(self) -> Plan:
+        want = desired(self.topo, self.store.jobs(), self.store.members())
+        return reconcile(self.switch, want)
+
+    def start(self) -> Plan:
+        """Reconcile at start-up; a backup controller only looks."""
+        with self._cv:
+            if not self.switch.is_primary():
+                return Plan([])
+            return self._sync()
+
+    def _require_primary(self) -> None:
+        if not self.switch.is_primary():
+            st = self.switch.status()
+            raise NotPrimary(
+                f"this controller is a backup for device {st.device_id} at {st.address}"
+                f" (its election id {st.election_id} < primary's {st.primary_election_id}):"
+                " it cannot change jobs"
+            )
+
+    # -- queries -------------------------------------------------------------------
+    def _view(self, job: Job) -> JobView:
+        return JobView(job, tuple(self.store.members(job.id)))
+
+    def _get(self, name: str) -> Job:
+        job = self.store.job_by_name(job_name(name))
+        if job is None:
+            known = ", ".join(j.name for j in self.store.jobs()) or "none"
+            raise NotFound(f"unknown job {name!r} (jobs: {known})")
+        return job
+
+    def jobs(self) -> list[JobView]:
+        with self._cv:
+            return [self._view(j) for j in self.store.jobs()]
+
+    def job(self, name: str) -> JobView:
+        with self._cv:
+            return self._view(self._get(name))
+
+    def occupancy(self) -> list[Extent]:
+        with self._cv:
+            return self.alloc.occupancy()
+
+    # -- changes -------------------------------------------------------------------
+    def _check_world(self, world_size: int) -> None:
+        if not 1 <= world_size <= MAX_WORKERS:
+            raise InvalidArgument(f"world size {world_size} is out of range 1..{MAX_WORKERS}")
+
+    def _new_job(self, name: str, world_size: int, slots: int) -> Job:
+        self._check_world(world_size)
+        count = slots or self.settings.default_slots
+        if not 1 <= count <= self.settings.num_slots:
+            raise InvalidArgument(
+                f"slot count {count} is out of range 1..{self.settings.num_slots}"
+            )
+        used = {j.id for j in self.store.jobs()}
+        job_id = next((i for i in range(1, self.settings.max_jobs) if i not in used), None)
+        if job_id is None:
+            from controller.errors import Exhausted
+
+            raise Exhausted(f"all {self.settings.max_jobs - 1} job ids are in use")
+        base = self.alloc.allocate(name, count)
+        try:
+            now = self.clock()
+            job = Job(
+                job_id,
+                name,
+                world_size,
+                base,
+                count,
+                self.store.next_epoch(),
+                now,
+                now + self.settings.lease_seconds,
+            )
+            self.store.add_job(job)
+        except BaseException:
+            self.alloc.release(name)
+            raise
+        return job
+
+    def _mutate(self, fn: Callable[[], JobView]) -> JobView:
+        """Run `fn` and the switch sync in one transaction; undo the allocator on failure."""
+        snapshot = {e.owner: e for e in self.alloc.held()}
+        try:
+            with self.store.transaction():
+                view = fn()
+                self._sync()
+        except BaseException:
+            self.alloc = SlotAllocator(self.settings.num_slots)
+            for e in snapshot.values():
+                self.alloc.restore(e.owner, e.base, e.count)
+            raise
+        self._cv.notify_all()
+        return view
+
+    def create(self, name: str, world_size: int, slots: int = 0) -> JobView:
+        job_name(name)
+        with self._cv:
+            self._require_primary()
+            if self.store.job_by_name(name) is not None:
+                raise AlreadyExists(f"job {name!r} already exists")
+
+            def do() -> JobView:
+                return self._view(self._new_job(name, world_size, slots))
+
+            return self._mutate(do)
+
+    def join(
+        self,
+        name: str,
+        rank: int,
+        world_size: int,
+        mac: str,
+        ipv4: str,
+        port: int,
+        slots: int = 0,
+    ) -> JobView:
+        job_name(name)
+        self._check_world(world_size)
+        if not 0 <= rank < world_size:
+            raise InvalidArgument(f"rank {rank} is out of range 0..{world_size - 1}")
+        mac_i = mac_to_int(mac, "worker MAC")
+        ip_i = ipv4_to_int(ipv4, "worker IPv4")
+        udp_port(port)
+        sw_port = self.topo.port_of(mac_i, ip_i)
+        if sw_port is None:
+            raise InvalidArgument(
+                f"worker {mac} / {ipv4} is not a host of the topology: its switch port is unknown"
+            )
+        with self._cv:
+            self._require_primary()
+            existing = self.store.job_by_name(name)
+            if existing is not None:
+                if existing.world_size != world_size:
+                    raise InvalidArgument(
+                        f"job {name!r} has world size {existing.world_size}, not {world_size}"
+                    )
+                if slots and slots != existing.count:
+                    raise InvalidArgument(
+                        f"job {name!r} holds {existing.count} slots; the join asked for {slots}"
+                    )
+                for m in self.store.members(existing.id):
+                    if m.rank == rank:
+                        if (m.mac, m.ipv4, m.udp_port) == (mac_i, ip_i, port):
+                            return self._view(existing)  # idempotent retry of the same join
+                        raise AlreadyExists(
+                            f"rank {rank} of job {name!r} is already held by"
+                            f" {int_to_ipv4(m.ipv4)}:{m.udp_port} ({int_to_mac(m.mac)})"
+                        )
+                    if (m.ipv4, m.udp_port) == (ip_i, port):
+                        raise AlreadyExists(
+                            f"{ipv4}:{port} already joined job {name!r} as rank {m.rank}"
+                        )
+
+            def do() -> JobView:
+                job = existing or self._new_job(name, world_size, slots)
+                now = self.clock()
+                self.store.add_member(Member(job.id, rank, mac_i, ip_i, port, sw_port, now))
+                self.store.renew(job.id, now + self.settings.lease_seconds)
+                return self._view(self._get(name))
+
+            return self._mutate(do)
+
+    def wait_ready(self, name: str, timeout: float) -> JobView:
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._cv:
+            while True:
+                view = self._view(self._get(name))
+                if view.ready:
+                    return view
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Timeout(
+                        f"job {name!r} is not ready after {timeout:g}s:"
+                        f" {len(view.members)} of {view.job.world_size} workers joined;"
+                        f" missing ranks {view.missing_ranks()}"
+                    )
+                self._cv.wait(left)
+
+    def heartbeat(self, name: str, rank: int) -> float:
+        with self._cv:
+            job = self._get(name)
+            if rank >= 0 and rank not in {m.rank for m in self.store.members(job.id)}:
+                raise NotFound(f"rank {rank} is not a member of job {name!r}")
+            until = self.clock() + self.settings.lease_seconds
+            with self.store.transaction():
+                self.store.renew(job.id, until)
+            return until
+
+    def leave(self, name: str, rank: int) -> JobView | None:
+        with self._cv:
+            self._require_primary()
+            job = self._get(name)
+            if rank not in {m.rank for m in self.store.members(job.id)}:
+                raise NotFound(f"rank {rank} is not a member of job {name!r}")
+            left_alone = len(self.store.members(job.id)) == 1
+
+            def do() -> JobView:
+                self.store.remove_member(job.id, rank)
+                if left_alone:
+                    self.store.delete_job(job.id)
+                    self.alloc.release(job.name)
+                return self._view(job)
+
+            self._mutate(do)
+            return None if left_alone else self._view(job)
+
+    def delete(self, name: str) -> None:
+        with self._cv:
+            self._require_primary()
+            job = self._get(name)
+
+            def do() -> JobView:
+                self.store.delete_job(job.id)
+                self.alloc.release(job.name)
+                return JobView(job, ())
+
+            self._mutate(do)
+
+    def reap(self) -> list[str]:
+        """Delete every job whose lease ran out; returns their names."""
+        with self._cv:
+            if not self.switch.is_primary():
+                return []
+            now = self.clock()
+            dead = [j for j in self.store.jobs() if j.lease_until < now]
+            if not dead:
+                return []
+
+            def do() -> JobView:
+                for j in dead:
+                    self.store.delete_job(j.id)
+                    self.alloc.release(j.name)
+                return JobView(dead[0], ())
+
+            self._mutate(do)
+            return [j.name for j in dead]
+
+    def counters(self, name: str | None) -> dict[str, dict[str, tuple[int, int]]]:
+        """Per-job counters (packets, bytes) by counter name, read from the switch."""
+        with self._cv:
+            jobs = [self._get(name)] if name else self.store.jobs()
+        out: dict[str, dict[str, tuple[int, int]]] = {}
+        for j in jobs:
+            out[j.name] = {c: self.switch.read_counter(c, j.id) for c in n.PER_JOB_COUNTERS}
+        return out
+
+    def rejected(self) -> dict[str, tuple[int, int]]:
+        reasons = {
+            n.REJECT_UNKNOWN_JOB: "unknown_job",
+            n.REJECT_BAD_SLOT: "bad_slot",
+            n.REJECT_NOT_MEMBER: "not_member",
+            n.REJECT_BAD_WORKER: "bad_worker",
+        }
+        return {
+            name: self.switch.read_counter(n.COUNTER_REJECTED, i) for i, name in reasons.items()
+        }
+
+
+def job_group_of(job: Job) -> int:
+    return job_group(job.id)

@@ -1,0 +1,100 @@
+"""The hosts attached to the switch, read from a YAML or JSON file.
+
+The controller needs it for two things it cannot learn otherwise without PacketIn
+(which the pipeline does not send): the switch port behind each worker, for multicast
+replicas, and the L2 forwarding entries. Format:
+
+    aggregation: {mac: "02:00:00:00:00:fe", ipv4: "10.0.0.254", udp_port: 48879}
+    hosts:
+      - {name: h1, mac: "02:00:00:00:00:01", ipv4: "10.0.0.1", port: 1}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml  # type: ignore[import-untyped]
+
+from controller.errors import InvalidArgument
+from controller.validate import ipv4_to_int, mac_to_int, udp_port
+
+DEFAULT_AGG_UDP_PORT = 48879
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    mac: int
+    ipv4: int
+    port: int
+
+
+@dataclass(frozen=True)
+class Topology:
+    agg_mac: int
+    agg_ipv4: int
+    agg_udp_port: int
+    hosts: tuple[Host, ...]
+
+    def port_of(self, mac: int, ipv4: int) -> int | None:
+        for h in self.hosts:
+            if h.ipv4 == ipv4 or h.mac == mac:
+                return h.port
+        return None
+
+
+def parse(data: Any, origin: str = "topology") -> Topology:
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"{origin}: expected a mapping with 'aggregation' and 'hosts'")
+    agg = data.get("aggregation")
+    if not isinstance(agg, dict):
+        raise InvalidArgument(f"{origin}: 'aggregation' (mac, ipv4) is missing")
+    hosts_raw = data.get("hosts")
+    if not isinstance(hosts_raw, list):
+        raise InvalidArgument(f"{origin}: 'hosts' must be a list")
+    hosts: list[Host] = []
+    seen_ports: dict[int, str] = {}
+    for i, h in enumerate(hosts_raw):
+        if not isinstance(h, dict):
+            raise InvalidArgument(f"{origin}: host #{i} must be a mapping")
+        name = str(h.get("name", f"host{i}"))
+        port = h.get("port")
+        if not isinstance(port, int) or not 0 <= port < 511:
+            raise InvalidArgument(f"{origin}: host {name}: port {port!r} must be an integer 0..510")
+        if port in seen_ports:
+            raise InvalidArgument(
+                f"{origin}: hosts {seen_ports[port]} and {name} share port {port}"
+            )
+        seen_ports[port] = name
+        hosts.append(
+            Host(
+                name,
+                mac_to_int(str(h.get("mac")), f"{origin}: host {name} MAC"),
+                ipv4_to_int(str(h.get("ipv4")), f"{origin}: host {name} IPv4"),
+                port,
+            )
+        )
+    return Topology(
+        mac_to_int(str(agg.get("mac")), f"{origin}: aggregation MAC"),
+        ipv4_to_int(str(agg.get("ipv4")), f"{origin}: aggregation IPv4"),
+        udp_port(int(agg.get("udp_port", DEFAULT_AGG_UDP_PORT))),
+        tuple(hosts),
+    )
+
+
+def load(path: Path | str) -> Topology:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise InvalidArgument(f"cannot read topology {p}: {e.strerror}") from None
+    try:
+        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise InvalidArgument(
+            f"topology {p} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {e}"
+        ) from None
+    return parse(data, str(p))

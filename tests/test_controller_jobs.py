@@ -1,0 +1,224 @@
+"""Job logic against an in-memory switch: entries, groups, limits, leases, persistence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller import p4names as n
+from controller.backend import MemorySwitch
+from controller.entities import Row
+from controller.errors import (
+    AlreadyExists,
+    ControllerError,
+    Exhausted,
+    InvalidArgument,
+    NotFound,
+    NotPrimary,
+    Timeout,
+)
+from controller.jobs import JobManager, Settings
+from controller.store import Store
+from controller.topology import parse
+
+TOPO = parse(
+    {
+        "aggregation": {"mac": "02:00:00:00:00:fe", "ipv4": "10.0.0.254"},
+        "hosts": [
+            {"name": f"h{i}", "mac": f"02:00:00:00:00:{i:02x}", "ipv4": f"10.0.0.{i}", "port": i}
+            for i in range(1, 5)
+        ],
+    }
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make(
+    tmp_path: Path, switch: MemorySwitch | None = None, **kw: int | float
+) -> tuple[JobManager, MemorySwitch, Clock]:
+    sw = switch or MemorySwitch()
+    clock = Clock()
+    mgr = JobManager(Store(tmp_path / "state.db"), sw, TOPO, Settings(**kw), clock)  # type: ignore[arg-type]
+    mgr.start()
+    return mgr, sw, clock
+
+
+def join(
+    mgr: JobManager, name: str, rank: int, world: int, host: int | None = None, **kw: int
+) -> None:
+    h = host if host is not None else rank + 1
+    mgr.join(name, rank, world, f"02:00:00:00:00:{h:02x}", f"10.0.0.{h}", 5000 + rank, **kw)
+
+
+def test_join_installs_job_members_rewrite_and_group(tmp_path: Path) -> None:
+    mgr, sw, _ = make(tmp_path)
+    join(mgr, "a", 0, 2)
+    assert not mgr.job("a").ready
+    join(mgr, "a", 1, 2)
+    v = mgr.job("a")
+    assert v.ready and v.job.id == 1 and v.job.base == 0 and v.job.count == 256
+    jobs = [r for r in sw.rows.values() if r.table == n.TABLE_JOBS]
+    assert jobs == [
+        Row(n.TABLE_JOBS, (1,), n.ACTION_SET_JOB, (0, 256, 2, n.JOB_MCAST_BASE + 1, v.job.epoch))
+    ]
+    members = sorted(r.keys for r in sw.rows.values() if r.table == n.TABLE_MEMBERS)
+    assert members == [(1, 0, 0x0A000001), (1, 1, 0x0A000002)]
+    rw = sw.rows[(n.TABLE_RESULT_REWRITE, (1, 1))]
+    assert rw.args == (0x020000000002, 0x0A000002, 5001)
+    assert sw.groups[n.JOB_MCAST_BASE + 1] == frozenset({(1, 0), (2, 1)})
+    assert sw.groups[n.FLOOD_MCAST_GRP] == frozenset({(p, 0) for p in range(1, 5)})
+    assert sw.rows[(n.TABLE_ARP, (0x0A0000FE,))].args == (0x0200000000FE,)
+
+
+def test_epochs_change_at_every_allocation_and_survive_restart(tmp_path: Path) -> None:
+    mgr, sw, _ = make(tmp_path)
+    e1 = mgr.create("a", 1).job.epoch
+    e2 = mgr.create("b", 1).job.epoch
+    mgr.delete("a")
+    e3 = mgr.create("a", 1).job.epoch
+    assert len({e1, e2, e3}) == 3 and 0 not in {e1, e2, e3}
+    mgr.store.close()
+    mgr2, _, _ = make(tmp_path, sw)
+    assert mgr2.create("c", 1).job.epoch not in {e1, e2, e3}
+
+
+@pytest.mark.parametrize(
+    ("args", "err", "text"),
+    [
+        (("a", 0, 0), InvalidArgument, "world size 0"),
+        (("a", 0, 33), InvalidArgument, "world size 33"),
+        (("a", 2, 2), InvalidArgument, "rank 2 is out of range"),
+        (("a", -1, 2), InvalidArgument, "rank -1"),
+        (("bad name!", 0, 2), InvalidArgument, "job name"),
+    ],
+)
+def test_bad_join_changes_nothing(
+    tmp_path: Path, args: tuple[str, int, int], err: type, text: str
+) -> None:
+    mgr, sw, _ = make(tmp_path)
+    before = dict(sw.rows), dict(sw.groups)
+    with pytest.raises(err, match=text):
+        mgr.join(args[0], args[1], args[2], "02:00:00:00:00:01", "10.0.0.1", 5000)
+    assert (dict(sw.rows), dict(sw.groups)) == before
+    assert mgr.jobs() == []
+
+
+@pytest.mark.parametrize(
+    ("mac", "ip", "port"),
+    [
+        ("zz:00", "10.0.0.1", 5000),
+        ("02:00:00:00:00:01", "10.0.0.300", 5000),
+        ("02:00:00:00:00:01", "10.0.0.1", 0),
+        ("02:00:00:00:00:09", "10.9.9.9", 5000),
+    ],
+)
+def test_malformed_or_unknown_addresses(tmp_path: Path, mac: str, ip: str, port: int) -> None:
+    mgr, _, _ = make(tmp_path)
+    with pytest.raises(InvalidArgument):
+        mgr.join("a", 0, 2, mac, ip, port)
+    assert mgr.jobs() == []
+
+
+def test_duplicate_rank_and_world_mismatch(tmp_path: Path) -> None:
+    mgr, sw, _ = make(tmp_path)
+    join(mgr, "a", 0, 3)
+    join(mgr, "a", 0, 3)  # same worker again: idempotent
+    snapshot = dict(sw.rows)
+    with pytest.raises(AlreadyExists, match="rank 0 of job 'a' is already held"):
+        join(mgr, "a", 0, 3, host=2)
+    with pytest.raises(InvalidArgument, match="world size 3, not 4"):
+        join(mgr, "a", 1, 4)
+    assert dict(sw.rows) == snapshot and len(mgr.job("a").members) == 1
+
+
+def test_full_switch_refuses_clearly_and_changes_nothing(tmp_path: Path) -> None:
+    mgr, sw, _ = make(tmp_path, num_slots=100, default_slots=40)
+    mgr.create("a", 1)
+    mgr.create("b", 1)
+    snapshot = dict(sw.rows)
+    with pytest.raises(Exhausted, match=r"20 of 100 slots free.*a 40, b 40"):
+        mgr.create("c", 1)
+    with pytest.raises(Exhausted):
+        join(mgr, "c", 0, 1)
+    assert dict(sw.rows) == snapshot and [v.job.name for v in mgr.jobs()] == ["a", "b"]
+    mgr.delete("a")
+    assert mgr.create("c", 1, slots=30).job.base == 0
+
+
+def test_unknown_job_errors(tmp_path: Path) -> None:
+    mgr, _, _ = make(tmp_path)
+    with pytest.raises(NotFound, match="unknown job 'nope'"):
+        mgr.job("nope")
+    with pytest.raises(NotFound, match="unknown job 'nope'"):
+        mgr.delete("nope")
+    with pytest.raises(NotFound, match="unknown job 'nope'"):
+        mgr.leave("nope", 0)
+
+
+def test_expired_leases_free_slots_and_entries(tmp_path: Path) -> None:
+    mgr, sw, clock = make(tmp_path, lease_seconds=10)
+    join(mgr, "a", 0, 1)
+    join(mgr, "b", 0, 1, host=2)
+    clock.t += 8
+    mgr.heartbeat("b", 0)
+    clock.t += 5
+    assert mgr.reap() == ["a"]
+    assert [v.job.name for v in mgr.jobs()] == ["b"]
+    assert not any(r.keys[0] == 1 for r in sw.rows.values() if r.table == n.TABLE_JOBS)
+    assert n.JOB_MCAST_BASE + 1 not in sw.groups
+    assert [e.owner for e in mgr.occupancy()] == ["", "b", ""]
+
+
+def test_leave_last_member_deletes_job(tmp_path: Path) -> None:
+    mgr, sw, _ = make(tmp_path)
+    join(mgr, "a", 0, 2)
+    join(mgr, "a", 1, 2)
+    mgr.leave("a", 1)
+    assert n.JOB_MCAST_BASE + 1 in sw.groups and (n.TABLE_RESULT_REWRITE, (1, 1)) not in sw.rows
+    mgr.leave("a", 0)
+    assert mgr.jobs() == [] and not [r for r in sw.rows.values() if r.table == n.TABLE_JOBS]
+
+
+def test_wait_ready_times_out_naming_missing_ranks(tmp_path: Path) -> None:
+    mgr, _, _ = make(tmp_path)
+    join(mgr, "a", 1, 3)
+    with pytest.raises(Timeout, match=r"missing ranks \[0, 2\]"):
+        mgr.wait_ready("a", 0.05)
+
+
+def test_restart_keeps_jobs_and_repairs_switch(tmp_path: Path) -> None:
+    mgr, sw, _ = make(tmp_path)
+    join(mgr, "a", 0, 2)
+    join(mgr, "a", 1, 2)
+    mgr.create("b", 4, slots=100)
+    good_rows, good_groups = dict(sw.rows), dict(sw.groups)
+    mgr.store.close()
+    # behind the controller's back: remove an entry, alter one, add a stray one and a group
+    del sw.rows[(n.TABLE_MEMBERS, (1, 0, 0x0A000001))]
+    k = (n.TABLE_JOBS, (1,))
+    sw.rows[k] = Row(k[0], k[1], n.ACTION_SET_JOB, (9, 9, 9, 9, 9))
+    sw.rows[(n.TABLE_JOBS, (77,))] = Row(n.TABLE_JOBS, (77,), n.ACTION_SET_JOB, (0, 1, 1, 1, 1))
+    sw.groups[n.JOB_MCAST_BASE + 77] = frozenset({(1, 0)})
+    mgr2, _, _ = make(tmp_path, sw)
+    assert (dict(sw.rows), dict(sw.groups)) == (good_rows, good_groups)
+    assert [(v.job.name, v.job.base, v.job.count, len(v.members)) for v in mgr2.jobs()] == [
+        ("a", 0, 256, 2),
+        ("b", 256, 100, 0),
+    ]
+
+
+def test_backup_cannot_write(tmp_path: Path) -> None:
+    mgr, sw, _ = make(tmp_path, MemorySwitch(primary=False))
+    with pytest.raises(NotPrimary, match="backup"):
+        mgr.create("a", 1)
+    with pytest.raises(ControllerError):
+        join(mgr, "a", 0, 1)
+    assert sw.writes == 0 and mgr.jobs() == []
