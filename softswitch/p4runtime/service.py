@@ -134,6 +134,12 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
             entities.reconcile(self._current, loaded)
         self._commit(loaded)
 
+    def install(self, config: p4r.ForwardingPipelineConfig) -> None:
+        """Load a pipeline as VERIFY_AND_COMMIT would, without a client (the CLI's
+        --p4/--ir); raises P4RTError with the reason when the config is rejected."""
+        with self._lock:
+            self._commit(load(config, self._factory))
+
     def _commit(self, loaded: Loaded) -> None:
         self.device.set_pipeline(loaded.pipeline)
         self._current = loaded

@@ -1,0 +1,166 @@
+"""`p4reduce-switch` as a subprocess: flags, errors without tracebacks, ready line,
+P4Runtime service, clean stop on SIGTERM and SIGINT."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from finsy.proto import p4r, p4r_grpc
+from google.protobuf import text_format
+from test_p4runtime_fakes import DEVICE_CONFIG, make_p4info
+
+REPO = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+
+# Runs the real CLI code with the fake device and pipeline (the runtime is tested elsewhere).
+FAKE_RUNNER = f"""
+import sys
+sys.path.insert(0, {str(TESTS)!r})
+from test_p4runtime_fakes import FakeDevice, FakePipeline
+from softswitch import cli
+
+class Dev(FakeDevice):
+    def start(self): pass
+    def stop(self): print("device stopped", flush=True)
+
+def factory(args):
+    return Dev(device_id=args.device_id, cpu_port=args.cpu_port)
+
+try:
+    code = cli.run(sys.argv[1:], device_factory=factory, pipeline_factory=FakePipeline)
+except cli.CliError as err:
+    print(f"p4reduce-switch: error: {{err}}", file=sys.stderr)
+    code = 1
+sys.exit(code)
+"""
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "softswitch.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+        cwd=REPO,
+    )
+
+
+@pytest.mark.timeout(60)
+def test_help_lists_simple_switch_grpc_flags() -> None:
+    r = _cli("--help")
+    assert r.returncode == 0
+    for flag in (
+        "--device-id",
+        "--grpc-server-addr",
+        "--cpu-port",
+        "--log-level",
+        "--p4",
+        "--ir",
+        "--p4info",
+        "-D",
+        "--drop",
+        "--duplicate",
+        "--reorder",
+        "--seed",
+        "-i",
+    ):
+        assert flag in r.stdout
+    assert "127.0.0.1:9559" in r.stdout
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["--drop", "1.5"], 2, "not in [0, 1]"),
+        (["--ir", "/nonexistent/x.json"], 1, "No such file"),
+        (["--p4", "/nonexistent/x.p4"], 1, "no such file"),
+        (["--p4", "a.p4", "--ir", "b.json"], 2, "not allowed with"),
+        (["--p4info", "x.txt"], 1, "--p4info needs --ir"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args: list[str], code: int, needle: str) -> None:
+    r = _cli(*args)
+    assert r.returncode == code
+    assert needle in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.fixture
+def switch(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    ir = tmp_path / "prog.json"
+    ir.write_bytes(DEVICE_CONFIG)
+    info = tmp_path / "prog.p4info.txtpb"
+    info.write_text(text_format.MessageToString(make_p4info()))
+    extra: list[str] = getattr(request, "param", [])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            FAKE_RUNNER,
+            "--grpc-server-addr",
+            "127.0.0.1:0",
+            "--ir",
+            str(ir),
+            "--p4info",
+            str(info),
+            "--device-id",
+            "3",
+            "--log-level",
+            "warn",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("p4reduce-switch: ready, P4Runtime on 127.0.0.1:"), line
+    address = line.rsplit(" ", 1)[1].strip()
+    try:
+        yield proc, address
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serves_the_program_and_stops_cleanly(
+    switch: tuple[subprocess.Popen[str], str], sig: signal.Signals
+) -> None:
+    proc, address = switch
+    with grpc.insecure_channel(address) as ch:
+        stub = p4r_grpc.P4RuntimeStub(ch)
+        cfg = stub.GetForwardingPipelineConfig(
+            p4r.GetForwardingPipelineConfigRequest(
+                device_id=3, response_type=p4r.GetForwardingPipelineConfigRequest.ALL
+            ),
+            timeout=10,
+        ).config
+    assert cfg.p4info == make_p4info()
+    assert b"MyIngress.fwd" in cfg.p4_device_config
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "device stopped" in out
+    assert "Traceback" not in err
