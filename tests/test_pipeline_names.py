@@ -1,0 +1,72 @@
+"""Every name of controller/p4names.py exists in the compiled P4Info, with the documented
+key fields and action parameters (names and widths)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from controller import p4names as n
+from tests.pipeline.targets import compile_ir, p4info_of
+
+TABLE_KEYS = {
+    n.TABLE_JOBS: [("hdr.agg.job_id", 16)],
+    n.TABLE_MEMBERS: [("hdr.agg.job_id", 16), ("hdr.agg.worker_id", 8), ("hdr.ipv4.srcAddr", 32)],
+    n.TABLE_L2: [("hdr.ethernet.dstAddr", 48)],
+    n.TABLE_ARP: [("hdr.arp.tpa", 32)],
+    n.TABLE_RESULT_REWRITE: [("hdr.agg.job_id", 16), ("standard_metadata.egress_rid", 16)],
+}
+ACTION_PARAMS = {
+    n.ACTION_SET_JOB: [("base", 32), ("num_slots", 16), ("num_workers", 8), ("mcast_grp", 16),
+                       ("epoch", 24)],
+    n.ACTION_MEMBER_OK: [],
+    n.ACTION_FORWARD: [("port", 9)],
+    n.ACTION_FLOOD: [],
+    n.ACTION_ARP_REPLY: [("mac", 48)],
+    n.ACTION_SET_WORKER_ADDR: [("mac", 48), ("ip", 32), ("udp_port", 16)],
+}
+TABLE_ACTIONS = {
+    n.TABLE_JOBS: n.ACTION_SET_JOB,
+    n.TABLE_MEMBERS: n.ACTION_MEMBER_OK,
+    n.TABLE_L2: n.ACTION_FORWARD,
+    n.TABLE_ARP: n.ACTION_ARP_REPLY,
+    n.TABLE_RESULT_REWRITE: n.ACTION_SET_WORKER_ADDR,
+}
+
+
+@pytest.fixture(scope="module")
+def p4info() -> Any:
+    return p4info_of(compile_ir())
+
+
+def test_tables_have_the_documented_keys(p4info: Any) -> None:
+    tables = {t.preamble.name: t for t in p4info.tables}
+    for name, keys in TABLE_KEYS.items():
+        assert name in tables, f"{name} missing from P4Info"
+        got = [(m.name, m.bitwidth) for m in tables[name].match_fields]
+        assert got == keys, name
+
+
+def test_actions_have_the_documented_params_and_belong_to_their_tables(p4info: Any) -> None:
+    actions = {a.preamble.name: a for a in p4info.actions}
+    by_id = {a.preamble.id: a.preamble.name for a in p4info.actions}
+    for name, params in ACTION_PARAMS.items():
+        assert name in actions, f"{name} missing from P4Info"
+        assert [(p.name, p.bitwidth) for p in actions[name].params] == params, name
+    tables = {t.preamble.name: t for t in p4info.tables}
+    for table, action in TABLE_ACTIONS.items():
+        assert action in {by_id[ref.id] for ref in tables[table].action_refs}, (table, action)
+    assert n.ACTION_FLOOD in {by_id[ref.id] for ref in tables[n.TABLE_L2].action_refs}
+
+
+def test_counters_have_the_documented_sizes(p4info: Any) -> None:
+    counters = {c.preamble.name: c for c in p4info.counters}
+    for name in n.PER_JOB_COUNTERS:
+        assert counters[name].size == n.MAX_JOBS, name
+    assert counters[n.COUNTER_REJECTED].size == 4
+
+
+def test_control_type_names(p4info: Any) -> None:
+    names = [t.preamble.name for t in p4info.tables]
+    assert all(x.split(".")[0] in (n.INGRESS, n.EGRESS) for x in names)
