@@ -7,7 +7,8 @@ block floating point (`worker.quant`): a first window of exponent-only packets p
 exponents of chunks 0..S-1, and the data packet of chunk c carries the proposal for chunk
 c+S, so the agreed exponent of every later chunk is back before its data may leave.
 
-A rank whose chunk holds NaN/inf proposes the reserved poison exponent; every rank then
+Every call starts with a descriptor (see `_descriptor`) so that ranks disagreeing on the
+tensor size fail instead of mixing chunks. A rank whose chunk holds NaN/inf proposes the reserved poison exponent; every rank then
 streams the whole call to the end (keeping slot rounds in step, so the communicator stays
 usable) and raises `NonFiniteError` naming the chunks.
 """
@@ -24,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from worker import quant, wire
-from worker.errors import NonFiniteError
+from worker.errors import AllreduceError, NonFiniteError
 from worker.job import JobSpec
 from worker.stats import CallStats
 from worker.stream import MissingRanks, RtoEstimator, Streamer
@@ -38,61 +39,110 @@ FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16), np.dtype(np.
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
-class _IntPlan:
-    def __init__(self, flat: npt.NDArray[np.int32], k: int) -> None:
-        self.k = k
-        self.rows = quant.to_blocks(flat, k).astype(_BE)
-        self.n_packets = self.rows.shape[0]
-        self.dep_offsets: tuple[int, ...] = ()
+def _descriptor(n: int, kind: int, k: int) -> npt.NDArray[np.int32]:
+    """Lanes of a call's first packet: (n, n*n + kind) mod 2^31, zeros after.
+
+    The switch sums them; the sums equal W times each rank's own lanes only when every
+    rank reduces the same number of elements of the same kind (two moments: equal sums of
+    n and of n^2 force equal n). A rank whose peers stream a different call learns it from
+    its first packet's result instead of returning a silently mixed sum.
+    """
+    lanes = np.zeros(k, dtype=np.int32)
+    lanes[0] = n & 0x7FFFFFFF
+    if k > 1:
+        lanes[1] = (n * n + kind) & 0x7FFFFFFF
+    return lanes
+
+
+class _Plan:
+    """Common part: packet 0 .. n_head-1 are EXP_ONLY, packet 0 carries the descriptor."""
+
+    kind = 0
+
+    def __init__(self, n_elems: int, n_chunks: int, n_head: int, k: int, world: int) -> None:
+        self.k, self.n, self.n_head, self.world = k, n_chunks, n_head, world
+        self.n_packets = n_head + n_chunks if n_chunks else 0
         self.tensor_bytes = 0
+        self.desc = _descriptor(n_elems, self.kind, k)
+        self._zeros = bytes(4 * k)
+        self.mismatch: str | None = None
+
+    def head_values(self, i: int) -> bytes:
+        return self.desc.astype(_BE).tobytes() if i == 0 else self._zeros
+
+    def expect(self, i: int) -> tuple[int, int]:
+        if i < self.n_head:
+            return wire.FLAG_EXP_ONLY, i * self.k
+        return 0, (i - self.n_head) * self.k
+
+    def check_head(self, i: int, payload: bytes) -> None:
+        if i != 0:
+            return
+        got = np.frombuffer(payload, _BE, min(self.k, 2), wire.AGG_HEADER_LEN).astype(np.int64)
+        want = (self.desc[: got.size].astype(np.int64) * self.world + 2**31) % 2**32 - 2**31
+        if not np.array_equal(got, want):
+            raise AllreduceError(
+                f"allreduce: the ranks are not reducing tensors of the same size and kind "
+                f"(this rank has {int(self.desc[0])} elements; the switch's sum of the ranks' "
+                f"sizes is {int(got[0])}, not {self.world} x {int(self.desc[0])})"
+            )
+
+
+class _IntPlan(_Plan):
+    kind = 1
+
+    def __init__(self, flat: npt.NDArray[np.int32], k: int, world: int) -> None:
+        self.rows = quant.to_blocks(flat, k).astype(_BE)
+        super().__init__(flat.size, self.rows.shape[0], 1, k, world)
+        self.dep_offsets: tuple[int, ...] = ()
         self.result = np.empty_like(self.rows)
 
     def build(self, i: int) -> tuple[int, int, int, bytes]:
-        return 0, i * self.k, 0, self.rows[i].tobytes()
-
-    def expect(self, i: int) -> tuple[int, int]:
-        return 0, i * self.k
+        if i == 0:
+            return wire.FLAG_EXP_ONLY, 0, 0, self.head_values(0)
+        return 0, (i - 1) * self.k, 0, self.rows[i - 1].tobytes()
 
     def on_result(self, i: int, exp: int, payload: bytes) -> None:
-        self.result[i] = np.frombuffer(payload, _BE, self.k, wire.AGG_HEADER_LEN)
+        if i == 0:
+            self.check_head(0, payload)
+            return
+        self.result[i - 1] = np.frombuffer(payload, _BE, self.k, wire.AGG_HEADER_LEN)
 
 
-class _FloatPlan:
-    def __init__(self, flat: npt.NDArray[np.floating], k: int, num_slots: int, shift: int) -> None:
-        self.k, self.S, self.shift = k, num_slots, shift
+class _FloatPlan(_Plan):
+    """Packets 0..n_exp-1 propose the exponents of chunks 0..n_exp-1; data packet of chunk
+    c carries the proposal for chunk c+S and gets back its agreed exponent."""
+
+    kind = 2
+
+    def __init__(self, flat: npt.NDArray[np.floating], k: int, num_slots: int, shift: int,
+                 world: int) -> None:
+        self.S, self.shift = num_slots, shift
         self.blocks = quant.to_blocks(flat, k)
         n = self.blocks.shape[0]
-        self.n = n
+        super().__init__(flat.size, n, min(num_slots, n), k, world)
         self.proposals = quant.block_exponents(self.blocks)
         self.agreed = np.full(n, quant.EXP_ZERO, dtype=np.int8)
-        self.n_exp = min(num_slots, n)
-        self.n_packets = self.n_exp + n
         # data packets also wait for the exponent-only packet of their chunk (when n < S
         # that is not the previous user of their slot)
-        self.dep_offsets: tuple[int, ...] = (self.n_exp,)
-        self.tensor_bytes = 0
+        self.dep_offsets: tuple[int, ...] = (self.n_head,)
         self.result = np.zeros((n, k), dtype=np.int32)
-        self._zeros = bytes(4 * k)
 
     def build(self, i: int) -> tuple[int, int, int, bytes]:
-        if i < self.n_exp:
-            return wire.FLAG_EXP_ONLY, i * self.k, int(self.proposals[i]), self._zeros
-        c = i - self.n_exp
+        if i < self.n_head:
+            return wire.FLAG_EXP_ONLY, i * self.k, int(self.proposals[i]), self.head_values(i)
+        c = i - self.n_head
         ahead = c + self.S
         exp = int(self.proposals[ahead]) if ahead < self.n else quant.EXP_ZERO
         q = quant.quantize(self.blocks[c : c + 1], self.agreed[c : c + 1], self.shift)
         return 0, c * self.k, exp, q.astype(_BE).tobytes()
 
-    def expect(self, i: int) -> tuple[int, int]:
-        if i < self.n_exp:
-            return wire.FLAG_EXP_ONLY, i * self.k
-        return 0, (i - self.n_exp) * self.k
-
     def on_result(self, i: int, exp: int, payload: bytes) -> None:
-        if i < self.n_exp:
+        if i < self.n_head:
+            self.check_head(i, payload)
             self.agreed[i] = exp
             return
-        c = i - self.n_exp
+        c = i - self.n_head
         self.result[c] = np.frombuffer(payload, _BE, self.k, wire.AGG_HEADER_LEN)
         if c + self.S < self.n:
             self.agreed[c + self.S] = exp
@@ -172,13 +222,13 @@ class Communicator:
                   stats, stats.goodput_mb_s)
 
     def _ints(self, flat: npt.NDArray[Any], shape: tuple[int, ...], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
-        plan = _IntPlan(flat, self.job.k)
+        plan = _IntPlan(flat, self.job.k, self.job.world_size)
         self._run(plan, flat.size * dtype.itemsize)
         out = plan.result.astype(np.int32).reshape(-1)[: flat.size]
         return out.astype(dtype).reshape(shape)
 
     def _floats(self, flat: npt.NDArray[Any], shape: tuple[int, ...], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
-        plan = _FloatPlan(flat, self.job.k, self.job.num_slots, self.shift)
+        plan = _FloatPlan(flat, self.job.k, self.job.num_slots, self.shift, self.job.world_size)
         self._run(plan, flat.size * dtype.itemsize)
         poisoned = np.flatnonzero(plan.agreed == quant.EXP_POISON)
         if poisoned.size:

@@ -90,7 +90,8 @@ def _scale(exps: I8, sign: int, shift: int) -> F64:
 
 def quantize(blocks: npt.NDArray[np.floating], exps: I8, shift: int) -> I32:
     """int32 rows for agreed exponents; poisoned and all-zero rows become zeros."""
-    scaled = np.multiply(blocks, _scale(exps, 1, shift)[:, None], dtype=np.float64)
+    with np.errstate(invalid="ignore"):  # inf * 0 in poisoned rows, cleared below
+        scaled = np.multiply(blocks, _scale(exps, 1, shift)[:, None], dtype=np.float64)
     poisoned = exps == EXP_POISON
     if poisoned.any():  # NaN * 0 is NaN: clear those rows rather than cast NaN to int
         scaled[poisoned] = 0.0
