@@ -1,0 +1,125 @@
+"""`ControllerClient`: the Python side of the controller API for workers and the CLI.
+
+It hides the generated message classes: calls take and return plain values or the
+`JobInfo` message, and failures raise `ControllerCallError` with the status code name and
+the controller's message (or `ControllerUnreachable` when nothing answers).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import grpc
+
+from controller.protos import pb, svc
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+ENV_ADDRESS = "P4REDUCE_CONTROLLER"
+
+
+def default_address() -> str:
+    return os.environ.get(ENV_ADDRESS) or DEFAULT_ADDRESS
+
+
+class ControllerCallError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+
+class ControllerUnreachable(ControllerCallError):
+    pass
+
+
+class ControllerClient:
+    def __init__(self, address: str | None = None, timeout: float = 10.0) -> None:
+        self.address = address or default_address()
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(self.address)
+        self._stub = svc.ControllerStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> ControllerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _rpc(self, method: str, request: Any, extra_time: float = 0.0) -> Any:
+        try:
+            return getattr(self._stub, method)(request, timeout=self.timeout + extra_time)
+        except grpc.RpcError as e:
+            code = e.code()
+            if (
+                code == grpc.StatusCode.UNAVAILABLE
+                and "failed to connect" in (e.details() or "").lower()
+            ):
+                raise ControllerUnreachable(
+                    code, f"cannot reach the controller at {self.address}: {e.details()}"
+                ) from None
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED and e.details() == "Deadline Exceeded":
+                raise ControllerUnreachable(
+                    code, f"the controller at {self.address} did not answer in time"
+                ) from None
+            raise ControllerCallError(code, e.details() or code.name) from None
+
+    # workers
+    def join(
+        self,
+        job: str,
+        rank: int,
+        world_size: int,
+        mac: str,
+        ipv4: str,
+        udp_port: int,
+        slots: int = 0,
+        wait_ready_timeout: float = 0.0,
+    ) -> Any:
+        req = pb.JoinRequest(
+            job=job,
+            rank=rank,
+            world_size=world_size,
+            mac=mac,
+            ipv4=ipv4,
+            udp_port=udp_port,
+            slots=slots,
+            wait_ready_timeout=wait_ready_timeout,
+        )
+        return self._rpc("Join", req, wait_ready_timeout)
+
+    def wait_ready(self, job: str, timeout: float) -> Any:
+        return self._rpc("WaitReady", pb.WaitReadyRequest(job=job, timeout=timeout), timeout)
+
+    def heartbeat(self, job: str, rank: int = -1) -> float:
+        return float(self._rpc("Heartbeat", pb.HeartbeatRequest(job=job, rank=rank)).lease_until)
+
+    def leave(self, job: str, rank: int) -> None:
+        self._rpc("Leave", pb.LeaveRequest(job=job, rank=rank))
+
+    # administration
+    def create_job(self, name: str, world_size: int, slots: int = 0) -> Any:
+        return self._rpc(
+            "CreateJob", pb.CreateJobRequest(name=name, world_size=world_size, slots=slots)
+        )
+
+    def delete_job(self, name: str) -> None:
+        self._rpc("DeleteJob", pb.JobRef(name=name))
+
+    def job(self, name: str) -> Any:
+        return self._rpc("GetJob", pb.JobRef(name=name))
+
+    def jobs(self) -> list[Any]:
+        return list(self._rpc("ListJobs", pb.Empty()).jobs)
+
+    def slots(self) -> Any:
+        return self._rpc("Slots", pb.Empty())
+
+    def counters(self, job: str = "") -> Any:
+        return self._rpc("Counters", pb.CountersRequest(job=job))
+
+    def switch(self) -> Any:
+        return self._rpc("Switch", pb.Empty())

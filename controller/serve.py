@@ -1,0 +1,167 @@
+"""`p4reduce-ctl serve`: the long-running controller process.
+
+Start-up order matters for crash recovery: connect and arbitrate, make sure the switch
+runs our pipeline (without re-pushing an identical one, which would wipe live jobs),
+open the store, reconcile the switch against it, and only then accept API calls. A
+background thread reclaims jobs whose lease expired.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from controller import p4names as n
+from controller.api import ApiServer
+from controller.backend import MemorySwitch, SwitchBackend
+from controller.errors import ControllerError
+from controller.jobs import JobManager, Settings
+from controller.store import Store
+from controller.topology import load as load_topology
+
+log = logging.getLogger("p4reduce.controller")
+
+DEFAULT_FILES = {
+    "softswitch": ("build/aggregator.p4info.txtpb", "build/aggregator.json"),
+    "bmv2": ("build/p4c/aggregator.p4info.txtpb", "build/p4c/aggregator.json"),
+}
+
+
+def add_serve_parser(sub: Any) -> None:
+    s = sub.add_parser(
+        "serve",
+        help="run the controller: P4Runtime primary of one switch, and the controller API",
+        description="Run the controller. It pushes the pipeline, installs forwarding for the"
+        " topology's hosts, and serves the controller API until SIGINT/SIGTERM.",
+    )
+    s.add_argument(
+        "--switch",
+        metavar="ADDR",
+        default="127.0.0.1:9559",
+        help="P4Runtime server of the switch (default 127.0.0.1:9559)",
+    )
+    s.add_argument("--device-id", type=int, default=0)
+    s.add_argument(
+        "--election-id",
+        type=int,
+        default=1,
+        help="P4Runtime election id; the highest connected id is primary (default 1)",
+    )
+    s.add_argument(
+        "--target",
+        choices=sorted(DEFAULT_FILES),
+        default="softswitch",
+        help="which compiler's files to push: softswitch (p4reduce-p4c IR) or bmv2 (p4c JSON)",
+    )
+    s.add_argument("--p4info", type=Path, help="P4Info text file (default by --target)")
+    s.add_argument("--device-config", type=Path, help="device config (default by --target)")
+    s.add_argument("--topology", type=Path, required=True, help="hosts file, YAML or JSON")
+    s.add_argument(
+        "--state",
+        type=Path,
+        default=Path("p4reduce-controller.db"),
+        help="SQLite state file (default ./p4reduce-controller.db)",
+    )
+    s.add_argument(
+        "--listen", default="127.0.0.1:50051", help="controller API address (port 0: any free port)"
+    )
+    s.add_argument(
+        "--num-slots",
+        type=int,
+        default=n.DEFAULT_SLOT_PAIRS,
+        help=f"register space in slots, NUM_SLOTS of the program (default {n.DEFAULT_SLOT_PAIRS})",
+    )
+    s.add_argument(
+        "--default-slots", type=int, default=256, help="slots per job when not asked (default 256)"
+    )
+    s.add_argument(
+        "--k",
+        type=int,
+        default=n.DEFAULT_K,
+        help=f"values per packet of the program (default {n.DEFAULT_K})",
+    )
+    s.add_argument("--lease", type=float, default=60.0, help="job lease in seconds (default 60)")
+    s.add_argument(
+        "--memory-switch",
+        action="store_true",
+        help="no switch: keep entries in memory (to try the API and CLI)",
+    )
+    s.add_argument("-v", "--verbose", action="store_true")
+
+
+def connect(args: argparse.Namespace) -> SwitchBackend:
+    if args.memory_switch:
+        return MemorySwitch()
+    from controller.p4rt import P4RuntimeSwitch, load_p4info
+
+    p4info_path, config_path = DEFAULT_FILES[args.target]
+    p4info_file = args.p4info or Path(p4info_path)
+    config_file = args.device_config or Path(config_path)
+    info = load_p4info(p4info_file)
+    try:
+        config = config_file.read_bytes()
+    except OSError as e:
+        raise ControllerError(f"cannot read device config {config_file}: {e.strerror}") from None
+    sw = P4RuntimeSwitch(args.switch, args.device_id, args.election_id)
+    try:
+        pushed = sw.ensure_pipeline(info, config)
+    except BaseException:
+        sw.close()
+        raise
+    log.info("pipeline %s", "pushed" if pushed else "kept")
+    return sw
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        topo = load_topology(args.topology)
+        switch = connect(args)
+        store = Store(args.state)
+        settings = Settings(
+            num_slots=args.num_slots,
+            default_slots=args.default_slots,
+            lease_seconds=args.lease,
+            k=args.k,
+        )
+        mgr = JobManager(store, switch, topo, settings)
+        plan = mgr.start()
+        api = ApiServer(mgr, args.listen)
+    except ControllerError as e:
+        print(f"p4reduce-ctl serve: error: {e.message}", file=sys.stderr)
+        return 1
+    role = "primary" if switch.is_primary() else "backup (read-only)"
+    print(
+        f"p4reduce-ctl serve: controller API on {api.address}; switch {args.switch if not args.memory_switch else 'in memory'}"
+        f" as {role}; {len(mgr.jobs())} jobs restored; reconcile {plan.summary()}",
+        flush=True,
+    )
+    interval = max(0.05, min(5.0, args.lease / 4))
+    while not stop.wait(interval):
+        try:
+            for name in mgr.reap():
+                log.warning("lease of job %s expired: reclaimed", name)
+        except ControllerError as e:
+            log.warning("reaping failed: %s", e.message)
+    api.stop()
+    close = getattr(switch, "close", None)
+    if close is not None:
+        close()
+    store.close()
+    return 0
