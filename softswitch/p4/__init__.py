@@ -1,1 +1,7 @@
-"""p4 package."""
+"""P4_16 compiler front end of softswitch: `compile_file`/`compile_source` give the JSON IR
+described in docs/IR.md."""
+
+from .diag import CompileError, Diagnostic
+from .frontend import compile_file, compile_source
+
+__all__ = ["CompileError", "Diagnostic", "compile_file", "compile_source"]

@@ -1,0 +1,40 @@
+"""The compiler pipeline: preprocess, parse, check and lower."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .diag import CompileError, Diagnostic
+from .lower import lower
+from .parser import parse
+from .preprocess import Preprocessor
+
+
+def compile_source(text: str, filename: str = "<input>", defines: dict[str, str] | None = None,
+                   include_dirs: Sequence[Path] = (), path: Path | None = None) -> dict[str, Any]:
+    pp = Preprocessor(defines, include_dirs)
+    try:
+        toks = pp.run_text(text, filename, path)
+        prog = parse(toks)
+        return lower(prog, filename)
+    except CompileError as e:
+        raise CompileError(e.diagnostics, {**pp.sources, **e.sources}) from None
+    except RecursionError:
+        raise CompileError([Diagnostic(filename, 1, 1, "program nested too deeply")], pp.sources) from None
+
+
+def compile_file(path: str | Path, defines: dict[str, str] | None = None,
+                 include_dirs: Sequence[Path] = ()) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise CompileError([Diagnostic(str(p), 0, 0, f"cannot read file: {e.strerror or e}")]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise CompileError([Diagnostic(p.name, line, 1, "file is not valid UTF-8 text")]) from None
+    return compile_source(text, p.name, defines, include_dirs, path=p)
