@@ -14,7 +14,6 @@ from test_p4runtime_fakes import (
     LEARN,
     NOACTION,
     PKTS,
-    POUT,
     SET_PORT,
     FakeDevice,
     FakePipeline,
@@ -589,4 +588,10 @@ def test_packet_out_from_backup_is_dropped(
         b.close()
 
 
-_ = POUT
+def test_wildcard_read_of_kinds_without_objects(
+    stub: p4r_grpc.P4RuntimeStub, ready: FakePipeline
+) -> None:
+    assert read(stub, meter_entry=p4r.MeterEntry()) == []
+    with pytest.raises(grpc.RpcError) as exc:
+        read(stub, meter_entry=p4r.MeterEntry(meter_id=0x14000001))
+    assert exc.value.code() == grpc.StatusCode.UNIMPLEMENTED

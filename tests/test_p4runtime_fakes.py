@@ -169,12 +169,12 @@ def _preamble(obj: Any, id_: int, name: str) -> None:
     obj.preamble.alias = name.split(".")[-1]
 
 
-# ids
+# ids with the P4Runtime type prefixes (p4info P4Ids)
 FWD, ACL = 0x02000001, 0x02000002
 NOACTION, SET_PORT, DROP = 0x01000001, 0x01000002, 0x01000003
-PKTS, R, DC = 0x12000001, 0x13000001, 0x14000001
-PIN, POUT = 0x03000001, 0x03000002
-LEARN = 0x11000001
+PKTS, R, DC = 0x12000001, 0x16000001, 0x13000001
+PIN, POUT = 0x04000001, 0x04000002
+LEARN = 0x17000001
 
 
 def make_p4info() -> p4i.P4Info:
