@@ -4,6 +4,7 @@ in-process always, on BMv2 when p4c, simple_switch_grpc and root are available."
 from __future__ import annotations
 
 import itertools
+import os
 import random
 from collections.abc import Iterator
 
@@ -11,8 +12,8 @@ import numpy as np
 import pytest
 
 from controller import p4names as n
-from tests.pipeline.case import Case, Expect, Send
-from tests.pipeline.packets import (
+from pipeline.case import Case, Expect, Send
+from pipeline.packets import (
     AGG_IP,
     AGG_MAC,
     Host,
@@ -23,10 +24,11 @@ from tests.pipeline.packets import (
     result_frame,
     tcp_frame,
 )
-from tests.pipeline.targets import Bmv2Target, SoftswitchTarget, Target, bmv2_unavailable, run_case
-from tests.pipeline.topo import NUM_PORTS, base_entities, hosts, job_entities, mac_int
+from pipeline.targets import Bmv2Target, SoftswitchTarget, Target, bmv2_unavailable, run_case
+from pipeline.topo import NUM_PORTS, base_entities, hosts, job_entities, mac_int
 from worker import wire
 
+INSTALL = os.environ.get("P4REDUCE_TEST_INSTALL", "p4runtime")
 K = 8  # lanes of the test build: the same program, fewer copies of the lane control
 JOB = 7
 I32 = np.iinfo(np.int32)
@@ -40,7 +42,7 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
             pytest.skip(reason)
         t: Target = Bmv2Target(range(1, NUM_PORTS + 1), NUM_LANES=K)
     else:
-        t = SoftswitchTarget(NUM_LANES=K)
+        t = SoftswitchTarget(install=INSTALL, NUM_LANES=K)
     yield t
     t.close()
 
@@ -230,7 +232,7 @@ def test_new_epoch_ignores_leftover_state_of_the_slot_range(target: Target) -> N
 @pytest.mark.timeout(60)
 def test_l2_forwarding_flooding_and_arp_reply(target: Target) -> None:
     h1, h2, h3 = host(1), host(2), host(3)
-    from tests.pipeline.case import Entry
+    from pipeline.case import Entry
 
     known = tcp_frame(h1, h2)
     unknown = tcp_frame(h2, host(77))

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from controller import p4names as n
-from tests.pipeline.targets import compile_ir, p4info_of
+from pipeline.targets import compile_ir, p4info_of
 
 TABLE_KEYS = {
     n.TABLE_JOBS: [("hdr.agg.job_id", 16)],

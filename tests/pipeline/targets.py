@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from tests.pipeline.case import Case, Entity, mismatch
-from tests.pipeline.p4rt import P4RuntimeClient
+from pipeline.case import Case, DefaultAction, Entity, Group, mismatch
+from pipeline.p4rt import P4RuntimeClient
 
 ROOT = Path(__file__).resolve().parents[2]
 P4_MAIN = ROOT / "p4src" / "aggregator.p4"
@@ -67,14 +67,55 @@ class _TestDevice:
         return None
 
 
+class _DirectInstaller:
+    """Installs through the runtime's control surface (softswitch/runtime/control.py),
+    bypassing P4Runtime: only for debugging the program while the server path is broken."""
+
+    def __init__(self, pipe: Any, ir: dict[str, Any]) -> None:
+        self.pipe = pipe
+        self.keys = {t["name"]: [k["name"] for k in t["keys"]] for t in ir["tables"]}
+        self.params = {a["name"]: [p["name"] for p in a["params"]] for a in ir["actions"]}
+
+    def write(self, entities: Sequence[Entity], *, modify: bool = False) -> None:
+        from softswitch.runtime.control import ActionCall, Exact, Replica, TableEntry
+
+        for e in entities:
+            if isinstance(e, Group):
+                self.pipe.mc_group_set(e.group_id, tuple(Replica(p, r) for p, r in e.replicas))
+                continue
+            call = ActionCall(e.action, tuple(e.params[p] for p in self.params[e.action]))
+            if isinstance(e, DefaultAction):
+                self.pipe.table_set_default(e.table, call)
+                continue
+            entry = TableEntry(tuple(Exact(e.match[k]) for k in self.keys[e.table]), call)
+            if modify:
+                self.pipe.table_modify(e.table, entry)
+            else:
+                self.pipe.table_insert(e.table, entry)
+
+    def counter(self, name: str, index: int) -> tuple[int, int]:
+        value = self.pipe.counter_read(name, index)
+        return value.packets, value.bytes
+
+    def close(self) -> None:
+        return None
+
+
 class SoftswitchTarget:
     """softswitch in-process: entities go over real gRPC to its P4Runtime server, frames
-    straight into `Pipeline.process`."""
+    straight into `Pipeline.process`. `install="direct"` skips P4Runtime (debugging only)."""
 
-    def __init__(self, **defines: int) -> None:
+    def __init__(self, install: str = "p4runtime", **defines: int) -> None:
+        self.ir = compile_ir(**defines)
+        if install == "direct":
+            from softswitch.runtime import Pipeline
+
+            self.pipe = Pipeline(self.ir)
+            self.client: Any = _DirectInstaller(self.pipe, self.ir)
+            self.server: Any = None
+            return
         from softswitch.p4runtime import serve
 
-        self.ir = compile_ir(**defines)
         self.p4info = p4info_of(self.ir)
         self.device = _TestDevice()
         self.server = serve(self.device, "127.0.0.1:0")
@@ -98,7 +139,8 @@ class SoftswitchTarget:
 
     def close(self) -> None:
         self.client.close()
-        self.server.stop()
+        if self.server is not None:
+            self.server.stop()
 
 
 def bmv2_unavailable() -> str | None:
