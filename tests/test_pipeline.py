@@ -10,8 +10,6 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-
-from controller import p4names as n
 from pipeline.case import Case, Expect, Send
 from pipeline.packets import (
     AGG_IP,
@@ -26,6 +24,8 @@ from pipeline.packets import (
 )
 from pipeline.targets import Bmv2Target, SoftswitchTarget, Target, bmv2_unavailable, run_case
 from pipeline.topo import NUM_PORTS, base_entities, hosts, job_entities, mac_int
+
+from controller import p4names as n
 from worker import wire
 
 INSTALL = os.environ.get("P4REDUCE_TEST_INSTALL", "p4runtime")

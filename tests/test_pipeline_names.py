@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pipeline.targets import compile_ir, p4info_of
 
 from controller import p4names as n
-from pipeline.targets import compile_ir, p4info_of
 
 TABLE_KEYS = {
     n.TABLE_JOBS: [("hdr.agg.job_id", 16)],

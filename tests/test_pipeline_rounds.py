@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from controller import p4names as n
 from pipeline.packets import agg_frame, parse_result
 from pipeline.targets import SoftswitchTarget
 from pipeline.topo import base_entities, hosts, job_entities
+
+from controller import p4names as n
 from worker import wire
 
 K = 8
