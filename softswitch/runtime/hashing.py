@@ -1,0 +1,79 @@
+"""Hash and checksum algorithms of v1model, with the results BMv2 computes.
+
+The data of a hash or checksum is the concatenation of its fields' bits, handed over as
+bytes (the generated code packs them). crc32 is zlib's; crc16 is BMv2's reflected 0x8005
+variant (CRC-16/ARC); csum16 is the Internet checksum (RFC 1071).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+
+
+def _crc16_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC16 = _crc16_table()
+
+
+def crc16(data: bytes) -> int:
+    crc = 0
+    for b in data:
+        crc = (crc >> 8) ^ _CRC16[(crc ^ b) & 0xFF]
+    return crc
+
+
+def crc32(data: bytes) -> int:
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def csum16(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def xor16(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\x00"
+    acc = 0
+    for i in range(0, len(data), 2):
+        acc ^= int.from_bytes(data[i : i + 2], "big")
+    return acc
+
+
+def identity(data: bytes) -> int:
+    return int.from_bytes(data, "big")
+
+
+ALGORITHMS: dict[str, Callable[[bytes], int]] = {
+    "crc16": crc16,
+    "crc16_custom": crc16,
+    "crc32": crc32,
+    "crc32_custom": crc32,
+    "csum16": csum16,
+    "xor16": xor16,
+    "identity": identity,
+}
+
+
+def pack_bits(values: tuple[int, ...], widths: tuple[int, ...]) -> bytes:
+    """Concatenate fields MSB first; a total that is not whole bytes is zero-padded on the
+    left, as the fields are handed over as one big number."""
+    acc = 0
+    total = 0
+    for v, w in zip(values, widths, strict=True):
+        acc = (acc << w) | (v & ((1 << w) - 1))
+        total += w
+    return acc.to_bytes((total + 7) // 8, "big")

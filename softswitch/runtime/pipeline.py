@@ -1,0 +1,512 @@
+"""A running v1model pipeline: the generated code plus BMv2's traffic manager around it.
+
+The order of events after ingress and egress follows BMv2 `simple_switch`: ingress clone,
+digest, resubmit, multicast, drop, unicast; in egress the E2E clone, the drop check on
+egress_spec, deparsing, recirculation. Everything for one input frame (replicas, clones,
+resubmissions, recirculations) is finished before `process` returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+from collections import deque
+from typing import Any
+
+from . import hashing
+from .codegen import (
+    DROP_PORT,
+    EGRESS_CLONE,
+    INGRESS_CLONE,
+    RECIRC,
+    REPLICATION,
+    RESUBMIT,
+    Codegen,
+    Generated,
+)
+from .control import (
+    ActionCall,
+    CloneSession,
+    CounterValue,
+    DigestMessage,
+    FieldMatch,
+    InvalidArgumentError,
+    NotFoundError,
+    Replica,
+    TableEntry,
+)
+from .entries import const_entry
+from .errors import PipelineError
+from .tables import ActionInfo, KeySpec, Table
+from .vectorize import VectorPlan, analyse
+
+log = logging.getLogger("softswitch.runtime")
+p4log = logging.getLogger("softswitch.runtime.p4")
+
+MAX_PASSES = 64  # resubmits + recirculations per input frame (BMv2 has no limit; a loop would hang)
+MAX_EGRESS = 4096  # copies per input frame
+
+
+class _PErr(Exception):
+    def __init__(self, code: int, off: int) -> None:
+        self.code = code
+        self.off = off
+
+
+class _Exit(Exception):
+    pass
+
+
+def _sx(v: int, w: int) -> int:
+    return v - (1 << w) if v >> (w - 1) else v
+
+
+def _shl(a: int, b: int, w: int) -> int:
+    return (a << b) & ((1 << w) - 1) if b < w else 0
+
+
+def _div(a: int, b: int) -> int:
+    return a // b if b else 0
+
+
+def _mod(a: int, b: int) -> int:
+    return a % b if b else 0
+
+
+def _sat(a: int, b: int, w: int, sign: int) -> int:
+    r = _sx(a, w) + sign * _sx(b, w)
+    lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
+    return max(lo, min(hi, r)) & ((1 << w) - 1)
+
+
+def _la(data: bytes, off: int, length: int, w: int) -> int:
+    n = (w + 7) // 8
+    if off + n > length:
+        raise _PErr(1, off)
+    return int.from_bytes(data[off : off + n], "big") >> (n * 8 - w)
+
+
+def _reject(S: list[Any], data: bytes, off: int, length: int) -> tuple[Any, int]:
+    raise _PErr(0, off)
+
+
+def _log_msg(fmt: str, values: tuple[int, ...]) -> None:
+    text = fmt
+    for v in values:
+        text = text.replace("{}", str(v), 1)
+    p4log.info("%s", text)
+
+
+def _log_assert(kind: str) -> None:
+    log.error("P4 %s failed; packet processing continues", kind)
+
+
+class Pipeline:
+    """One compiled P4 program with its tables, externs and replication state."""
+
+    def __init__(self, ir: dict[str, Any], *, seed: int | None = None, vectorize: bool = True) -> None:
+        if not isinstance(ir, dict):
+            raise PipelineError("the IR must be a JSON object")
+        self.ir = ir
+        try:
+            plan = VectorPlan({r["name"]: r for r in ir.get("registers", [])})
+            if vectorize:
+                analyse(ir, plan)
+            gen = Codegen(ir, plan)
+            if vectorize:
+                plan.bind(gen)
+            plan.allocate()
+            g = gen.generate()
+        except PipelineError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise PipelineError(f"malformed IR: {type(exc).__name__}: {exc}") from exc
+        self.generated: Generated = g
+        self.source = g.source
+        self.plan = plan
+        self._lock = threading.RLock()
+        self._rng = random.Random(seed)
+        self._digests: list[DigestMessage] = []
+        self._mc: dict[int, tuple[Replica, ...]] = {}
+        self._clones: dict[int, CloneSession] = {}
+        self.stats: dict[str, int] = {"packets_in": 0, "packets_out": 0, "dropped": 0, "parser_errors": 0}
+        self._counters: dict[str, tuple[list[int], list[int]]] = {}
+        ns: dict[str, Any] = dict(g.namespace)
+        ns.update(plan.namespace())
+        for i, c in enumerate(ir.get("counters", [])):
+            cp, cb = [0] * int(c["size"]), [0] * int(c["size"])
+            self._counters[c["name"]] = (cp, cb)
+            ns[f"_CP{i}"], ns[f"_CB{i}"] = cp, cb
+        ns.update(
+            _PErr=_PErr, _EXIT=_Exit(), _sx=_sx, _shl=_shl, _div=_div, _mod=_mod, _sat=_sat,
+            _la=_la, _reject=_reject, _log_msg=_log_msg, _log_assert=_log_assert,
+            _pack_bits=hashing.pack_bits, _Digest=DigestMessage, _rng=self._rng,
+            _hash_random=lambda data: self._rng.getrandbits(32),
+        )
+        for name, fn in hashing.ALGORITHMS.items():
+            ns[f"_H_{name}"] = fn
+        try:
+            code = compile(g.source, f"<softswitch:{ir.get('source', 'program')}>", "exec")
+        except SyntaxError as exc:  # a bug of the code generator, not of the user's program
+            raise PipelineError(f"internal error generating code: {exc}") from exc
+        exec(code, ns)
+        self._ns = ns
+        self._tables: dict[str, Table] = {}
+        actions = {a["name"]: a for a in ir.get("actions", [])}
+        for t in ir.get("tables", []):
+            self._tables[t["name"]] = self._make_table(t, actions, ns, g)
+        self._parse = ns["_parse"]
+        self._verify = ns["_ctl_verify_checksum"]
+        self._ingress = ns["_ctl_ingress"]
+        self._egress = ns["_ctl_egress"]
+        self._compute = ns["_ctl_compute_checksum"]
+        self._deparse = ns["_ctl_deparser"]
+        self._init = g.layout.init
+        self._std = g.std
+        self._header_ranges = [(h.start, h.end) for h in g.layout.headers.values()]
+
+    def _make_table(
+        self, t: dict[str, Any], actions: dict[str, dict[str, Any]], ns: dict[str, Any], g: Generated
+    ) -> Table:
+        infos: dict[str, ActionInfo] = {}
+        scopes: dict[str, str] = {}
+        for ref in t.get("actions", []):
+            a = actions.get(ref["name"])
+            if a is None:
+                raise PipelineError(f"table {t['name']} refers to unknown action {ref['name']!r}")
+            cp = [p for p in a["params"] if p.get("dir", "none") == "none"]
+            infos[a["name"]] = ActionInfo(
+                a["name"], list(actions).index(a["name"]), ns[g.action_fns[a["name"]]],
+                tuple(int(p["type"].get("width", 1)) for p in cp), tuple(p["name"] for p in cp),
+            )
+            scopes[a["name"]] = ref.get("scope", "table_and_default")
+        keys = []
+        for k in t.get("keys", []):
+            kt = k["expr"].get("type", {})
+            keys.append(KeySpec(k["name"], k["match_kind"], int(kt.get("width", 1))))
+        d = t.get("default_action") or {"name": "NoAction", "args": [], "const": False}
+        if d["name"] not in infos and d["name"] in actions:
+            a = actions[d["name"]]
+            cp = [p for p in a["params"] if p.get("dir", "none") == "none"]
+            infos[d["name"]] = ActionInfo(
+                d["name"], list(actions).index(d["name"]), ns[g.action_fns[d["name"]]],
+                tuple(int(p["type"].get("width", 1)) for p in cp), tuple(p["name"] for p in cp),
+            )
+            scopes[d["name"]] = "default_only"
+        if d["name"] not in infos:
+            # a default that names no known action: behave as NoAction
+            infos[d["name"]] = ActionInfo(d["name"], -1, lambda S: None, (), ())
+        try:
+            table = Table(
+                t["name"], keys, infos, scopes,
+                ActionCall(d["name"], tuple(d.get("args", []))), bool(d.get("const")),
+                int(t.get("size", 1024)),
+            )
+            for ce in t.get("const_entries", []):
+                table.insert(const_entry(t, ce))
+        except InvalidArgumentError as exc:
+            raise PipelineError(f"table {t['name']}: {exc}") from exc
+        cell: list[Any] = [table.lookup, table.default]
+        table.cell = cell  # type: ignore[attr-defined]
+        ns[f"_TC{g.tables[t['name']]}"] = cell
+        return table
+
+    def _sync(self, table: Table) -> None:
+        cell = table.cell  # type: ignore[attr-defined]
+        cell[0] = table.lookup
+        cell[1] = table.default
+
+    # ---- packets ---------------------------------------------------------------------
+    def process(self, port: int, frame: bytes) -> list[tuple[int, bytes]]:
+        """Run one frame through the switch; returns every frame it sends, in order."""
+        frame = bytes(frame)
+        out: list[tuple[int, bytes]] = []
+        with self._lock:
+            self.stats["packets_in"] += 1
+            work: deque[tuple[int, bytes, int, list[tuple[int, Any]] | None]] = deque()
+            work.append((port, frame, 0, None))
+            passes = 0
+            while work and passes < MAX_PASSES:
+                passes += 1
+                p, data, itype, preserved = work.popleft()
+                self._one_pass(p, data, itype, preserved, out, work)
+            self.stats["packets_out"] += len(out)
+        return out
+
+    def _one_pass(
+        self,
+        port: int,
+        frame: bytes,
+        itype: int,
+        preserved: list[tuple[int, Any]] | None,
+        out: list[tuple[int, bytes]],
+        work: deque[tuple[int, bytes, int, list[tuple[int, Any]] | None]],
+    ) -> None:
+        std = self._std
+        ist = self.generated.internal
+        S = self._init[:]
+        S[std["ingress_port"]] = port
+        S[std["packet_length"]] = len(frame)
+        S[std["instance_type"]] = itype
+        if preserved:
+            for slot, value in preserved:
+                S[slot] = value
+        off, failed = self._parse(S, frame)
+        if failed:
+            self.stats["parser_errors"] += 1
+        payload = frame[off:]
+        S[ist.payload] = payload
+        with contextlib.suppress(_Exit):
+            self._verify(S)
+        with contextlib.suppress(_Exit):
+            self._ingress(S)
+        jobs: list[tuple[list[Any], bytes]] = []
+        clone = S[ist.clone]
+        if clone is not None and clone[0] == 0:  # I2E
+            for c in self._clone_copies(S, clone, INGRESS_CLONE, fresh_headers=True):
+                jobs.append((c, frame))
+        digests = S[ist.digests]
+        if digests:
+            self._digests.extend(digests)
+        if S[ist.resubmit] is not None:
+            work.append((port, frame, RESUBMIT, self._preserve(S, S[ist.resubmit][0])))
+            self._run_egress(jobs, out, work)
+            return
+        mgrp = S[std["mcast_grp"]] if "mcast_grp" in std else 0
+        if mgrp:
+            reps = self._mc.get(mgrp, ())
+            rid = std.get("egress_rid")
+            for r in reps:
+                c = S[:]
+                c[std["egress_port"]] = r.egress_port
+                if rid is not None:
+                    c[rid] = r.instance
+                c[std["instance_type"]] = REPLICATION
+                jobs.append((c, payload))
+            if not reps:
+                self.stats["dropped"] += 1
+        elif S[std["egress_spec"]] == DROP_PORT:
+            self.stats["dropped"] += 1
+        else:
+            S[std["egress_port"]] = S[std["egress_spec"]]
+            jobs.append((S, payload))
+        self._run_egress(jobs, out, work)
+
+    def _preserve(self, S: list[Any], index: int | None) -> list[tuple[int, Any]]:
+        if index is None:
+            return []
+        return [(slot, S[slot]) for slot in self.generated.field_lists.get(index, [])]
+
+    def _clone_copies(
+        self, S: list[Any], clone: tuple[int, int, int | None], itype: int, fresh_headers: bool
+    ) -> list[list[Any]]:
+        session = self._clones.get(clone[1])
+        if session is None:
+            return []
+        std = self._std
+        copies = []
+        for r in session.replicas:
+            c = self._init[:]
+            if not fresh_headers:
+                for a, b in self._header_ranges:
+                    c[a:b] = S[a:b]
+            for slot, value in self._preserve(S, clone[2]):
+                c[slot] = value
+            c[std["instance_type"]] = itype
+            c[std["egress_port"]] = r.egress_port
+            c[std["ingress_port"]] = S[std["ingress_port"]]
+            c[std["packet_length"]] = S[std["packet_length"]]
+            if "egress_rid" in std:
+                c[std["egress_rid"]] = r.instance
+            if session.packet_length_bytes:
+                c[self.generated.internal.truncate] = session.packet_length_bytes
+            copies.append(c)
+        return copies
+
+    def _run_egress(
+        self,
+        jobs: list[tuple[list[Any], bytes]],
+        out: list[tuple[int, bytes]],
+        work: deque[tuple[int, bytes, int, list[tuple[int, Any]] | None]],
+    ) -> None:
+        std = self._std
+        ist = self.generated.internal
+        queue = deque(jobs)
+        done = 0
+        while queue and done < MAX_EGRESS:
+            done += 1
+            S, payload = queue.popleft()
+            S[ist.clone] = None
+            S[ist.recirc] = None
+            S[ist.payload] = payload
+            S[std["egress_spec"]] = 0
+            with contextlib.suppress(_Exit):
+                self._egress(S)
+            clone = S[ist.clone]
+            if clone is not None and clone[0] == 1:  # E2E
+                for c in self._clone_copies(S, clone, EGRESS_CLONE, fresh_headers=False):
+                    queue.append((c, payload))
+            if S[std["egress_spec"]] == DROP_PORT:
+                self.stats["dropped"] += 1
+                continue
+            with contextlib.suppress(_Exit):
+                self._compute(S)
+            data = self._deparse(S) + payload
+            trunc = S[ist.truncate]
+            if trunc:
+                data = data[:trunc]
+            if S[ist.recirc] is not None:
+                work.append((S[std["ingress_port"]], data, RECIRC, self._preserve(S, S[ist.recirc][0])))
+                continue
+            out.append((S[std["egress_port"]], data))
+
+    def take_digests(self) -> list[DigestMessage]:
+        with self._lock:
+            d, self._digests = self._digests, []
+        return d
+
+    # ---- control surface: tables ---------------------------------------------------------
+    def _table(self, name: str) -> Table:
+        t = self._tables.get(name)
+        if t is None:
+            raise NotFoundError(f"no table named {name!r}")
+        return t
+
+    def table_names(self) -> list[str]:
+        return list(self._tables)
+
+    def table_insert(self, table: str, entry: TableEntry) -> None:
+        with self._lock:
+            t = self._table(table)
+            t.insert(entry)
+            self._sync(t)
+
+    def table_modify(self, table: str, entry: TableEntry) -> None:
+        with self._lock:
+            t = self._table(table)
+            t.modify(entry)
+            self._sync(t)
+
+    def table_delete(self, table: str, keys: tuple[FieldMatch, ...], priority: int) -> None:
+        with self._lock:
+            t = self._table(table)
+            t.delete(keys, priority)
+            self._sync(t)
+
+    def table_entries(self, table: str) -> list[TableEntry]:
+        with self._lock:
+            return self._table(table).entries()
+
+    def table_set_default(self, table: str, action: ActionCall) -> None:
+        with self._lock:
+            t = self._table(table)
+            t.set_default(action)
+            self._sync(t)
+
+    def table_reset_default(self, table: str) -> None:
+        with self._lock:
+            t = self._table(table)
+            t.reset_default()
+            self._sync(t)
+
+    def table_get_default(self, table: str) -> ActionCall:
+        with self._lock:
+            return self._table(table).get_default()
+
+    def direct_counter_read(self, table: str, keys: tuple[FieldMatch, ...], priority: int) -> CounterValue:
+        with self._lock:
+            return self._table(table).read_counter(keys, priority)
+
+    def direct_counter_write(
+        self, table: str, keys: tuple[FieldMatch, ...], priority: int, value: CounterValue
+    ) -> None:
+        with self._lock:
+            cell = self._table(table).counter_cell(keys, priority)
+            cell[0], cell[1] = value.packets, value.bytes
+
+    # ---- control surface: replication ----------------------------------------------------
+    def mc_group_set(self, group: int, replicas: tuple[Replica, ...]) -> None:
+        if not 0 < group < 1 << 16:
+            raise InvalidArgumentError(f"multicast group id {group} out of range 1..65535")
+        with self._lock:
+            self._mc[group] = tuple(replicas)
+
+    def mc_group_delete(self, group: int) -> None:
+        with self._lock:
+            if group not in self._mc:
+                raise NotFoundError(f"no multicast group {group}")
+            del self._mc[group]
+
+    def mc_groups(self) -> dict[int, tuple[Replica, ...]]:
+        with self._lock:
+            return dict(self._mc)
+
+    def clone_session_set(self, session: CloneSession) -> None:
+        if not 0 < session.session_id < 1 << 15:
+            raise InvalidArgumentError(f"clone session id {session.session_id} out of range")
+        with self._lock:
+            self._clones[session.session_id] = session
+
+    def clone_session_delete(self, session_id: int) -> None:
+        with self._lock:
+            if session_id not in self._clones:
+                raise NotFoundError(f"no clone session {session_id}")
+            del self._clones[session_id]
+
+    def clone_sessions(self) -> dict[int, CloneSession]:
+        with self._lock:
+            return dict(self._clones)
+
+    # ---- control surface: indexed externs ------------------------------------------------
+    def _counter(self, name: str, index: int) -> tuple[list[int], list[int]]:
+        c = self._counters.get(name)
+        if c is None:
+            raise NotFoundError(f"no counter named {name!r}")
+        if not 0 <= index < len(c[0]):
+            raise InvalidArgumentError(f"counter {name}: index {index} out of range 0..{len(c[0]) - 1}")
+        return c
+
+    def counter_read(self, name: str, index: int) -> CounterValue:
+        with self._lock:
+            cp, cb = self._counter(name, index)
+            return CounterValue(packets=cp[index], bytes=cb[index])
+
+    def counter_write(self, name: str, index: int, value: CounterValue) -> None:
+        with self._lock:
+            cp, cb = self._counter(name, index)
+            cp[index], cb[index] = value.packets, value.bytes
+
+    def counter_size(self, name: str) -> int:
+        c = self._counters.get(name)
+        if c is None:
+            raise NotFoundError(f"no counter named {name!r}")
+        return len(c[0])
+
+    def _register(self, name: str, index: int) -> Any:
+        arr = self.plan.arrays.get(name)
+        if arr is None:
+            raise NotFoundError(f"no register named {name!r}")
+        if not 0 <= index < len(arr):
+            raise InvalidArgumentError(f"register {name}: index {index} out of range 0..{len(arr) - 1}")
+        return arr
+
+    def register_read(self, name: str, index: int) -> int:
+        with self._lock:
+            return int(self._register(name, index)[index])
+
+    def register_write(self, name: str, index: int, value: int) -> None:
+        with self._lock:
+            arr = self._register(name, index)
+            t = self.plan.registers[name]["type"]
+            width = int(t.get("width", 1))
+            if not 0 <= value < 1 << width:
+                raise InvalidArgumentError(f"register {name}: value {value} does not fit in {width} bits")
+            arr[index] = value
+
+    def register_size(self, name: str) -> int:
+        arr = self.plan.arrays.get(name)
+        if arr is None:
+            raise NotFoundError(f"no register named {name!r}")
+        return len(arr)

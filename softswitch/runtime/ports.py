@@ -1,0 +1,226 @@
+"""Switch ports: where frames come from and go to.
+
+A port is anything with `send(frame)`, `recv(timeout) -> frame | None`, `fileno()` (or -1)
+and `close()`. Three kinds exist: a UDP tunnel (the no-root default: each datagram is one
+Ethernet frame, the peer is learned from the last datagram), AF_PACKET on a Linux
+interface (Mininet, needs root) and an in-memory port for tests. `FaultyPort` wraps any of
+them to drop, duplicate or reorder received frames with a seeded generator, so a lossy
+network is reproducible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import random
+import socket
+import threading
+from typing import Protocol
+
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+MAX_FRAME = 65535
+
+
+class PortSpecError(ValueError):
+    """A malformed `N@...` port specification; the message says what is wrong."""
+
+
+class Port(Protocol):
+    def send(self, frame: bytes) -> None: ...
+    def recv(self, timeout: float | None = None) -> bytes | None: ...
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
+
+
+class MemoryPort:
+    """Collects sent frames and offers injected ones; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sent: list[bytes] = []
+        self._rx: queue.Queue[bytes | None] = queue.Queue()
+        self.sent_event = threading.Condition(self._lock)
+
+    def send(self, frame: bytes) -> None:
+        with self._lock:
+            self._sent.append(bytes(frame))
+            self.sent_event.notify_all()
+
+    def put(self, frame: bytes) -> None:
+        """Make `frame` arrive at the switch on this port (picked up by `Device.start`)."""
+        self._rx.put(bytes(frame))
+
+    def recv(self, timeout: float | None = None) -> bytes | None:
+        try:
+            return self._rx.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def fileno(self) -> int:
+        return -1
+
+    def close(self) -> None:
+        self._rx.put(None)
+
+    def take(self) -> list[bytes]:
+        with self._lock:
+            sent, self._sent = self._sent, []
+        return sent
+
+    def wait_sent(self, count: int, timeout: float) -> list[bytes]:
+        """Block until at least `count` frames were sent (or timeout); returns them all."""
+        with self._lock:
+            self.sent_event.wait_for(lambda: len(self._sent) >= count, timeout)
+            sent, self._sent = self._sent, []
+        return sent
+
+
+class UdpPort:
+    """A UDP tunnel: the switch binds host:port; frames go to the last sender."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.sock.bind((host, port))
+        except OSError as exc:
+            self.sock.close()
+            raise PortSpecError(f"cannot bind UDP {host}:{port}: {exc.strerror or exc}") from exc
+        with contextlib.suppress(OSError):
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.peer: tuple[str, int] | None = None
+        self.address: tuple[str, int] = self.sock.getsockname()
+
+    def send(self, frame: bytes) -> None:
+        peer = self.peer
+        if peer is None:
+            return  # nobody to send to yet: the tunnel learns its peer from traffic
+        with contextlib.suppress(OSError):
+            self.sock.sendto(frame, peer)
+
+    def recv(self, timeout: float | None = None) -> bytes | None:
+        self.sock.settimeout(timeout)
+        try:
+            data, addr = self.sock.recvfrom(MAX_FRAME)
+        except (TimeoutError, OSError):
+            return None
+        self.peer = addr
+        return data
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class AfPacketPort:
+    """A raw Linux interface (root only); frames the kernel sends out are skipped."""
+
+    def __init__(self, iface: str) -> None:
+        try:
+            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        except PermissionError as exc:
+            raise PortSpecError(f"AF_PACKET on {iface} needs root (CAP_NET_RAW)") from exc
+        except OSError as exc:
+            raise PortSpecError(f"cannot open AF_PACKET socket: {exc}") from exc
+        try:
+            self.sock.bind((iface, 0))
+        except OSError as exc:
+            self.sock.close()
+            raise PortSpecError(f"cannot bind interface {iface!r}: {exc.strerror or exc}") from exc
+        self.iface = iface
+
+    def send(self, frame: bytes) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.send(frame)
+
+    def recv(self, timeout: float | None = None) -> bytes | None:
+        self.sock.settimeout(timeout)
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(MAX_FRAME)
+            except (TimeoutError, OSError):
+                return None
+            if addr[2] != PACKET_OUTGOING:
+                return data
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class FaultyPort:
+    """Receive-side faults: each received frame is dropped with probability `drop`,
+    otherwise delivered twice with probability `duplicate`, and held back behind the next
+    frame with probability `reorder`. One seeded generator per port: deterministic."""
+
+    def __init__(self, inner: Port, drop: float = 0.0, duplicate: float = 0.0,
+                 reorder: float = 0.0, seed: int = 0) -> None:
+        for name, p in (("drop", drop), ("duplicate", duplicate), ("reorder", reorder)):
+            if not 0.0 <= p <= 1.0:
+                raise PortSpecError(f"{name} probability {p} is not in [0, 1]")
+        self.inner = inner
+        self.drop, self.duplicate, self.reorder = drop, duplicate, reorder
+        self._rng = random.Random(seed)
+        self._ready: list[bytes] = []
+        self._held: bytes | None = None
+
+    def faults(self, frame: bytes) -> list[bytes]:
+        """The frames delivered for one received frame (pure function of the RNG state)."""
+        rng = self._rng
+        if rng.random() < self.drop:
+            return []
+        out = [frame, frame] if rng.random() < self.duplicate else [frame]
+        if self._held is not None:
+            out.append(self._held)
+            self._held = None
+        elif rng.random() < self.reorder:
+            self._held = out.pop(0)
+        return out
+
+    def send(self, frame: bytes) -> None:
+        self.inner.send(frame)
+
+    def recv(self, timeout: float | None = None) -> bytes | None:
+        while not self._ready:
+            frame = self.inner.recv(timeout)
+            if frame is None:
+                return None
+            self._ready.extend(self.faults(frame))
+        return self._ready.pop(0)
+
+    def fileno(self) -> int:
+        return self.inner.fileno()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def parse_port_spec(spec: str, drop: float = 0.0, duplicate: float = 0.0, reorder: float = 0.0,
+                    seed: int = 0) -> tuple[int, Port]:
+    """`N@IFACE` or `N@udp:HOST:PORT` (or `N@mem` for tests) into (port number, Port)."""
+    num, sep, where = spec.partition("@")
+    if not sep or not where:
+        raise PortSpecError(f"port spec {spec!r}: expected N@IFACE or N@udp:HOST:PORT")
+    try:
+        number = int(num)
+    except ValueError:
+        raise PortSpecError(f"port spec {spec!r}: port number {num!r} is not an integer") from None
+    if not 0 <= number < 511:
+        raise PortSpecError(f"port spec {spec!r}: port number must be 0..510 (511 is drop)")
+    port: Port
+    if where.startswith("udp:"):
+        host, _, p = where[4:].rpartition(":")
+        if not host or not p.isdigit() or not 0 <= int(p) < 65536:
+            raise PortSpecError(f"port spec {spec!r}: expected udp:HOST:PORT")
+        port = UdpPort(host, int(p))
+    elif where == "mem":
+        port = MemoryPort()
+    else:
+        port = AfPacketPort(where)
+    if drop or duplicate or reorder:
+        port = FaultyPort(port, drop, duplicate, reorder, seed + number)
+    return number, port
