@@ -1,0 +1,666 @@
+"""P4Info emitter: the IR (docs/IR.md) described exactly as p4c describes it.
+
+The same program must get the same P4Info from softswitch and from
+``p4c --target bmv2 --arch v1model --p4runtime-files X.p4info.txtpb``, byte for
+byte, so that controllers, saved table entries and tests move between the two
+targets unchanged. The rules below are p4c's (control-plane serializer, v1model
+arch handler), re-derived from its behaviour and output files:
+
+* Objects are listed in the order p4c's block walk meets them, not sorted:
+  pipeline controls in ``V1Switch`` parameter order (verify checksum, ingress,
+  egress, compute checksum, deparser), each control's actions in declaration
+  order with the top-level actions it uses (``NoAction``) first; then, one
+  nesting level down, tables and extern instances in declaration order, then
+  nested controls' objects.  The IR keeps its lists sorted by name, so each
+  object may carry an optional ``order`` (its declaration position); without it
+  the IR list position is used.
+* Every table has a default action (``NoAction`` when the source gave none, in
+  which case ``NoAction`` joins the action list as ``@defaultonly``), emitted as
+  ``initial_default_action``; ``const`` ones also set ``const_default_action_id``.
+* ``@hidden`` tables, actions and controller headers are left out but still take
+  part in id assignment and aliases, as in p4c.
+* Preamble and field annotations are copied except ``@name`` and ``@id`` (shown
+  as name and id) and ``@brief``/``@description`` (shown as ``doc``).
+* Sub-field ids (match fields, action params, packet metadata) count from 1 in
+  declaration order, skipping values claimed by ``@id`` annotations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from finsy.proto import p4i, p4t
+from google.protobuf import text_format  # type: ignore[import-untyped, unused-ignore]
+
+from softswitch.p4.p4ids import P4IdError, Prefix, SymbolTable, control_plane_name
+
+__all__ = ["P4InfoError", "emit", "to_text"]
+
+IR = Mapping[str, Any]
+
+# Printed by current p4c at the top of every text-format P4Info it writes.
+_TEXT_HEADER = "# proto-file: p4/config/v1/p4info.proto\n# proto-message: p4.config.v1.P4Info\n\n"
+
+# V1Switch(p, vr, ig, eg, ck, dep): the order p4c's block walk visits controls.
+_PIPELINE_CONTROLS = ("verify_checksum", "ingress", "egress", "compute_checksum", "deparser")
+
+_NOT_COPIED = frozenset({"name", "id", "brief", "description"})
+
+_MATCH_TYPES = {
+    "exact": p4i.MatchField.EXACT,
+    "lpm": p4i.MatchField.LPM,
+    "ternary": p4i.MatchField.TERNARY,
+    "range": p4i.MatchField.RANGE,
+    "optional": p4i.MatchField.OPTIONAL,
+}
+
+_COUNTER_UNITS = {
+    "packets": p4i.CounterSpec.PACKETS,
+    "bytes": p4i.CounterSpec.BYTES,
+    "packets_and_bytes": p4i.CounterSpec.BOTH,
+}
+
+_METER_UNITS = {"packets": p4i.MeterSpec.PACKETS, "bytes": p4i.MeterSpec.BYTES}
+
+_SCOPES = {
+    "table_and_default": p4i.ActionRef.TABLE_AND_DEFAULT,
+    "table_only": p4i.ActionRef.TABLE_ONLY,
+    "default_only": p4i.ActionRef.DEFAULT_ONLY,
+}
+
+_FRONT = -(1 << 40)  # sort key offset that puts localized top-level actions first
+
+
+class P4InfoError(ValueError):
+    """The IR cannot be described as P4Info (malformed, or rejected by p4c too)."""
+
+
+def to_text(msg: p4i.P4Info) -> str:
+    """Protobuf text format with the header lines p4c writes to ``.txtpb`` files."""
+    return _TEXT_HEADER + str(text_format.MessageToString(msg))
+
+
+def emit(ir: IR) -> p4i.P4Info:
+    """Build the P4Info of a compiled program."""
+    try:
+        return _Emitter(ir).run()
+    except P4IdError as exc:
+        raise P4InfoError(str(exc)) from None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _get(obj: Mapping[str, Any], key: str, where: str) -> Any:
+    if not isinstance(obj, Mapping):
+        raise P4InfoError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    if key not in obj:
+        raise P4InfoError(f"{where}: missing key {key!r}")
+    return obj[key]
+
+
+def _list(ir: IR, key: str) -> list[Mapping[str, Any]]:
+    value = ir.get(key, [])
+    if not isinstance(value, list):
+        raise P4InfoError(f"IR {key!r} must be a list")
+    return value
+
+
+def _annotations(obj: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    anns = obj.get("annotations") or []
+    if not isinstance(anns, list):
+        raise P4InfoError(f"{obj.get('name', '?')}: 'annotations' must be a list")
+    return anns
+
+
+def _has_annotation(obj: Mapping[str, Any], name: str) -> bool:
+    return any(a.get("name") == name for a in _annotations(obj))
+
+
+def _annotation_body(obj: Mapping[str, Any], name: str) -> str | None:
+    for a in _annotations(obj):
+        if a.get("name") == name:
+            return str(a.get("body", ""))
+    return None
+
+
+def _format_annotation(ann: Mapping[str, Any]) -> str:
+    """``@name`` or ``@name(body)`` as p4c prints it (source text, ", " separators)."""
+    name = str(_get(ann, "name", "annotation"))
+    body = str(ann.get("body", "")).strip()
+    if not body:
+        return f"@{name}"
+    body = body.replace(" ,", ",").replace("( ", "(").replace(" )", ")")
+    return f"@{name}({body})"
+
+
+def _unquote(body: str) -> str:
+    body = body.strip()
+    if len(body) >= 2 and body[0] == body[-1] == '"':
+        return body[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return body
+
+
+def _copy_annotations(
+    target: Any, obj: Mapping[str, Any], skip: frozenset[str] = _NOT_COPIED
+) -> None:
+    for ann in _annotations(obj):
+        if ann.get("name") not in skip:
+            target.annotations.append(_format_annotation(ann))
+
+
+def _set_doc(target: Any, obj: Mapping[str, Any]) -> None:
+    brief = _annotation_body(obj, "brief")
+    desc = _annotation_body(obj, "description")
+    if brief is not None:
+        target.doc.brief = _unquote(brief)
+    if desc is not None:
+        target.doc.description = _unquote(desc)
+
+
+def _annotation_id(obj: Mapping[str, Any], where: str) -> int | None:
+    body = _annotation_body(obj, "id")
+    if body is None:
+        return None
+    try:
+        return int(body.strip(), 0)
+    except ValueError:
+        raise P4InfoError(f"{where}: @id should be an unsigned integer, got {body!r}") from None
+
+
+def _field_ids(items: Sequence[Mapping[str, Any]], where: str) -> list[int]:
+    """Ids for sub-fields: ``@id`` first, then 1, 2, ... skipping taken values."""
+    assigned: set[int] = set()
+    fixed: list[int | None] = []
+    for item in items:
+        user = _annotation_id(item, f"{where}.{item.get('name', '?')}")
+        if user is not None:
+            if user <= 0:
+                raise P4InfoError(f"{where}.{item.get('name')}: 0 is not a valid @id value")
+            if user in assigned:
+                raise P4InfoError(f"{where}.{item.get('name')}: @id {user} is used multiple times")
+            assigned.add(user)
+        fixed.append(user)
+    result: list[int] = []
+    index = 1
+    for user in fixed:
+        if user is not None:
+            result.append(user)
+            index += 1
+            continue
+        while index in assigned:
+            index += 1
+        assigned.add(index)
+        result.append(index)
+    return result
+
+
+def _bitwidth(t: Mapping[str, Any], where: str) -> int | None:
+    """Control-plane width of a type; None for plain enums (which have none)."""
+    kind = _get(t, "kind", where)
+    if kind in ("bit", "int", "serenum"):
+        return int(_get(t, "width", where))
+    if kind == "bool":
+        return 1
+    if kind == "error":
+        return 0
+    if kind == "enum":
+        return None
+    raise P4InfoError(f"{where}: type {kind} cannot be exposed to the control plane")
+
+
+def _walk_calls(node: Any) -> Iterator[str]:
+    """Names of actions called directly anywhere inside a statement tree."""
+    if isinstance(node, Mapping):
+        if node.get("stmt") == "call" and isinstance(node.get("action"), str):
+            yield node["action"]
+        for value in node.values():
+            yield from _walk_calls(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk_calls(value)
+
+
+# --------------------------------------------------------------------------- emitter
+
+
+class _Emitter:
+    def __init__(self, ir: IR) -> None:
+        if not isinstance(ir, Mapping):
+            raise P4InfoError("IR must be a JSON object")
+        arch = ir.get("arch", "v1model")
+        if arch != "v1model":
+            raise P4InfoError(f"architecture {arch!r} is not supported (only v1model)")
+        self.ir = ir
+        self.msg = p4i.P4Info()
+        self.symbols = SymbolTable()
+        self.types: Mapping[str, Any] = ir.get("types") or {}
+        pipeline = ir.get("pipeline") or {}
+        self.control_index: dict[str, int] = {}
+        for i, role in enumerate(_PIPELINE_CONTROLS):
+            if isinstance(pipeline.get(role), str):
+                self.control_index.setdefault(pipeline[role], i)
+        self.actions = self._unique(_list(ir, "actions"), "action", dedupe=True)
+        self.tables = self._unique(_list(ir, "tables"), "table")
+        self.action_by_name = {a["name"]: a for a in self.actions}
+        self.table_by_name = {t["name"]: t for t in self.tables}
+
+    @staticmethod
+    def _unique(
+        items: list[Mapping[str, Any]], kind: str, dedupe: bool = False
+    ) -> list[Mapping[str, Any]]:
+        seen: set[str] = set()
+        out: list[Mapping[str, Any]] = []
+        for i, item in enumerate(items):
+            name = control_plane_name(str(_get(item, "name", f"{kind} #{i}")))
+            if name in seen:
+                if dedupe:
+                    continue
+                raise P4InfoError(f"name '{name}' is used for multiple {kind} objects")
+            seen.add(name)
+            out.append({**item, "name": name, "_pos": i})
+        return out
+
+    # ----------------------------------------------------------------- ordering
+
+    def _order(self, obj: Mapping[str, Any]) -> int:
+        order = obj.get("order")
+        return int(order) if isinstance(order, int) else int(obj["_pos"])
+
+    def _owner(self, name: str) -> tuple[int, int] | None:
+        """(nesting depth, pipeline index) of the top-level control owning a name."""
+        parts = name.split(".")
+        if len(parts) >= 2 and parts[0] in self.control_index:
+            return len(parts) - 2, self.control_index[parts[0]]
+        return None
+
+    def _first_user(self, action: str) -> tuple[int, int]:
+        """Where p4c localizes a top-level action: the first control that uses it."""
+        best: tuple[int, int] | None = None
+        for table in self.tables:
+            refs = [r.get("name") for r in table.get("actions") or []]
+            default = (table.get("default_action") or {}).get("name", "NoAction")
+            if action in refs or action == default:
+                owner = self._owner(table["name"])
+                if owner is not None:
+                    cand = (owner[0], owner[1])
+                    best = cand if best is None or cand < best else best
+        for control, index in self.control_index.items():
+            body = (self.ir.get("controls") or {}).get(control, {})
+            if action in set(_walk_calls(body)):
+                cand = (0, index)
+                best = cand if best is None or cand < best else best
+        return best if best is not None else (0, 0)
+
+    def _action_key(self, action: Mapping[str, Any]) -> tuple[int, int, int]:
+        owner = self._owner(action["name"])
+        if owner is not None:
+            return owner[0], owner[1], self._order(action)
+        depth, index = self._first_user(action["name"])
+        return depth, index, _FRONT + self._order(action)
+
+    def _object_key(self, obj: Mapping[str, Any]) -> tuple[int, int, int]:
+        owner = self._owner(obj["name"])
+        depth, index = owner if owner is not None else (0, len(_PIPELINE_CONTROLS))
+        return depth, index, self._order(obj)
+
+    def _sorted(self, items: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        placed = [{"_pos": i, **item} for i, item in enumerate(items)]
+        return sorted(placed, key=self._object_key)
+
+    # ----------------------------------------------------------------- symbols
+
+    def _collect_symbols(self) -> None:
+        add = self.symbols.add
+        for action in self.actions:
+            add(Prefix.ACTION, action["name"], action.get("id"))
+        for table in self.tables:
+            add(Prefix.TABLE, table["name"], table.get("id"))
+        for ch in _list(self.ir, "controller_headers"):
+            header = str(_get(ch, "header", "controller header"))
+            add(Prefix.CONTROLLER_HEADER, header, ch.get("id"))
+        for key, prefix in (
+            ("counters", Prefix.COUNTER),
+            ("direct_counters", Prefix.DIRECT_COUNTER),
+            ("meters", Prefix.METER),
+            ("direct_meters", Prefix.DIRECT_METER),
+            ("registers", Prefix.REGISTER),
+            ("digests", Prefix.DIGEST),
+        ):
+            for obj in _list(self.ir, key):
+                name = control_plane_name(str(_get(obj, "name", key)))
+                add(prefix, name, obj.get("id"))
+        if _list(self.ir, "value_sets"):
+            raise P4InfoError("parser value sets are not supported yet")
+        self.symbols.compute_ids()
+
+    def _preamble(self, target: Any, prefix: Prefix, name: str, obj: Mapping[str, Any]) -> None:
+        target.id = self.symbols.id_of(prefix, name)
+        target.name = name
+        target.alias = self.symbols.alias(name)
+        _copy_annotations(target, obj)
+        _set_doc(target, obj)
+
+    # ----------------------------------------------------------------- run
+
+    def run(self) -> p4i.P4Info:
+        self._collect_symbols()
+        self.msg.pkg_info.arch = "v1model"
+        self.direct: dict[str, list[int]] = {}
+        self._extern_table_links()
+        for table in self._sorted(self.tables):
+            self._table(table)
+        for action in sorted(self.actions, key=self._action_key):
+            self._action(action)
+        self._externs()
+        for ch in _list(self.ir, "controller_headers"):
+            self._controller_header(ch)
+        self.msg.type_info.SetInParent()
+        return self.msg
+
+    def _extern_table_links(self) -> None:
+        """Table name -> direct resource ids, the direct counter before the direct meter."""
+        pairs = (("direct_counters", Prefix.DIRECT_COUNTER), ("direct_meters", Prefix.DIRECT_METER))
+        for key, prefix in pairs:
+            for obj in _list(self.ir, key):
+                name = control_plane_name(str(obj["name"]))
+                table = control_plane_name(str(_get(obj, "table", name)))
+                if table not in self.table_by_name:
+                    raise P4InfoError(f"{name}: attached to unknown table {table!r}")
+                self.direct.setdefault(table, []).append(self.symbols.id_of(prefix, name))
+
+    # ----------------------------------------------------------------- tables
+
+    def _table(self, table: Mapping[str, Any]) -> None:
+        name = table["name"]
+        if _has_annotation(table, "hidden"):
+            return
+        if table.get("implementation"):
+            raise P4InfoError(f"{name}: action profiles/selectors are not supported yet")
+        t = self.msg.tables.add()
+        self._preamble(t.preamble, Prefix.TABLE, name, table)
+
+        keys = table.get("keys") or []
+        ids = _field_ids(keys, name)
+        for key, fid in zip(keys, ids, strict=True):
+            kind = str(_get(key, "match_kind", f"{name} key"))
+            if kind == "selector":
+                continue
+            mf = t.match_fields.add()
+            mf.id = fid
+            mf.name = str(_get(key, "name", f"{name} key"))
+            _copy_annotations(mf, key)
+            _set_doc(mf, key)
+            expr = _get(key, "expr", f"{name} key {mf.name}")
+            width = _bitwidth(_get(expr, "type", f"{name} key {mf.name}"), f"{name} key {mf.name}")
+            mf.bitwidth = width or 0
+            if kind in _MATCH_TYPES:
+                mf.match_type = _MATCH_TYPES[kind]
+            else:
+                mf.other_match_type = kind
+
+        default = table.get("default_action") or {"name": "NoAction", "args": [], "const": False}
+        default_name = control_plane_name(str(_get(default, "name", f"{name} default_action")))
+        refs = list(table.get("actions") or [])
+        ref_names = [control_plane_name(str(_get(r, "name", f"{name} action"))) for r in refs]
+        if default_name not in ref_names:
+            if default_name != "NoAction":
+                raise P4InfoError(
+                    f"{name}: default action {default_name} is not in the table's actions list"
+                )
+            # p4c's front end appends the implicit default as a default-only action.
+            refs.append({"name": "NoAction", "annotations": [{"name": "defaultonly", "body": ""}]})
+            ref_names.append("NoAction")
+        for ref, ref_name in zip(refs, ref_names, strict=True):
+            ar = t.action_refs.add()
+            ar.id = self._action_id(ref_name, name)
+            _copy_annotations(ar, ref)
+            ar.scope = self._scope(ref, name, ref_name)
+
+        default_id = self._action_id(default_name, name)
+        if default.get("const"):
+            t.const_default_action_id = default_id
+        self._initial_default(t, default, default_name, default_id)
+        t.direct_resource_ids.extend(self.direct.get(name, []))
+        size = int(table.get("size") or 0)
+        t.size = size if size > 0 else 1024
+        if table.get("support_timeout"):
+            t.idle_timeout_behavior = p4i.Table.NOTIFY_CONTROL
+        if table.get("entries_const"):
+            t.is_const_table = True
+        if table.get("const_entries"):
+            t.has_initial_entries = True
+
+    def _action_id(self, action: str, table: str) -> int:
+        if not self.symbols.has(Prefix.ACTION, action):
+            raise P4InfoError(f"{table}: refers to unknown action {action!r}")
+        return self.symbols.id_of(Prefix.ACTION, action)
+
+    @staticmethod
+    def _scope(ref: Mapping[str, Any], table: str, action: str) -> int:
+        table_only = _has_annotation(ref, "tableonly")
+        default_only = _has_annotation(ref, "defaultonly")
+        if table_only and default_only:
+            raise P4InfoError(
+                f"Table '{table}' has an action reference ('{action}') which is annotated "
+                "with both '@tableonly' and '@defaultonly'"
+            )
+        if table_only:
+            return int(p4i.ActionRef.TABLE_ONLY)
+        if default_only:
+            return int(p4i.ActionRef.DEFAULT_ONLY)
+        scope = ref.get("scope", "table_and_default")
+        if scope not in _SCOPES:
+            raise P4InfoError(f"{table}: unknown scope {scope!r} for action {action}")
+        return int(_SCOPES[scope])
+
+    def _initial_default(
+        self, t: p4i.Table, default: Mapping[str, Any], action_name: str, action_id: int
+    ) -> None:
+        call = t.initial_default_action
+        call.action_id = action_id
+        action = self.action_by_name[action_name]
+        params = list(action.get("params") or [])
+        ids = _field_ids(params, action_name)
+        plane = [(p, i) for p, i in zip(params, ids, strict=True) if p.get("dir", "none") == "none"]
+        args = list(default.get("args") or [])
+        if len(args) != len(plane):
+            raise P4InfoError(
+                f"{t.preamble.name}: default action {action_name} takes {len(plane)} "
+                f"control-plane argument(s), got {len(args)}"
+            )
+        for (param, pid), value in zip(plane, args, strict=True):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise P4InfoError(
+                    f"{t.preamble.name}: default action argument {param.get('name')} "
+                    f"must be a constant integer, got {value!r}"
+                )
+            width = _bitwidth(
+                _get(param, "type", action_name), f"{action_name}.{param.get('name')}"
+            )
+            nbytes = max(1, ((width or 0) + 7) // 8)
+            arg = call.arguments.add()
+            arg.param_id = pid
+            arg.value = (value % (1 << (8 * nbytes))).to_bytes(nbytes, "big")
+
+    # ----------------------------------------------------------------- actions
+
+    def _action(self, action: Mapping[str, Any]) -> None:
+        name = action["name"]
+        if _has_annotation(action, "hidden"):
+            return
+        a = self.msg.actions.add()
+        self._preamble(a.preamble, Prefix.ACTION, name, action)
+        params = list(action.get("params") or [])
+        for param, pid in zip(params, _field_ids(params, name), strict=True):
+            where = f"{name}.{param.get('name', '?')}"
+            p = a.params.add()
+            p.id = pid
+            p.name = str(_get(param, "name", name))
+            _copy_annotations(p, param)
+            _set_doc(p, param)
+            ptype = _get(param, "type", where)
+            if ptype.get("kind") == "error":
+                raise P4InfoError(f"{where}: action parameters of type error are not allowed")
+            width = _bitwidth(ptype, where)
+            if width is not None:
+                p.bitwidth = width
+            else:
+                p.type_name.name = str(_get(ptype, "name", where))
+            if ptype.get("kind") in ("serenum", "enum"):
+                self._type_spec(ptype, where)
+
+    # ----------------------------------------------------------------- externs
+
+    def _externs(self) -> None:
+        for obj in self._sorted(_list(self.ir, "counters")):
+            name = control_plane_name(str(obj["name"]))
+            c = self.msg.counters.add()
+            self._preamble(c.preamble, Prefix.COUNTER, name, obj)
+            c.spec.unit = self._unit(_COUNTER_UNITS, obj, "counter_type")
+            c.size = int(_get(obj, "size", name))
+        for obj in self._sorted(_list(self.ir, "direct_counters")):
+            name = control_plane_name(str(obj["name"]))
+            dc = self.msg.direct_counters.add()
+            self._preamble(dc.preamble, Prefix.DIRECT_COUNTER, name, obj)
+            dc.spec.unit = self._unit(_COUNTER_UNITS, obj, "counter_type")
+            dc.direct_table_id = self.symbols.id_of(
+                Prefix.TABLE, control_plane_name(str(obj["table"]))
+            )
+        for obj in self._sorted(_list(self.ir, "meters")):
+            name = control_plane_name(str(obj["name"]))
+            m = self.msg.meters.add()
+            self._preamble(m.preamble, Prefix.METER, name, obj)
+            m.spec.unit = self._unit(_METER_UNITS, obj, "meter_type")
+            m.size = int(_get(obj, "size", name))
+        for obj in self._sorted(_list(self.ir, "direct_meters")):
+            name = control_plane_name(str(obj["name"]))
+            dm = self.msg.direct_meters.add()
+            self._preamble(dm.preamble, Prefix.DIRECT_METER, name, obj)
+            dm.spec.unit = self._unit(_METER_UNITS, obj, "meter_type")
+            dm.direct_table_id = self.symbols.id_of(
+                Prefix.TABLE, control_plane_name(str(obj["table"]))
+            )
+        for obj in self._sorted(_list(self.ir, "registers")):
+            name = control_plane_name(str(obj["name"]))
+            r = self.msg.registers.add()
+            self._preamble(r.preamble, Prefix.REGISTER, name, obj)
+            r.type_spec.CopyFrom(self._type_spec(_get(obj, "type", name), name))
+            r.size = int(_get(obj, "size", name))
+        for obj in _list(self.ir, "digests"):
+            name = control_plane_name(str(obj["name"]))
+            d = self.msg.digests.add()
+            self._preamble(d.preamble, Prefix.DIGEST, name, obj)
+            d.type_spec.CopyFrom(self._type_spec(_get(obj, "type", name), name))
+
+    @staticmethod
+    def _unit(units: Mapping[str, Any], obj: Mapping[str, Any], key: str) -> Any:
+        value = _get(obj, key, str(obj.get("name")))
+        if value not in units:
+            raise P4InfoError(
+                f"{obj.get('name')}: unknown {key} {value!r} (expected one of {sorted(units)})"
+            )
+        return units[value]
+
+    # ----------------------------------------------------------------- packet io
+
+    def _controller_header(self, ch: Mapping[str, Any]) -> None:
+        header = str(ch["header"])
+        htype = (self.types.get("headers") or {}).get(header)
+        if htype is None:
+            raise P4InfoError(f"controller header {header!r} is not a declared header type")
+        source = htype if htype.get("annotations") else ch
+        if _has_annotation(source, "hidden"):
+            return
+        body = _annotation_body(source, "controller_header")
+        cname = _unquote(body) if body else str(_get(ch, "name", header))
+        cpm = self.msg.controller_packet_metadata.add()
+        cpm.preamble.id = self.symbols.id_of(Prefix.CONTROLLER_HEADER, header)
+        cpm.preamble.name = cname
+        cpm.preamble.alias = cname
+        _copy_annotations(cpm.preamble, source)
+        _set_doc(cpm.preamble, source)
+        fields = list(_get(htype, "fields", header))
+        for f, fid in zip(fields, _field_ids(fields, header), strict=True):
+            if _has_annotation(f, "hidden"):
+                continue
+            md = cpm.metadata.add()
+            md.id = fid
+            md.name = str(_get(f, "name", header))
+            _copy_annotations(md, f)
+            width = _bitwidth(_get(f, "type", f"{header}.{md.name}"), f"{header}.{md.name}")
+            md.bitwidth = width or 0
+
+    # ----------------------------------------------------------------- type specs
+
+    def _type_spec(self, t: Mapping[str, Any], where: str) -> p4t.P4DataTypeSpec:
+        """P4DataTypeSpec of a type, registering named types in ``type_info``."""
+        spec = p4t.P4DataTypeSpec()
+        kind = _get(t, "kind", where)
+        info = self.msg.type_info
+        if kind == "bit":
+            spec.bitstring.bit.bitwidth = int(t["width"])
+        elif kind == "int":
+            spec.bitstring.int.bitwidth = int(t["width"])
+        elif kind == "bool":
+            spec.bool.SetInParent()
+        elif kind == "error":
+            spec.error.SetInParent()
+            if not info.error.members:
+                info.error.members.extend(str(e) for e in self.ir.get("errors") or [])
+        elif kind == "struct":
+            name = str(_get(t, "name", where))
+            spec.struct.name = name
+            if name not in info.structs:
+                info.structs[name].SetInParent()
+                decl = self._decl("structs", name, where)
+                for f in decl.get("fields") or []:
+                    member = info.structs[name].members.add()
+                    member.name = str(f["name"])
+                    member.type_spec.CopyFrom(self._type_spec(f["type"], f"{where}.{f['name']}"))
+        elif kind == "header":
+            name = str(_get(t, "name", where))
+            spec.header.name = name
+            if name not in info.headers:
+                info.headers[name].SetInParent()
+                decl = self._decl("headers", name, where)
+                for f in decl.get("fields") or []:
+                    member = info.headers[name].members.add()
+                    member.name = str(f["name"])
+                    inner = self._type_spec(f["type"], f"{where}.{f['name']}")
+                    member.type_spec.CopyFrom(inner.bitstring)
+        elif kind == "serenum":
+            name = str(_get(t, "name", where))
+            spec.serializable_enum.name = name
+            if name not in info.serializable_enums:
+                se_decl = (self.ir.get("serializable_enums") or {}).get(name)
+                if se_decl is None:
+                    raise P4InfoError(f"{where}: unknown serializable enum {name!r}")
+                width = int(_get(se_decl["type"], "width", name))
+                se = info.serializable_enums[name]
+                se.underlying_type.bitwidth = width
+                nbytes = max(1, (width + 7) // 8)
+                for member, value in (se_decl.get("members") or {}).items():
+                    m = se.members.add()
+                    m.name = str(member)
+                    m.value = (int(value) % (1 << (8 * nbytes))).to_bytes(nbytes, "big")
+        elif kind == "enum":
+            name = str(_get(t, "name", where))
+            spec.enum.name = name
+            if name not in info.enums:
+                members = (self.ir.get("enums") or {}).get(name)
+                if members is None:
+                    raise P4InfoError(f"{where}: unknown enum {name!r}")
+                info.enums[name].members.extend(
+                    p4t.P4EnumTypeSpec.Member(name=str(m)) for m in members
+                )
+        else:
+            raise P4InfoError(f"{where}: type {kind} has no P4Runtime type spec")
+        return spec
+
+    def _decl(self, group: str, name: str, where: str) -> Mapping[str, Any]:
+        decl = (self.types.get(group) or {}).get(name)
+        if decl is None:
+            raise P4InfoError(f"{where}: unknown {group[:-1]} type {name!r}")
+        return dict(decl)
