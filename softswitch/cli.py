@@ -188,9 +188,10 @@ def make_device(args: argparse.Namespace) -> Any:
     dev = Device(device_id=args.device_id, cpu_port=args.cpu_port)
     for spec in args.interfaces:
         try:
-            number, port = parse_port_spec(
-                spec, drop=args.drop, duplicate=args.duplicate, reorder=args.reorder, seed=args.seed
-            )
+            faults = {"drop": args.drop, "duplicate": args.duplicate, "reorder": args.reorder}
+            if args.seed is not None:
+                faults["seed"] = args.seed
+            number, port = parse_port_spec(spec, **faults)
         except (ValueError, OSError) as exc:
             raise CliError(f"-i {spec}: {exc}") from None
         dev.add_port(number, port)
