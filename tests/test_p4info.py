@@ -528,3 +528,83 @@ def test_bad_input_raises_clear_error(mutate: Any, message: str) -> None:
     mutate(ir)
     with pytest.raises(P4InfoError, match=message):
         emit(ir)
+
+
+def basic_routing_ir() -> Obj:
+    """p4c's testdata basic_routing-bmv2.p4: egress declared before ingress, no defaults."""
+
+    def k(name: str, w: int, kind: str = "exact") -> Obj:
+        return key(name, w, kind)
+
+    acts = [
+        no_action(),
+        action("egress.on_miss", order=1),
+        action("egress.rewrite_src_dst_mac", ("smac", 48), ("dmac", 48), order=2),
+        action("ingress.set_vrf", ("vrf", 12), order=10),
+        action("ingress.on_miss", order=11),
+        action("ingress.fib_hit_nexthop", ("nexthop_index", 16), order=12),
+        action("ingress.set_egress_details", ("egress_spec", 9), order=13),
+        action("ingress.set_bd", ("bd", 16), order=14),
+    ]
+    nh = "meta.ingress_metadata.nexthop_index"
+    tabs = [
+        table(
+            "egress.rewrite_mac",
+            [k(nh, 16)],
+            [ref("egress.on_miss"), ref("egress.rewrite_src_dst_mac")],
+            size=32768,
+            order=3,
+        ),
+        table(
+            "ingress.bd",
+            [k("meta.ingress_metadata.bd", 16)],
+            [ref("ingress.set_vrf")],
+            size=65536,
+            order=15,
+        ),
+        table(
+            "ingress.ipv4_fib",
+            [k("meta.ingress_metadata.vrf", 12), k("hdr.ipv4.dstAddr", 32)],
+            [ref("ingress.on_miss"), ref("ingress.fib_hit_nexthop")],
+            size=131072,
+            order=16,
+        ),
+        table(
+            "ingress.ipv4_fib_lpm",
+            [k("meta.ingress_metadata.vrf", 12), k("hdr.ipv4.dstAddr", 32, "lpm")],
+            [ref("ingress.on_miss"), ref("ingress.fib_hit_nexthop")],
+            size=16384,
+            order=17,
+        ),
+        table(
+            "ingress.nexthop",
+            [k(nh, 16)],
+            [ref("ingress.on_miss"), ref("ingress.set_egress_details")],
+            size=32768,
+            order=18,
+        ),
+        table(
+            "ingress.port_mapping",
+            [k("standard_metadata.ingress_port", 9)],
+            [ref("ingress.set_bd")],
+            size=32768,
+            order=19,
+        ),
+    ]
+    return program(
+        actions=acts,
+        tables=tabs,
+        pipeline={
+            "parser": "ParserImpl",
+            "verify_checksum": "verifyChecksum",
+            "ingress": "ingress",
+            "egress": "egress",
+            "compute_checksum": "computeChecksum",
+            "deparser": "DeparserImpl",
+        },
+    )
+
+
+def test_basic_routing_matches_p4c_output() -> None:
+    expected = (DATA / "basic_routing.p4info.txtpb").read_text()
+    assert to_text(emit(basic_routing_ir())) == expected
