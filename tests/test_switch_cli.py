@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -164,3 +165,96 @@ def test_serves_the_program_and_stops_cleanly(
     assert proc.returncode == 0, err
     assert "device stopped" in out
     assert "Traceback" not in err
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.mark.timeout(90)
+def test_real_switch_over_udp_tunnel_ports(tmp_path: Path) -> None:
+    """--p4 compiles at start; -i N@udp ports carry frames; P4Runtime installs the entry."""
+    from test_p4runtime_softswitch import DST, FRAME, PROGRAM
+
+    src = tmp_path / "fwd.p4"
+    src.write_text(PROGRAM)
+    p1, p2 = _free_udp_port(), _free_udp_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "softswitch.cli",
+            "--p4",
+            str(src),
+            "--cpu-port",
+            "64",
+            "-i",
+            f"1@udp:127.0.0.1:{p1}",
+            "-i",
+            f"2@udp:127.0.0.1:{p2}",
+            "--grpc-server-addr",
+            "127.0.0.1:0",
+            "--log-level",
+            "warn",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        cwd=REPO,
+    )
+    host1 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    host2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "ready, P4Runtime on 127.0.0.1:" in line, proc.stderr.read() if proc.stderr else ""
+        address = line.rsplit(" ", 1)[1].strip()
+        with grpc.insecure_channel(address) as ch:
+            stub = p4r_grpc.P4RuntimeStub(ch)
+            info = stub.GetForwardingPipelineConfig(
+                p4r.GetForwardingPipelineConfigRequest(
+                    device_id=0,
+                    response_type=p4r.GetForwardingPipelineConfigRequest.P4INFO_AND_COOKIE,
+                ),
+                timeout=10,
+            ).config.p4info
+            ids = {o.preamble.name: o.preamble.id for o in (*info.tables, *info.actions)}
+            te = p4r.TableEntry(table_id=ids["I.fwd"])
+            te.match.add(field_id=1).exact.value = DST
+            te.action.action.action_id = ids["I.set_port"]
+            te.action.action.params.add(param_id=1, value=b"\x02")
+            stub.Write(
+                p4r.WriteRequest(
+                    device_id=0,
+                    updates=[p4r.Update(type=p4r.Update.INSERT, entity=p4r.Entity(table_entry=te))],
+                ),
+                timeout=10,
+            )
+        host2.settimeout(10)
+        host2.sendto(b"\xff" * 20, ("127.0.0.1", p2))  # teaches port 2 its peer; dropped
+        # the switch learns port 2's peer from that datagram; resend until it arrives
+        for _ in range(50):
+            host1.sendto(FRAME, ("127.0.0.1", p1))
+            host2.settimeout(0.2)
+            try:
+                data, _ = host2.recvfrom(2048)
+                break
+            except TimeoutError:
+                continue
+        else:
+            pytest.fail("no frame came out of port 2")
+        assert data == FRAME
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err
+    finally:
+        host1.close()
+        host2.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
