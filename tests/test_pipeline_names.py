@@ -3,12 +3,17 @@ key fields and action parameters (names and widths)."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline.targets import compile_ir, p4info_of
+from pipeline.targets import P4_MAIN, compile_ir, p4info_of
 
 from controller import p4names as n
+from softswitch.p4.diag import CompileError
+from worker import wire
 
 TABLE_KEYS = {
     n.TABLE_JOBS: [("hdr.agg.job_id", 16)],
@@ -70,3 +75,27 @@ def test_counters_have_the_documented_sizes(p4info: Any) -> None:
 def test_control_type_names(p4info: Any) -> None:
     names = [t.preamble.name for t in p4info.tables]
     assert all(x.split(".")[0] in (n.INGRESS, n.EGRESS) for x in names)
+
+
+@pytest.mark.parametrize("lanes", [8, 64, 256])
+def test_agg_header_mirrors_the_wire_format(lanes: int) -> None:
+    ir = compile_ir() if lanes == 64 else compile_ir(NUM_LANES=lanes)
+    fields = [(f["name"], f["type"]["width"]) for f in ir["types"]["headers"]["agg_t"]["fields"]]
+    assert fields == [*wire.AGG_FIELDS, *((f"v{i}", 32) for i in range(lanes))]
+
+
+def test_lane_count_must_be_a_multiple_of_eight() -> None:
+    with pytest.raises(CompileError, match="NUM_LANES must be a multiple of 8"):
+        compile_ir(NUM_LANES=12)
+
+
+@pytest.mark.skipif(shutil.which("p4c") is None, reason="p4c is not on PATH: no P4Info to compare")
+def test_p4info_equals_p4c(tmp_path: Path) -> None:
+    from google.protobuf import text_format
+
+    out = tmp_path / "p4info.txtpb"
+    subprocess.run(["p4c", "--target", "bmv2", "--arch", "v1model", "-o", str(tmp_path),
+                    "--p4runtime-files", str(out), str(P4_MAIN)], check=True, timeout=600)
+    ours = p4info_of(compile_ir())
+    theirs = text_format.Parse(out.read_text(), type(ours)())
+    assert ours == theirs
