@@ -320,6 +320,14 @@ class Lowerer:
             raise error(loc, "cannot infer the width of this integer literal; add a cast")
         if t["kind"] == "typevar":
             return ir
+        if st["kind"] == "list" and t["kind"] in ("struct", "header") and ir["op"] == "list":
+            # a list expression initialises a struct or header field by field
+            fields = self.headers[t["name"]].fields
+            if len(fields) != len(ir["items"]):
+                raise error(loc, f"{show(t)} has {len(fields)} field(s), the list has {len(ir['items'])}")
+            items = [self.coerce(i, self.resolve_type(f.type, {}), loc, f"for field '{f.name}'")
+                     for i, f in zip(ir["items"], fields, strict=True)]
+            return {"op": "list", "items": items, "type": t}
         where = f" {what}" if what else ""
         if st["kind"] in ("bit", "int") and t["kind"] in ("bit", "int"):
             raise error(loc, f"width mismatch{where}: expected {show(t)}, got {show(st)}; use a cast")
