@@ -1,0 +1,219 @@
+"""p4reduce-ctl against an in-process controller (in-memory switch) over real gRPC:
+every command, --json, --help, and the documented exit codes."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller import p4names as n
+from controller.api import ApiServer
+from controller.backend import MemorySwitch
+from controller.cli import main
+from controller.jobs import JobManager, Settings
+from controller.store import Store
+from controller.topology import parse
+
+pytestmark = pytest.mark.timeout(60)
+
+TOPO = {
+    "aggregation": {"mac": "02:00:00:00:00:fe", "ipv4": "10.0.0.254"},
+    "hosts": [
+        {"name": f"h{i}", "mac": f"02:00:00:00:00:{i:02x}", "ipv4": f"10.0.0.{i}", "port": i}
+        for i in range(1, 5)
+    ],
+}
+
+
+@pytest.fixture
+def ctl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[JobManager, MemorySwitch]]:
+    sw = MemorySwitch()
+    mgr = JobManager(Store(tmp_path / "s.db"), sw, parse(TOPO), Settings(num_slots=1024))
+    mgr.start()
+    api = ApiServer(mgr, "127.0.0.1:0")
+    monkeypatch.setenv("P4REDUCE_CONTROLLER", api.address)
+    monkeypatch.setenv("COLUMNS", "200")
+    yield mgr, sw
+    api.stop()
+    mgr.store.close()
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    code, out, err = run(capsys, "--json", *argv)
+    assert code == 0, err
+    return json.loads(out)
+
+
+HELP_COMMANDS = [
+    [],
+    ["serve"],
+    ["jobs"],
+    ["job"],
+    ["job", "create"],
+    ["job", "show"],
+    ["job", "delete"],
+    ["slots"],
+    ["counters"],
+    ["workers"],
+    ["switch"],
+]
+
+
+@pytest.mark.parametrize("cmd", HELP_COMMANDS, ids=lambda c: " ".join(c) or "top")
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str], cmd: list[str]) -> None:
+    code, out, _ = run(capsys, *cmd, "--help")
+    assert code == 0 and out.startswith("usage: p4reduce-ctl")
+    if cmd not in ([], ["job"], ["serve"]):
+        assert "exit codes" in out
+
+
+def test_job_lifecycle_tables_and_json(
+    ctl: tuple[JobManager, MemorySwitch], capsys: pytest.CaptureFixture[str]
+) -> None:
+    mgr, sw = ctl
+    code, out, _ = run(capsys, "job", "create", "alpha", "--workers", "2", "--slots", "100")
+    assert code == 0 and "alpha" in out and "0..99" in out
+    created = run_json(capsys, "job", "create", "beta", "--workers", "3")
+    assert (
+        created["slot_base"] == 100 and created["slot_count"] == 256 and created["world_size"] == 3
+    )
+    mgr.join("alpha", 1, 2, "02:00:00:00:00:02", "10.0.0.2", 7001)
+    shown = run_json(capsys, "job", "show", "alpha")
+    assert [m["rank"] for m in shown["members"]] == [1] and not shown["ready"]
+    code, out, _ = run(capsys, "job", "show", "alpha")
+    assert code == 0 and "10.0.0.2" in out and "7001" in out and "10.0.0.254" in out
+    jobs = run_json(capsys, "jobs")
+    assert [j["name"] for j in jobs] == ["alpha", "beta"]
+    code, out, _ = run(capsys, "jobs")
+    assert code == 0 and "1/2" in out and "0/3" in out
+    workers = run_json(capsys, "workers")
+    assert workers == [
+        {**workers[0], "job": "alpha", "rank": 1, "ipv4": "10.0.0.2", "switch_port": 2}
+    ]
+    code, out, _ = run(capsys, "workers")
+    assert code == 0 and "alpha" in out and "02:00:00:00:00:02" in out
+    slots = run_json(capsys, "slots")
+    assert slots["free"] == 1024 - 356
+    assert [(e["base"], e["count"], e["job"]) for e in slots["extents"]] == [
+        (0, 100, "alpha"),
+        (100, 256, "beta"),
+        (356, 668, ""),
+    ]
+    code, out, _ = run(capsys, "slots")
+    assert code == 0 and "668 of 1024 slots free" in out and "map: [" in out
+    sw.counters[(n.COUNTER_AGGREGATED, created["job_id"])] = (42, 4200)
+    sw.counters[(n.COUNTER_REJECTED, n.REJECT_NOT_MEMBER)] = (3, 300)
+    c = run_json(capsys, "counters", "beta")
+    assert {x["name"]: x["packets"] for x in c["jobs"][0]["counters"]}["aggregated"] == "42"
+    c_all = run_json(capsys, "counters")
+    assert {x["name"]: x["packets"] for x in c_all["rejected"]}["not_member"] == "3"
+    code, out, _ = run(capsys, "counters")
+    assert code == 0 and "42" in out and "not_member" in out
+    sw_info = run_json(capsys, "switch")
+    assert sw_info["primary"] is True
+    code, out, _ = run(capsys, "switch")
+    assert code == 0 and "primary" in out
+    code, out, _ = run(capsys, "job", "delete", "alpha")
+    assert code == 0 and "deleted job alpha" in out
+    assert [j["name"] for j in run_json(capsys, "jobs")] == ["beta"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "text"),
+    [
+        (["job", "show", "ghost"], "unknown job 'ghost'"),
+        (["job", "delete", "ghost"], "unknown job 'ghost'"),
+        (["counters", "ghost"], "unknown job 'ghost'"),
+        (["job", "create", "x", "--workers", "0"], "world size 0"),
+        (["job", "create", "x", "--workers", "33"], "world size 33"),
+        (["job", "create", "x", "--workers", "2", "--slots", "5000"], "slot count 5000"),
+        (["job", "create", "bad/name", "--workers", "2"], "job name"),
+    ],
+)
+def test_controller_errors_exit_1_with_message_and_change_nothing(
+    ctl: tuple[JobManager, MemorySwitch],
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    text: str,
+) -> None:
+    mgr, sw = ctl
+    before = dict(sw.rows)
+    code, out, err = run(capsys, *argv)
+    assert code == 1 and text in err and "Traceback" not in err and out == ""
+    assert dict(sw.rows) == before and mgr.jobs() == []
+
+
+def test_duplicate_job_exit_1(
+    ctl: tuple[JobManager, MemorySwitch], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "job", "create", "x", "--workers", "2")[0] == 0
+    code, _, err = run(capsys, "job", "create", "x", "--workers", "4")
+    assert code == 1 and "already exists" in err
+    assert [v.job.world_size for v in ctl[0].jobs()] == [2]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["nonsense"], ["job", "create", "x"], ["job", "create", "x", "--workers", "two"], ["job"]],
+)
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and "usage:" in err
+
+
+def test_unreachable_controller_exits_3(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.delenv("P4REDUCE_CONTROLLER", raising=False)
+    code, _, err = run(capsys, "--controller", f"127.0.0.1:{port}", "--timeout", "2", "jobs")
+    assert code == 3 and "cannot reach the controller" in err
+
+
+def test_serve_with_bad_topology_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    topo = tmp_path / "t.yaml"
+    topo.write_text("aggregation: {mac: nope, ipv4: 10.0.0.254}\nhosts: []\n")
+    code, _, err = run(
+        capsys,
+        "serve",
+        "--memory-switch",
+        "--topology",
+        str(topo),
+        "--state",
+        str(tmp_path / "s.db"),
+        "--listen",
+        "127.0.0.1:0",
+    )
+    assert code == 1 and "aggregation MAC 'nope' is malformed" in err
+    code, _, err = run(
+        capsys,
+        "serve",
+        "--memory-switch",
+        "--topology",
+        str(tmp_path / "missing.yaml"),
+        "--state",
+        str(tmp_path / "s.db"),
+        "--listen",
+        "127.0.0.1:0",
+    )
+    assert code == 1 and "cannot read topology" in err
