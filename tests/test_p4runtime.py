@@ -595,3 +595,14 @@ def test_wildcard_read_of_kinds_without_objects(
     with pytest.raises(grpc.RpcError) as exc:
         read(stub, meter_entry=p4r.MeterEntry(meter_id=0x14000001))
     assert exc.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_entry_metadata_is_kept(stub: p4r_grpc.P4RuntimeStub, ready: FakePipeline) -> None:
+    te = fwd_entry(1)
+    te.metadata = b"cookie-1"
+    write(stub, upd(U.INSERT, table_entry=te))
+    (got,) = read(stub, table_entry=p4r.TableEntry(table_id=FWD))
+    assert got.table_entry.metadata == b"cookie-1"
+    write(stub, upd(U.MODIFY, table_entry=fwd_entry(1)))
+    (got,) = read(stub, table_entry=p4r.TableEntry(table_id=FWD))
+    assert got.table_entry.metadata == b""

@@ -74,14 +74,20 @@ def _write_table(loaded: Loaded, utype: int, te: p4r.TableEntry) -> None:
         return
     keys = tr.decode_keys(t, list(te.match))
     tr.check_priority(t, te.priority)
+    md_key = (t.name, keys, te.priority)
     if utype == U.DELETE:
         pipe.table_delete(t.name, keys, te.priority)
+        loaded.entry_metadata.pop(md_key, None)
         return
     entry = TableEntry(keys, tr.decode_action(s, t, te.action, default=False), te.priority)
     if utype == U.INSERT:
         pipe.table_insert(t.name, entry)
     else:
         pipe.table_modify(t.name, entry)
+    if te.metadata:
+        loaded.entry_metadata[md_key] = bytes(te.metadata)
+    else:
+        loaded.entry_metadata.pop(md_key, None)
     if te.HasField("counter_data"):
         if t.direct_counter_id is None:
             raise invalid(f"table '{t.name}' has no direct counter")
@@ -233,6 +239,9 @@ def _read_table(loaded: Loaded, te: p4r.TableEntry) -> list[p4r.Entity]:
             entries = [e for e in entries if _same_entry(e, keys, te.priority)]
         for e in entries:
             pe = tr.encode_entry(s, t, e)
+            md = loaded.entry_metadata.get((t.name, e.keys, e.priority))
+            if md:
+                pe.metadata = md
             if want_counters and t.direct_counter_id is not None:
                 v = pipe.direct_counter_read(t.name, e.keys, e.priority)
                 pe.counter_data.CopyFrom(tr.encode_counter_data(v))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from finsy.proto import p4r
@@ -32,6 +32,9 @@ class Loaded:
     config: p4r.ForwardingPipelineConfig
     schema: Schema
     pipeline: PipelineControl
+    # TableEntry.metadata (opaque controller cookies) by (table, keys, priority): the
+    # runtime has no place for it, and PI returns it on reads, so the server keeps it.
+    entry_metadata: dict[tuple[str, tuple[Any, ...], int], bytes] = field(default_factory=dict)
 
 
 def load(config: p4r.ForwardingPipelineConfig, factory: PipelineFactory) -> Loaded:
