@@ -48,7 +48,8 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
 
 
 def wrap_sum(rows: list[np.ndarray]) -> np.ndarray:
-    return (np.sum(np.asarray(rows, dtype=np.int64), axis=0) & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
+    total: np.ndarray = np.sum(np.asarray(rows, dtype=np.int64), axis=0)
+    return (total & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
 
 
 def round_steps(ws: list[Host], order: list[int], values: list[np.ndarray], exps: list[int], *,
@@ -238,8 +239,9 @@ def test_l2_forwarding_flooding_and_arp_reply(target: Target) -> None:
     unknown = tcp_frame(h2, host(77))
     ask_agg = arp_request(h3, AGG_IP)
     ask_host = arp_request(h1, h2.ip)
-    flood = lambda frame, port: tuple(  # noqa: E731
-        Expect(p, frame) for p in range(1, NUM_PORTS + 1) if p != port)
+
+    def flood(frame: bytes, port: int) -> tuple[Expect, ...]:
+        return tuple(Expect(p, frame) for p in range(1, NUM_PORTS + 1) if p != port)
     case = Case(
         "l2",
         [*base_entities(), Entry(n.TABLE_L2, {"hdr.ethernet.dstAddr": mac_int(h2.mac)},

@@ -91,7 +91,7 @@ def test_lane_count_must_be_a_multiple_of_eight() -> None:
 
 @pytest.mark.skipif(shutil.which("p4c") is None, reason="p4c is not on PATH: no P4Info to compare")
 def test_p4info_equals_p4c(tmp_path: Path) -> None:
-    from google.protobuf import text_format
+    from google.protobuf import text_format  # type: ignore[import-untyped]
 
     out = tmp_path / "p4info.txtpb"
     subprocess.run(["p4c", "--target", "bmv2", "--arch", "v1model", "-o", str(tmp_path),

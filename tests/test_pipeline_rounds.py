@@ -96,7 +96,8 @@ def test_random_interleavings_with_duplicates_give_exact_sums(
         _installed.add(job)
     vals = {(wk, sl): np.array(values[wk * s + sl], dtype=np.int32) for wk in range(w)
             for sl in range(s)}
-    want = {sl: wrap(sum(vals[(wk, sl)].astype(np.int64) for wk in range(w))) for sl in range(s)}
+    want = {sl: wrap(np.sum([vals[(wk, sl)].astype(np.int64) for wk in range(w)], axis=0))
+            for sl in range(s)}
     seen = {sl: 0 for sl in range(s)}
     results = {sl: 0 for sl in range(s)}
     for wk, sl, dup in sends:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import queue
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import grpc
 from finsy import (
@@ -60,7 +61,7 @@ class P4RuntimeClient:
             timeout=30,
         )
 
-    def encode(self, entity: Entity) -> tuple[int, p4r.Entity]:
+    def encode(self, entity: Entity) -> tuple[Any, p4r.Entity]:
         """(update type, entity) of one case entity, by P4Info name."""
         if isinstance(entity, Entry):
             msg = P4TableEntry(

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from scapy.fields import BitField
@@ -15,9 +15,9 @@ from scapy.packet import Packet, bind_layers
 from worker import wire
 
 
-class Agg(Packet):  # type: ignore[misc]
+class Agg(Packet):
     name = "Agg"
-    fields_desc: ClassVar[list[BitField]] = [BitField(name, 0, bits) for name, bits in wire.AGG_FIELDS]
+    fields_desc: ClassVar[list[Any]] = [BitField(name, 0, bits) for name, bits in wire.AGG_FIELDS]
 
 
 bind_layers(UDP, Agg, dport=wire.AGG_UDP_PORT)

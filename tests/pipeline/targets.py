@@ -44,7 +44,7 @@ def compile_ir(**defines: int) -> dict[str, Any]:
 def p4info_of(ir: dict[str, Any]) -> Any:
     from softswitch.p4.p4info import emit
 
-    return emit(ir)  # type: ignore[arg-type]
+    return emit(ir)
 
 
 class _TestDevice:
@@ -95,7 +95,7 @@ class _DirectInstaller:
 
     def counter(self, name: str, index: int) -> tuple[int, int]:
         value = self.pipe.counter_read(name, index)
-        return value.packets, value.bytes
+        return int(value.packets), int(value.bytes)
 
     def close(self) -> None:
         return None
@@ -135,7 +135,8 @@ class SoftswitchTarget:
         return [(p, bytes(f)) for p, f in self.pipe.process(port, frame)]
 
     def counter(self, name: str, index: int) -> tuple[int, int]:
-        return self.client.counter(name, index)
+        packets, octets = self.client.counter(name, index)
+        return int(packets), int(octets)
 
     def close(self) -> None:
         self.client.close()
@@ -167,7 +168,7 @@ class Bmv2Target:
         args += [f"-D{k}={v}" for k, v in defines.items()]
         subprocess.run([*args, str(P4_MAIN)], check=True, capture_output=True, timeout=300)
         from finsy.proto import p4i
-        from google.protobuf import text_format
+        from google.protobuf import text_format  # type: ignore[import-untyped]
 
         self.p4info = text_format.Parse((self.tmp / "p4info.txtpb").read_text(), p4i.P4Info())
         self.ports = list(ports)
