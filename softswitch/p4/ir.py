@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 Expr = dict[str, Any]
 Stmt = dict[str, Any]
@@ -66,6 +66,7 @@ class Action(TypedDict):
     locals: list[Local]
     body: list[Stmt]
     id: int | None
+    order: NotRequired[int]
 
 
 class Key(TypedDict):
@@ -107,6 +108,7 @@ class Table(TypedDict):
     direct_meter: str | None
     implementation: None
     id: int | None
+    order: NotRequired[int]
 
 
 class Register(TypedDict):
@@ -115,6 +117,7 @@ class Register(TypedDict):
     type: TypeT
     annotations: list[Annotation]
     id: int | None
+    order: NotRequired[int]
 
 
 class Counter(TypedDict):
@@ -123,6 +126,7 @@ class Counter(TypedDict):
     counter_type: str
     annotations: list[Annotation]
     id: int | None
+    order: NotRequired[int]
 
 
 class DirectCounter(TypedDict):
@@ -131,6 +135,7 @@ class DirectCounter(TypedDict):
     counter_type: str
     annotations: list[Annotation]
     id: int | None
+    order: NotRequired[int]
 
 
 class Meter(TypedDict):
@@ -139,6 +144,7 @@ class Meter(TypedDict):
     meter_type: str
     annotations: list[Annotation]
     id: int | None
+    order: NotRequired[int]
 
 
 class DirectMeter(TypedDict):
@@ -147,6 +153,7 @@ class DirectMeter(TypedDict):
     meter_type: str
     annotations: list[Annotation]
     id: int | None
+    order: NotRequired[int]
 
 
 class Digest(TypedDict):
