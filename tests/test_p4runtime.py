@@ -606,3 +606,18 @@ def test_entry_metadata_is_kept(stub: p4r_grpc.P4RuntimeStub, ready: FakePipelin
     write(stub, upd(U.MODIFY, table_entry=fwd_entry(1)))
     (got,) = read(stub, table_entry=p4r.TableEntry(table_id=FWD))
     assert got.table_entry.metadata == b""
+
+
+def test_connection_limit(stub: p4r_grpc.P4RuntimeStub, ready: FakePipeline) -> None:
+    streams = [Stream(stub) for _ in range(17)]
+    try:
+        for i, s in enumerate(streams[:16]):
+            s.arbitrate(i + 1)
+            assert s.recv().HasField("arbitration")
+        streams[16].arbitrate(100)
+        err = streams[16].recv()
+        assert isinstance(err, grpc.RpcError)
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        for s in streams:
+            s.close()

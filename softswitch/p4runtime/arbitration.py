@@ -20,6 +20,9 @@ from finsy.proto import p4r, rpc_code
 
 from softswitch.p4runtime.errors import P4RTError, invalid
 
+# PI's limit of stream clients per device; the gRPC pool is sized above it.
+MAX_CONNECTIONS = 16
+
 
 def u128(value: int) -> p4r.Uint128:
     return p4r.Uint128(high=value >> 64, low=value & ((1 << 64) - 1))
@@ -87,6 +90,8 @@ class Arbitration:
                     and (other.election_id == eid)
                 ):
                     raise invalid(f"Election id {eid} is already used by another connection")
+            if not conn.registered and len(self._conns) >= MAX_CONNECTIONS:
+                raise P4RTError(grpc.StatusCode.RESOURCE_EXHAUSTED, "Too many connections")
             old_primaries = {r: self._primary(r) for r in {role, conn.role}}
             if not conn.registered:
                 self._conns.append(conn)

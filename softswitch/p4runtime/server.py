@@ -33,13 +33,15 @@ def serve(
     address: str = "127.0.0.1:0",
     *,
     factory: PipelineFactory | None = None,
-    max_workers: int = 16,
+    max_workers: int = 48,
 ) -> RunningServer:
     """Start serving `device`; raises OSError if the address cannot be bound."""
     service = P4RuntimeService(device, factory)
-    # Each open StreamChannel holds a worker thread, so the pool must outnumber clients.
+    # Each open StreamChannel holds a worker thread: the pool must exceed MAX_CONNECTIONS.
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="p4rt")
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="p4rt"),
+        # as PI: pipeline configs and big batches exceed gRPC's 4 MB default
+        options=[("grpc.max_receive_message_length", 256 * 1024 * 1024)],
     )
     p4r_grpc.add_P4RuntimeServicer_to_server(service, server)
     try:
