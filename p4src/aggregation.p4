@@ -85,7 +85,7 @@ control Aggregation(inout headers_t hdr, inout metadata_t meta) {
         }
         if (meta.verdict == V_COMPLETE || meta.verdict == V_RESEND) {
             hdr.agg.exp = meta.exp;
-            hdr.agg.flags = (hdr.agg.flags & FLAGS_KEEP_ON_RESULT) | FLAG_RESULT;
+            hdr.agg.flags = hdr.agg.flags | FLAG_RESULT;
             hdr.udp.checksum = 0;
         }
     }

@@ -31,9 +31,8 @@
 #define ARP_OP_REQUEST 1
 #define ARP_OP_REPLY 2
 
+// A result keeps the triggering packet's other flags (as tests/refswitch.py does).
 #define FLAG_RESULT 8w0x01
-// flags with RETRANSMIT cleared: a result never claims to be a worker's resend
-#define FLAGS_KEEP_ON_RESULT 8w0xFD
 
 // Typed (8w, 2w) so they can be the arms of ?: expressions.
 // Outcome of an aggregation packet (metadata.verdict). Rejections are REJECT_BASE + the

@@ -204,7 +204,8 @@ def test_packet_of_an_older_round_is_stale(target: Target) -> None:
     late = Send(ws[1].port, agg_frame(ws[1], JOB, 1, 0, 0, v[1], flags=wire.FLAG_RETRANSMIT))
     steps.append(late)
     steps.append(Send(ws[1].port, agg_frame(ws[1], JOB, 1, 0, 1, v[1], flags=wire.FLAG_RETRANSMIT),
-                      (Expect(ws[1].port, result_frame(ws[1], JOB, 1, 0, 1, wrap_sum(v))),)))
+                      (Expect(ws[1].port, result_frame(ws[1], JOB, 1, 0, 1, wrap_sum(v),
+                                                      flags=wire.FLAG_RETRANSMIT)),)))
     steps += round_steps(ws, [1], v, [0, 0], rnd=2)
     case = Case("stale", base_entities() + job_entities(JOB, ws, base=0, num_slots=1), steps,
                 {(n.COUNTER_STALE, JOB): 1, (n.COUNTER_RESENT, JOB): 1,

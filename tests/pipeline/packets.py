@@ -82,9 +82,9 @@ def result_frame(
     offset: int = 0,
 ) -> bytes:
     """What the switch sends to `dst` when a slot completes (or on a resend): the header
-    of the packet that triggered it (`worker`, `flags` as sent), RESULT set, RETRANSMIT
-    cleared, from the aggregation address, UDP checksum 0, IPv4 checksum recomputed."""
-    out_flags = (flags & ~wire.FLAG_RETRANSMIT & 0xFF) | wire.FLAG_RESULT
+    of the packet that triggered it (`worker`, `flags` as sent) with RESULT added, from
+    the aggregation address, UDP checksum 0, IPv4 checksum recomputed."""
+    out_flags = flags | wire.FLAG_RESULT
     pkt = (
         Ether(src=AGG_MAC, dst=dst.mac)
         / IP(src=AGG_IP, dst=dst.ip, id=1, ttl=64)
