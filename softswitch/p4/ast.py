@@ -84,6 +84,7 @@ class Name(Expr):
 class Member(Expr):
     obj: Expr
     member: str
+    mloc: Loc | None = None  # where the member name is, for "no such member" errors
 
 
 @dataclass

@@ -20,7 +20,7 @@ _NUM = (
 )
 _TOKEN_RE = re.compile(
     r"(?P<ws>[ \t\r\f\v]+)|(?P<nl>\n)|(?P<cont>\\\r?\n)|(?P<lc>//[^\n]*)|(?P<bc>/\*.*?\*/)"
-    r"|(?P<str>\"(?:[^\"\\\n]|\\.)*\")|" + _NUM + r"\b"
+    r"|(?P<ubc>/\*)|(?P<str>\"(?:[^\"\\\n]|\\.)*\")|" + _NUM + r"\b"
     r"|(?P<id>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>"
     + "|".join(re.escape(p) for p in PUNCT)
     + ")",
@@ -76,6 +76,8 @@ def tokenize(text: str, file: str) -> list[Token]:
                 raise error(Loc(file, line, col), "unterminated comment")
             raise error(Loc(file, line, col), f"unexpected character {shown}")
         kind = m.lastgroup
+        if kind == "ubc":
+            raise error(Loc(file, line, col), "unterminated comment")
         s = m.group(0)
         if kind == "ws" or kind == "lc":
             space = True

@@ -110,6 +110,13 @@ class Ctx:
     is_deparser: bool = False
 
 
+def start_loc(e: A.Expr) -> Loc:
+    """Where an expression begins in the source (binary nodes are located at the operator)."""
+    while isinstance(e, A.Binary | A.Mux):
+        e = e.left if isinstance(e, A.Binary) else e.cond
+    return e.loc
+
+
 def anno_ir(annos: list[A.Annotation]) -> list[IR]:
     return [{"name": a.name, "body": a.body} for a in annos]
 
@@ -222,7 +229,10 @@ class Lowerer:
         elif isinstance(d, A.PackageDecl):
             self.packages[d.name] = d
         elif isinstance(d, A.ActionDecl):
-            self.glob.names[d.name] = ActionB(d.name, d, self.glob)
+            ab = ActionB(d.name, d, self.glob)
+            self.glob.names[d.name] = ab
+            self.lower_action(ab)  # check it now; it is listed only once something uses it
+            del self.actions[d.name]
         elif isinstance(d, A.InstanceDecl):
             if d.name != "main":
                 raise error(d.loc, f"top-level instance '{d.name}' is not supported; only 'main' may be instantiated here")
@@ -402,20 +412,21 @@ class Lowerer:
         raise error(e.loc, f"'{e.name}' is not a value here")
 
     def member_expr(self, e: A.Member, ctx: Ctx) -> IR:
+        mloc = e.mloc or e.loc
         if isinstance(e.obj, A.Name) and ctx.scope.lookup(e.obj.name) is None:
             n = e.obj.name
             if n == "error":
                 if e.member not in self.errors:
-                    raise error(e.loc, f"'error.{e.member}' is not declared")
+                    raise error(mloc, f"'error.{e.member}' is not declared")
                 return {"op": "const", "value": self.errors.index(e.member), "type": dict(ERROR)}
             if n in self.enums:
                 if e.member not in self.enums[n]:
-                    raise error(e.loc, f"enum '{n}' has no member '{e.member}'")
+                    raise error(mloc, f"enum '{n}' has no member '{e.member}'")
                 return {"op": "enum_member", "enum": n, "member": e.member, "type": {"kind": "enum", "name": n}}
             if n in self.serenums:
                 se = self.serenums[n]
                 if e.member not in se["members"]:
-                    raise error(e.loc, f"enum '{n}' has no member '{e.member}'")
+                    raise error(mloc, f"enum '{n}' has no member '{e.member}'")
                 return {"op": "const", "value": se["members"][e.member],
                         "type": {"kind": "serenum", "name": n, "width": se["type"]["width"]}}
         if e.member in ("hit", "miss") and isinstance(e.obj, A.Call):
@@ -434,7 +445,7 @@ class Lowerer:
                     if base["op"] == "field":
                         return {"op": "field", "base": base["base"], "path": [*base["path"], f.name], "type": ft}
                     return {"op": "field", "base": base, "path": [f.name], "type": ft}
-            raise error(e.loc, f"{'header' if bt['kind'] == 'header' else 'struct'} '{bt['name']}' has no field '{e.member}'")
+            raise error(mloc, f"{'header' if bt['kind'] == 'header' else 'struct'} '{bt['name']}' has no field '{e.member}'")
         if bt["kind"] == "stack":
             ht = {"kind": "header", "name": bt["header"]}
             if e.member == "last":
@@ -445,10 +456,10 @@ class Lowerer:
                 return self.const(bt["size"], bit(32))
             if e.member == "next":
                 if ctx.kind != "parser":
-                    raise error(e.loc, "'next' may only be used in a parser")
+                    raise error(mloc, "'next' may only be used in a parser")
                 return {"op": "stack_next", "stack": base, "type": ht}
-            raise error(e.loc, f"header stack has no member '{e.member}'")
-        raise error(e.loc, f"a value of type {show(bt)} has no member '{e.member}'")
+            raise error(mloc, f"header stack has no member '{e.member}'")
+        raise error(mloc, f"a value of type {show(bt)} has no member '{e.member}'")
 
     def slice_expr(self, e: A.Slice, ctx: Ctx) -> IR:
         base = self.expr(e.obj, ctx, None)
@@ -650,7 +661,7 @@ class Lowerer:
         while isinstance(root, A.Member | A.Index | A.Slice):
             root = root.obj
         if not isinstance(root, A.Name):
-            raise error(e.loc, "this expression cannot be assigned to")
+            raise error(start_loc(e), "this expression cannot be assigned to")
         b = ctx.scope.lookup(root.name)
         if isinstance(b, Val) and not b.writable:
             raise error(e.loc, f"cannot assign to {b.what}")
@@ -810,6 +821,8 @@ class Lowerer:
         m = f.member
         if isinstance(f.obj, A.Name):
             b = ctx.scope.lookup(f.obj.name)
+            if b is None and f.obj.name not in self.enums and f.obj.name != "error":
+                raise error(f.obj.loc, f"'{f.obj.name}' is not declared")
             if isinstance(b, TableB):
                 if m != "apply":
                     raise error(f.loc, f"tables have no method '{m}'")
@@ -913,7 +926,7 @@ class Lowerer:
         mname = c.func.member
         methods = [m for m in b.ext.methods if m.name == mname and m.ret is not None]
         if not methods:
-            raise error(c.func.loc, f"extern '{b.ext.name}' has no method '{mname}'")
+            raise error(c.func.mloc or c.func.loc, f"extern '{b.ext.name}' has no method '{mname}'")
         if want_value:
             methods = [m for m in methods if m.ret is not None and not (isinstance(m.ret, A.NamedType) and m.ret.name == "void")] or methods
         else:
@@ -1040,7 +1053,9 @@ class Lowerer:
         """Declarations of a control/parser body; returns statements (var initialisers)."""
         if isinstance(d, A.ActionDecl):
             q = self.qualified(d, ctx.prefix)
-            self.bind(ctx.scope, d.name, ActionB(q, d, ctx.scope), d.loc)
+            ab = ActionB(q, d, ctx.scope)
+            self.bind(ctx.scope, d.name, ab, d.loc)
+            self.lower_action(ab)
             return []
         if isinstance(d, A.TableDecl):
             if ctx.kind != "control":

@@ -788,7 +788,7 @@ class Parser:
             if t.text == ".":
                 self.next()
                 m = self.ident("a member name")
-                e = A.Member(m.loc, e, m.text)
+                e = A.Member(e.loc, e, m.text, m.loc)
             elif t.text == "[":
                 self.next()
                 a = self.expression()

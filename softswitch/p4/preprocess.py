@@ -93,28 +93,28 @@ class Preprocessor:
                 args = line[1:]
                 if d in ("ifdef", "ifndef"):
                     if not args or args[0].kind != "id":
-                        raise error(line[0].loc, f"#{d} expects a macro name")
+                        raise error(t.loc, f"#{d} expects a macro name")
                     val = (args[0].text in self.macros) == (d == "ifdef")
                     val = val and active()
-                    conds.append((val, val, False, line[0]))
+                    conds.append((val, val, False, t))
                 elif d == "if":
                     val = active() and self.eval_cond(args, line[0])
-                    conds.append((val, val, False, line[0]))
+                    conds.append((val, val, False, t))
                 elif d == "elif":
                     if not conds or conds[-1][2]:
-                        raise error(line[0].loc, "#elif without #if")
+                        raise error(t.loc, "#elif without #if")
                     _, taken, _, st = conds.pop()
                     val = (not taken) and active() and self.eval_cond(args, line[0])
                     conds.append((val, taken or val, False, st))
                 elif d == "else":
                     if not conds or conds[-1][2]:
-                        raise error(line[0].loc, "#else without #if")
+                        raise error(t.loc, "#else without #if")
                     _, taken, _, st = conds.pop()
                     val = (not taken) and active()
                     conds.append((val, True, True, st))
                 elif d == "endif":
                     if not conds:
-                        raise error(line[0].loc, "#endif without #if")
+                        raise error(t.loc, "#endif without #if")
                     conds.pop()
                 elif not active():
                     continue
@@ -122,18 +122,18 @@ class Preprocessor:
                     self.define(line)
                 elif d == "undef":
                     if not args or args[0].kind != "id":
-                        raise error(line[0].loc, "#undef expects a macro name")
+                        raise error(t.loc, "#undef expects a macro name")
                     self.macros.pop(args[0].text, None)
                 elif d == "include":
                     name, angled = self.include_name(line)
-                    out.extend(self._include(line[0], name, angled, path, depth))
+                    out.extend(self._include(t, name, angled, path, depth))
                 elif d == "error":
                     msg = " ".join(a.text for a in args)
-                    raise error(line[0].loc, f"#error {msg}")
+                    raise error(t.loc, f"#error {msg}")
                 elif d in ("pragma", "line", "warning"):
                     continue
                 else:
-                    raise error(line[0].loc, f"unknown preprocessor directive '#{d}'")
+                    raise error(t.loc, f"unknown preprocessor directive '#{d}'")
                 continue
             if active():
                 pending.append(t)
