@@ -621,3 +621,34 @@ def test_connection_limit(stub: p4r_grpc.P4RuntimeStub, ready: FakePipeline) -> 
     finally:
         for s in streams:
             s.close()
+
+
+def test_const_default_action_cannot_change(
+    stub: p4r_grpc.P4RuntimeStub, device: FakeDevice
+) -> None:
+    cfg = pipeline_config()
+    for t in cfg.p4info.tables:
+        if t.preamble.id == ACL:
+            t.const_default_action_id = NOACTION
+    stub.SetForwardingPipelineConfig(
+        SET(device_id=0, action=SET.VERIFY_AND_COMMIT, config=cfg), timeout=5
+    )
+    d = p4r.TableEntry(table_id=ACL, is_default_action=True)
+    d.action.action.action_id = DROP
+    with pytest.raises(grpc.RpcError) as exc:
+        write(stub, upd(U.MODIFY, table_entry=d))
+    assert batch_errors(exc.value)[0][0] == rpc_code.PERMISSION_DENIED
+    assert device.pipeline.table_get_default("MyIngress.acl") == ActionCall("NoAction")
+
+
+def test_only_the_primary_sets_the_pipeline(stub: p4r_grpc.P4RuntimeStub) -> None:
+    s = Stream(stub)
+    try:
+        s.arbitrate(5)
+        s.recv()
+        with pytest.raises(grpc.RpcError) as exc:
+            set_pipeline(stub, election=4)
+        assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        set_pipeline(stub, election=5)
+    finally:
+        s.close()
