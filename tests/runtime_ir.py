@@ -214,3 +214,65 @@ def forwarding_program(**kw: Any) -> J:
 
 def clone(ir: J) -> J:
     return copy.deepcopy(ir)
+
+
+# ---- P4 sources for tests that go through the compiler ----------------------------------
+
+V1_PRELUDE = "#include <core.p4>\n#include <v1model.p4>\n"
+
+
+def lanes_p4(k: int = 8, reg_size: int = 64) -> str:
+    """K lane controls, each with its own register doing read-add-write of one value:
+    the shape of the aggregation program, small enough for tests."""
+    fields = "".join(f"    bit<32> v{i};\n" for i in range(k))
+    insts = "".join(f"    Lane() lane{i};\n" for i in range(k))
+    applies = "".join(f"            lane{i}.apply(hdr.vals.v{i}, hdr.vals.idx);\n" for i in range(k))
+    return V1_PRELUDE + f"""
+header ethernet_t {{ bit<48> dst; bit<48> src; bit<16> etherType; }}
+header vals_t {{
+    bit<32> idx;
+{fields}}}
+struct headers {{ ethernet_t ethernet; vals_t vals; }}
+struct metadata {{ bit<8> unused; }}
+
+parser P(packet_in pkt, out headers hdr, inout metadata meta, inout standard_metadata_t std) {{
+    state start {{
+        pkt.extract(hdr.ethernet);
+        transition select(hdr.ethernet.etherType) {{ 0x88B5: parse_vals; default: accept; }}
+    }}
+    state parse_vals {{ pkt.extract(hdr.vals); transition accept; }}
+}}
+
+control Lane(inout bit<32> value, in bit<32> idx) {{
+    register<bit<32>>({reg_size}) r;
+    action add() {{
+        bit<32> x;
+        r.read(x, idx);
+        x = x + value;
+        r.write(idx, x);
+        value = x;
+    }}
+    apply {{ add(); }}
+}}
+
+control I(inout headers hdr, inout metadata meta, inout standard_metadata_t std) {{
+{insts}
+    apply {{
+        if (hdr.vals.isValid()) {{
+{applies}        }}
+        std.egress_spec = std.ingress_port;
+    }}
+}}
+control E(inout headers hdr, inout metadata meta, inout standard_metadata_t std) {{ apply {{ }} }}
+control V(inout headers hdr, inout metadata meta) {{ apply {{ }} }}
+control C(inout headers hdr, inout metadata meta) {{ apply {{ }} }}
+control D(packet_out pkt, in headers hdr) {{ apply {{ pkt.emit(hdr.ethernet); pkt.emit(hdr.vals); }} }}
+V1Switch(P(), V(), I(), E(), C(), D()) main;
+"""
+
+
+def lanes_frame(idx: int, values: list[int]) -> bytes:
+    import struct
+
+    eth = bytes(6) + bytes(6) + b"\x88\xb5"
+    return eth + struct.pack(f"!I{len(values)}I", idx, *values)

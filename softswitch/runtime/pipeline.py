@@ -112,11 +112,10 @@ class Pipeline:
         self.ir = ir
         try:
             plan = VectorPlan({r["name"]: r for r in ir.get("registers", [])})
-            if vectorize:
-                analyse(ir, plan)
             gen = Codegen(ir, plan)
+            plan.allocate_names()
             if vectorize:
-                plan.bind(gen)
+                analyse(ir, plan, gen)
             plan.allocate()
             g = gen.generate()
         except PipelineError:

@@ -11,6 +11,7 @@ control API still reads and writes it by name.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +53,7 @@ class VectorPlan:
             self.group_arrays.append(arr)
             for col, name in enumerate(g.registers):
                 grouped[name] = (gi, col)
-        for i, (name, reg) in enumerate(sorted(self.registers.items())):
+        for name, reg in sorted(self.registers.items()):
             width = _reg_width(reg)
             if name in grouped:
                 gi, col = grouped[name]
@@ -61,10 +62,10 @@ class VectorPlan:
                 self.arrays[name] = np.zeros(int(reg["size"]), dtype=np.uint64)
             else:
                 self.arrays[name] = np.array([0] * int(reg["size"]), dtype=object)
-            self.var_names[name] = f"_R{i}"
 
-    def bind(self, gen: Any) -> None:
-        """Generate the code of the planned runs, now that the slot layout is known."""
+    def allocate_names(self) -> None:
+        for i, name in enumerate(sorted(self.registers)):
+            self.var_names[name] = f"_R{i}"
 
     def register_var(self, name: str) -> str:
         return self.var_names[name]
@@ -86,7 +87,358 @@ def _reg_width(reg: dict[str, Any]) -> int:
     return int(t.get("width", 1)) if t["kind"] != "bool" else 1
 
 
-def analyse(ir: dict[str, Any], plan: VectorPlan) -> None:
-    """Find vectorisable runs (filled in by the run finder); without any, registers are
-    stored one array each and every statement runs as scalar code."""
-    plan.bind_pending = True  # type: ignore[attr-defined]
+
+# ---- run finding ------------------------------------------------------------------------
+
+MIN_RUN = 4
+_VEC_BINARY = {"+", "-", "*", "&", "|", "^"}
+
+
+class _NoVec(Exception):
+    """This statement (or run) cannot be vectorised; it runs as scalar code."""
+
+
+@dataclass
+class _Prim:
+    kind: str  # "assign" | "rread" | "rwrite"
+    ctx: Any
+    reg: str = ""
+    lhs: Expr | None = None
+    index: Expr | None = None
+    value: Expr | None = None
+
+
+class _Flat:
+    """One statement flattened to primitives, with every name it touches in order."""
+
+    def __init__(self, gen: Any, stmt: Stmt) -> None:
+        self.gen = gen
+        self.prims: list[_Prim] = []
+        self.refs: list[tuple[int, Any]] = []  # (id(node), slot) or (id(prim), register name)
+        self.sig: list[Any] = []
+        self._stmt(stmt, None)
+
+    def _stmt(self, s: Stmt, action: dict[str, Any] | None) -> None:
+        from .codegen import _Ctx
+
+        kind = s["stmt"]
+        if kind == "block":
+            for sub in s.get("body", []):
+                if sub["stmt"] == "return":
+                    raise _NoVec
+                self._stmt(sub, action)
+        elif kind == "call":
+            act = self.gen.actions.get(s["action"])
+            if act is None or act["params"] or s.get("args"):
+                raise _NoVec
+            self.sig.append(("call",))
+            for sub in act.get("body", []):
+                if sub["stmt"] == "return":
+                    raise _NoVec
+                self._stmt(sub, act)
+        elif kind == "assign":
+            ctx = _Ctx(action=action)
+            p = _Prim("assign", ctx, lhs=s["lhs"], value=s["rhs"])
+            self.sig.append("assign")
+            self._lvalue(s["lhs"], ctx)
+            self._expr(s["rhs"], ctx)
+            self.prims.append(p)
+        elif kind == "method" and s["kind"] == "register" and s["method"] in ("read", "write"):
+            ctx = _Ctx(action=action)
+            args = s["args"]
+            reg = s["object"]
+            self.sig.append(("reg", s["method"]))
+            self.refs.append((-1, reg))
+            if s["method"] == "read":
+                p = _Prim("rread", ctx, reg=reg, lhs=args[0], index=args[1])
+                self._lvalue(args[0], ctx)
+                self._expr(args[1], ctx)
+            else:
+                p = _Prim("rwrite", ctx, reg=reg, index=args[0], value=args[1])
+                self._expr(args[0], ctx)
+                self._expr(args[1], ctx)
+            self.prims.append(p)
+        else:
+            raise _NoVec
+
+    def _lvalue(self, e: Expr, ctx: Any) -> None:
+        if e.get("op") != "field":
+            raise _NoVec
+        self._expr(e, ctx)
+
+    def _expr(self, e: Expr, ctx: Any) -> None:
+        op = e.get("op")
+        if op == "field":
+            if e["path"][0] == "param":
+                raise _NoVec
+            key = self.gen.path_key(e, ctx)
+            if key not in self.gen.lay.scalars:
+                raise _NoVec
+            self.sig.append(("f", e.get("type", {}).get("kind"), e.get("type", {}).get("width")))
+            self.refs.append((id(e), self.gen.lay.scalars[key][0]))
+            return
+        if op in ("table_hit", "lookahead", "valid", "stack_elem", "list", "string"):
+            raise _NoVec
+        self.sig.append((op, e.get("type", {}).get("kind"), e.get("type", {}).get("width"),
+                         e.get("value"), e.get("hi"), e.get("lo")))
+        for k in ("left", "right", "arg", "cond", "then", "else"):
+            if k in e:
+                self._expr(e[k], ctx)
+
+
+@dataclass
+class _RunBuilder:
+    gen: Any
+    plan: VectorPlan
+    flats: list[_Flat]
+    n: int = 0
+    lines: list[str] = field(default_factory=list)
+    node_vec: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    reg_vec: dict[int, tuple[str, ...]] = field(default_factory=dict)  # prim index -> registers
+    vec_names: dict[tuple[int, ...], str] = field(default_factory=dict)
+    assigned: set[tuple[int, ...]] = field(default_factory=set)
+    first_access: dict[tuple[int, ...], str] = field(default_factory=dict)
+    tmp: int = 0
+
+    def analyse(self) -> None:
+        self.n = len(self.flats)
+        f0 = self.flats[0]
+        columns = list(zip(*(f.refs for f in self.flats), strict=True))
+        reg_pos = 0
+        slot_owner: dict[int, tuple[int, ...]] = {}
+        scalar_slots: set[int] = set()
+        for col in columns:
+            node_id = col[0][0]
+            values = tuple(v for _, v in col)
+            if node_id == -1:  # register position
+                self.reg_vec[reg_pos] = values
+                reg_pos += 1
+                continue
+            if len(set(values)) == 1:
+                scalar_slots.add(values[0])
+                continue
+            if len(set(values)) != len(values):
+                raise _NoVec
+            for v in values:
+                if slot_owner.setdefault(v, values) != values:
+                    raise _NoVec
+            self.node_vec[node_id] = values  # type: ignore[assignment]
+        if scalar_slots & set(slot_owner):
+            raise _NoVec
+        owner: dict[str, tuple[str, ...]] = {}
+        for regs in self.reg_vec.values():
+            if len(set(regs)) == 1:
+                continue
+            if len(set(regs)) != len(regs):
+                raise _NoVec
+            for r in regs:
+                if owner.setdefault(r, regs) != regs:
+                    raise _NoVec
+        # scalar registers may only be read; vector registers must be alike
+        for pi, p in enumerate(_reg_prims(f0)):
+            regs = self.reg_vec[pi]
+            if len(set(regs)) == 1 and p.kind == "rwrite":
+                raise _NoVec
+            if len(set(regs)) > 1:
+                decls = [self.plan.registers[r] for r in regs]
+                if any(d["type"]["kind"] != "bit" or _reg_width(d) > 64 for d in decls):
+                    raise _NoVec
+                if len({(int(d["size"]), _reg_width(d)) for d in decls}) != 1:
+                    raise _NoVec
+        # scalar slots must not be written inside the run
+        for p in f0.prims:
+            if p.lhs is not None and id(p.lhs) not in self.node_vec:
+                raise _NoVec
+
+    def group_of(self, regs: tuple[str, ...]) -> int:
+        for gi, g in enumerate(self.plan.groups):
+            if g.registers == regs:
+                return gi
+            if set(g.registers) & set(regs):
+                raise _NoVec
+        d = self.plan.registers[regs[0]]
+        self.plan.groups.append(Group(regs, int(d["size"]), _reg_width(d)))
+        return len(self.plan.groups) - 1
+
+    def new(self) -> str:
+        self.tmp += 1
+        return f"_w{self.tmp}_{id(self) % 10000}"
+
+    def gather(self, slots: tuple[int, ...]) -> str:
+        if all(b - a == 1 for a, b in itertools.pairwise(slots)):
+            return f"_np.array(S[{slots[0]}:{slots[-1] + 1}], _u64)"
+        name = f"_ig_{slots[0]}_{len(slots)}"
+        import operator
+
+        self.gen.ns[name] = operator.itemgetter(*slots)
+        return f"_np.array({name}(S), _u64)"
+
+    def has_vec(self, e: Expr) -> bool:
+        if id(e) in self.node_vec:
+            return True
+        return any(self.has_vec(e[k]) for k in ("left", "right", "arg", "cond", "then", "else") if k in e)
+
+    def vexpr(self, e: Expr, ctx: Any) -> str:
+        if not self.has_vec(e):
+            return self.gen.ex(e, ctx)
+        op = e["op"]
+        if op == "field":
+            slots = self.node_vec[id(e)]
+            name = self.vec_names.get(slots)
+            if name is None:
+                name = self.new()
+                self.lines.append(f"{name} = {self.gather(slots)}")
+                self.vec_names[slots] = name
+                self.first_access.setdefault(slots, "read")
+            return name
+        w = int(e.get("type", {}).get("width", 0) or 0)
+        if op in _VEC_BINARY:
+            a, b = self.vexpr(e["left"], ctx), self.vexpr(e["right"], ctx)
+            if op in ("+", "-", "*"):
+                return f"(({a} {op} {b}) & {(1 << w) - 1})"
+            return f"({a} {op} {b})"
+        if op == "mux":
+            if self.has_vec(e["cond"]):
+                raise _NoVec
+            a, b = self.vexpr(e["then"], ctx), self.vexpr(e["else"], ctx)
+            if not self.has_vec(e["then"]):
+                a = f"_np.full({self.n}, {a}, _u64)"
+            if not self.has_vec(e["else"]):
+                b = f"_np.full({self.n}, {b}, _u64)"
+            return f"({a} if {self.gen.ex(e['cond'], ctx)} else {b})"
+        if op == "cast" and e["type"]["kind"] == "bit" and e["arg"].get("type", {}).get("kind") == "bit":
+            return f"({self.vexpr(e['arg'], ctx)} & {(1 << w) - 1})"
+        raise _NoVec
+
+    def set_vec(self, lhs: Expr, code: str, is_vec: bool) -> None:
+        slots = self.node_vec[id(lhs)]
+        name = self.new()
+        if not is_vec:
+            code = f"_np.full({self.n}, {code}, _u64)"
+        self.lines.append(f"{name} = {code}")
+        self.vec_names[slots] = name
+        self.assigned.add(slots)
+        self.first_access.setdefault(slots, "write")
+
+    def build(self) -> list[str]:
+        self.analyse()
+        f0 = self.flats[0]
+        reg_i = 0
+        for p in f0.prims:
+            if p.kind == "assign":
+                assert p.lhs is not None and p.value is not None
+                self.set_vec(p.lhs, self.vexpr(p.value, p.ctx), self.has_vec(p.value))
+                continue
+            regs = self.reg_vec[reg_i]
+            reg_i += 1
+            assert p.index is not None
+            idx = self.new()
+            self.lines.append(f"{idx} = {self.gen.ex(p.index, p.ctx)}")
+            size = int(self.plan.registers[regs[0]]["size"])
+            if len(set(regs)) == 1:  # the same register in every statement: read only
+                assert p.lhs is not None
+                var = self.gen.register_var(regs[0]) if self.plan.var_names else None
+                if var is None:
+                    raise _NoVec
+                self.set_vec(p.lhs, f"(int({var}[{idx}]) if {idx} < {size} else 0)", False)
+                continue
+            g = f"_G{self.group_of(regs)}"
+            if p.kind == "rread":
+                assert p.lhs is not None
+                self.set_vec(p.lhs, f"({g}[{idx}].copy() if {idx} < {size} else _np.zeros({self.n}, _u64))", True)
+            else:
+                assert p.value is not None
+                val = self.vexpr(p.value, p.ctx)
+                self.lines.append(f"if {idx} < {size}:")
+                self.lines.append(f"    {g}[{idx}] = {val}")
+        temps = self._action_temps()
+        for slots in sorted(self.assigned):
+            if slots in temps and self.first_access.get(slots) == "write":
+                continue  # an action local written before any read: nobody can observe it
+            name = self.vec_names[slots]
+            if all(b - a == 1 for a, b in itertools.pairwise(slots)):
+                self.lines.append(f"S[{slots[0]}:{slots[-1] + 1}] = {name}.tolist()")
+            else:
+                targets = ", ".join(f"S[{s}]" for s in slots)
+                self.lines.append(f"{targets} = {name}.tolist()")
+        return self.lines
+
+    def _action_temps(self) -> set[tuple[int, ...]]:
+        local_slots: set[int] = set()
+        for f in self.flats:
+            for p in f.prims:
+                act = p.ctx.action
+                if act is None:
+                    continue
+                for loc in act.get("locals", []):
+                    key = ("local", loc["name"])
+                    if key in self.gen.lay.scalars:
+                        local_slots.add(self.gen.lay.scalars[key][0])
+        return {slots for slots in self.assigned if set(slots) <= local_slots}
+
+
+def _reg_prims(f: _Flat) -> list[_Prim]:
+    return [p for p in f.prims if p.kind in ("rread", "rwrite")]
+
+
+def _signature(gen: Any, stmt: Stmt) -> tuple[str, _Flat] | None:
+    try:
+        flat = _Flat(gen, stmt)
+    except (_NoVec, KeyError):
+        return None
+    if not flat.prims or not any(p.kind != "assign" for p in flat.prims):
+        return None
+    import json
+
+    return json.dumps(flat.sig, sort_keys=True, default=str), flat
+
+
+def analyse(ir: dict[str, Any], plan: VectorPlan, gen: Any) -> None:
+    """Find runs of at least MIN_RUN consecutive statements of one shape in every
+    statement list, and prepare their vector code; anything doubtful stays scalar."""
+    lists: list[list[Stmt]] = []
+
+    def collect(stmts: list[Stmt]) -> None:
+        lists.append(stmts)
+        for s in stmts:
+            for k in ("then", "else", "body", "default"):
+                if isinstance(s.get(k), list):
+                    collect(s[k])
+            for case in s.get("cases", []) or []:
+                collect(case.get("body", []))
+
+    for ctl in ir.get("controls", {}).values():
+        collect(ctl.get("body", []))
+    for a in ir.get("actions", []):
+        collect(a.get("body", []))
+    pending: list[tuple[int, int, list[str], int]] = []
+    for stmts in lists:
+        i = 0
+        while i < len(stmts):
+            first = _signature(gen, stmts[i])
+            if first is None:
+                i += 1
+                continue
+            flats = [first[1]]
+            j = i + 1
+            while j < len(stmts):
+                nxt = _signature(gen, stmts[j])
+                if nxt is None or nxt[0] != first[0]:
+                    break
+                flats.append(nxt[1])
+                j += 1
+            if j - i >= MIN_RUN:
+                groups_before = len(plan.groups)
+                try:
+                    lines = _RunBuilder(gen, plan, flats).build()
+                except _NoVec:
+                    del plan.groups[groups_before:]
+                    i += 1
+                    continue
+                plan.runs[(id(stmts), i)] = Run(j - i, lines)
+                pending.append((id(stmts), i, lines, j - i))
+                i = j
+            else:
+                i += 1
+    gen.ns["_np"] = np
+    gen.ns["_u64"] = np.uint64
