@@ -9,7 +9,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +47,21 @@ def connect(fake: FakeSwitch, election: int = 10) -> P4RuntimeSwitch:
 
 
 class Controller:
-    def __init__(self, fake: FakeSwitch, tmp: Path, election: int = 10, **kw: Any) -> None:
+    def __init__(
+        self,
+        fake: FakeSwitch,
+        tmp: Path,
+        election: int = 10,
+        clock: Callable[[], float] = time.time,
+        **kw: Any,
+    ) -> None:
         self.switch = connect(fake, election)
         self.mgr = JobManager(
             Store(tmp / f"state{election}.db"),
             self.switch,
             load_topology(write_topology(tmp)),
             Settings(**kw),
+            clock,
         )
         self.mgr.start()
         self.api = ApiServer(self.mgr, "127.0.0.1:0")
@@ -312,3 +321,44 @@ def test_sigkill_restart_keeps_jobs_and_reconciles_switch(fake: FakeSwitch, tmp_
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_expired_lease_frees_slots_and_switch_state(fake: FakeSwitch, tmp_path: Path) -> None:
+    now = [1000.0]
+    c = Controller(fake, tmp_path, clock=lambda: now[0], lease_seconds=30, num_slots=1000)
+    try:
+        a = c.client.join("a", 0, 1, *host(1), 6000, slots=400)
+        c.client.join("b", 0, 1, *host(2), 6001, slots=400)
+        with pytest.raises(ControllerCallError) as e:
+            c.client.create_job("c", 1, slots=400)
+        assert e.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        now[0] += 20
+        assert c.client.heartbeat("b", 0) == now[0] + 30
+        now[0] += 20
+        assert c.mgr.reap() == ["a"]
+        assert [j.name for j in c.client.jobs()] == ["b"]
+        assert not any(
+            e.keys[0] == Exact(a.job_id) for e in fake.pipe.entries[n.TABLE_JOBS].values()
+        )
+        assert n.JOB_MCAST_BASE + a.job_id not in fake.pipe.groups
+        assert c.client.create_job("c", 1, slots=400).slot_base == 0
+        with pytest.raises(ControllerCallError) as e2:
+            c.client.heartbeat("a", 0)
+        assert e2.value.code == grpc.StatusCode.NOT_FOUND
+    finally:
+        c.close()
+
+
+def test_serve_reclaims_expired_jobs_by_itself(fake: FakeSwitch, tmp_path: Path) -> None:
+    proc, addr = _serve(fake, tmp_path, "--lease", "0.5")
+    try:
+        with ControllerClient(addr) as cl:
+            cl.create_job("short", 2)
+            deadline = time.monotonic() + 30
+            while cl.jobs() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert cl.jobs() == []
+            assert not fake.pipe.entries[n.TABLE_JOBS]
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
