@@ -41,6 +41,7 @@ control VC(inout headers hdr, inout metadata meta) { apply { } }
 control I(inout headers hdr, inout metadata meta, inout standard_metadata_t std) {
     counter(4, CounterType.packets_and_bytes) pkts;
     register<bit<32>>(8) r;
+    direct_counter(CounterType.packets_and_bytes) fwd_c;
     action set_port(bit<9> port) { std.egress_spec = port; }
     action to_cpu() {
         std.egress_spec = 64;
@@ -53,6 +54,7 @@ control I(inout headers hdr, inout metadata meta, inout standard_metadata_t std)
         key = { hdr.eth.dst: exact; }
         actions = { set_port; to_cpu; drop; }
         default_action = drop();
+        counters = fwd_c;
     }
     apply {
         if (hdr.packet_out.isValid()) {
@@ -207,3 +209,56 @@ def test_packet_in_and_out_through_the_pipeline(
         assert ports[2].wait_sent(1, 5) == [FRAME]
     finally:
         s.close()
+
+
+def test_default_action_direct_counter_and_multicast(
+    stub: p4r_grpc.P4RuntimeStub,
+    server: RunningServer,
+    ports: dict[int, MemoryPort],
+    program: tuple[dict[str, object], object],
+) -> None:
+    ids = _install(stub, program)
+    # the default action (drop) is replaced by set_port(1): unknown destinations go to port 1
+    d = p4r.TableEntry(table_id=ids["I.fwd"], is_default_action=True)
+    d.action.action.action_id = ids["I.set_port"]
+    d.action.action.params.add(param_id=1, value=b"\x01")
+    g = p4r.MulticastGroupEntry(multicast_group_id=1)
+    g.replicas.add(egress_port=1, instance=0)
+    g.replicas.add(egress_port=2, instance=1)
+    stub.Write(
+        p4r.WriteRequest(
+            device_id=0,
+            updates=[
+                p4r.Update(type=p4r.Update.MODIFY, entity=p4r.Entity(table_entry=d)),
+                _entry(ids, "I.set_port", b"\x02"),
+                p4r.Update(
+                    type=p4r.Update.INSERT,
+                    entity=p4r.Entity(
+                        packet_replication_engine_entry=p4r.PacketReplicationEngineEntry(
+                            multicast_group_entry=g
+                        )
+                    ),
+                ),
+            ],
+        ),
+        timeout=10,
+    )
+    other = bytes.fromhex("0a0000000009") + FRAME[6:]
+    server.service.device.inject(2, other)
+    assert ports[1].wait_sent(1, 5) == [other]
+    server.service.device.inject(1, FRAME)
+    server.service.device.inject(1, FRAME)
+    assert ports[2].wait_sent(2, 5) == [FRAME, FRAME]
+    q = p4r.ReadRequest(device_id=0)
+    te = q.entities.add().table_entry
+    te.table_id = ids["I.fwd"]
+    te.counter_data.SetInParent()
+    (got,) = [e.table_entry for r in stub.Read(q, timeout=10) for e in r.entities]
+    assert got.counter_data.packet_count == 2
+    assert got.counter_data.byte_count == 2 * len(FRAME)
+    q = p4r.ReadRequest(device_id=0)
+    q.entities.add().packet_replication_engine_entry.multicast_group_entry.SetInParent()
+    (mg,) = [
+        e.packet_replication_engine_entry for r in stub.Read(q, timeout=10) for e in r.entities
+    ]
+    assert mg.multicast_group_entry == g
