@@ -8,9 +8,10 @@ them in P4Info."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import Any
+from typing import Any, ClassVar
 
 from . import ast as A
 from .diag import CompileError, Loc, error
@@ -108,6 +109,13 @@ class Ctx:
     action: A.ActionDecl | None = None
     label: str | None = None
     is_deparser: bool = False
+
+
+_FOLD: dict[str, Callable[[int, int], int]] = {
+    "+": lambda x, y: x + y, "-": lambda x, y: x - y, "*": lambda x, y: x * y,
+    "/": lambda x, y: x // y, "%": lambda x, y: x % y, "&": lambda x, y: x & y,
+    "|": lambda x, y: x | y, "^": lambda x, y: x ^ y,
+}
 
 
 def start_loc(e: A.Expr) -> Loc:
@@ -286,26 +294,26 @@ class Lowerer:
                 raise error(t.size.loc, "a header stack needs a positive size")
             return {"kind": "stack", "header": et["name"], "size": n}
         assert isinstance(t, A.NamedType)
-        n = t.name
-        if n in env:
-            return env[n]
-        if n in self.typedefs:
-            return copy.deepcopy(self.typedefs[n])
-        if n in self.headers:
-            return {"kind": "struct" if self.headers[n].is_struct else "header", "name": n}
-        if n in self.enums:
-            return {"kind": "enum", "name": n}
-        if n in self.serenums:
-            return {"kind": "serenum", "name": n, "width": self.serenums[n]["type"]["width"]}
-        if n == "error":
+        nm = t.name
+        if nm in env:
+            return env[nm]
+        if nm in self.typedefs:
+            return copy.deepcopy(self.typedefs[nm])
+        if nm in self.headers:
+            return {"kind": "struct" if self.headers[nm].is_struct else "header", "name": nm}
+        if nm in self.enums:
+            return {"kind": "enum", "name": nm}
+        if nm in self.serenums:
+            return {"kind": "serenum", "name": nm, "width": self.serenums[nm]["type"]["width"]}
+        if nm == "error":
             return dict(ERROR)
-        if n == "string":
+        if nm == "string":
             return dict(STRING)
-        if n == "void":
+        if nm == "void":
             return dict(VOID)
-        if n in self.externs or n in self.controls or n in self.parsers or n in self.packages:
-            return {"kind": "object", "name": n, "args": [self.resolve_type(a, env) for a in t.args]}
-        return {"kind": "typevar", "name": n}
+        if nm in self.externs or nm in self.controls or nm in self.parsers or nm in self.packages:
+            return {"kind": "object", "name": nm, "args": [self.resolve_type(a, env) for a in t.args]}
+        return {"kind": "typevar", "name": nm}
 
     def const_int(self, e: A.Expr, ctx: Ctx, what: str) -> int:
         v = self.expr(e, ctx, None)
@@ -538,15 +546,13 @@ class Lowerer:
             return {"op": op, "left": a, "right": b, "type": ta}
         b = self.expr(e.right, ctx, sub_want)
         if op == "++":
-            for x, loc in ((a, e.left.loc), (b, e.right.loc)):
-                if x["type"]["kind"] not in ("bit", "int"):
-                    raise error(loc, f"'++' needs operands of known width, not {show(x['type'])}")
+            for opnd, loc in ((a, e.left.loc), (b, e.right.loc)):
+                if opnd["type"]["kind"] not in ("bit", "int"):
+                    raise error(loc, f"'++' needs operands of known width, not {show(opnd['type'])}")
             t = {"kind": a["type"]["kind"], "width": a["type"]["width"] + b["type"]["width"]}
             if a["op"] == "const" and b["op"] == "const":
                 return self.const((a["value"] << b["type"]["width"]) | b["value"], t)
             return {"op": "++", "left": a, "right": b, "type": t}
-        if a["type"]["kind"] == "intlit" and b["type"]["kind"] != "intlit" and want is not None and op not in ("==", "!=", "<", "<=", ">", ">="):
-            pass
         a, b = self.unify(a, b, e.loc)
         t = a["type"]
         if op in ("==", "!="):
@@ -578,9 +584,7 @@ class Lowerer:
                 elif t["kind"] == "int":
                     r = max(-(1 << (t["width"] - 1)), min(r, (1 << (t["width"] - 1)) - 1))
             else:
-                r = {"+": lambda: x + y, "-": lambda: x - y, "*": lambda: x * y,
-                     "/": lambda: x // y, "%": lambda: x % y, "&": lambda: x & y,
-                     "|": lambda: x | y, "^": lambda: x ^ y}[op]()
+                r = _FOLD[op](x, y)
             return self.const(r, t) if t["kind"] != "intlit" else {"op": "const", "value": r, "type": t}
         if t["kind"] == "intlit":
             raise error(e.loc, "cannot infer the width of this expression; add a cast")
@@ -998,10 +1002,7 @@ class Lowerer:
         args: list[IR] = []
         for p, a in zip(params, c.args, strict=True):
             pt = self.resolve_type(p.type, {})
-            if p.direction in ("out", "inout"):
-                ir = self.lvalue(a, ctx)
-            else:
-                ir = self.expr(a, ctx, pt)
+            ir = self.lvalue(a, ctx) if p.direction in ("out", "inout") else self.expr(a, ctx, pt)
             ir = self.coerce(ir, pt, a.loc, f"for parameter '{p.name}' of action '{b.decl.name}'")
             args.append({"dir": "in" if p.direction == "none" else p.direction, "expr": ir})
         return {"stmt": "call", "action": b.qname, "args": args}
@@ -1185,7 +1186,7 @@ class Lowerer:
             b = by_short.get(da.name.lstrip("."))
             if b is None:
                 raise error(da.loc, f"default action '{da.name}' is not in the actions list of table '{d.name}'")
-            if [x for x in actions if x["name"] == b.qname][0]["scope"] == "table_only":
+            if next(x for x in actions if x["name"] == b.qname)["scope"] == "table_only":
                 raise error(da.loc, f"action '{da.name}' is @tableonly and cannot be the default action")
             default = {"name": b.qname, "args": self.action_args(da, b, ctx), "const": d.default_const}
         else:
@@ -1228,16 +1229,16 @@ class Lowerer:
             if not d.keys:
                 raise error(d.loc, "a table without keys cannot have entries")
             only_exact = all(k == "exact" for k in kinds)
-            for n, en in enumerate(d.entries):
+            for idx, en in enumerate(d.entries):
                 if len(en.keys) != len(keys):
                     raise error(en.loc, f"entry has {len(en.keys)} key(s), table '{d.name}' has {len(keys)}")
                 kss = [self.keyset(ke, key["expr"]["type"], ctx, key["match_kind"]) for ke, key in zip(en.keys, keys, strict=True)]
                 b = by_short.get(en.action.name.lstrip("."))
                 if b is None:
                     raise error(en.action.loc, f"action '{en.action.name}' is not in the actions list of table '{d.name}'")
-                if [x for x in actions if x["name"] == b.qname][0]["scope"] == "default_only":
+                if next(x for x in actions if x["name"] == b.qname)["scope"] == "default_only":
                     raise error(en.action.loc, f"action '{en.action.name}' is @defaultonly and cannot be used in an entry")
-                prio = 0 if only_exact else n + 1
+                prio = 0 if only_exact else idx + 1
                 pa = anno_get(en.annotations, "priority")
                 if en.priority is not None:
                     prio = self.const_int(en.priority, ctx, "the priority")
@@ -1284,8 +1285,6 @@ class Lowerer:
                 if m != ((1 << w) - 1) ^ ((1 << (w - plen)) - 1):
                     raise error(e.loc, "an lpm mask must be a prefix")
                 return {"kind": "lpm", "value": v & m, "prefix_len": plen}
-            if (match_kind in ("exact", "range", "optional") and match_kind != "exact") or (match_kind == "exact" and False):
-                pass
             return {"kind": "mask", "value": v, "mask": m}
         if isinstance(e, A.Range):
             lo, hi = val(e.lo), val(e.hi)
@@ -1371,10 +1370,10 @@ class Lowerer:
                 sel = s.transition
                 assert isinstance(sel, A.Select)
                 keys = [self.expr(k, ctx, None) for k in sel.keys]
-                for k, ke in zip(keys, sel.keys, strict=True):
-                    if k["type"]["kind"] not in ("bit", "int", "bool", "serenum", "error", "enum"):
-                        raise error(ke.loc, f"cannot select on a value of type {show(k['type'])}")
-                    if k["type"]["kind"] == "intlit":
+                for kir, ke in zip(keys, sel.keys, strict=True):
+                    if kir["type"]["kind"] not in ("bit", "int", "bool", "serenum", "error", "enum"):
+                        raise error(ke.loc, f"cannot select on a value of type {show(kir['type'])}")
+                    if kir["type"]["kind"] == "intlit":
                         raise error(ke.loc, "a select key needs a known width")
                 body.extend(ctx.pre)
                 ctx.pre.clear()
@@ -1394,7 +1393,7 @@ class Lowerer:
         return {"name": decl.name, "locals": locals_, "start": "start", "states": states}
 
     # ==== pipeline ===============================================================================
-    ROLES = [("parser", ["pkt_in", "hdr", "meta", "std"]), ("verify_checksum", ["hdr", "meta"]),
+    ROLES: ClassVar[list[tuple[str, list[str]]]] = [("parser", ["pkt_in", "hdr", "meta", "std"]), ("verify_checksum", ["hdr", "meta"]),
              ("ingress", ["hdr", "meta", "std"]), ("egress", ["hdr", "meta", "std"]),
              ("compute_checksum", ["hdr", "meta"]), ("deparser", ["pkt_out", "hdr"])]
 
@@ -1459,9 +1458,9 @@ class Lowerer:
                 out["controls"][decl.name] = {"name": decl.name, "locals": locals_, "body": body}
         ch: list[IR] = []
         for hname, h in sorted(self.headers.items()):
-            a = anno_get(h.annotations, "controller_header")
-            if a is not None:
-                ch.append({"name": a.string or a.body, "header": hname, "annotations": anno_ir(h.annotations)})
+            ca = anno_get(h.annotations, "controller_header")
+            if ca is not None:
+                ch.append({"name": ca.string or ca.body, "header": hname, "annotations": anno_ir(h.annotations)})
         return {
             "ir_version": 1, "source": self.source, "arch": "v1model", "types": self.types_ir,
             "errors": list(self.errors), "enums": dict(self.enums), "serializable_enums": dict(self.serenums),

@@ -4,6 +4,7 @@ does, to tell `T x;` (a declaration) from `x = e;` and `(T) e` (a cast) from `(e
 from __future__ import annotations
 
 import sys
+from typing import ClassVar
 
 from . import ast as A
 from .diag import CompileError, Loc, error
@@ -653,11 +654,7 @@ class Parser:
         cases: list[A.SwitchCase] = []
         while not self.at("}"):
             lt = self.peek()
-            label: A.Expr | None
-            if self.accept("default"):
-                label = None
-            else:
-                label = self.expression()
+            label: A.Expr | None = None if self.accept("default") else self.expression()
             self.expect(":")
             body = self.block() if self.at("{") else None
             cases.append(A.SwitchCase(label, body, lt.loc))
@@ -665,7 +662,7 @@ class Parser:
         return A.Switch(t.loc, e, cases)
 
     # ---- expressions ----------------------------------------------------------------------
-    BIN_PREC = {
+    BIN_PREC: ClassVar[dict[str, int]] = {
         "||": 1, "&&": 2, "==": 3, "!=": 3, "<": 4, ">": 4, "<=": 4, ">=": 4, "|": 5,
         "^": 6, "&": 7, "<<": 8, ">>": 8, "++": 9, "+": 9, "-": 9, "|+|": 9, "|-|": 9,
         "*": 10, "/": 10, "%": 10,

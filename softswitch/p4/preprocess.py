@@ -197,8 +197,8 @@ class Preprocessor:
                 i += 1
                 continue
             if m.params is None:
-                body = [replace(b, loc=t.loc, bol=False) for b in m.body]
-                out.extend(self.expand(self.paste(body, t), hide | {m.name}, depth + 1))
+                obody = [replace(b, loc=t.loc, bol=False) for b in m.body]
+                out.extend(self.expand(self.paste(obody, t), hide | {m.name}, depth + 1))
                 i += 1
                 continue
             if i + 1 >= n or toks[i + 1].text != "(":
