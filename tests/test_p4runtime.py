@@ -652,3 +652,29 @@ def test_only_the_primary_sets_the_pipeline(stub: p4r_grpc.P4RuntimeStub) -> Non
         set_pipeline(stub, election=5)
     finally:
         s.close()
+
+
+def test_digest_lists_respect_max_list_size(
+    stub: p4r_grpc.P4RuntimeStub, ready: FakePipeline
+) -> None:
+    s = Stream(stub)
+    try:
+        s.arbitrate(1)
+        s.recv()
+        de = p4r.DigestEntry(digest_id=LEARN)
+        de.config.max_list_size = 2
+        write(stub, upd(U.INSERT, digest_entry=de), election=1)
+        with ready.lock:
+            ready.digests.extend(DigestMessage("learn_t", (i, 1)) for i in range(3))
+        first, second = s.recv().digest, s.recv().digest
+        assert [len(first.data), len(second.data)] == [2, 1]
+        assert second.list_id == first.list_id + 1
+        values = [
+            int.from_bytes(d.struct.members[0].bitstring, "big")
+            for d in (*first.data, *second.data)
+        ]
+        assert values == [0, 1, 2]
+        write(stub, upd(U.DELETE, digest_entry=p4r.DigestEntry(digest_id=LEARN)), election=1)
+        assert read(stub, digest_entry=p4r.DigestEntry()) == []
+    finally:
+        s.close()

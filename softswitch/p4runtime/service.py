@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -21,7 +22,7 @@ from softswitch.p4runtime.errors import P4RTError, from_control, invalid, no_pip
 from softswitch.p4runtime.packetio import build_packet_out, parse_packet_in
 from softswitch.p4runtime.pipeline_config import Loaded, PipelineFactory, default_factory, load
 from softswitch.p4runtime.schema import encode_bits
-from softswitch.runtime.control import ControlError, PipelineControl
+from softswitch.runtime.control import ControlError
 
 LOG = logging.getLogger("softswitch.p4runtime")
 
@@ -318,21 +319,29 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
                 LOG.exception("digest delivery failed")
 
     def _send_digests(self, loaded: Loaded, messages: list[Any]) -> None:
+        """Group this poll's digests per digest id into DigestLists of at most the
+        configured max_list_size entries (0: no limit); lists are not held back for
+        acks, so max_timeout_ns and ack_timeout_ns have no effect beyond the poll period."""
+        grouped: dict[int, list[p4d.P4Data]] = {}
         for m in messages:
             info = loaded.schema.digests_by_name.get(m.name)
             if info is None or info.id not in self._digest_config:
                 continue  # as in PI: digests nobody configured are dropped
-            self._digest_list_id += 1
             data = p4d.P4Data()
             for v in m.values:
                 data.struct.members.add(bitstring=encode_bits(v))
-            msg = p4r.StreamMessageResponse(
-                digest=p4r.DigestList(digest_id=info.id, list_id=self._digest_list_id, data=[data])
-            )
-            for c in self.arbitration.primaries():
-                c.out.put(msg)
-
-
-def pipeline_of(service: P4RuntimeService) -> PipelineControl | None:
-    loaded = service._current
-    return loaded.pipeline if loaded else None
+            grouped.setdefault(info.id, []).append(data)
+        for digest_id, items in grouped.items():
+            size = self._digest_config[digest_id].max_list_size or len(items)
+            for i in range(0, len(items), size):
+                self._digest_list_id += 1
+                msg = p4r.StreamMessageResponse(
+                    digest=p4r.DigestList(
+                        digest_id=digest_id,
+                        list_id=self._digest_list_id,
+                        data=items[i : i + size],
+                        timestamp=time.time_ns(),
+                    )
+                )
+                for c in self.arbitration.primaries():
+                    c.out.put(msg)
