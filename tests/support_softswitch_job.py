@@ -17,6 +17,7 @@ from controller import p4names as n
 from softswitch.p4.frontend import compile_file
 from softswitch.runtime import Device, Pipeline, parse_port_spec
 from softswitch.runtime.control import ActionCall, Exact, Replica, TableEntry
+from softswitch.runtime.ports import FaultyPort, UdpPort
 from worker import JobSpec, wire
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +57,8 @@ class SoftswitchJob:
         for w in range(world):
             number, port = parse_port_spec(f"{w + 1}@udp:127.0.0.1:0", drop=drop,
                                            duplicate=duplicate, reorder=reorder, seed=seed)
-            inner = getattr(port, "inner", port)
+            inner = port.inner if isinstance(port, FaultyPort) else port
+            assert isinstance(inner, UdpPort)
             self.addresses.append(inner.address)
             self.device.add_port(number, port)
         self._install()
