@@ -608,3 +608,33 @@ def basic_routing_ir() -> Obj:
 def test_basic_routing_matches_p4c_output() -> None:
     expected = (DATA / "basic_routing.p4info.txtpb").read_text()
     assert to_text(emit(basic_routing_ir())) == expected
+
+
+def test_direct_resources_follow_their_tables_and_hide_with_them() -> None:
+    def dc(name: str, t: str, order: int) -> Obj:
+        return {
+            "name": name,
+            "table": t,
+            "counter_type": "packets",
+            "annotations": [],
+            "id": None,
+            "order": order,
+        }
+
+    ir = program(
+        actions=[no_action(), action("MyIngress.a")],
+        tables=[
+            table("MyIngress.t2", [], [ref("MyIngress.a")], order=10),
+            table("MyIngress.t1", [], [ref("MyIngress.a")], order=11),
+            table("MyIngress.th", [], [ref("MyIngress.a")], order=12, annotations=[ann("hidden")]),
+        ],
+        # Declared in the opposite order of their tables.
+        direct_counters=[
+            dc("MyIngress.c1", "MyIngress.t1", 1),
+            dc("MyIngress.c2", "MyIngress.t2", 2),
+            dc("MyIngress.ch", "MyIngress.th", 3),
+        ],
+    )
+    msg = emit(ir)
+    assert [t.preamble.name for t in msg.tables] == ["MyIngress.t2", "MyIngress.t1"]
+    assert [c.preamble.name for c in msg.direct_counters] == ["MyIngress.c2", "MyIngress.c1"]

@@ -309,6 +309,16 @@ class _Emitter:
         placed = [{"_pos": i, **item} for i, item in enumerate(items)]
         return sorted(placed, key=self._object_key)
 
+    def _by_table(self, items: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """Direct resources: p4c adds them while serializing their table, so table order."""
+        tables = {t["name"]: self._object_key(t) for t in self.tables}
+
+        def table_of(obj: Mapping[str, Any]) -> str:
+            return control_plane_name(str(_get(obj, "table", str(obj.get("name")))))
+
+        shown = [o for o in items if not _has_annotation(self.table_by_name[table_of(o)], "hidden")]
+        return sorted(shown, key=lambda o: tables[table_of(o)])
+
     # ----------------------------------------------------------------- symbols
 
     def _collect_symbols(self) -> None:
@@ -520,7 +530,7 @@ class _Emitter:
             self._preamble(c.preamble, Prefix.COUNTER, name, obj)
             c.spec.unit = self._unit(_COUNTER_UNITS, obj, "counter_type")
             c.size = int(_get(obj, "size", name))
-        for obj in self._sorted(_list(self.ir, "direct_counters")):
+        for obj in self._by_table(_list(self.ir, "direct_counters")):
             name = control_plane_name(str(obj["name"]))
             dc = self.msg.direct_counters.add()
             self._preamble(dc.preamble, Prefix.DIRECT_COUNTER, name, obj)
@@ -534,7 +544,7 @@ class _Emitter:
             self._preamble(m.preamble, Prefix.METER, name, obj)
             m.spec.unit = self._unit(_METER_UNITS, obj, "meter_type")
             m.size = int(_get(obj, "size", name))
-        for obj in self._sorted(_list(self.ir, "direct_meters")):
+        for obj in self._by_table(_list(self.ir, "direct_meters")):
             name = control_plane_name(str(obj["name"]))
             dm = self.msg.direct_meters.add()
             self._preamble(dm.preamble, Prefix.DIRECT_METER, name, obj)
