@@ -34,15 +34,27 @@ JOB = 7
 I32 = np.iinfo(np.int32)
 
 
-@pytest.fixture(params=["softswitch", "bmv2"])
-def target(request: pytest.FixtureRequest) -> Iterator[Target]:
-    if request.param == "bmv2":
+def make_target(kind: str, lanes: int | None) -> Target:
+    """A fresh switch of `kind`; lanes None is the program's default build (K = 64)."""
+    defines = {} if lanes is None else {"NUM_LANES": lanes}
+    if kind == "bmv2":
         reason = bmv2_unavailable()
         if reason is not None:
             pytest.skip(reason)
-        t: Target = Bmv2Target(range(1, NUM_PORTS + 1), NUM_LANES=K)
-    else:
-        t = SoftswitchTarget(install=INSTALL, NUM_LANES=K)
+        return Bmv2Target(range(1, NUM_PORTS + 1), **defines)
+    return SoftswitchTarget(install=INSTALL, **defines)
+
+
+@pytest.fixture(params=["softswitch", "bmv2"])
+def target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    t = make_target(request.param, K)
+    yield t
+    t.close()
+
+
+@pytest.fixture(params=["softswitch", "bmv2"])
+def target64(request: pytest.FixtureRequest) -> Iterator[Target]:
+    t = make_target(request.param, None)
     yield t
     t.close()
 
@@ -255,3 +267,71 @@ def test_l2_forwarding_flooding_and_arp_reply(target: Target) -> None:
         ],
     )
     run_case(target, case)
+
+
+@pytest.mark.timeout(60)
+def test_default_build_sums_sixty_four_lanes(target64: Target) -> None:
+    ws = hosts(4)
+    rng = np.random.default_rng(64)
+    values = [rng.integers(I32.min, I32.max, size=64, endpoint=True).astype(np.int32)
+              for _ in range(4)]
+    steps = round_steps(ws, [3, 1, 0, 2], values, [5, -3, 7, 0], slot=9, rnd=200)
+    again = agg_frame(ws[1], JOB, 1, 9, 200, values[1], flags=wire.FLAG_RETRANSMIT, offset=109)
+    steps.append(Send(ws[1].port, again, (Expect(ws[1].port, result_frame(
+        ws[1], JOB, 1, 9, 200, wrap_sum(values), exp=7, flags=wire.FLAG_RETRANSMIT,
+        offset=109)),)))
+    run_case(target64, Case("K=64", base_entities() + job_entities(JOB, ws, base=16000,
+                                                                   num_slots=10), steps,
+                            {(n.COUNTER_RESULTS, JOB): 1, (n.COUNTER_RESENT, JOB): 1}))
+
+
+@pytest.mark.timeout(60)
+def test_traffic_that_is_not_a_contribution_is_never_aggregated(target: Target) -> None:
+    """Short agg packets are dropped; results, other UDP ports and IPv4 with options are
+    ordinary traffic; none of them touches the job's state or counters."""
+    from scapy.layers.inet import IP, UDP, IPOption_NOP
+    from scapy.layers.l2 import Ether
+
+    ws = hosts(2)
+    v = [np.full(K, 2, np.int32), np.full(K, 5, np.int32)]
+    full = agg_frame(ws[0], JOB, 0, 0, 0, v[0])
+    short = full[:-4]
+    as_result = agg_frame(ws[0], JOB, 0, 0, 0, v[0], flags=wire.FLAG_RESULT)
+    other_port = bytes(Ether(src=ws[0].mac, dst=AGG_MAC) / IP(src=ws[0].ip, dst=AGG_IP)
+                       / UDP(sport=1, dport=wire.AGG_UDP_PORT + 1) / full[42:])
+    with_options = bytes(Ether(src=ws[0].mac, dst=AGG_MAC)
+                         / IP(src=ws[0].ip, dst=AGG_IP, options=[IPOption_NOP()] * 4)
+                         / UDP(sport=ws[0].udp_port, dport=wire.AGG_UDP_PORT, chksum=0)
+                         / full[42:])
+    from pipeline.case import Entry
+
+    forward_agg = Entry(n.TABLE_L2, {"hdr.ethernet.dstAddr": mac_int(AGG_MAC)}, n.ACTION_FORWARD,
+                        {"port": 30})
+    steps = [
+        Send(1, short),
+        Send(1, as_result, (Expect(30, as_result),)),
+        Send(1, other_port, (Expect(30, other_port),)),
+        Send(1, with_options, (Expect(30, with_options),)),
+        *round_steps(ws, [1, 0], v, [0, 0]),
+    ]
+    run_case(target, Case("not contributions",
+                          [*base_entities(), forward_agg,
+                           *job_entities(JOB, ws, base=0, num_slots=1)], steps,
+                          {(n.COUNTER_AGGREGATED, JOB): 2, (n.COUNTER_DUPLICATES, JOB): 0,
+                           (n.COUNTER_REJECTED, n.REJECT_UNKNOWN_JOB): 0}))
+
+
+@pytest.mark.timeout(60)
+def test_replica_without_an_address_is_dropped(target: Target) -> None:
+    from pipeline.case import Entry, Group
+
+    ws = hosts(3)
+    entities = [e for e in job_entities(JOB, ws, base=0, num_slots=1)
+                if not (isinstance(e, Entry) and e.table == n.TABLE_RESULT_REWRITE
+                        and e.match["standard_metadata.egress_rid"] == 1)]
+    assert any(isinstance(e, Group) for e in entities)
+    v = [np.full(K, i, np.int32) for i in range(3)]
+    steps = round_steps(ws, [0, 1, 2], v, [0, 0, 0])
+    last = steps[-1]
+    steps[-1] = Send(last.port, last.frame, tuple(e for e in last.expect if e.port != ws[1].port))
+    run_case(target, Case("no rewrite", base_entities() + entities, steps))

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+import refswitch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pipeline.packets import agg_frame, parse_result
@@ -116,3 +117,42 @@ def test_random_interleavings_with_duplicates_give_exact_sums(
         for _, frame in out:
             np.testing.assert_array_equal(parse_result(frame, K)[1], want[sl])
     assert all(count == 1 for count in results.values())
+
+
+COUNTERS = {n.COUNTER_AGGREGATED: refswitch.AGGREGATED, n.COUNTER_RESULTS: refswitch.RESULTS,
+            n.COUNTER_RESENT: refswitch.RESENT, n.COUNTER_DUPLICATES: refswitch.DUPLICATES,
+            n.COUNTER_STALE: refswitch.STALE}
+
+
+@pytest.mark.timeout(240)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(w=st.integers(1, 4), slots=st.integers(1, 2), data=st.data())
+def test_pipeline_agrees_with_the_reference_model(
+    soft: SoftswitchTarget, w: int, slots: int, data: st.DataObject
+) -> None:
+    """Random packets of several rounds (including stale and duplicate ones, random
+    exponents) give the same frames out and the same counters as tests/refswitch.py."""
+    ws = hosts(w)
+    job = 60 + w
+    epoch = next(_epoch)
+    entities = job_entities(job, ws, base=300, num_slots=slots, epoch=epoch)
+    if job in _installed:
+        soft.install(entities[:1], modify=True)
+    else:
+        soft.install(entities)
+        _installed.add(job)
+    ref = refswitch.RefSwitch(k=K)
+    ref.add_job(job, slots, w, base=300, epoch=epoch, ports=[h.port for h in ws])
+    before = {name: soft.counter(name, job)[0] for name in COUNTERS}
+    packets = data.draw(st.lists(st.tuples(
+        st.integers(0, w - 1), st.integers(0, slots - 1), st.integers(0, 3),
+        st.integers(-128, 127), st.sampled_from([0, wire.FLAG_RETRANSMIT]),
+        st.lists(st.integers(-(2**31), 2**31 - 1), min_size=K, max_size=K)),
+        min_size=1, max_size=40))
+    for wk, sl, rnd, exp, flags, vals in packets:
+        frame = agg_frame(ws[wk], job, wk, sl, rnd, vals, exp=exp, flags=flags)
+        got = sorted((p, f[42:]) for p, f in soft.send(ws[wk].port, frame))
+        want = sorted(ref.handle(ws[wk].port, frame[42:]))
+        assert got == want, (wk, sl, rnd)
+    for name, ref_name in COUNTERS.items():
+        assert soft.counter(name, job)[0] - before[name] == ref.counter(job, ref_name), name
