@@ -678,3 +678,14 @@ def test_digest_lists_respect_max_list_size(
         assert read(stub, digest_entry=p4r.DigestEntry()) == []
     finally:
         s.close()
+
+
+def test_p4info_with_dangling_digest_type_is_rejected(stub: p4r_grpc.P4RuntimeStub) -> None:
+    cfg = pipeline_config()
+    del cfg.p4info.type_info.structs["learn_t"]
+    with pytest.raises(grpc.RpcError) as exc:
+        stub.SetForwardingPipelineConfig(
+            SET(device_id=0, action=SET.VERIFY_AND_COMMIT, config=cfg), timeout=5
+        )
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "learn_t" in exc.value.details()

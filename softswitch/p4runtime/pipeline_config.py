@@ -49,7 +49,10 @@ def load(config: p4r.ForwardingPipelineConfig, factory: PipelineFactory) -> Load
         raise invalid(f"p4_device_config is not the softswitch JSON IR: {exc}") from None
     if not isinstance(ir, dict):
         raise invalid("p4_device_config is not the softswitch JSON IR: not a JSON object")
-    schema = build_schema(config.p4info)
+    try:
+        schema = build_schema(config.p4info)
+    except (KeyError, ValueError, IndexError) as exc:
+        raise invalid(f"inconsistent P4Info: {exc!r}") from None
     try:
         pipe = factory(ir)
     except Exception as exc:  # the runtime may reject the IR with any error type

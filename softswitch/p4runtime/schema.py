@@ -148,6 +148,8 @@ def _struct_widths(info: p4i.P4Info, spec: object) -> tuple[int, ...]:
         return (_bitstring_width(spec.bitstring),)  # type: ignore[attr-defined]
     if kind == "struct":
         name = spec.struct.name  # type: ignore[attr-defined]
+        if name not in info.type_info.structs:  # indexing a proto map would invent it
+            raise invalid(f"P4Info type_info has no struct {name!r}")
         struct = info.type_info.structs[name]
         widths: list[int] = []
         for member in struct.members:

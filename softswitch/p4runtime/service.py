@@ -170,12 +170,12 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
     def Write(self, request: p4r.WriteRequest, context: grpc.ServicerContext) -> p4r.WriteResponse:
         try:
             self._check_device(request.device_id)
+            # PI's order: a non-primary writer is refused before the pipeline is checked
+            self._writer(
+                request.role, request.election_id if request.HasField("election_id") else None
+            )
             with self._lock:
                 loaded = self._loaded()
-                self._writer(
-                    request.role,
-                    request.election_id if request.HasField("election_id") else None,
-                )
                 if request.atomicity != p4r.WriteRequest.CONTINUE_ON_ERROR:
                     raise P4RTError(
                         grpc.StatusCode.UNIMPLEMENTED,
@@ -226,6 +226,12 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
             return
         except ControlError as err:
             _abort(context, from_control(err))
+            return
+        except grpc.RpcError:
+            raise
+        except Exception as err:  # a runtime bug must not become a bare traceback
+            LOG.exception("internal error while reading")
+            _abort(context, P4RTError(grpc.StatusCode.INTERNAL, f"internal error: {err}"))
             return
         for i in range(0, max(len(found), 1), 1000):
             yield p4r.ReadResponse(entities=found[i : i + 1000])
