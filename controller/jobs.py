@@ -85,6 +85,10 @@ class JobManager:
                 return Plan([])
             return self._sync()
 
+    def replace_switch(self, switch: SwitchBackend) -> None:
+        with self._cv:
+            self.switch = switch
+
     def _require_primary(self) -> None:
         if not self.switch.is_primary():
             st = self.switch.status()
@@ -115,6 +119,7 @@ class JobManager:
 
     def occupancy(self) -> list[Extent]:
         with self._cv:
+            self._load_alloc()
             return self.alloc.occupancy()
 
     # -- changes -------------------------------------------------------------------
@@ -154,18 +159,24 @@ class JobManager:
             raise
         return job
 
+    def _load_alloc(self) -> None:
+        """Rebuild the allocator from the store: another controller process sharing the
+        state file (a backup promoted to primary) may have changed it."""
+        alloc = SlotAllocator(self.settings.num_slots)
+        for j in self.store.jobs():
+            alloc.restore(j.name, j.base, j.count)
+        self.alloc = alloc
+
     def _mutate(self, fn: Callable[[], JobView]) -> JobView:
-        """Run `fn` and the switch sync in one transaction; undo the allocator on failure."""
-        snapshot = {e.owner: e for e in self.alloc.held()}
+        """Run `fn` and the switch sync in one transaction (checks included, so a
+        concurrent writer to the same state file cannot slip in between)."""
         try:
             with self.store.transaction():
+                self._load_alloc()
                 view = fn()
                 self._sync()
-        except BaseException:
-            self.alloc = SlotAllocator(self.settings.num_slots)
-            for e in snapshot.values():
-                self.alloc.restore(e.owner, e.base, e.count)
-            raise
+        finally:
+            self._load_alloc()
         self._cv.notify_all()
         return view
 
@@ -173,10 +184,10 @@ class JobManager:
         job_name(name)
         with self._cv:
             self._require_primary()
-            if self.store.job_by_name(name) is not None:
-                raise AlreadyExists(f"job {name!r} already exists")
 
             def do() -> JobView:
+                if self.store.job_by_name(name) is not None:
+                    raise AlreadyExists(f"job {name!r} already exists")
                 return self._view(self._new_job(name, world_size, slots))
 
             return self._mutate(do)
@@ -205,30 +216,15 @@ class JobManager:
             )
         with self._cv:
             self._require_primary()
-            existing = self.store.job_by_name(name)
-            if existing is not None:
-                if existing.world_size != world_size:
-                    raise InvalidArgument(
-                        f"job {name!r} has world size {existing.world_size}, not {world_size}"
-                    )
-                if slots and slots != existing.count:
-                    raise InvalidArgument(
-                        f"job {name!r} holds {existing.count} slots; the join asked for {slots}"
-                    )
-                for m in self.store.members(existing.id):
-                    if m.rank == rank:
-                        if (m.mac, m.ipv4, m.udp_port) == (mac_i, ip_i, port):
-                            return self._view(existing)  # idempotent retry of the same join
-                        raise AlreadyExists(
-                            f"rank {rank} of job {name!r} is already held by"
-                            f" {int_to_ipv4(m.ipv4)}:{m.udp_port} ({int_to_mac(m.mac)})"
-                        )
-                    if (m.ipv4, m.udp_port) == (ip_i, port):
-                        raise AlreadyExists(
-                            f"{ipv4}:{port} already joined job {name!r} as rank {m.rank}"
-                        )
 
             def do() -> JobView:
+                existing = self.store.job_by_name(name)
+                if existing is not None:
+                    same = self._check_joinable(
+                        existing, rank, world_size, slots, mac_i, ip_i, port
+                    )
+                    if same:
+                        return self._view(existing)  # idempotent retry of the same join
                 job = existing or self._new_job(name, world_size, slots)
                 now = self.clock()
                 self.store.add_member(Member(job.id, rank, mac_i, ip_i, port, sw_port, now))
@@ -236,6 +232,32 @@ class JobManager:
                 return self._view(self._get(name))
 
             return self._mutate(do)
+
+    def _check_joinable(
+        self, job: Job, rank: int, world_size: int, slots: int, mac: int, ip: int, port: int
+    ) -> bool:
+        """Refuse a join that conflicts with the job; True if it repeats an earlier join."""
+        if job.world_size != world_size:
+            raise InvalidArgument(
+                f"job {job.name!r} has world size {job.world_size}, not {world_size}"
+            )
+        if slots and slots != job.count:
+            raise InvalidArgument(
+                f"job {job.name!r} holds {job.count} slots; the join asked for {slots}"
+            )
+        for m in self.store.members(job.id):
+            if m.rank == rank:
+                if (m.mac, m.ipv4, m.udp_port) == (mac, ip, port):
+                    return True
+                raise AlreadyExists(
+                    f"rank {rank} of job {job.name!r} is already held by"
+                    f" {int_to_ipv4(m.ipv4)}:{m.udp_port} ({int_to_mac(m.mac)})"
+                )
+            if (m.ipv4, m.udp_port) == (ip, port):
+                raise AlreadyExists(
+                    f"{int_to_ipv4(ip)}:{port} already joined job {job.name!r} as rank {m.rank}"
+                )
+        return False
 
     def wait_ready(self, name: str, timeout: float) -> JobView:
         deadline = time.monotonic() + max(0.0, timeout)

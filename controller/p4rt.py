@@ -129,6 +129,7 @@ class P4RuntimeSwitch:
         self.index: P4InfoIndex | None = None
         self.cookie: int | None = None
         self.pipeline_note = "none"
+        self._pipeline: tuple[p4i.P4Info, bytes] | None = None
         try:
             grpc.channel_ready_future(self._channel).result(timeout=connect_timeout)
         except grpc.FutureTimeoutError:
@@ -211,6 +212,7 @@ class P4RuntimeSwitch:
         )
         self.index = P4InfoIndex(info)
         self.cookie = cookie
+        self._pipeline = (info, device_config)
         current = self._current_cookie()
         if current == cookie:
             self.pipeline_note = f"cookie {cookie:#018x} (already installed)"
@@ -236,6 +238,16 @@ class P4RuntimeSwitch:
             raise self._fail("pipeline push", e) from None
         self.pipeline_note = f"cookie {cookie:#018x} (pushed)"
         return True
+
+    def refresh_pipeline(self) -> bool:
+        """Re-check the pipeline after a promotion to primary (a backup never pushes)."""
+        if self._pipeline is None:
+            return False
+        return self.ensure_pipeline(*self._pipeline)
+
+    def alive(self) -> bool:
+        """False once the stream to the switch has ended (switch restarted or gone)."""
+        return self._stream_error is None and not self._closed
 
     def _current_cookie(self) -> int | None:
         req = p4r.GetForwardingPipelineConfigRequest(

@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -118,6 +119,43 @@ def connect(args: argparse.Namespace) -> SwitchBackend:
     return sw
 
 
+class Watch:
+    """What the serve loop does between requests: reclaim expired jobs, reconnect to a
+    switch whose stream ended, and take over (pipeline check and reconcile) when this
+    controller is promoted from backup to primary."""
+
+    def __init__(self, mgr: JobManager, reconnect: Callable[[], SwitchBackend] | None) -> None:
+        self.mgr = mgr
+        self.reconnect = reconnect
+        self.was_primary = mgr.switch.is_primary()
+
+    def tick(self) -> None:
+        sw = self.mgr.switch
+        alive = getattr(sw, "alive", None)
+        if alive is not None and not alive() and self.reconnect is not None:
+            try:
+                new = self.reconnect()
+            except ControllerError as e:
+                log.warning("switch still unreachable: %s", e.message)
+                return
+            close = getattr(sw, "close", None)
+            if close is not None:
+                close()
+            self.mgr.replace_switch(new)
+            self.was_primary = False
+            log.warning("reconnected to the switch")
+        primary = self.mgr.switch.is_primary()
+        if primary and not self.was_primary:
+            refresh = getattr(self.mgr.switch, "refresh_pipeline", None)
+            if refresh is not None:
+                refresh()
+            plan = self.mgr.start()
+            log.warning("primary for the switch now: reconciled %s", plan.summary())
+        self.was_primary = primary
+        for name in self.mgr.reap():
+            log.warning("lease of job %s expired: reclaimed", name)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -152,15 +190,15 @@ def run_serve(args: argparse.Namespace) -> int:
         f" as {role}; {len(mgr.jobs())} jobs restored; reconcile {plan.summary()}",
         flush=True,
     )
-    interval = max(0.05, min(5.0, args.lease / 4))
+    interval = max(0.05, min(2.0, args.lease / 4))
+    watch = Watch(mgr, None if args.memory_switch else lambda: connect(args))
     while not stop.wait(interval):
         try:
-            for name in mgr.reap():
-                log.warning("lease of job %s expired: reclaimed", name)
+            watch.tick()
         except ControllerError as e:
-            log.warning("reaping failed: %s", e.message)
+            log.warning("%s", e.message)
     api.stop()
-    close = getattr(switch, "close", None)
+    close = getattr(mgr.switch, "close", None)
     if close is not None:
         close()
     store.close()

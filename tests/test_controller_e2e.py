@@ -26,6 +26,7 @@ from controller.client import ControllerCallError, ControllerClient
 from controller.errors import NotPrimary
 from controller.jobs import JobManager, Settings
 from controller.p4rt import P4RuntimeSwitch, load_p4info
+from controller.serve import Watch
 from controller.store import Store
 from controller.topology import load as load_topology
 from softswitch.runtime.control import ActionCall, CounterValue, Exact, Replica, TableEntry
@@ -53,11 +54,12 @@ class Controller:
         tmp: Path,
         election: int = 10,
         clock: Callable[[], float] = time.time,
+        state: str = "",
         **kw: Any,
     ) -> None:
         self.switch = connect(fake, election)
         self.mgr = JobManager(
-            Store(tmp / f"state{election}.db"),
+            Store(tmp / (state or f"state{election}.db")),
             self.switch,
             load_topology(write_topology(tmp)),
             Settings(**kw),
@@ -362,3 +364,56 @@ def test_serve_reclaims_expired_jobs_by_itself(fake: FakeSwitch, tmp_path: Path)
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+def _until(cond: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 20
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert cond()
+
+
+def test_backup_sharing_the_state_file_takes_over_without_losing_jobs(
+    fake: FakeSwitch, tmp_path: Path
+) -> None:
+    primary = Controller(fake, tmp_path, election=10, state="shared.db")
+    backup = Controller(fake, tmp_path, election=5, state="shared.db")
+    try:
+        primary.client.join("keep", 0, 2, *host(1), 6000)
+        primary.client.join("keep", 1, 2, *host(2), 6001)
+        good = switch_rows(fake.pipe), dict(fake.pipe.groups)
+        assert [j.name for j in backup.client.jobs()] == ["keep"]  # it reads the shared state
+        watch = Watch(backup.mgr, None)
+        primary.close()
+        _until(backup.switch.is_primary)
+        watch.tick()
+        assert (switch_rows(fake.pipe), dict(fake.pipe.groups)) == good
+        extra = backup.client.create_job("more", 2)
+        assert extra.slot_base == 256  # the allocator knows the primary's allocation
+        assert backup.client.switch().primary
+    finally:
+        backup.close()
+
+
+def test_watch_reconnects_and_restores_a_restarted_switch(fake: FakeSwitch, tmp_path: Path) -> None:
+    from test_controller_fakes import AggFakePipeline
+    from test_p4runtime_fakes import FakeDevice
+
+    from softswitch.p4runtime import serve
+
+    c = Controller(fake, tmp_path)
+    try:
+        c.client.join("j", 0, 1, *host(1), 6000)
+        good = switch_rows(fake.pipe), dict(fake.pipe.groups)
+        address = fake.server.address
+        fake.server.stop()
+        _until(lambda: not c.switch.alive())
+        fake.device = FakeDevice()
+        fake.server = serve(fake.device, address, factory=AggFakePipeline)
+        watch = Watch(c.mgr, lambda: connect(fake))
+        watch.tick()
+        assert c.mgr.switch is not c.switch and c.mgr.switch.is_primary()
+        assert (switch_rows(fake.pipe), dict(fake.pipe.groups)) == good
+        c.switch = c.mgr.switch  # type: ignore[assignment]
+    finally:
+        c.close()
