@@ -309,7 +309,11 @@ def test_table_properties_and_match_fields() -> None:
                 const_entries=[
                     {"priority": 1, "keys": [], "action": {"name": "MyIngress.a", "args": []}}
                 ],
-                annotations=[ann("name", '"MyIngress.t"'), ann("foo", "1 , 2")],
+                annotations=[
+                    ann("name", '"MyIngress.t"'),
+                    ann("foo", "1 , 2"),
+                    ann("p4runtime_translation", '"a , b" , bit<32>'),
+                ],
             )
         ],
     )
@@ -319,7 +323,11 @@ def test_table_properties_and_match_fields() -> None:
         (7, "hdr.h.b", 9, p4i.MatchField.RANGE),
         (3, "hdr.h.c", 1, p4i.MatchField.OPTIONAL),  # p4c: an @id still advances the counter
     ]
-    assert list(t.preamble.annotations) == ["@foo(1, 2)"]
+    # Unknown annotations keep p4c's token-by-token spacing; parsed ones get ", ".
+    assert list(t.preamble.annotations) == [
+        "@foo(1 , 2)",
+        '@p4runtime_translation("a , b", bit<32>)',
+    ]
     assert [r.scope for r in t.action_refs] == [
         p4i.ActionRef.TABLE_ONLY,
         p4i.ActionRef.DEFAULT_ONLY,

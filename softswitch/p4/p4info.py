@@ -47,6 +47,27 @@ _PIPELINE_CONTROLS = ("verify_checksum", "ingress", "egress", "compute_checksum"
 
 _NOT_COPIED = frozenset({"name", "id", "brief", "description"})
 
+# Annotations p4c parses into expressions (front end and P4Runtime passes); ToP4 prints
+# their arguments joined by ", ". Others are printed token by token.
+_PARSED_ANNOTATIONS = frozenset(
+    {
+        "name",
+        "id",
+        "noWarn",
+        "priority",
+        "size",
+        "length",
+        "deprecated",
+        "controller_header",
+        "brief",
+        "description",
+        "match",
+        "field_list",
+        "p4runtime_translation",
+        "p4runtime_translation_mappings",
+    }
+)
+
 _MATCH_TYPES = {
     "exact": p4i.MatchField.EXACT,
     "lpm": p4i.MatchField.LPM,
@@ -126,13 +147,36 @@ def _annotation_body(obj: Mapping[str, Any], name: str) -> str | None:
 
 
 def _format_annotation(ann: Mapping[str, Any]) -> str:
-    """``@name`` or ``@name(body)`` as p4c prints it (source text, ", " separators)."""
+    """``@name`` or ``@name(body)`` as p4c's ToP4 prints it.
+
+    p4c prints annotations it parses (the standard and P4Runtime ones) from their
+    expressions, arguments separated by ", "; any other annotation keeps its raw
+    tokens joined by single spaces, which is how the IR already stores bodies.
+    """
     name = str(_get(ann, "name", "annotation"))
     body = str(ann.get("body", "")).strip()
     if not body:
         return f"@{name}"
-    body = body.replace(" ,", ",").replace("( ", "(").replace(" )", ")")
+    if name in _PARSED_ANNOTATIONS:
+        body = _tighten_commas(body)
     return f"@{name}({body})"
+
+
+def _tighten_commas(body: str) -> str:
+    """Turn the IR's ``a , b`` into ``a, b``, leaving string literals alone."""
+    out: list[str] = []
+    in_string = False
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch == '"' and (i == 0 or body[i - 1] != "\\"):
+            in_string = not in_string
+        if not in_string and body.startswith(" ,", i):
+            i += 1
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
 
 
 def _unquote(body: str) -> str:
