@@ -646,3 +646,12 @@ def test_direct_resources_follow_their_tables_and_hide_with_them() -> None:
     msg = emit(ir)
     assert [t.preamble.name for t in msg.tables] == ["MyIngress.t2", "MyIngress.t1"]
     assert [c.preamble.name for c in msg.direct_counters] == ["MyIngress.c2", "MyIngress.c1"]
+
+
+def test_type_info_only_when_p4c_would_create_it() -> None:
+    empty = program(controls={"MyIngress": {"name": "MyIngress", "locals": [], "body": []}})
+    assert not emit(empty).HasField("type_info")
+    assert to_text(emit(empty)).endswith('pkg_info {\n  arch: "v1model"\n}\n')
+    drop = {"stmt": "extern", "name": "mark_to_drop", "args": []}
+    with_call = program(controls={"MyIngress": {"name": "MyIngress", "locals": [], "body": [drop]}})
+    assert emit(with_call).HasField("type_info")

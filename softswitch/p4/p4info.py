@@ -254,6 +254,14 @@ def _bitwidth(t: Mapping[str, Any], where: str) -> int | None:
     raise P4InfoError(f"{where}: type {kind} cannot be exposed to the control plane")
 
 
+def _has_stmt(node: Any, kind: str) -> bool:
+    if isinstance(node, Mapping):
+        return node.get("stmt") == kind or any(_has_stmt(v, kind) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_stmt(v, kind) for v in node)
+    return False
+
+
 def _walk_calls(node: Any) -> Iterator[str]:
     """Names of actions called directly anywhere inside a statement tree."""
     if isinstance(node, Mapping):
@@ -410,8 +418,27 @@ class _Emitter:
         self._externs()
         for ch in _list(self.ir, "controller_headers"):
             self._controller_header(ch)
-        self.msg.type_info.SetInParent()
+        if self._touches_type_info():
+            self.msg.type_info.SetInParent()
         return self.msg
+
+    def _touches_type_info(self) -> bool:
+        """Whether p4c would have created ``type_info`` (even left empty).
+
+        p4c materializes it as a side effect of serializing any table, extern
+        instance, action parameter, digest, controller header or extern function
+        call, so only a program with none of these lacks it.
+        """
+        if self.tables or any(a.get("params") for a in self.actions):
+            return True
+        for key in ("registers", "counters", "direct_counters", "meters", "direct_meters"):
+            if _list(self.ir, key):
+                return True
+        if _list(self.ir, "digests") or _list(self.ir, "controller_headers"):
+            return True
+        bodies = [a.get("body") for a in self.actions]
+        bodies += [c.get("body") for c in (self.ir.get("controls") or {}).values()]
+        return any(_has_stmt(b, "extern") or _has_stmt(b, "method") for b in bodies)
 
     def _extern_table_links(self) -> None:
         """Table name -> direct resource ids, the direct counter before the direct meter."""
