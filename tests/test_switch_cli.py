@@ -258,3 +258,26 @@ def test_real_switch_over_udp_tunnel_ports(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=10)
+
+
+@pytest.mark.timeout(60)
+def test_program_that_does_not_compile(tmp_path: Path) -> None:
+    src = tmp_path / "bad.p4"
+    src.write_text("#include <core.p4>\ncontrol C( { apply { } }\n")
+    r = _cli("--p4", str(src), "--grpc-server-addr", "127.0.0.1:0")
+    assert r.returncode == 1
+    assert r.stderr.startswith("p4reduce-switch: error: ")
+    assert "bad.p4" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.timeout(60)
+def test_port_spec_errors_are_reported(tmp_path: Path) -> None:
+    from test_p4runtime_softswitch import PROGRAM
+
+    src = tmp_path / "fwd.p4"
+    src.write_text(PROGRAM)
+    r = _cli("--p4", str(src), "-i", "nonsense", "--grpc-server-addr", "127.0.0.1:0")
+    assert r.returncode == 1
+    assert "-i nonsense" in r.stderr
+    assert "Traceback" not in r.stderr
