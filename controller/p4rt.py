@@ -93,7 +93,9 @@ def load_p4info(path: Path) -> p4i.P4Info:
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise InvalidArgument(f"cannot read P4Info {path}: {e.strerror}") from None
+        raise InvalidArgument(
+            f"cannot read P4Info {path}: {e.strerror} (build it with `make p4`, or pass --p4info)"
+        ) from None
     info = p4i.P4Info()
     try:
         if path.suffix in (".bin", ".pb"):

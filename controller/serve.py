@@ -49,6 +49,12 @@ def add_serve_parser(sub: Any) -> None:
     )
     s.add_argument("--device-id", type=int, default=0)
     s.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for the switch at start (default 10)",
+    )
+    s.add_argument(
         "--election-id",
         type=int,
         default=1,
@@ -108,8 +114,11 @@ def connect(args: argparse.Namespace) -> SwitchBackend:
     try:
         config = config_file.read_bytes()
     except OSError as e:
-        raise ControllerError(f"cannot read device config {config_file}: {e.strerror}") from None
-    sw = P4RuntimeSwitch(args.switch, args.device_id, args.election_id)
+        raise ControllerError(
+            f"cannot read device config {config_file}: {e.strerror}"
+            " (build it with `make p4`, or pass --device-config)"
+        ) from None
+    sw = P4RuntimeSwitch(args.switch, args.device_id, args.election_id, args.connect_timeout)
     try:
         pushed = sw.ensure_pipeline(info, config)
     except BaseException:

@@ -222,3 +222,12 @@ def test_backup_cannot_write(tmp_path: Path) -> None:
     with pytest.raises(ControllerError):
         join(mgr, "a", 0, 1)
     assert sw.writes == 0 and mgr.jobs() == []
+
+
+def test_job_ids_run_out_clearly_and_are_reused(tmp_path: Path) -> None:
+    mgr, _, _ = make(tmp_path, max_jobs=3, default_slots=10)
+    assert [mgr.create(f"j{i}", 1).job.id for i in range(2)] == [1, 2]
+    with pytest.raises(Exhausted, match="all 2 job ids are in use"):
+        mgr.create("j2", 1)
+    mgr.delete("j0")
+    assert mgr.create("j3", 1).job.id == 1

@@ -217,3 +217,45 @@ def test_serve_with_bad_topology_is_a_clear_error(
         "127.0.0.1:0",
     )
     assert code == 1 and "cannot read topology" in err
+
+
+def test_serve_without_pipeline_files_or_switch_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    topo = tmp_path / "t.json"
+    topo.write_text(json.dumps(TOPO))
+    base = [
+        "serve",
+        "--topology",
+        str(topo),
+        "--state",
+        str(tmp_path / "s.db"),
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    code, _, err = run(capsys, *base, "--p4info", str(tmp_path / "none.txtpb"))
+    assert code == 1 and "cannot read P4Info" in err and "make p4" in err
+    info = tmp_path / "p.txtpb"
+    info.write_text("")
+    code, _, err = run(
+        capsys, *base, "--p4info", str(info), "--device-config", str(tmp_path / "x.json")
+    )
+    assert code == 1 and "cannot read device config" in err
+    (tmp_path / "x.json").write_text("{}")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, _, err = run(
+        capsys,
+        *base,
+        "--p4info",
+        str(info),
+        "--device-config",
+        str(tmp_path / "x.json"),
+        "--switch",
+        f"127.0.0.1:{port}",
+        "--connect-timeout",
+        "1",
+    )
+    assert code == 1 and "cannot reach the P4Runtime server" in err and "Traceback" not in err
+    assert not (tmp_path / "s.db").exists()
