@@ -655,3 +655,24 @@ def test_type_info_only_when_p4c_would_create_it() -> None:
     drop = {"stmt": "extern", "name": "mark_to_drop", "args": []}
     with_call = program(controls={"MyIngress": {"name": "MyIngress", "locals": [], "body": [drop]}})
     assert emit(with_call).HasField("type_info")
+
+
+def test_serializable_enums_reach_type_info_without_type_name() -> None:
+    se = {"kind": "serenum", "name": "serenum_t", "width": 8}
+    k = key("hdr.custom.e", 8)
+    k["expr"]["type"] = se
+    a = action("MyIngress.set", ("x", 8))
+    a["params"][0]["type"] = se
+    ir = program(
+        serializable_enums={"serenum_t": {"type": bit(8), "members": {"A": 1, "B": 3}}},
+        actions=[no_action(), a],
+        tables=[table("MyIngress.t", [k], [ref("MyIngress.set")])],
+    )
+    msg = emit(ir)
+    mf = msg.tables[0].match_fields[0]
+    assert mf.bitwidth == 8 and not mf.HasField("type_name")
+    param = next(x for x in msg.actions if x.preamble.name == "MyIngress.set").params[0]
+    assert param.bitwidth == 8 and not param.HasField("type_name")
+    spec = msg.type_info.serializable_enums["serenum_t"]
+    assert spec.underlying_type.bitwidth == 8
+    assert [(m.name, m.value) for m in spec.members] == [("A", b"\x01"), ("B", b"\x03")]

@@ -474,8 +474,11 @@ class _Emitter:
             _copy_annotations(mf, key)
             _set_doc(mf, key)
             expr = _get(key, "expr", f"{name} key {mf.name}")
-            width = _bitwidth(_get(expr, "type", f"{name} key {mf.name}"), f"{name} key {mf.name}")
+            where = f"{name} key {mf.name}"
+            ktype = _get(expr, "type", where)
+            width = _bitwidth(ktype, where)
             mf.bitwidth = width or 0
+            self._register_named_type(ktype, where)
             if kind in _MATCH_TYPES:
                 mf.match_type = _MATCH_TYPES[kind]
             else:
@@ -589,8 +592,7 @@ class _Emitter:
                 p.bitwidth = width
             else:
                 p.type_name.name = str(_get(ptype, "name", where))
-            if ptype.get("kind") in ("serenum", "enum"):
-                self._type_spec(ptype, where)
+            self._register_named_type(ptype, where)
 
     # ----------------------------------------------------------------- externs
 
@@ -670,10 +672,17 @@ class _Emitter:
             md.id = fid
             md.name = str(_get(f, "name", header))
             _copy_annotations(md, f)
-            width = _bitwidth(_get(f, "type", f"{header}.{md.name}"), f"{header}.{md.name}")
-            md.bitwidth = width or 0
+            ftype = _get(f, "type", f"{header}.{md.name}")
+            md.bitwidth = _bitwidth(ftype, f"{header}.{md.name}") or 0
+            self._register_named_type(ftype, f"{header}.{md.name}")
 
     # ----------------------------------------------------------------- type specs
+
+    def _register_named_type(self, t: Mapping[str, Any], where: str) -> None:
+        """Record serializable enums, enums and error in ``type_info``, as p4c's type
+        conversion of every match field, action parameter and packet-io field does."""
+        if t.get("kind") in ("serenum", "enum", "error"):
+            self._type_spec(t, where)
 
     def _type_spec(self, t: Mapping[str, Any], where: str) -> p4t.P4DataTypeSpec:
         """P4DataTypeSpec of a type, registering named types in ``type_info``."""
