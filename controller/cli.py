@@ -98,6 +98,9 @@ def _show_job(j: Any, o: Out) -> None:
         f"aggregation address {agg.mac} {agg.ipv4}:{agg.udp_port}, K={j.k},"
         f" multicast group {j.mcast_group}"
     )
+    if not j.members:
+        o.console.print(f"no worker has joined yet (0 of {j.world_size})")
+        return
     o.table(
         "members",
         ("rank", "MAC", "IPv4", "UDP port", "switch port", "joined"),

@@ -127,7 +127,7 @@ class JobManager:
         if not 1 <= world_size <= MAX_WORKERS:
             raise InvalidArgument(f"world size {world_size} is out of range 1..{MAX_WORKERS}")
 
-    def _new_job(self, name: str, world_size: int, slots: int) -> Job:
+    def _new_job(self, name: str, world_size: int, slots: int, leased: bool) -> Job:
         self._check_world(world_size)
         count = slots or self.settings.default_slots
         if not 1 <= count <= self.settings.num_slots:
@@ -151,7 +151,9 @@ class JobManager:
                 count,
                 self.store.next_epoch(),
                 now,
-                now + self.settings.lease_seconds,
+                # A job created by hand waits for its workers without a lease (0): the
+                # lease starts with the first join, so only abandoned jobs are reclaimed.
+                now + self.settings.lease_seconds if leased else 0.0,
             )
             self.store.add_job(job)
         except BaseException:
@@ -188,7 +190,7 @@ class JobManager:
             def do() -> JobView:
                 if self.store.job_by_name(name) is not None:
                     raise AlreadyExists(f"job {name!r} already exists")
-                return self._view(self._new_job(name, world_size, slots))
+                return self._view(self._new_job(name, world_size, slots, leased=False))
 
             return self._mutate(do)
 
@@ -225,7 +227,7 @@ class JobManager:
                     )
                     if same:
                         return self._view(existing)  # idempotent retry of the same join
-                job = existing or self._new_job(name, world_size, slots)
+                job = existing or self._new_job(name, world_size, slots, leased=True)
                 now = self.clock()
                 self.store.add_member(Member(job.id, rank, mac_i, ip_i, port, sw_port, now))
                 self.store.renew(job.id, now + self.settings.lease_seconds)
@@ -321,7 +323,7 @@ class JobManager:
             if not self.switch.is_primary():
                 return []
             now = self.clock()
-            dead = [j for j in self.store.jobs() if j.lease_until < now]
+            dead = [j for j in self.store.jobs() if 0 < j.lease_until < now]
             if not dead:
                 return []
 

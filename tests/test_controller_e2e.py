@@ -355,7 +355,7 @@ def test_serve_reclaims_expired_jobs_by_itself(fake: FakeSwitch, tmp_path: Path)
     proc, addr = _serve(fake, tmp_path, "--lease", "0.5")
     try:
         with ControllerClient(addr) as cl:
-            cl.create_job("short", 2)
+            cl.join("short", 0, 2, *host(1), 6000)
             deadline = time.monotonic() + 30
             while cl.jobs() and time.monotonic() < deadline:
                 time.sleep(0.1)

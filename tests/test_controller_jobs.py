@@ -231,3 +231,14 @@ def test_job_ids_run_out_clearly_and_are_reused(tmp_path: Path) -> None:
         mgr.create("j2", 1)
     mgr.delete("j0")
     assert mgr.create("j3", 1).job.id == 1
+
+
+def test_a_created_job_waits_without_lease_until_its_first_worker(tmp_path: Path) -> None:
+    mgr, _, clock = make(tmp_path, lease_seconds=10)
+    assert mgr.create("planned", 2).job.lease_until == 0
+    clock.t += 1000
+    assert mgr.reap() == []
+    join(mgr, "planned", 0, 2)
+    assert mgr.job("planned").job.lease_until == clock.t + 10
+    clock.t += 11
+    assert mgr.reap() == ["planned"] and mgr.jobs() == []
