@@ -29,6 +29,7 @@ header packet_out_t { bit<9> egress_port; bit<7> _pad; }
 header ethernet_t { bit<48> dst; bit<48> src; bit<16> etype; }
 struct headers { packet_in_t packet_in; packet_out_t packet_out; ethernet_t eth; }
 struct metadata { }
+struct learn_t { bit<48> src; bit<9> port; }
 
 parser P(packet_in pkt, out headers hdr, inout metadata meta, inout standard_metadata_t std) {
     state start {
@@ -63,6 +64,7 @@ control I(inout headers hdr, inout metadata meta, inout standard_metadata_t std)
         } else {
             fwd.apply();
             pkts.count(0);
+            digest<learn_t>(1, {hdr.eth.src, std.ingress_port});
         }
     }
 }
@@ -262,3 +264,35 @@ def test_default_action_direct_counter_and_multicast(
         e.packet_replication_engine_entry for r in stub.Read(q, timeout=10) for e in r.entities
     ]
     assert mg.multicast_group_entry == g
+
+
+def test_digests_from_the_pipeline(
+    stub: p4r_grpc.P4RuntimeStub,
+    server: RunningServer,
+    program: tuple[dict[str, object], object],
+) -> None:
+    _install(stub, program)
+    _, info = program
+    (digest,) = info.digests  # type: ignore[attr-defined]
+    s = Stream(stub)
+    try:
+        s.arbitrate(1)
+        s.recv()
+        w = p4r.WriteRequest(
+            device_id=0,
+            updates=[
+                p4r.Update(
+                    type=p4r.Update.INSERT,
+                    entity=p4r.Entity(digest_entry=p4r.DigestEntry(digest_id=digest.preamble.id)),
+                )
+            ],
+        )
+        w.election_id.low = 1
+        stub.Write(w, timeout=10)
+        server.service.device.inject(2, FRAME)
+        msg = s.recv()
+        assert msg.digest.digest_id == digest.preamble.id
+        (data,) = msg.digest.data
+        assert [m.bitstring for m in data.struct.members] == [FRAME[6:12].lstrip(b"\0"), b"\x02"]
+    finally:
+        s.close()
