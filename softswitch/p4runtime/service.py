@@ -2,7 +2,9 @@
 
 Threading: gRPC runs handlers on a thread pool; packet-in callbacks come from the device's
 port threads. One lock (`_lock`) serialises pipeline changes and writes, so a Write never
-sees half a SetForwardingPipelineConfig. Reads take the same lock briefly per entity.
+sees half a SetForwardingPipelineConfig; a Read holds it too, so it answers from one
+consistent state. Packet I/O and digests do not take it: they only read references that
+are replaced whole.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ def _abort(context: grpc.ServicerContext, err: P4RTError) -> None:
 
 
 class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
+    """The servicer for one device; `install` loads a pipeline without a client."""
+
     def __init__(self, device: DeviceLike, factory: PipelineFactory | None = None) -> None:
         self.device = device
         self.device_id = int(device.device_id)
@@ -328,17 +332,18 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
         """Group this poll's digests per digest id into DigestLists of at most the
         configured max_list_size entries (0: no limit); lists are not held back for
         acks, so max_timeout_ns and ack_timeout_ns have no effect beyond the poll period."""
+        configs = dict(self._digest_config)  # a Write may change it meanwhile
         grouped: dict[int, list[p4d.P4Data]] = {}
         for m in messages:
             info = loaded.schema.digests_by_name.get(m.name)
-            if info is None or info.id not in self._digest_config:
+            if info is None or info.id not in configs:
                 continue  # as in PI: digests nobody configured are dropped
             data = p4d.P4Data()
             for v in m.values:
                 data.struct.members.add(bitstring=encode_bits(v))
             grouped.setdefault(info.id, []).append(data)
         for digest_id, items in grouped.items():
-            size = self._digest_config[digest_id].max_list_size or len(items)
+            size = configs[digest_id].max_list_size or len(items)
             for i in range(0, len(items), size):
                 self._digest_list_id += 1
                 msg = p4r.StreamMessageResponse(
