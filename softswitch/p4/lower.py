@@ -840,7 +840,7 @@ class Lowerer:
                 if m != "apply":
                     raise error(f.loc, f"'{f.obj.name}' has no method '{m}'")
                 if isinstance(b.decl, A.ParserDecl):
-                    raise error(f.loc, "sub-parser instances are not supported by this compiler")
+                    raise error(f.loc, "a sub-parser can only be applied directly in a parser state")
                 return self.inline_control(c, b, ctx)
             if isinstance(b, PacketB):
                 return self.packet_call(c, b, m, ctx)
@@ -1306,14 +1306,13 @@ class Lowerer:
         out.extend(self.stmts(decl.body.body, ctx))
         return out
 
-    def inline_control(self, c: A.Call, b: BlockInst, ctx: Ctx) -> list[IR]:
+    def bind_block_params(self, b: BlockInst, c: A.Call, ctx: Ctx) -> Scope:
+        """Scope of an inlined control/parser instance: its parameters name the caller's
+        arguments (lvalues for out/inout), its constructor parameters their constants."""
         decl = b.decl
-        assert isinstance(decl, A.ControlDecl)
-        if b.applied:
-            raise error(c.loc, "a control instance can be applied only once")
-        b.applied = True
         if len(c.args) != len(decl.params):
-            raise error(c.loc, f"control '{decl.name}' expects {len(decl.params)} argument(s), got {len(c.args)}")
+            kind = "control" if isinstance(decl, A.ControlDecl) else "parser"
+            raise error(c.loc, f"{kind} '{decl.name}' expects {len(decl.params)} argument(s), got {len(c.args)}")
         scope = Scope(dict(b.ctor), parent=self.glob)
         for p, a in zip(decl.params, c.args, strict=True):
             pt = self.resolve_type(p.type, {})
@@ -1331,6 +1330,15 @@ class Lowerer:
                 writable = False
             ir = self.coerce(ir, pt, a.loc, f"for parameter '{p.name}' of control '{decl.name}'")
             scope.names[p.name] = Val(ir, writable, f"'{p.name}': it is an 'in' parameter" if p.direction == "in" else f"'{p.name}': it is a directionless parameter")
+        return scope
+
+    def inline_control(self, c: A.Call, b: BlockInst, ctx: Ctx) -> list[IR]:
+        decl = b.decl
+        assert isinstance(decl, A.ControlDecl)
+        if b.applied:
+            raise error(c.loc, "a control instance can be applied only once")
+        b.applied = True
+        scope = self.bind_block_params(b, c, ctx)
         label = b.path.rstrip(".")
         sub = Ctx("control", ctx.top, b.path, scope, ctx.locals, ctx.local_names, label=label)
         body = self.control_body(decl, sub)
@@ -1340,6 +1348,15 @@ class Lowerer:
     def lower_parser(self, decl: A.ParserDecl, scope: Scope) -> IR:
         locals_: list[IR] = []
         ctx = Ctx("parser", decl.name, decl.name + ".", scope, locals_, set())
+        states: dict[str, IR] = {}
+        self.parser_states(decl, ctx, "", "accept", states)
+        return {"name": decl.name, "locals": locals_, "start": "start", "states": states}
+
+    def parser_states(self, decl: A.ParserDecl, ctx: Ctx, sprefix: str, accept_to: str,
+                      states: dict[str, IR]) -> None:
+        """Lower a parser's states into `states`, names prefixed by `sprefix`; `accept` goes to
+        `accept_to`. Sub-parser calls split the calling state in two around the sub-parser's
+        inlined states, which is how sub-parsers get inlined without a call stack."""
         init: list[IR] = []
         for d in decl.locals:
             init.extend(self.declare_local(d, ctx))
@@ -1353,19 +1370,41 @@ class Lowerer:
                 raise error(s.loc, f"state '{s.name}' is predefined and cannot be declared")
         if "start" not in names:
             raise error(decl.loc, f"parser '{decl.name}' has no 'start' state")
-        states: dict[str, IR] = {}
         valid = set(names) | {"accept", "reject"}
+
+        def target(n: str) -> str:
+            return accept_to if n == "accept" else "reject" if n == "reject" else sprefix + n
+
         for s in decl.states:
-            body = self.stmts(s.body, ctx)
-            if s.name == "start" and init:
-                body = init + body
+            cur = sprefix + s.name
+            body: list[IR] = list(init) if s.name == "start" else []
+            saved = ctx.scope
+            ctx.scope = Scope(parent=saved)
+            for st in s.body:
+                sub = self.subparser_call(st, ctx)
+                if sub is None:
+                    body.extend(self.stmt(st, ctx))
+                    body.extend(ctx.pre)
+                    ctx.pre.clear()
+                    continue
+                inst, sub_ctx_scope, call = sub
+                inst_name = inst.path[len(ctx.prefix):].rstrip(".")
+                sub_prefix = sprefix + inst_name + "."
+                cont = f"{cur}.after_{inst_name}"
+                states[cur] = {"body": body, "transition": {"kind": "direct", "next": sub_prefix + "start"}}
+                assert isinstance(inst.decl, A.ParserDecl)
+                sub_ctx = Ctx("parser", ctx.top, inst.path, sub_ctx_scope, ctx.locals, ctx.local_names)
+                self.parser_states(inst.decl, sub_ctx, sub_prefix, cont, states)
+                del call
+                cur = cont
+                body = []
             tr: IR
             if s.transition is None:
                 tr = {"kind": "direct", "next": "reject"}
             elif isinstance(s.transition, A.Name):
                 if s.transition.name not in valid:
                     raise error(s.transition.loc, f"unknown state '{s.transition.name}'")
-                tr = {"kind": "direct", "next": s.transition.name}
+                tr = {"kind": "direct", "next": target(s.transition.name)}
             else:
                 sel = s.transition
                 assert isinstance(sel, A.Select)
@@ -1387,10 +1426,23 @@ class Lowerer:
                     if len(items) != len(keys):
                         raise error(c.loc, f"keyset has {len(items)} element(s), the select has {len(keys)} key(s)")
                     kss = [self.keyset(i, k["type"], ctx, "ternary") for i, k in zip(items, keys, strict=True)]
-                    cases.append({"keysets": kss, "next": c.state})
+                    cases.append({"keysets": kss, "next": target(c.state)})
                 tr = {"kind": "select", "keys": keys, "cases": cases}
-            states[s.name] = {"body": body, "transition": tr}
-        return {"name": decl.name, "locals": locals_, "start": "start", "states": states}
+            ctx.scope = saved
+            states[cur] = {"body": body, "transition": tr}
+
+    def subparser_call(self, st: A.Stmt | A.Decl, ctx: Ctx) -> tuple[BlockInst, Scope, A.Call] | None:
+        """If `st` is `p.apply(...)` of a sub-parser instance, bind its parameters."""
+        if not (isinstance(st, A.CallStmt) and isinstance(st.call.func, A.Member)
+                and st.call.func.member == "apply" and isinstance(st.call.func.obj, A.Name)):
+            return None
+        b = ctx.scope.lookup(st.call.func.obj.name)
+        if not (isinstance(b, BlockInst) and isinstance(b.decl, A.ParserDecl)):
+            return None
+        if b.applied:
+            raise error(st.loc, "a parser instance can be applied only once")
+        b.applied = True
+        return b, self.bind_block_params(b, st.call, ctx), st.call
 
     # ==== pipeline ===============================================================================
     ROLES: ClassVar[list[tuple[str, list[str]]]] = [("parser", ["pkt_in", "hdr", "meta", "std"]), ("verify_checksum", ["hdr", "meta"]),
