@@ -706,6 +706,9 @@ class Codegen:
                 if code != "s":
                     self.emit(f"S[{sl(h.fields[parts[0][0]].slot)}] = {t}[{j}]", ind)
                     continue
+                if len(parts) == 1:
+                    self.emit(f"S[{sl(h.fields[parts[0][0]].slot)}] = int.from_bytes({t}[{j}], 'big')", ind)
+                    continue
                 v = self.tmp()
                 self.emit(f"{v} = int.from_bytes({t}[{j}], 'big')", ind)
                 for fi, shift, mask in parts:
@@ -727,6 +730,9 @@ class Codegen:
                 vals.append(f"S[{h.fields[parts[0][0]].slot}]")
                 continue
             total = sum(h.fields[fi].width for fi, _, _ in parts)
+            if len(parts) == 1:
+                vals.append(f"(S[{h.fields[parts[0][0]].slot}] & {parts[0][2]}).to_bytes({total // 8}, 'big')")
+                continue
             expr = " | ".join(f"((S[{h.fields[fi].slot}] & {mask}) << {shift})" for fi, shift, mask in parts)
             vals.append(f"({expr}).to_bytes({total // 8}, 'big')")
         self.emit(f"_p.append({st}.pack({', '.join(vals)}))", ind + 1)
@@ -837,6 +843,54 @@ class Codegen:
             raise PipelineError(f"transition to unknown state {name!r}")
         return fn[name]
 
+    # ---- per-packet driver ---------------------------------------------------------------
+    def _driver(self, controls: dict[str, Any], pipe: dict[str, str]) -> None:
+        """`_fast(port, frame)`: the common case (one frame in, at most one out, no clone,
+        digest, resubmit, recirculation or multicast) without leaving generated code. It
+        returns (0, port, bytes, failed) for a frame out, (3, None, None, failed) for a drop,
+        or hands the packet state back to the traffic manager in Python: (1, S, payload,
+        failed) right after ingress, (2, S, payload, failed) right after egress."""
+        std, ist = self.std, self.internal
+        mc = f"S[{std['mcast_grp']}]" if "mcast_grp" in std else "0"
+
+        def nonempty(role: str) -> bool:
+            name = pipe.get(role)
+            return bool(name and controls.get(name, {}).get("body"))
+
+        lines = [
+            "def _fast(port, frame):",
+            "    S = _INIT[:]",
+            f"    S[{std['ingress_port']}] = port",
+            f"    S[{std['packet_length']}] = len(frame)",
+            "    off, failed = _parse(S, frame)",
+            "    payload = frame[off:]",
+            f"    S[{ist.payload}] = payload",
+        ]
+        for role in ("verify_checksum", "ingress"):
+            if nonempty(role):
+                lines += ["    try:", f"        _ctl_{role}(S)", "    except _ExitE:", "        pass"]
+        lines += [
+            f"    if S[{ist.clone}] is not None or S[{ist.digests}] is not None or S[{ist.resubmit}] is not None or {mc}:",
+            "        return 1, S, payload, failed",
+            f"    es = S[{std['egress_spec']}]",
+            f"    if es == {DROP_PORT}:",
+            "        return 3, None, None, failed",
+            f"    S[{std['egress_port']}] = es",
+            f"    S[{std['egress_spec']}] = 0",
+        ]
+        if nonempty("egress"):
+            lines += ["    try:", "        _ctl_egress(S)", "    except _ExitE:", "        pass"]
+        lines += [
+            f"    if S[{ist.clone}] is not None or S[{ist.recirc}] is not None or S[{ist.truncate}]:",
+            "        return 2, S, payload, failed",
+            f"    if S[{std['egress_spec']}] == {DROP_PORT}:",
+            "        return 3, None, None, failed",
+        ]
+        if nonempty("compute_checksum"):
+            lines += ["    try:", "        _ctl_compute_checksum(S)", "    except _ExitE:", "        pass"]
+        lines += [f"    return 0, S[{std['egress_port']}], _ctl_deparser(S) + payload, failed", ""]
+        self.out.extend(lines)
+
     # ---- whole program ------------------------------------------------------------------
     def generate(self) -> Generated:
         ir = self.ir
@@ -888,6 +942,7 @@ class Codegen:
             if role == "deparser":
                 self.emit("return b''.join(_p)", 1)
             self.emit("", 0)
+        self._driver(controls, pipe)
         return Generated(
             source="\n".join(self.out) + "\n",
             namespace=self.ns,

@@ -130,7 +130,7 @@ class Pipeline:
         self._digests: list[DigestMessage] = []
         self._mc: dict[int, tuple[Replica, ...]] = {}
         self._clones: dict[int, CloneSession] = {}
-        self.stats: dict[str, int] = {"packets_in": 0, "packets_out": 0, "dropped": 0, "parser_errors": 0}
+        self._n_in = self._n_out = self._n_drop = self._n_perr = 0
         self._counters: dict[str, tuple[list[int], list[int]]] = {}
         ns: dict[str, Any] = dict(g.namespace)
         ns.update(plan.namespace())
@@ -140,7 +140,7 @@ class Pipeline:
             ns[f"_CP{i}"], ns[f"_CB{i}"] = cp, cb
         ns.update(
             _PErr=_PErr, _EXIT=_Exit(), _sx=_sx, _shl=_shl, _div=_div, _mod=_mod, _sat=_sat,
-            _la=_la, _reject=_reject, _log_msg=_log_msg, _log_assert=_log_assert,
+            _la=_la, _reject=_reject, _ExitE=_Exit, _INIT=g.layout.init, _log_msg=_log_msg, _log_assert=_log_assert,
             _pack_bits=hashing.pack_bits, _Digest=DigestMessage, _rng=self._rng,
             _hash_random=lambda data: self._rng.getrandbits(32),
         )
@@ -157,6 +157,7 @@ class Pipeline:
         for t in ir.get("tables", []):
             self._tables[t["name"]] = self._make_table(t, actions, ns, g)
         self._parse = ns["_parse"]
+        self._fast = ns["_fast"]
         self._verify = ns["_ctl_verify_checksum"]
         self._ingress = ns["_ctl_ingress"]
         self._egress = ns["_ctl_egress"]
@@ -218,20 +219,40 @@ class Pipeline:
         cell[1] = table.default
 
     # ---- packets ---------------------------------------------------------------------
+    @property
+    def stats(self) -> dict[str, int]:
+        return {"packets_in": self._n_in, "packets_out": self._n_out, "dropped": self._n_drop,
+                "parser_errors": self._n_perr}
+
     def process(self, port: int, frame: bytes) -> list[tuple[int, bytes]]:
         """Run one frame through the switch; returns every frame it sends, in order."""
-        frame = bytes(frame)
-        out: list[tuple[int, bytes]] = []
+        if type(frame) is not bytes:
+            frame = bytes(frame)
         with self._lock:
-            self.stats["packets_in"] += 1
+            self._n_in += 1
+            kind, a, b, failed = self._fast(port, frame)
+            if failed:
+                self._n_perr += 1
+            if kind == 0:
+                self._n_out += 1
+                return [(a, b)]
+            if kind == 3:
+                self._n_drop += 1
+                return []
+            out: list[tuple[int, bytes]] = []
             work: deque[tuple[int, bytes, int, list[tuple[int, Any]] | None]] = deque()
-            work.append((port, frame, 0, None))
-            passes = 0
+            if kind == 1:
+                self._after_ingress(a, port, frame, b, out, work)
+            else:
+                rest: deque[tuple[list[Any], bytes]] = deque()
+                self._post_egress(a, b, rest, out, work)
+                self._run_egress(list(rest), out, work)
+            passes = 1
             while work and passes < MAX_PASSES:
                 passes += 1
                 p, data, itype, preserved = work.popleft()
                 self._one_pass(p, data, itype, preserved, out, work)
-            self.stats["packets_out"] += len(out)
+            self._n_out += len(out)
         return out
 
     def _one_pass(
@@ -254,13 +275,26 @@ class Pipeline:
                 S[slot] = value
         off, failed = self._parse(S, frame)
         if failed:
-            self.stats["parser_errors"] += 1
+            self._n_perr += 1
         payload = frame[off:]
         S[ist.payload] = payload
         with contextlib.suppress(_Exit):
             self._verify(S)
         with contextlib.suppress(_Exit):
             self._ingress(S)
+        self._after_ingress(S, port, frame, payload, out, work)
+
+    def _after_ingress(
+        self,
+        S: list[Any],
+        port: int,
+        frame: bytes,
+        payload: bytes,
+        out: list[tuple[int, bytes]],
+        work: deque[tuple[int, bytes, int, list[tuple[int, Any]] | None]],
+    ) -> None:
+        std = self._std
+        ist = self.generated.internal
         jobs: list[tuple[list[Any], bytes]] = []
         clone = S[ist.clone]
         if clone is not None and clone[0] == 0:  # I2E
@@ -285,9 +319,9 @@ class Pipeline:
                 c[std["instance_type"]] = REPLICATION
                 jobs.append((c, payload))
             if not reps:
-                self.stats["dropped"] += 1
+                self._n_drop += 1
         elif S[std["egress_spec"]] == DROP_PORT:
-            self.stats["dropped"] += 1
+            self._n_drop += 1
         else:
             S[std["egress_port"]] = S[std["egress_spec"]]
             jobs.append((S, payload))
@@ -343,22 +377,34 @@ class Pipeline:
             S[std["egress_spec"]] = 0
             with contextlib.suppress(_Exit):
                 self._egress(S)
-            clone = S[ist.clone]
-            if clone is not None and clone[0] == 1:  # E2E
-                for c in self._clone_copies(S, clone, EGRESS_CLONE, fresh_headers=False):
-                    queue.append((c, payload))
-            if S[std["egress_spec"]] == DROP_PORT:
-                self.stats["dropped"] += 1
-                continue
-            with contextlib.suppress(_Exit):
-                self._compute(S)
-            data = self._deparse(S) + payload
-            trunc = S[ist.truncate]
-            if trunc:
-                data = data[:trunc]
-            if S[ist.recirc] is not None:
-                work.append((S[std["ingress_port"]], data, RECIRC, self._preserve(S, S[ist.recirc][0])))
-                continue
+            self._post_egress(S, payload, queue, out, work)
+
+    def _post_egress(
+        self,
+        S: list[Any],
+        payload: bytes,
+        queue: deque[tuple[list[Any], bytes]],
+        out: list[tuple[int, bytes]],
+        work: deque[tuple[int, bytes, int, list[tuple[int, Any]] | None]],
+    ) -> None:
+        std = self._std
+        ist = self.generated.internal
+        clone = S[ist.clone]
+        if clone is not None and clone[0] == 1:  # E2E
+            for c in self._clone_copies(S, clone, EGRESS_CLONE, fresh_headers=False):
+                queue.append((c, payload))
+        if S[std["egress_spec"]] == DROP_PORT:
+            self._n_drop += 1
+            return
+        with contextlib.suppress(_Exit):
+            self._compute(S)
+        data = self._deparse(S) + payload
+        trunc = S[ist.truncate]
+        if trunc:
+            data = data[:trunc]
+        if S[ist.recirc] is not None:
+            work.append((S[std["ingress_port"]], data, RECIRC, self._preserve(S, S[ist.recirc][0])))
+        else:
             out.append((S[std["egress_port"]], data))
 
     def take_digests(self) -> list[DigestMessage]:

@@ -49,7 +49,7 @@ class VectorPlan:
     def allocate(self) -> None:
         grouped: dict[str, tuple[int, int]] = {}
         for gi, g in enumerate(self.groups):
-            arr = np.zeros((g.size, len(g.registers)), dtype=np.uint64)
+            arr = np.zeros((g.size, len(g.registers)), dtype=_dtype(g.width))
             self.group_arrays.append(arr)
             for col, name in enumerate(g.registers):
                 grouped[name] = (gi, col)
@@ -80,6 +80,23 @@ class VectorPlan:
         if not self.runs:
             return None
         return self.runs.get((id(stmts), i))
+
+
+_NATIVE = (8, 16, 32, 64)
+
+
+def _dtype(w: int) -> Any:
+    """Registers and vectors of 8/16/32/64 bits use the numpy type of that size, so
+    arithmetic wraps by itself; other widths live in uint64 and are masked."""
+    return {8: np.uint8, 16: np.uint16, 32: np.uint32}.get(w, np.uint64)
+
+
+def _dname(w: int) -> str:
+    return f"_u{w}" if w in _NATIVE else "_u64"
+
+
+def _width(e: Expr) -> int:
+    return int(e.get("type", {}).get("width", 64) or 64)
 
 
 def _reg_width(reg: dict[str, Any]) -> int:
@@ -222,7 +239,7 @@ class _RunBuilder:
             for v in values:
                 if slot_owner.setdefault(v, values) != values:
                     raise _NoVec
-            self.node_vec[node_id] = values  # type: ignore[assignment]
+            self.node_vec[node_id] = values
         if scalar_slots & set(slot_owner):
             raise _NoVec
         owner: dict[str, tuple[str, ...]] = {}
@@ -264,14 +281,14 @@ class _RunBuilder:
         self.tmp += 1
         return f"_w{self.tmp}_{id(self) % 10000}"
 
-    def gather(self, slots: tuple[int, ...]) -> str:
+    def gather(self, slots: tuple[int, ...], w: int) -> str:
         if all(b - a == 1 for a, b in itertools.pairwise(slots)):
-            return f"_np.array(S[{slots[0]}:{slots[-1] + 1}], _u64)"
+            return f"_np.array(S[{slots[0]}:{slots[-1] + 1}], {_dname(w)})"
         name = f"_ig_{slots[0]}_{len(slots)}"
         import operator
 
         self.gen.ns[name] = operator.itemgetter(*slots)
-        return f"_np.array({name}(S), _u64)"
+        return f"_np.array({name}(S), {_dname(w)})"
 
     def has_vec(self, e: Expr) -> bool:
         if id(e) in self.node_vec:
@@ -280,14 +297,14 @@ class _RunBuilder:
 
     def vexpr(self, e: Expr, ctx: Any) -> str:
         if not self.has_vec(e):
-            return self.gen.ex(e, ctx)
+            return str(self.gen.ex(e, ctx))
         op = e["op"]
         if op == "field":
             slots = self.node_vec[id(e)]
             name = self.vec_names.get(slots)
             if name is None:
                 name = self.new()
-                self.lines.append(f"{name} = {self.gather(slots)}")
+                self.lines.append(f"{name} = {self.gather(slots, _width(e))}")
                 self.vec_names[slots] = name
                 self.first_access.setdefault(slots, "read")
             return name
@@ -295,6 +312,8 @@ class _RunBuilder:
         if op in _VEC_BINARY:
             a, b = self.vexpr(e["left"], ctx), self.vexpr(e["right"], ctx)
             if op in ("+", "-", "*"):
+                if w in _NATIVE:  # the array's dtype wraps exactly like bit<w>
+                    return f"({a} {op} {b})"
                 return f"(({a} {op} {b}) & {(1 << w) - 1})"
             return f"({a} {op} {b})"
         if op == "mux":
@@ -302,9 +321,9 @@ class _RunBuilder:
                 raise _NoVec
             a, b = self.vexpr(e["then"], ctx), self.vexpr(e["else"], ctx)
             if not self.has_vec(e["then"]):
-                a = f"_np.full({self.n}, {a}, _u64)"
+                a = f"_np.full({self.n}, {a}, {_dname(w)})"
             if not self.has_vec(e["else"]):
-                b = f"_np.full({self.n}, {b}, _u64)"
+                b = f"_np.full({self.n}, {b}, {_dname(w)})"
             return f"({a} if {self.gen.ex(e['cond'], ctx)} else {b})"
         if op == "cast" and e["type"]["kind"] == "bit" and e["arg"].get("type", {}).get("kind") == "bit":
             return f"({self.vexpr(e['arg'], ctx)} & {(1 << w) - 1})"
@@ -314,7 +333,7 @@ class _RunBuilder:
         slots = self.node_vec[id(lhs)]
         name = self.new()
         if not is_vec:
-            code = f"_np.full({self.n}, {code}, _u64)"
+            code = f"_np.full({self.n}, {code}, {_dname(_width(lhs))})"
         self.lines.append(f"{name} = {code}")
         self.vec_names[slots] = name
         self.assigned.add(slots)
@@ -324,7 +343,13 @@ class _RunBuilder:
         self.analyse()
         f0 = self.flats[0]
         reg_i = 0
-        for p in f0.prims:
+        self._reg_of: dict[int, tuple[str, ...]] = {}
+        ri = 0
+        for pi, p in enumerate(f0.prims):
+            if p.kind != "assign":
+                self._reg_of[pi] = self.reg_vec[ri]
+                ri += 1
+        for pi, p in enumerate(f0.prims):
             if p.kind == "assign":
                 assert p.lhs is not None and p.value is not None
                 self.set_vec(p.lhs, self.vexpr(p.value, p.ctx), self.has_vec(p.value))
@@ -345,7 +370,9 @@ class _RunBuilder:
             g = f"_G{self.group_of(regs)}"
             if p.kind == "rread":
                 assert p.lhs is not None
-                self.set_vec(p.lhs, f"({g}[{idx}].copy() if {idx} < {size} else _np.zeros({self.n}, _u64))", True)
+                rw = _reg_width(self.plan.registers[regs[0]])
+                copy = ".copy()" if self._needs_copy(pi, regs, self.node_vec[id(p.lhs)]) else ""
+                self.set_vec(p.lhs, f"({g}[{idx}]{copy} if {idx} < {size} else _np.zeros({self.n}, {_dname(rw)}))", True)
             else:
                 assert p.value is not None
                 val = self.vexpr(p.value, p.ctx)
@@ -362,6 +389,47 @@ class _RunBuilder:
                 targets = ", ".join(f"S[{s}]" for s in slots)
                 self.lines.append(f"{targets} = {name}.tolist()")
         return self.lines
+
+    def _needs_copy(self, pi: int, regs: tuple[str, ...], slots: tuple[int, ...]) -> bool:
+        """A register row read as a view must be copied only if the same group is written
+        later in the run while the value is still needed (read again or written back)."""
+        prims = self.flats[0].prims
+        later_write = next((j for j in range(pi + 1, len(prims))
+                            if prims[j].kind == "rwrite" and self._reg_of.get(j) == regs), None)
+        if later_write is None:
+            return False
+        for p in prims[pi + 1 : later_write]:
+            if p.kind != "rwrite" and p.lhs is not None and self.node_vec.get(id(p.lhs)) == slots:
+                return False  # the view is replaced before the write: nobody sees it change
+        if slots not in self._action_temps_all():
+            return True
+        for p in prims[later_write + 1:]:
+            for e in (p.lhs, p.index, p.value):
+                if e is not None and self._mentions(e, slots):
+                    return True
+        return False
+
+    def _mentions(self, e: Expr, slots: tuple[int, ...]) -> bool:
+        if self.node_vec.get(id(e)) == slots:
+            return True
+        return any(self._mentions(e[k], slots) for k in ("left", "right", "arg", "cond", "then", "else") if k in e)
+
+    def _action_temps_all(self) -> set[tuple[int, ...]]:
+        local_slots = self._local_slots()
+        return {v for v in self.node_vec.values() if set(v) <= local_slots}
+
+    def _local_slots(self) -> set[int]:
+        out: set[int] = set()
+        for f in self.flats:
+            for p in f.prims:
+                act = p.ctx.action
+                if act is None:
+                    continue
+                for loc in act.get("locals", []):
+                    key = ("local", loc["name"])
+                    if key in self.gen.lay.scalars:
+                        out.add(self.gen.lay.scalars[key][0])
+        return out
 
     def _action_temps(self) -> set[tuple[int, ...]]:
         local_slots: set[int] = set()
@@ -441,4 +509,5 @@ def analyse(ir: dict[str, Any], plan: VectorPlan, gen: Any) -> None:
             else:
                 i += 1
     gen.ns["_np"] = np
-    gen.ns["_u64"] = np.uint64
+    for w in _NATIVE:
+        gen.ns[f"_u{w}"] = _dtype(w)
