@@ -676,3 +676,33 @@ def test_serializable_enums_reach_type_info_without_type_name() -> None:
     spec = msg.type_info.serializable_enums["serenum_t"]
     assert spec.underlying_type.bitwidth == 8
     assert [(m.name, m.value) for m in spec.members] == [("A", b"\x01"), ("B", b"\x03")]
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda ir: ir["tables"][0].update(size="big"),
+        lambda ir: ir["tables"][0].update(keys=[{"name": "k"}]),
+        lambda ir: ir["actions"][1]["params"].append({"name": "p", "type": {"kind": "struct"}}),
+        lambda ir: ir["actions"][1]["params"].append({"name": "p", "type": 5}),
+        lambda ir: ir.update(actions="MyIngress.drop"),
+        lambda ir: ir.update(registers=[{"name": "r", "size": 4}]),
+        lambda ir: ir.update(counters=[{"name": "c", "size": 4, "counter_type": "bits"}]),
+        lambda ir: ir.update(
+            direct_counters=[{"name": "c", "table": "nope", "counter_type": "packets"}]
+        ),
+        lambda ir: ir["tables"][0]["default_action"].update(args=["x"]),
+        lambda ir: ir["tables"][0]["keys"][0]["annotations"].append(ann("id", "seven")),
+    ],
+)
+def test_malformed_ir_never_escapes_as_a_python_exception(mutate: Any) -> None:
+    ir = basic_ir()
+    mutate(ir)
+    with pytest.raises(P4InfoError) as info:
+        emit(ir)
+    assert str(info.value)
+
+
+def test_non_object_ir_is_rejected() -> None:
+    with pytest.raises(P4InfoError, match="JSON object"):
+        emit([])  # type: ignore[arg-type]

@@ -106,8 +106,13 @@ def emit(ir: IR) -> p4i.P4Info:
     """Build the P4Info of a compiled program."""
     try:
         return _Emitter(ir).run()
+    except P4InfoError:
+        raise
     except P4IdError as exc:
         raise P4InfoError(str(exc)) from None
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        # A hand-written or truncated IR: report it as bad input, not as a crash.
+        raise P4InfoError(f"malformed IR ({type(exc).__name__}: {exc})") from None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -507,7 +512,9 @@ class _Emitter:
             t.const_default_action_id = default_id
         self._initial_default(t, default, default_name, default_id)
         t.direct_resource_ids.extend(self.direct.get(name, []))
-        size = int(table.get("size") or 0)
+        size = table.get("size") or 0
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise P4InfoError(f"{name}: size must be an integer, got {size!r}")
         t.size = size if size > 0 else 1024
         if table.get("support_timeout"):
             t.idle_timeout_behavior = p4i.Table.NOTIFY_CONTROL
@@ -585,7 +592,7 @@ class _Emitter:
             _copy_annotations(p, param)
             _set_doc(p, param)
             ptype = _get(param, "type", where)
-            if ptype.get("kind") == "error":
+            if _get(ptype, "kind", where) == "error":
                 raise P4InfoError(f"{where}: action parameters of type error are not allowed")
             width = _bitwidth(ptype, where)
             if width is not None:
