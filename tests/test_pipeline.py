@@ -10,11 +10,11 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from pipeline import wired
 from pipeline.case import Case, Expect, Send
 from pipeline.packets import (
     AGG_IP,
     AGG_MAC,
-    Host,
     agg_frame,
     arp_reply,
     arp_request,
@@ -22,7 +22,8 @@ from pipeline.packets import (
     result_frame,
     tcp_frame,
 )
-from pipeline.targets import Bmv2Target, SoftswitchTarget, Target, bmv2_unavailable, run_case
+from pipeline.scenarios import JOB, round_steps, wrap_sum
+from pipeline.targets import SoftswitchTarget, Target, run_case
 from pipeline.topo import NUM_PORTS, base_entities, hosts, job_entities, mac_int
 
 from controller import p4names as n
@@ -30,7 +31,6 @@ from worker import wire
 
 INSTALL = os.environ.get("P4REDUCE_TEST_INSTALL", "p4runtime")
 K = 8  # lanes of the test build: the same program, fewer copies of the lane control
-JOB = 7
 I32 = np.iinfo(np.int32)
 
 
@@ -38,10 +38,10 @@ def make_target(kind: str, lanes: int | None) -> Target:
     """A fresh switch of `kind`; lanes None is the program's default build (K = 64)."""
     defines = {} if lanes is None else {"NUM_LANES": lanes}
     if kind == "bmv2":
-        reason = bmv2_unavailable()
+        reason = wired.unavailable("simple_switch_grpc")
         if reason is not None:
-            pytest.skip(reason)
-        return Bmv2Target(range(1, NUM_PORTS + 1), **defines)
+            pytest.skip(f"BMv2 tests {reason}")
+        return wired.bmv2(range(1, NUM_PORTS + 1), **defines)
     return SoftswitchTarget(install=INSTALL, **defines)
 
 
@@ -57,29 +57,6 @@ def target64(request: pytest.FixtureRequest) -> Iterator[Target]:
     t = make_target(request.param, None)
     yield t
     t.close()
-
-
-def wrap_sum(rows: list[np.ndarray]) -> np.ndarray:
-    total: np.ndarray = np.sum(np.asarray(rows, dtype=np.int64), axis=0)
-    return (total & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
-
-
-def round_steps(ws: list[Host], order: list[int], values: list[np.ndarray], exps: list[int], *,
-                job: int = JOB, slot: int = 0, rnd: int = 0) -> list[Send]:
-    """Each worker in `order` sends once; the last one gets the result multicast to all."""
-    total = wrap_sum(values)
-    steps = []
-    for i, w in enumerate(order):
-        frame = agg_frame(ws[w], job, w, slot, rnd, values[w], exp=exps[w], offset=100 + slot)
-        expect: tuple[Expect, ...] = ()
-        if i == len(order) - 1:
-            expect = tuple(
-                Expect(h.port, result_frame(h, job, w, slot, rnd, total, exp=max(exps),
-                                            offset=100 + slot))
-                for h in ws
-            )
-        steps.append(Send(ws[w].port, frame, expect))
-    return steps
 
 
 def random_values(rng: np.random.Generator, count: int) -> list[np.ndarray]:
