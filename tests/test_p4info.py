@@ -706,3 +706,21 @@ def test_malformed_ir_never_escapes_as_a_python_exception(mutate: Any) -> None:
 def test_non_object_ir_is_rejected() -> None:
     with pytest.raises(P4InfoError, match="JSON object"):
         emit([])  # type: ignore[arg-type]
+
+
+def test_top_level_action_is_listed_first_in_the_first_control_using_it() -> None:
+    ir = program(
+        actions=[
+            no_action(),
+            action("MyIngress.a", order=20),
+            action("MyEgress.b", order=10),
+            action("MyEgress.c", order=11),
+        ],
+        tables=[
+            table("MyIngress.ti", [], [ref("MyIngress.a")], default=dict(name="MyIngress.a")),
+            table("MyEgress.te", [], [ref("MyEgress.b"), ref("MyEgress.c"), ref("NoAction")]),
+        ],
+    )
+    ir["tables"][0]["default_action"].update(args=[], const=False)
+    names = [a.preamble.name for a in emit(ir).actions]
+    assert names == ["MyIngress.a", "NoAction", "MyEgress.b", "MyEgress.c"]
