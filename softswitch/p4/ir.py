@@ -109,6 +109,7 @@ class Table(TypedDict):
     implementation: None
     id: int | None
     order: NotRequired[int]
+    support_timeout: NotRequired[bool]
 
 
 class Register(TypedDict):
