@@ -724,3 +724,11 @@ def test_top_level_action_is_listed_first_in_the_first_control_using_it() -> Non
     ir["tables"][0]["default_action"].update(args=[], const=False)
     names = [a.preamble.name for a in emit(ir).actions]
     assert names == ["MyIngress.a", "NoAction", "MyEgress.b", "MyEgress.c"]
+
+
+def test_support_timeout_sets_idle_timeout_behavior() -> None:
+    ir = basic_ir()
+    assert emit(ir).tables[0].idle_timeout_behavior == p4i.Table.NO_TIMEOUT
+    ir["tables"][0]["support_timeout"] = True
+    assert emit(ir).tables[0].idle_timeout_behavior == p4i.Table.NOTIFY_CONTROL
+    assert "  idle_timeout_behavior: NOTIFY_CONTROL\n" in to_text(emit(ir))
