@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,10 @@ from .preprocess import Preprocessor
 def compile_source(text: str, filename: str = "<input>", defines: dict[str, str] | None = None,
                    include_dirs: Sequence[Path] = (), path: Path | None = None) -> dict[str, Any]:
     pp = Preprocessor(defines, include_dirs)
+    limit = sys.getrecursionlimit()
+    # the parser caps nesting at MAX_NESTING; deep-but-legal programs need more frames than
+    # Python's default allows for the recursive descent and the recursive lowering
+    sys.setrecursionlimit(max(limit, 20000))
     try:
         toks = pp.run_text(text, filename, path)
         prog = parse(toks)
@@ -23,6 +28,8 @@ def compile_source(text: str, filename: str = "<input>", defines: dict[str, str]
         raise CompileError(e.diagnostics, {**pp.sources, **e.sources}) from None
     except RecursionError:
         raise CompileError([Diagnostic(filename, 1, 1, "program nested too deeply")], pp.sources) from None
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def compile_file(path: str | Path, defines: dict[str, str] | None = None,

@@ -3,7 +3,6 @@ does, to tell `T x;` (a declaration) from `x = e;` and `(T) e` (a cast) from `(e
 
 from __future__ import annotations
 
-import sys
 from typing import ClassVar
 
 from . import ast as A
@@ -12,7 +11,7 @@ from .lexer import Token
 
 BUILTIN_TYPES = {"bit", "int", "bool", "varbit", "error", "string", "void", "match_kind"}
 DIRECTIONS = {"in", "out", "inout"}
-MAX_NESTING = 200
+MAX_NESTING = 500
 
 
 class Parser:
@@ -824,9 +823,4 @@ class Parser:
 
 
 def parse(toks: list[Token]) -> A.Program:
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(limit, 10000))
-    try:
-        return Parser(toks).program()
-    finally:
-        sys.setrecursionlimit(limit)
+    return Parser(toks).program()
