@@ -146,7 +146,22 @@ def cmd_slots(c: ControllerClient, a: argparse.Namespace, o: Out) -> None:
 def cmd_counters(c: ControllerClient, a: argparse.Namespace, o: Out) -> None:
     r = c.counters(a.job or "")
     if o.as_json:
-        o.json(_dict(r))
+        # built by hand: the proto3 JSON mapping would print uint64 counts as strings
+        o.json(
+            {
+                "jobs": [
+                    {
+                        "job": j.job,
+                        "job_id": j.job_id,
+                        "counters": {
+                            x.name: {"packets": x.packets, "bytes": x.bytes} for x in j.counters
+                        },
+                    }
+                    for j in r.jobs
+                ],
+                "rejected": {x.name: {"packets": x.packets, "bytes": x.bytes} for x in r.rejected},
+            }
+        )
         return
     names = [x.name for x in r.jobs[0].counters] if r.jobs else []
     o.table(

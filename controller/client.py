@@ -7,12 +7,16 @@ the controller's message (or `ControllerUnreachable` when nothing answers).
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from typing import Any
 
 import grpc
 
 from controller.protos import pb, svc
+
+log = logging.getLogger("p4reduce.controller.client")
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 ENV_ADDRESS = "P4REDUCE_CONTROLLER"
@@ -123,3 +127,40 @@ class ControllerClient:
 
     def switch(self) -> Any:
         return self._rpc("Switch", pb.Empty())
+
+
+class KeepAlive:
+    """Heartbeats a job's lease from a daemon thread until `stop()`.
+
+    A worker that stops heartbeating (crashed, hung) loses its job when the lease runs
+    out, which frees the slots; so the interval must be well under the controller's lease
+    (default 60 s). A failed heartbeat is logged and retried, never raised into training;
+    `last_error` keeps the latest one for callers that want to check.
+    """
+
+    def __init__(
+        self, client: ControllerClient, job: str, rank: int, interval: float = 10.0
+    ) -> None:
+        self.client = client
+        self.job = job
+        self.rank = rank
+        self.interval = interval
+        self.last_error: ControllerCallError | None = None
+        self.beats = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"keepalive-{job}")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.client.heartbeat(self.job, self.rank)
+                self.beats += 1
+                self.last_error = None
+            except ControllerCallError as e:
+                self.last_error = e
+                log.warning("heartbeat for job %s rank %d failed: %s", self.job, self.rank, e)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -150,7 +150,7 @@ def test_two_workers_aggregate_through_controller_installed_state(
         finally:
             del os.environ["P4REDUCE_CONTROLLER"]
         got = json.loads(capsys.readouterr().out)
-        counts = {c["name"]: int(c["packets"]) for c in got["jobs"][0]["counters"]}
+        counts = {k: v["packets"] for k, v in got["jobs"][0]["counters"].items()}
         assert counts["aggregated"] == 2 and counts["results"] == 1 and counts["not_member"] == 0
     finally:
         for s in socks:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -120,9 +121,11 @@ def test_job_lifecycle_tables_and_json(
     sw.counters[(n.COUNTER_AGGREGATED, created["job_id"])] = (42, 4200)
     sw.counters[(n.COUNTER_REJECTED, n.REJECT_NOT_MEMBER)] = (3, 300)
     c = run_json(capsys, "counters", "beta")
-    assert {x["name"]: x["packets"] for x in c["jobs"][0]["counters"]}["aggregated"] == "42"
+    assert c["jobs"][0]["counters"]["aggregated"] == {"packets": 42, "bytes": 4200}
+    assert c["jobs"][0]["job"] == "beta" and c["rejected"] == {}
     c_all = run_json(capsys, "counters")
-    assert {x["name"]: x["packets"] for x in c_all["rejected"]}["not_member"] == "3"
+    assert c_all["rejected"]["not_member"] == {"packets": 3, "bytes": 300}
+    assert [j["job"] for j in c_all["jobs"]] == ["alpha", "beta"]
     code, out, _ = run(capsys, "counters")
     assert code == 0 and "42" in out and "not_member" in out
     sw_info = run_json(capsys, "switch")
@@ -259,3 +262,28 @@ def test_serve_without_pipeline_files_or_switch_is_a_clear_error(
     )
     assert code == 1 and "cannot reach the P4Runtime server" in err and "Traceback" not in err
     assert not (tmp_path / "s.db").exists()
+
+
+def test_client_keepalive_renews_the_lease(ctl: tuple[JobManager, MemorySwitch]) -> None:
+    from controller.client import ControllerClient, KeepAlive
+
+    mgr, _ = ctl
+    with ControllerClient() as cl:
+        info = cl.join("kept", 0, 1, "02:00:00:00:00:01", "10.0.0.1", 7000)
+        ka = KeepAlive(cl, "kept", 0, interval=0.01)
+        try:
+            deadline = time.monotonic() + 20
+            while ka.beats < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            ka.stop()
+        assert ka.beats >= 2 and ka.last_error is None
+        assert mgr.job("kept").job.lease_until >= info.lease_until
+        bad = KeepAlive(cl, "kept", 5, interval=0.01)
+        try:
+            deadline = time.monotonic() + 20
+            while bad.last_error is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            bad.stop()
+        assert bad.last_error is not None and "rank 5 is not a member" in bad.last_error.message
