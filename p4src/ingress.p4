@@ -42,13 +42,13 @@ control AggIngress(inout headers_t hdr, inout metadata_t meta,
         standard_metadata.egress_spec = standard_metadata.ingress_port;
     }
 
-    action drop() {
+    action drop_packet() {
         mark_to_drop(standard_metadata);
     }
 
     apply {
         if (standard_metadata.parser_error != error.NoError) {
-            drop();
+            drop_packet();
         } else if (hdr.agg.isValid() && (hdr.agg.flags & FLAG_RESULT) == 0) {
             admission.apply(hdr, meta);
             if (meta.verdict == V_ADMITTED) {
@@ -62,23 +62,23 @@ control AggIngress(inout headers_t hdr, inout metadata_t meta,
                 } else if (meta.verdict == REJECT_BASE + REJECT_NOT_MEMBER) {
                     not_member.count(job);
                 }
-                drop();
+                drop_packet();
             } else if (meta.verdict == V_COMPLETE) {
                 aggregated.count(job);
                 results.count(job);
                 multicast_result();
             } else if (meta.verdict == V_AGGREGATED) {
                 aggregated.count(job);
-                drop();
+                drop_packet();
             } else if (meta.verdict == V_RESEND) {
                 resent.count(job);
                 reply_to_sender();
             } else if (meta.verdict == V_DUPLICATE) {
                 duplicates.count(job);
-                drop();
+                drop_packet();
             } else {
                 stale.count(job);
-                drop();
+                drop_packet();
             }
         } else {
             forwarding.apply(hdr, meta, standard_metadata);
