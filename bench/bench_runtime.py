@@ -11,6 +11,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -126,8 +127,8 @@ def run(seconds: float = 3.0) -> list[dict[str, Any]]:
     fwd = [ipv4_frame()]
     lanes_ir = compile_source(lanes_source())
     lanes = [lanes_frame(i % 1024) for i in range(256)]
-    cases = [
-        ("ipv4 lpm forwarding", lambda: forwarding_pipeline(), fwd),
+    cases: list[tuple[str, Callable[[], Pipeline], list[bytes]]] = [
+        ("ipv4 lpm forwarding", forwarding_pipeline, fwd),
         ("64 registers, vectorised", lambda: Pipeline(lanes_ir), lanes),
         ("64 registers, scalar code", lambda: Pipeline(lanes_ir, vectorize=False), lanes),
     ]

@@ -298,8 +298,7 @@ class Pipeline:
         jobs: list[tuple[list[Any], bytes]] = []
         clone = S[ist.clone]
         if clone is not None and clone[0] == 0:  # I2E
-            for c in self._clone_copies(S, clone, INGRESS_CLONE, fresh_headers=True):
-                jobs.append((c, frame))
+            jobs.extend(self._clone_copies(S, clone, INGRESS_CLONE, frame, payload))
         digests = S[ist.digests]
         if digests:
             self._digests.extend(digests)
@@ -333,8 +332,12 @@ class Pipeline:
         return [(slot, S[slot]) for slot in self.generated.field_lists.get(index, [])]
 
     def _clone_copies(
-        self, S: list[Any], clone: tuple[int, int, int | None], itype: int, fresh_headers: bool
-    ) -> list[list[Any]]:
+        self, S: list[Any], clone: tuple[int, int, int | None], itype: int, frame: bytes | None,
+        payload: bytes,
+    ) -> list[tuple[list[Any], bytes]]:
+        """Copies for a clone session. An ingress clone is the received frame parsed again
+        with fresh metadata (BMv2 re-parses rather than copying the PHV); an egress clone
+        keeps the headers as egress left them. Both keep the preserved fields."""
         session = self._clones.get(clone[1])
         if session is None:
             return []
@@ -342,7 +345,12 @@ class Pipeline:
         copies = []
         for r in session.replicas:
             c = self._init[:]
-            if not fresh_headers:
+            data = payload
+            if frame is not None:
+                c[std["ingress_port"]] = S[std["ingress_port"]]
+                off, _ = self._parse(c, frame)
+                data = frame[off:]
+            else:
                 for a, b in self._header_ranges:
                     c[a:b] = S[a:b]
             for slot, value in self._preserve(S, clone[2]):
@@ -355,7 +363,7 @@ class Pipeline:
                 c[std["egress_rid"]] = r.instance
             if session.packet_length_bytes:
                 c[self.generated.internal.truncate] = session.packet_length_bytes
-            copies.append(c)
+            copies.append((c, data))
         return copies
 
     def _run_egress(
@@ -391,8 +399,7 @@ class Pipeline:
         ist = self.generated.internal
         clone = S[ist.clone]
         if clone is not None and clone[0] == 1:  # E2E
-            for c in self._clone_copies(S, clone, EGRESS_CLONE, fresh_headers=False):
-                queue.append((c, payload))
+            queue.extend(self._clone_copies(S, clone, EGRESS_CLONE, None, payload))
         if S[std["egress_spec"]] == DROP_PORT:
             self._n_drop += 1
             return
