@@ -312,3 +312,19 @@ def test_replica_without_an_address_is_dropped(target: Target) -> None:
     last = steps[-1]
     steps[-1] = Send(last.port, last.frame, tuple(e for e in last.expect if e.port != ws[1].port))
     run_case(target, Case("no rewrite", base_entities() + entities, steps))
+
+
+@pytest.mark.timeout(60)
+def test_slot_beyond_the_register_space_is_rejected(target: Target) -> None:
+    """A job whose range the controller let run past NUM_SLOTS cannot index outside the
+    registers: its last in-range slot works, the next one is a bad slot."""
+    ws = hosts(1)
+    last = n.DEFAULT_SLOT_PAIRS - 1
+    v = [np.full(K, 9, np.int32)]
+    steps = round_steps(ws, [0], v, [0], slot=0)
+    steps.append(Send(ws[0].port, agg_frame(ws[0], JOB, 0, 1, 0, v[0])))
+    case = Case("register space", base_entities() + job_entities(JOB, ws, base=last,
+                                                                 num_slots=4), steps,
+                {(n.COUNTER_RESULTS, JOB): 1, (n.COUNTER_BAD_SLOT, JOB): 1,
+                 (n.COUNTER_REJECTED, n.REJECT_BAD_SLOT): 1})
+    run_case(target, case)
