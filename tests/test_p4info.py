@@ -732,3 +732,73 @@ def test_support_timeout_sets_idle_timeout_behavior() -> None:
     ir["tables"][0]["support_timeout"] = True
     assert emit(ir).tables[0].idle_timeout_behavior == p4i.Table.NOTIFY_CONTROL
     assert "  idle_timeout_behavior: NOTIFY_CONTROL\n" in to_text(emit(ir))
+
+
+def flowlet_ir() -> Obj:
+    """p4c's testdata flowlet_switching-bmv2.p4: registers, `@name`d objects, keyless tables."""
+    nh = ref("NoAction")
+    acts = [
+        no_action(),
+        action("egress.rewrite_mac", ("smac", 48), order=1),
+        action("egress._drop", order=2),
+        action("ingress._drop", order=12),
+        action("ingress.set_ecmp_select", ("ecmp_base", 8), ("ecmp_count", 8), order=13),
+        action("ingress.set_nhop", ("nhop_ipv4", 32), ("port", 9), order=14),
+        action("ingress.lookup_flowlet_map", order=15),
+        action("ingress.set_dmac", ("dmac", 48), order=16),
+        action("ingress.update_flowlet_id", order=17),
+    ]
+    drop = ref("ingress._drop")
+    tabs = [
+        table(
+            "egress.send_frame",
+            [key("standard_metadata.egress_port", 9)],
+            [ref("egress.rewrite_mac"), ref("egress._drop"), nh],
+            size=256,
+            order=3,
+        ),
+        table(
+            "ingress.ecmp_group",
+            [key("hdr.ipv4.dstAddr", 32, "lpm")],
+            [drop, ref("ingress.set_ecmp_select"), nh],
+            order=18,
+        ),
+        table(
+            "ingress.ecmp_nhop",
+            [key("meta.ingress_metadata.ecmp_offset", 14)],
+            [drop, ref("ingress.set_nhop"), nh],
+            size=16384,
+            order=19,
+        ),
+        table("ingress.flowlet", [], [ref("ingress.lookup_flowlet_map"), nh], order=20),
+        table(
+            "ingress.forward",
+            [key("meta.ingress_metadata.nhop_ipv4", 32)],
+            [ref("ingress.set_dmac"), drop, nh],
+            size=512,
+            order=21,
+        ),
+        table("ingress.new_flowlet", [], [ref("ingress.update_flowlet_id"), nh], order=22),
+    ]
+    regs = [
+        {"name": n, "size": 8192, "type": bit(w), "annotations": [], "id": None, "order": o}
+        for n, w, o in (("ingress.flowlet_lasttime", 32, 11), ("ingress.flowlet_id", 16, 10))
+    ]
+    return program(
+        actions=acts,
+        tables=tabs,
+        registers=regs,
+        pipeline={
+            "parser": "ParserImpl",
+            "verify_checksum": "verifyChecksum",
+            "ingress": "ingress",
+            "egress": "egress",
+            "compute_checksum": "computeChecksum",
+            "deparser": "DeparserImpl",
+        },
+    )
+
+
+def test_flowlet_switching_matches_p4c_output() -> None:
+    expected = (DATA / "flowlet_switching.p4info.txtpb").read_text()
+    assert to_text(emit(flowlet_ir())) == expected
