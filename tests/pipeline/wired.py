@@ -159,8 +159,10 @@ def bmv2(ports: Sequence[int], **defines: int) -> WiredTarget:
         config = (tmp / "aggregator.json").read_bytes()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return WiredTarget(["simple_switch_grpc", "--no-p4", "--", "--grpc-server-addr"], ports,
-                       p4info, config)
+    # Its own Thrift port, so several instances (parallel test runs) can coexist.
+    argv = ["simple_switch_grpc", "--thrift-port", str(_free_port()), "--no-p4", "--",
+            "--grpc-server-addr"]
+    return WiredTarget(argv, ports, p4info, config)
 
 
 def softswitch(ports: Sequence[int], **defines: int) -> WiredTarget:
