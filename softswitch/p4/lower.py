@@ -448,6 +448,11 @@ class Lowerer:
             for f in decl.fields:
                 if f.name == e.member:
                     ft = self.resolve_type(f.type, {})
+                    if (base["op"] == "stack_elem" and base["index"]["op"] == "const"
+                            and base["stack"]["op"] == "field" and "base" not in base["stack"]):
+                        # constant index: the element is a fixed place, named by a plain path
+                        idx = str(base["index"]["value"])
+                        return {"op": "field", "path": [*base["stack"]["path"], idx, f.name], "type": ft}
                     if base["op"] == "field" and "base" not in base:
                         return {"op": "field", "path": [*base["path"], f.name], "type": ft}
                     if base["op"] == "field":

@@ -2,6 +2,7 @@
 // expect: find(state("parse_label"), op="stack_next") != []
 // expect: find(state("parse_label"), op="stack_last") != []
 // expect: find(ctrl("MyIngress"), stmt="push_front")[0]["count"] == 1
+// expect: find(ctrl("MyIngress"), stmt="assign")[0]["lhs"]["path"] == ["hdr", "labels", "0", "label"]
 #include <core.p4>
 #include <v1model.p4>
 
