@@ -11,7 +11,8 @@ arch handler), re-derived from its behaviour and output files:
   egress, compute checksum, deparser), each control's actions in declaration
   order with the top-level actions it uses (``NoAction``) first; then, one
   nesting level down, tables and extern instances in declaration order, then
-  nested controls' objects.  The IR keeps its lists sorted by name, so each
+  nested controls' objects; direct counters/meters follow their tables, and
+  digests their first ``digest()`` call.  The IR keeps its lists sorted by name, so each
   object may carry an optional ``order`` (its declaration position); without it
   the IR list position is used.
 * Every table has a default action (``NoAction`` when the source gave none, in
@@ -22,7 +23,8 @@ arch handler), re-derived from its behaviour and output files:
 * Preamble and field annotations are copied except ``@name`` and ``@id`` (shown
   as name and id) and ``@brief``/``@description`` (shown as ``doc``).
 * Sub-field ids (match fields, action params, packet metadata) count from 1 in
-  declaration order, skipping values claimed by ``@id`` annotations.
+  declaration order, skipping values claimed by ``@id`` annotations (an item with
+  its own ``@id`` still advances the count, as p4c's allocator does).
 """
 
 from __future__ import annotations
