@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from worker import wire
-from worker.frames import Endpoint, FrameError, build_frame, parse_frame
+from worker.frames import Endpoint, FrameError, build_frame, parse_frame, udp_payload
 
 # Counter names: the suffixes of controller/p4names.py's per-job counters.
 AGGREGATED = "aggregated"
@@ -268,14 +268,11 @@ class RefSwitchServer:
             pass  # a full socket buffer is a dropped frame, as on a wire
 
     def _ingress(self, port: int, frame: bytes) -> None:
-        try:
-            parsed = parse_frame(frame)
-        except FrameError:
-            return
-        if parsed.dst.port != wire.AGG_UDP_PORT:
+        got = udp_payload(frame)
+        if got is None or got[0] != wire.AGG_UDP_PORT:
             return
         with self._lock:
-            out = self.switch.handle(port, parsed.payload)
+            out = self.switch.handle(port, got[1])
         for out_port, payload in out:
             peer = self._peers.get(out_port)
             if peer is None:
@@ -304,11 +301,11 @@ class RefSwitchServer:
                         except OSError:
                             break
                         self.frames_in += 1
-                        try:
-                            src = parse_frame(frame).src
-                        except FrameError:
-                            continue
-                        self._peers[port] = (addr, src)
+                        if self._peers.get(port, (None,))[0] != addr:
+                            try:
+                                self._peers[port] = (addr, parse_frame(frame).src)
+                            except FrameError:
+                                continue
                         for f in self._faulty(port, frame, self._held_in):
                             self._ingress(port, f)
         finally:

@@ -127,3 +127,21 @@ def parse_frame(frame: bytes) -> ParsedFrame:
         Endpoint(_mac_str(dst_mac), str(ipaddress.IPv4Address(dst_ip)), dport),
         bytes(frame[udp_at + UDP_HEADER_LEN : end]),
     )
+
+
+def udp_payload(frame: bytes) -> tuple[int, bytes] | None:
+    """Fast path for the receive loop: (UDP destination port, payload) of an IPv4/UDP
+    frame, or None for anything else. No address objects are built: this runs per packet."""
+    if len(frame) < FRAME_OVERHEAD or frame[12:14] != b"\x08\x00" or frame[23] != IPPROTO_UDP:
+        return None
+    ihl = (frame[14] & 0x0F) * 4
+    if frame[14] >> 4 != 4 or ihl < IPV4_HEADER_LEN:
+        return None
+    at = ETH_HEADER_LEN + ihl
+    if len(frame) < at + UDP_HEADER_LEN:
+        return None
+    dport = (frame[at + 2] << 8) | frame[at + 3]
+    ulen = (frame[at + 4] << 8) | frame[at + 5]
+    if ulen < UDP_HEADER_LEN or at + ulen > len(frame):
+        return None
+    return dport, frame[at + UDP_HEADER_LEN : at + ulen]

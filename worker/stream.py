@@ -74,6 +74,12 @@ class RtoEstimator:
             self.srtt = 0.875 * self.srtt + 0.125 * rtt
         self.rto = min(self.max_s, max(self.min_s, self.srtt + 4 * self.rttvar))
 
+    def backoff(self) -> None:
+        """A timer fired: double the timeout for packets sent from now on (RFC 6298 5.5),
+        until the next clean sample. Keeps a queue that grew beyond the estimate from
+        being flooded with copies of packets that are merely late."""
+        self.rto = min(self.max_s, 2 * self.rto)
+
 
 _HDR = wire.AggHeader
 
@@ -189,7 +195,10 @@ class Streamer:
                     if c < m and not sent[c] and ready(c):
                         send(c, now)
             now = time.monotonic()
-            for expired in np.flatnonzero(deadline <= now):
+            expired_slots = np.flatnonzero(deadline <= now)
+            if expired_slots.size:
+                self.rto.backoff()
+            for expired in expired_slots:
                 slot = int(expired)
                 j = int(out_idx[slot])
                 payload = slot_payload[slot]

@@ -1,0 +1,119 @@
+"""Worker benchmarks: block floating point speed, and allreduce goodput on loopback.
+
+Quantization is measured on whole tensors (the vectorized kernels, best of a few runs on
+one core). Allreduce runs W worker threads against the reference switch model served over
+UDP tunnel ports in the same process, so the figures are those of a Python switch and
+Python workers sharing the GIL: useful to compare sizes and windows with each other, not
+as network numbers. `--softswitch` runs them through aggregator.p4 on the softswitch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from worker import Communicator, JobSpec, quant
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the reference switch lives with the tests
+
+KB = 1024
+MB = 1024 * KB
+
+
+def bench_quant(n_bytes: int = 16 * MB, repeat: int = 5) -> list[dict[str, Any]]:
+    x = np.random.default_rng(0).standard_normal(n_bytes // 4).astype(np.float32)
+    shift = quant.shift_for(4)
+    best_q = best_d = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        blocks = quant.to_blocks(x, 64)
+        exps = quant.block_exponents(blocks)
+        q = quant.quantize(blocks, exps, shift)
+        t1 = time.perf_counter()
+        quant.dequantize(q, exps, shift).astype(np.float32)
+        t2 = time.perf_counter()
+        best_q, best_d = min(best_q, t1 - t0), min(best_d, t2 - t1)
+    mb = n_bytes / 1e6
+    return [{"what": "quantize float32 (exponents + int32)", "MB": round(mb, 1),
+             "MB/s": mb / best_q},
+            {"what": "dequantize to float32", "MB": round(mb, 1), "MB/s": mb / best_d},
+            {"what": "quantize + dequantize", "MB": round(mb, 1), "MB/s": mb / (best_q + best_d)}]
+
+
+def _allreduce_row(world: int, slots: int, nbytes: int, softswitch: bool) -> dict[str, Any]:
+    from test_worker_e2e import run_ranks
+
+    arrays = [np.random.default_rng(r).standard_normal(max(1, nbytes // 4)).astype(np.float32)
+              for r in range(world)]
+    if softswitch:
+        from support_softswitch_job import SoftswitchJob
+
+        ctx: Any = SoftswitchJob(7, world, slots)
+        specs = [ctx.spec(r) for r in range(world)]
+    else:
+        from refswitch import RefSwitch, RefSwitchServer
+
+        ref = RefSwitch()
+        ref.add_job(7, slots, world)
+        ctx = RefSwitchServer(ref, world)
+        specs = [JobSpec(7, r, world, slots, local_ip=f"10.0.0.{r + 1}",
+                         tunnel_port=ctx.addresses[r][1]) for r in range(world)]
+    with ctx:
+        comms = [Communicator(s, timeout_s=60) for s in specs]
+        try:
+            run_ranks(comms, lambda r, c: c.allreduce(arrays[r][:64]))  # warm up, RTT estimate
+            t0 = time.perf_counter()
+            results = run_ranks(comms, lambda r, c: c.allreduce(arrays[r]))
+            elapsed = time.perf_counter() - t0
+        finally:
+            for c in comms:
+                c.close()
+    for res in results:
+        if isinstance(res, BaseException):
+            raise res
+    stats = comms[0].last_stats
+    assert stats is not None
+    return {"switch": "aggregator.p4/softswitch" if softswitch else "refswitch",
+            "workers": world, "slots": slots, "size": _size(nbytes),
+            "goodput MB/s": arrays[0].nbytes / elapsed / 1e6,
+            "packets/s per worker": stats.packets_sent / elapsed,
+            "retransmitted": stats.retransmitted, "elapsed s": elapsed}
+
+
+def _size(n: int) -> str:
+    return f"{n // MB} MB" if n >= MB else f"{n // KB} KB"
+
+
+def run(full: bool = False, softswitch: bool = False) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = bench_quant()
+    sizes = [KB, 16 * KB, 256 * KB, MB, 4 * MB] + ([16 * MB, 64 * MB] if full else [])
+    for world in (2, 4):
+        for nbytes in sizes:
+            rows.append(_allreduce_row(world, 64, nbytes, softswitch))
+        for slots in (8, 32, 128, 512):
+            rows.append(_allreduce_row(world, slots, 256 * KB, softswitch))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--full", action="store_true", help="tensor sizes up to 64 MB")
+    parser.add_argument("--softswitch", action="store_true",
+                        help="through aggregator.p4 on the softswitch instead of the reference model")
+    args = parser.parse_args()
+    rows = run(full=args.full, softswitch=args.softswitch)
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    print(" | ".join(keys))
+    for row in rows:
+        print(" | ".join(f"{row[k]:.4g}" if isinstance(row.get(k), float) else str(row.get(k, ""))
+                         for k in keys))
+
+
+if __name__ == "__main__":
+    main()
