@@ -1,5 +1,8 @@
 """Packet tests of p4src/aggregator.p4, target-neutral (tests/pipeline): on softswitch
-in-process always, on BMv2 when p4c, simple_switch_grpc and root are available."""
+in-process always, on BMv2 when p4c, simple_switch_grpc and root are available.
+
+Entities always go through P4Runtime; P4REDUCE_TEST_INSTALL=direct installs through the
+runtime's control surface instead, to tell a P4Runtime-path bug from a program bug."""
 
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ def make_target(kind: str, lanes: int | None) -> Target:
     if kind == "bmv2":
         reason = wired.unavailable("simple_switch_grpc")
         if reason is not None:
-            pytest.skip(f"BMv2 tests {reason}")
+            pytest.skip(f"BMv2 tests: {reason}")
         return wired.bmv2(range(1, NUM_PORTS + 1), **defines)
     return SoftswitchTarget(install=INSTALL, **defines)
 
