@@ -186,7 +186,9 @@ class Servicer(svc.ControllerServicer):  # type: ignore[misc]
 class ApiServer:
     """The API on a port; `address` is the bound host:port (port 0 picks a free one)."""
 
-    def __init__(self, mgr: JobManager, address: str, workers: int = 16) -> None:
+    # Joins that wait for readiness hold a thread each (up to 32 per job), so the pool
+    # must be far larger than one job's world size or the last joins could not get in.
+    def __init__(self, mgr: JobManager, address: str, workers: int = 256) -> None:
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
         svc.add_ControllerServicer_to_server(Servicer(mgr), self.server)
         host = address.rsplit(":", 1)[0]

@@ -214,7 +214,7 @@ class JobManager:
         sw_port = self.topo.port_of(mac_i, ip_i)
         if sw_port is None:
             raise InvalidArgument(
-                f"worker {mac} / {ipv4} is not a host of the topology: its switch port is unknown"
+                f"worker {ipv4} is not a host of the topology: its switch port is unknown"
             )
         with self._cv:
             self._require_primary()

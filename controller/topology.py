@@ -19,7 +19,7 @@ from typing import Any
 import yaml  # type: ignore[import-untyped]
 
 from controller.errors import InvalidArgument
-from controller.validate import ipv4_to_int, mac_to_int, udp_port
+from controller.validate import int_to_ipv4, int_to_mac, ipv4_to_int, mac_to_int, udp_port
 
 DEFAULT_AGG_UDP_PORT = 48879
 
@@ -40,8 +40,16 @@ class Topology:
     hosts: tuple[Host, ...]
 
     def port_of(self, mac: int, ipv4: int) -> int | None:
+        """The switch port of the host with this IPv4 and MAC; None if no host has the
+        IPv4. A host with the IPv4 but another MAC is an error: the `members` table keys on
+        the IPv4 and results are rewritten to the MAC, so both must be right."""
         for h in self.hosts:
-            if h.ipv4 == ipv4 or h.mac == mac:
+            if h.ipv4 == ipv4:
+                if h.mac != mac:
+                    raise InvalidArgument(
+                        f"worker MAC {int_to_mac(mac)} does not match host {h.name}"
+                        f" ({int_to_ipv4(ipv4)} has MAC {int_to_mac(h.mac)} in the topology)"
+                    )
                 return h.port
         return None
 

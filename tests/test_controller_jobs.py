@@ -127,6 +127,15 @@ def test_malformed_or_unknown_addresses(tmp_path: Path, mac: str, ip: str, port:
     assert mgr.jobs() == []
 
 
+def test_worker_mac_must_match_its_topology_host(tmp_path: Path) -> None:
+    mgr, _, _ = make(tmp_path)
+    with pytest.raises(InvalidArgument, match=r"does not match host h2"):
+        mgr.join("a", 0, 1, "02:00:00:00:00:01", "10.0.0.2", 5000)
+    with pytest.raises(InvalidArgument, match=r"10.9.9.9 is not a host of the topology"):
+        mgr.join("a", 0, 1, "02:00:00:00:00:01", "10.9.9.9", 5000)
+    assert mgr.jobs() == []
+
+
 def test_duplicate_rank_and_world_mismatch(tmp_path: Path) -> None:
     mgr, sw, _ = make(tmp_path)
     join(mgr, "a", 0, 3)

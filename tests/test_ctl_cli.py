@@ -287,3 +287,57 @@ def test_client_keepalive_renews_the_lease(ctl: tuple[JobManager, MemorySwitch])
         finally:
             bad.stop()
         assert bad.last_error is not None and "rank 5 is not a member" in bad.last_error.message
+
+
+def test_32_workers_joining_with_wait_all_get_in(tmp_path: Path) -> None:
+    import threading
+
+    topo = parse(
+        {
+            "aggregation": {"mac": "02:00:00:00:00:fe", "ipv4": "10.0.0.254"},
+            "hosts": [
+                {
+                    "name": f"h{i}",
+                    "mac": f"02:00:00:00:01:{i:02x}",
+                    "ipv4": f"10.0.1.{i}",
+                    "port": i,
+                }
+                for i in range(1, 34)
+            ],
+        }
+    )
+    mgr = JobManager(Store(tmp_path / "big.db"), MemorySwitch(), topo, Settings())
+    api = ApiServer(mgr, "127.0.0.1:0")
+    results: dict[int, Any] = {}
+
+    def worker(rank: int) -> None:
+        from controller.client import ControllerClient
+
+        with ControllerClient(api.address, timeout=30) as cl:
+            results[rank] = cl.join(
+                "wide",
+                rank,
+                32,
+                f"02:00:00:00:01:{rank + 1:02x}",
+                f"10.0.1.{rank + 1}",
+                9000,
+                wait_ready_timeout=30,
+            )
+
+    try:
+        threads = [threading.Thread(target=worker, args=(r,)) for r in range(32)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(results) == list(range(32))
+        assert all(r.ready and len(r.members) == 32 for r in results.values())
+        assert len({r.epoch for r in results.values()}) == 1
+        from controller.client import ControllerCallError, ControllerClient
+
+        with ControllerClient(api.address) as cl, pytest.raises(ControllerCallError) as e:
+            cl.join("wide", 32, 33, "02:00:00:00:01:21", "10.0.1.33", 9000)
+        assert "world size 33" in e.value.message
+    finally:
+        api.stop()
+        mgr.store.close()
