@@ -1,0 +1,172 @@
+"""`P4ReduceProcessGroup`: torch.distributed's allreduce through the aggregation switch.
+
+allreduce (and allreduce_coalesced) of float32/float16/bfloat16/int32 with SUM or AVG go
+to the switch; every other collective, op or dtype goes to a gloo group built on the same
+store under its own prefix, so a script using broadcast, barrier or MAX still runs, only
+without in-network aggregation for those calls (a one-time warning says which and why).
+"""
+
+from __future__ import annotations
+
+import warnings
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.distributed as dist
+
+if TYPE_CHECKING:
+    from worker.torch.config import RankConfig
+
+BACKEND_NAME = "p4reduce"
+#: dtypes the switch path reduces; everything else goes to gloo.
+SWITCH_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.int32)
+_SWITCH_OPS = {dist.ReduceOp.SUM: False, dist.ReduceOp.AVG: True}  # op -> average?
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, why: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(f"p4reduce: {why}; this call goes through gloo instead of the switch",
+                      RuntimeWarning, stacklevel=3)
+
+
+class FutureWork(dist.Work):  # type: ignore[misc]
+    """A Work whose wait() raises when its future failed.
+
+    The Work that `_create_work_from_future` builds reports success and returns from
+    wait() even when the future holds an exception, which would let a failed allreduce
+    pass as done with the tensors unchanged.
+    """
+
+    def __init__(self, fut: torch.futures.Future[list[torch.Tensor]]) -> None:
+        super().__init__()
+        self._fut = fut
+
+    def wait(self, timeout: timedelta | None = None) -> bool:
+        self._fut.wait()  # re-raises the allreduce's exception
+        return True
+
+    def get_future(self) -> torch.futures.Future[list[torch.Tensor]]:
+        return self._fut
+
+    def is_completed(self) -> bool:
+        return bool(self._fut.done())
+
+    def is_success(self) -> bool:
+        if not self._fut.done():
+            return False
+        try:
+            self._fut.value()
+        except Exception:
+            return False
+        return True
+
+    def exception(self) -> BaseException | None:
+        if not self._fut.done():
+            return None
+        try:
+            self._fut.value()
+        except Exception as e:
+            return e
+        return None
+
+    def result(self) -> list[torch.Tensor]:
+        return self._fut.value()
+
+
+def _delegate(name: str) -> Any:
+    def method(self: P4ReduceProcessGroup, *args: Any, **kwargs: Any) -> Any:
+        _warn_once(name, f"{name} is not aggregated by the switch (only allreduce is)")
+        return getattr(self.gloo, name)(*args, **kwargs)
+
+    method.__name__ = name
+    method.__doc__ = f"{name} through the internal gloo group."
+    return method
+
+
+class P4ReduceProcessGroup(dist.ProcessGroup):  # type: ignore[misc]
+    """One rank of a torch process group whose allreduce runs on the P4 switch."""
+
+    def __init__(self, store: dist.Store, rank: int, world_size: int, timeout: timedelta,
+                 cfg: RankConfig | None = None) -> None:
+        # imported here: `register` runs inside `import torch` and must stay cheap
+        from worker.torch.config import from_env
+        from worker.torch.engine import SwitchEngine
+
+        super().__init__(rank, world_size)
+        self.gloo = dist.ProcessGroupGloo(dist.PrefixStore("p4reduce/gloo/", store), rank,
+                                          world_size, timeout)
+        self.engine = SwitchEngine(cfg or from_env(rank, world_size),
+                                   join_timeout_s=timeout.total_seconds())
+
+    def getBackendName(self) -> str:
+        return BACKEND_NAME
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return BACKEND_NAME
+
+    def _switch_reason(self, tensors: list[torch.Tensor], op: Any) -> str | None:
+        """Why these tensors cannot go through the switch, or None when they can."""
+        if op not in _SWITCH_OPS:
+            return f"reduce op {op} is not summed by the switch (SUM and AVG are)"
+        for t in tensors:
+            if t.dtype not in SWITCH_DTYPES:
+                return (f"dtype {t.dtype} is not carried by the switch "
+                        "(float32, float16, bfloat16, int32 are)")
+            if t.is_sparse:
+                return "sparse tensors are not carried by the switch"
+        return None
+
+    def _allreduce(self, tensors: list[torch.Tensor], op: Any, gloo_call: str,
+                   opts: Any) -> dist.Work:
+        reason = self._switch_reason(tensors, op)
+        if reason is not None:
+            _warn_once(f"{gloo_call}:{reason}", reason)
+            return getattr(self.gloo, gloo_call)(tensors, opts)
+        return FutureWork(self.engine.submit(list(tensors), _SWITCH_OPS[op]))
+
+    def allreduce(self, tensors: list[torch.Tensor] | torch.Tensor,
+                  opts: Any = None) -> dist.Work:
+        if isinstance(tensors, torch.Tensor):
+            tensors = [tensors]
+        if opts is None:
+            opts = dist.AllreduceOptions()
+        elif not isinstance(opts, dist.AllreduceOptions):  # a bare ReduceOp
+            op, opts = opts, dist.AllreduceOptions()
+            opts.reduceOp = op
+        return self._allreduce(tensors, opts.reduceOp.op, "allreduce", opts)
+
+    def allreduce_coalesced(self, tensors: list[torch.Tensor], opts: Any = None) -> dist.Work:
+        if opts is None:
+            opts = dist.AllreduceCoalescedOptions()
+        return self._allreduce(tensors, opts.reduceOp.op, "allreduce_coalesced", opts)
+
+    def shutdown(self) -> None:
+        """Leave the job (after queued allreduces finish) and drop the gloo group."""
+        self.engine.close()
+        shutdown = getattr(self.gloo, "shutdown", None)
+        if shutdown is not None:
+            shutdown()
+
+    for _name in ("broadcast", "allgather", "allgather_coalesced", "_allgather_base",
+                  "allgather_into_tensor_coalesced", "reduce", "reduce_scatter",
+                  "_reduce_scatter_base", "reduce_scatter_tensor_coalesced", "gather",
+                  "scatter", "alltoall", "alltoall_base", "barrier", "monitored_barrier",
+                  "send", "recv", "recv_anysource"):
+        locals()[_name] = _delegate(_name)
+    del _name
+
+
+def create(store: dist.Store, rank: int, world_size: int, timeout: timedelta) -> P4ReduceProcessGroup:
+    """The creator torch calls for init_process_group(backend="p4reduce")."""
+    return P4ReduceProcessGroup(store, rank, world_size, timeout)
+
+
+def register() -> None:
+    """Make "p4reduce" a torch.distributed backend name (idempotent)."""
+    if BACKEND_NAME.upper() in getattr(dist.Backend, "_plugins", {}):
+        return
+    dist.Backend.register_backend(BACKEND_NAME, create, devices=["cpu", "cuda"])

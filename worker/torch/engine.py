@@ -1,0 +1,155 @@
+"""`SwitchEngine`: one rank's membership in a controller job and its ordered allreduce queue.
+
+Shared by the process group and the DDP hook. All switch allreduces of a rank run on one
+thread, in submission order: the switch pairs the ranks' packets by slot round, so every
+rank must stream the same calls in the same order, which a single FIFO thread guarantees
+as long as the ranks submit in the same order (as torch's collectives require anyway).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+import torch
+
+from controller.client import ControllerCallError, ControllerClient
+from worker import Communicator, JobSpec
+from worker.torch.config import RankConfig
+
+log = logging.getLogger(__name__)
+
+
+class BackendError(RuntimeError):
+    """The switch path could not be set up (controller refused or unreachable)."""
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray[Any, Any]:
+    """Host copy of a tensor as numpy; bfloat16 goes through its bits (numpy has no bf16)."""
+    flat = t.detach().reshape(-1).cpu()
+    if flat.dtype == torch.bfloat16:
+        return flat.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return flat.numpy()
+
+
+def from_numpy(a: np.ndarray[Any, Any], dtype: torch.dtype) -> torch.Tensor:
+    if dtype == torch.bfloat16:
+        bits = np.ascontiguousarray(a.astype(ml_dtypes.bfloat16)).view(np.int16)
+        return torch.from_numpy(bits).view(torch.bfloat16)
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def reduce_into(comm: Communicator, tensors: list[torch.Tensor], average: bool) -> None:
+    """Sum (or average) `tensors` over the ranks in place, one switch call per dtype.
+
+    Floats travel as float32 whatever their dtype, so the sum of half-precision values is
+    rounded once, at the end, not on every addition. The average of int32 truncates
+    toward zero, as NCCL's does.
+    """
+    world = comm.job.world_size
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for t in tensors:
+        by_dtype.setdefault(t.dtype, []).append(t)
+    for dtype, group in by_dtype.items():
+        parts = [to_numpy(t) for t in group]
+        flat = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        if dtype == torch.int32:
+            out = comm.allreduce(flat.astype(np.int32))
+            if average:
+                out = np.trunc(out.astype(np.float64) / world).astype(np.int32)
+        else:
+            out = comm.allreduce(flat.astype(np.float32))
+            if average:
+                out = out / np.float32(world)
+        result = from_numpy(out, dtype)
+        offset = 0
+        for t in group:
+            n = t.numel()
+            t.copy_(result[offset : offset + n].view(t.shape))
+            offset += n
+
+
+class SwitchEngine:
+    """Joins the job at construction (waiting for every rank), heartbeats until `close`."""
+
+    def __init__(self, cfg: RankConfig, join_timeout_s: float = 300.0,
+                 communicator_factory: Callable[[JobSpec], Communicator] | None = None) -> None:
+        self.cfg = cfg
+        self._client = ControllerClient(cfg.controller)
+        try:
+            info = self._client.join(cfg.job, cfg.rank, cfg.world_size, cfg.mac, cfg.ipv4,
+                                     cfg.udp_port, slots=cfg.slots,
+                                     wait_ready_timeout=join_timeout_s)
+        except ControllerCallError as e:
+            self._client.close()
+            raise BackendError(
+                f"p4reduce: rank {cfg.rank} could not join job {cfg.job!r} through the "
+                f"controller at {cfg.controller}: {e}"
+            ) from None
+        self.spec = JobSpec(
+            job_id=info.job_id, rank=cfg.rank, world_size=cfg.world_size,
+            num_slots=info.slot_count, k=info.k, switch_mac=info.aggregation.mac,
+            switch_ip=info.aggregation.ipv4, switch_port=info.aggregation.udp_port,
+            local_mac=cfg.mac, local_ip=cfg.ipv4, local_port=cfg.udp_port,
+            transport=cfg.transport, tunnel_host=cfg.tunnel_host, tunnel_port=cfg.tunnel_port,
+        )
+        make = communicator_factory or (lambda s: Communicator(s, timeout_s=cfg.timeout_s))
+        self.comm = make(self.spec)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"p4reduce-{cfg.rank}")
+        self._stop = threading.Event()
+        self._lease_until = float(info.lease_until)
+        self._heartbeat = threading.Thread(target=self._beat, name=f"p4reduce-hb-{cfg.rank}",
+                                           daemon=True)
+        self._heartbeat.start()
+        self.closed = False
+
+    def _beat(self) -> None:
+        """Renew the lease at a third of its remaining time, so one lost beat is harmless."""
+        while True:
+            left = self._lease_until - time.time()
+            if self._stop.wait(min(10.0, max(0.2, left / 3))):
+                return
+            try:
+                self._lease_until = self._client.heartbeat(self.cfg.job, self.cfg.rank)
+            except ControllerCallError as e:
+                log.warning("p4reduce: heartbeat of job %s rank %d failed: %s",
+                            self.cfg.job, self.cfg.rank, e)
+
+    def submit(self, tensors: list[torch.Tensor], average: bool) -> torch.futures.Future[list[torch.Tensor]]:
+        """Queue an in-place allreduce; the future fails with the switch path's error."""
+        fut: torch.futures.Future[list[torch.Tensor]] = torch.futures.Future()
+        if self.closed:
+            fut.set_exception(BackendError("p4reduce: the process group was shut down"))
+            return fut
+
+        def run() -> None:
+            try:
+                reduce_into(self.comm, tensors, average)
+            except BaseException as e:
+                fut.set_exception(e)
+                return
+            fut.set_result(tensors)
+
+        self._executor.submit(run)
+        return fut
+
+    def close(self) -> None:
+        """Finish queued calls, stop heartbeats, leave the job. Safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        self._executor.shutdown(wait=True)
+        self._stop.set()
+        self._heartbeat.join()
+        self.comm.close()
+        try:
+            self._client.leave(self.cfg.job, self.cfg.rank)
+        except ControllerCallError as e:
+            log.warning("p4reduce: leaving job %s failed: %s", self.cfg.job, e)
+        self._client.close()

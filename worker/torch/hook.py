@@ -1,0 +1,43 @@
+"""DDP communication hook: gradients through the switch, everything else on the default group.
+
+For users who keep gloo or NCCL as their process group (for broadcasts, checkpoints,
+metrics) and want only the gradient allreduce in the network:
+
+    state = HookState.from_env()          # after init_process_group(...)
+    ddp.register_comm_hook(state, allreduce_hook)
+    ...
+    state.close()                         # leaves the job
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from worker.torch.config import RankConfig, from_env
+from worker.torch.engine import SwitchEngine
+
+
+class HookState:
+    """The switch engine a hook uses; its own job membership, separate from any group."""
+
+    def __init__(self, engine: SwitchEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_env(cls, cfg: RankConfig | None = None, join_timeout_s: float = 300.0) -> HookState:
+        """Join the job of P4REDUCE_* for this rank of the default process group."""
+        if cfg is None:
+            cfg = from_env(dist.get_rank(), dist.get_world_size())
+        return cls(SwitchEngine(cfg, join_timeout_s=join_timeout_s))
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def allreduce_hook(state: HookState,
+                   bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+    """Average a gradient bucket over the ranks through the switch (DDP divides nothing
+    after a hook: the hook's result is the gradient)."""
+    fut = state.engine.submit([bucket.buffer()], average=True)
+    return fut.then(lambda f: f.value()[0])
