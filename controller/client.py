@@ -37,6 +37,18 @@ class ControllerUnreachable(ControllerCallError):
     pass
 
 
+def _message(cls: Any, **fields: Any) -> Any:
+    """Build a request; a value the message cannot hold (negative count, wrong type) is
+    the caller's error, reported like the controller's own INVALID_ARGUMENT."""
+    try:
+        return cls(**fields)
+    except (ValueError, TypeError) as e:
+        shown = ", ".join(f"{k}={v!r}" for k, v in fields.items())
+        raise ControllerCallError(
+            grpc.StatusCode.INVALID_ARGUMENT, f"invalid request ({shown}): {e}"
+        ) from None
+
+
 class ControllerClient:
     def __init__(self, address: str | None = None, timeout: float = 10.0) -> None:
         self.address = address or default_address()
@@ -83,7 +95,8 @@ class ControllerClient:
         slots: int = 0,
         wait_ready_timeout: float = 0.0,
     ) -> Any:
-        req = pb.JoinRequest(
+        req = _message(
+            pb.JoinRequest,
             job=job,
             rank=rank,
             world_size=world_size,
@@ -96,37 +109,42 @@ class ControllerClient:
         return self._rpc("Join", req, wait_ready_timeout)
 
     def wait_ready(self, job: str, timeout: float) -> Any:
-        return self._rpc("WaitReady", pb.WaitReadyRequest(job=job, timeout=timeout), timeout)
+        return self._rpc(
+            "WaitReady", _message(pb.WaitReadyRequest, job=job, timeout=timeout), timeout
+        )
 
     def heartbeat(self, job: str, rank: int = -1) -> float:
-        return float(self._rpc("Heartbeat", pb.HeartbeatRequest(job=job, rank=rank)).lease_until)
+        return float(
+            self._rpc("Heartbeat", _message(pb.HeartbeatRequest, job=job, rank=rank)).lease_until
+        )
 
     def leave(self, job: str, rank: int) -> None:
-        self._rpc("Leave", pb.LeaveRequest(job=job, rank=rank))
+        self._rpc("Leave", _message(pb.LeaveRequest, job=job, rank=rank))
 
     # administration
     def create_job(self, name: str, world_size: int, slots: int = 0) -> Any:
         return self._rpc(
-            "CreateJob", pb.CreateJobRequest(name=name, world_size=world_size, slots=slots)
+            "CreateJob",
+            _message(pb.CreateJobRequest, name=name, world_size=world_size, slots=slots),
         )
 
     def delete_job(self, name: str) -> None:
-        self._rpc("DeleteJob", pb.JobRef(name=name))
+        self._rpc("DeleteJob", _message(pb.JobRef, name=name))
 
     def job(self, name: str) -> Any:
-        return self._rpc("GetJob", pb.JobRef(name=name))
+        return self._rpc("GetJob", _message(pb.JobRef, name=name))
 
     def jobs(self) -> list[Any]:
-        return list(self._rpc("ListJobs", pb.Empty()).jobs)
+        return list(self._rpc("ListJobs", _message(pb.Empty)).jobs)
 
     def slots(self) -> Any:
-        return self._rpc("Slots", pb.Empty())
+        return self._rpc("Slots", _message(pb.Empty))
 
     def counters(self, job: str = "") -> Any:
-        return self._rpc("Counters", pb.CountersRequest(job=job))
+        return self._rpc("Counters", _message(pb.CountersRequest, job=job))
 
     def switch(self) -> Any:
-        return self._rpc("Switch", pb.Empty())
+        return self._rpc("Switch", _message(pb.Empty))
 
 
 class KeepAlive:

@@ -147,6 +147,8 @@ def test_job_lifecycle_tables_and_json(
         (["job", "create", "x", "--workers", "33"], "world size 33"),
         (["job", "create", "x", "--workers", "2", "--slots", "5000"], "slot count 5000"),
         (["job", "create", "bad/name", "--workers", "2"], "job name"),
+        (["job", "create", "x", "--workers", "-1"], "invalid request"),
+        (["job", "create", "x", "--workers", "2", "--slots", str(1 << 40)], "invalid request"),
     ],
 )
 def test_controller_errors_exit_1_with_message_and_change_nothing(
@@ -341,3 +343,19 @@ def test_32_workers_joining_with_wait_all_get_in(tmp_path: Path) -> None:
     finally:
         api.stop()
         mgr.store.close()
+
+
+def test_client_refuses_values_the_api_cannot_carry(ctl: tuple[JobManager, MemorySwitch]) -> None:
+    import grpc
+
+    from controller.client import ControllerCallError, ControllerClient
+
+    with ControllerClient() as cl:
+        with pytest.raises(ControllerCallError) as e:
+            cl.join("j", 0, -2, "02:00:00:00:00:01", "10.0.0.1", 7000)
+        assert (
+            e.value.code == grpc.StatusCode.INVALID_ARGUMENT and "world_size=-2" in e.value.message
+        )
+        with pytest.raises(ControllerCallError):
+            cl.join("j", 0, 2, "02:00:00:00:00:01", "10.0.0.1", -7000)
+    assert ctl[0].jobs() == []
