@@ -53,7 +53,6 @@ class TableB:
     qname: str
     decl: A.TableDecl
     ir: IR
-    action_names: dict[str, str]  # qualified -> (unused)
 
 
 @dataclass
@@ -627,6 +626,8 @@ class Lowerer:
         if isinstance(c.func, A.Member) and c.func.member == "apply" and isinstance(c.func.obj, A.Name):
             b = ctx.scope.lookup(c.func.obj.name)
             if isinstance(b, TableB):
+                if ctx.action is not None:
+                    raise error(c.loc, "tables cannot be applied inside an action")
                 if c.args:
                     raise error(c.loc, "a table's apply() takes no arguments")
                 return b
@@ -835,6 +836,8 @@ class Lowerer:
             if isinstance(b, TableB):
                 if m != "apply":
                     raise error(f.loc, f"tables have no method '{m}'")
+                if ctx.action is not None:
+                    raise error(c.loc, "tables cannot be applied inside an action")
                 self.nargs(c, 0)
                 return [{"stmt": "apply", "table": b.qname}]
             if isinstance(b, ExternInst):
@@ -842,6 +845,8 @@ class Lowerer:
                 self.extern_method(c, b, ctx, out, want_value=False)
                 return out
             if isinstance(b, BlockInst):
+                if ctx.action is not None:
+                    raise error(c.loc, "control instances cannot be applied inside an action")
                 if m != "apply":
                     raise error(f.loc, f"'{f.obj.name}' has no method '{m}'")
                 if isinstance(b.decl, A.ParserDecl):
@@ -998,8 +1003,8 @@ class Lowerer:
         return [st]
 
     def action_call(self, c: A.Call, b: ActionB, ctx: Ctx) -> IR:
-        if ctx.action is not None:
-            raise error(c.loc, "actions cannot call other actions here")
+        if ctx.action is not None and ctx.top == b.qname:
+            raise error(c.loc, f"action '{b.decl.name}' calls itself; recursion is not allowed in P4")
         params = b.decl.params
         if len(c.args) != len(params):
             raise error(c.loc, f"action '{b.decl.name}' expects {len(params)} argument(s), got {len(c.args)}")
@@ -1068,7 +1073,7 @@ class Lowerer:
                 raise error(d.loc, "tables may only be declared in a control")
             q = self.qualified(d, ctx.prefix)
             self.claim(q, d.loc)
-            tb = TableB(q, d, {}, {})
+            tb = TableB(q, d, {})
             self.bind(ctx.scope, d.name, tb, d.loc)
             self.lower_table(tb, ctx)
             return []
