@@ -139,7 +139,8 @@ def test_loss_duplication_reordering_give_identical_bits(drop: float) -> None:
         want_f = clean.allreduce(arrays)[0]
         want_i = clean.allreduce(ints)[0]
     faults = Faults(drop=drop, duplicate=0.05, reorder=0.1, seed=int(drop * 100))
-    with Cluster(3, slots=8, faults=faults, min_rto_s=0.005, initial_rto_s=0.02) as lossy:
+    with Cluster(3, slots=8, faults=faults, min_rto_s=0.005, initial_rto_s=0.02,
+                 max_rto_s=0.1) as lossy:
         resent = 0
         for _ in range(2):  # two calls each: state survives a lossy call
             for data, want in ((arrays, want_f), (ints, want_i)):

@@ -18,6 +18,7 @@ switch, so the streamer then refuses further calls.
 from __future__ import annotations
 
 import logging
+import math
 import struct
 import time
 from collections.abc import Callable, Sequence
@@ -62,6 +63,7 @@ class RtoEstimator:
     srtt: float | None = None
     rttvar: float = 0.0
     rto: float = field(init=False)
+    _last_backoff: float = field(init=False, default=-math.inf)
 
     def __post_init__(self) -> None:
         self.rto = self.initial_s
@@ -74,11 +76,15 @@ class RtoEstimator:
             self.srtt = 0.875 * self.srtt + 0.125 * rtt
         self.rto = min(self.max_s, max(self.min_s, self.srtt + 4 * self.rttvar))
 
-    def backoff(self) -> None:
+    def backoff(self, now: float) -> None:
         """A timer fired: double the timeout for packets sent from now on (RFC 6298 5.5),
         until the next clean sample. Keeps a queue that grew beyond the estimate from
-        being flooded with copies of packets that are merely late."""
-        self.rto = min(self.max_s, 2 * self.rto)
+        being flooded with copies of packets that are merely late. At most once per
+        timeout period: under heavy loss many slots expire together, and one congestion
+        signal must not push the timeout to its maximum."""
+        if now - self._last_backoff >= self.rto:
+            self.rto = min(self.max_s, 2 * self.rto)
+            self._last_backoff = now
 
 
 _HDR = wire.AggHeader
@@ -197,7 +203,7 @@ class Streamer:
             now = time.monotonic()
             expired_slots = np.flatnonzero(deadline <= now)
             if expired_slots.size:
-                self.rto.backoff()
+                self.rto.backoff(now)
             for expired in expired_slots:
                 slot = int(expired)
                 j = int(out_idx[slot])
