@@ -1238,7 +1238,7 @@ class Lowerer:
         if d.entries is not None:
             if not d.keys:
                 raise error(d.loc, "a table without keys cannot have entries")
-            only_exact = all(k == "exact" for k in kinds)
+            only_exact = all(k in ("exact", "lpm") for k in kinds)  # P4Runtime: no priority without ternary/range/optional
             for idx, en in enumerate(d.entries):
                 if len(en.keys) != len(keys):
                     raise error(en.loc, f"entry has {len(en.keys)} key(s), table '{d.name}' has {len(keys)}")

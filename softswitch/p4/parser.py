@@ -598,6 +598,13 @@ class Parser:
         return False
 
     def statement_or_decl(self) -> A.Stmt | A.Decl:
+        if self.at("@"):
+            # annotated block (`@atomic { ... }`): the annotations have no effect here
+            save = self.i
+            self.annotations()
+            if self.at("{"):
+                return self.block()
+            self.i = save
         if self.looks_like_decl():
             return self.declaration()
         return self.statement()
