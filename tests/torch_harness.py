@@ -251,5 +251,82 @@ def collectives() -> dict[str, Any]:
     return res
 
 
+STEPS = 50
+
+
+def _model() -> Any:
+    import torch
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Tanh(), torch.nn.Linear(32, 4))
+
+
+def _train(ddp: Any, rank: int) -> list[float]:
+    """STEPS of SGD on this rank's own synthetic regression data."""
+    import torch
+
+    g = torch.Generator().manual_seed(rank)
+    w_true = torch.randn(16, 4, generator=torch.Generator().manual_seed(99))
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.05)
+    losses = []
+    for _ in range(STEPS):
+        x = torch.randn(32, 16, generator=g)
+        y = x @ w_true + 0.1 * torch.randn(32, 4, generator=g)
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(ddp(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    return losses
+
+
+def _params(model: Any) -> list[Any]:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+@scenario
+def ddp() -> dict[str, Any]:
+    """The same model trained with DDP on the p4reduce group and on a gloo group."""
+    import copy
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    dist.init_process_group(backend="p4reduce")
+    rank = dist.get_rank()
+    gloo = dist.new_group(backend="gloo")
+    base = _model()
+    m_sw, m_gl = copy.deepcopy(base), copy.deepcopy(base)
+    # a small bucket cap: several buckets in flight per step
+    losses_sw = _train(DDP(m_sw, bucket_cap_mb=0.001), rank)
+    losses_gl = _train(DDP(m_gl, process_group=gloo, bucket_cap_mb=0.001), rank)
+    dist.destroy_process_group()
+    return {"switch": _params(m_sw), "gloo": _params(m_gl), "losses": (losses_sw, losses_gl)}
+
+
+@scenario
+def ddp_hook() -> dict[str, Any]:
+    """gloo stays the default group; only gradients go through the switch, via the hook."""
+    import copy
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from worker.torch import HookState, allreduce_hook
+
+    dist.init_process_group(backend="gloo")
+    rank = dist.get_rank()
+    base = _model()
+    m_sw, m_gl = copy.deepcopy(base), copy.deepcopy(base)
+    state = HookState.from_env()
+    d_sw = DDP(m_sw)
+    d_sw.register_comm_hook(state, allreduce_hook)
+    losses_sw = _train(d_sw, rank)
+    losses_gl = _train(DDP(m_gl), rank)
+    state.close()
+    dist.destroy_process_group()
+    return {"switch": _params(m_sw), "gloo": _params(m_gl), "losses": (losses_sw, losses_gl)}
+
+
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

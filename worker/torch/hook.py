@@ -9,8 +9,7 @@ metrics) and want only the gradient allreduce in the network:
     state.close()                         # leaves the job
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: DDP checks the hook's annotations as objects.
 import torch
 import torch.distributed as dist
 
@@ -25,7 +24,7 @@ class HookState:
         self.engine = engine
 
     @classmethod
-    def from_env(cls, cfg: RankConfig | None = None, join_timeout_s: float = 300.0) -> HookState:
+    def from_env(cls, cfg: RankConfig | None = None, join_timeout_s: float = 300.0) -> "HookState":
         """Join the job of P4REDUCE_* for this rank of the default process group."""
         if cfg is None:
             cfg = from_env(dist.get_rank(), dist.get_world_size())
