@@ -64,6 +64,13 @@ class Generated:
     register_slots: dict[str, str] = field(default_factory=dict)
 
 
+class _Dynamic(PipelineError):
+    """A header stack index known only at run time where a static one is needed."""
+
+    def __init__(self) -> None:
+        super().__init__("a header stack index known only at run time is not supported here")
+
+
 class _Ctx:
     def __init__(self, action: dict[str, Any] | None = None, in_parser: bool = False) -> None:
         self.action = action
@@ -147,6 +154,8 @@ class Codegen:
     # ---- paths --------------------------------------------------------------------------
     def path_key(self, e: Expr, ctx: _Ctx) -> tuple[str, ...]:
         op = e["op"]
+        if op == "field" and "base" in e:
+            return (*self.path_key(e["base"], ctx), *(str(p) for p in e["path"]))
         if op == "field":
             path = tuple(str(p) for p in e["path"])
             if path[0] == "param":
@@ -158,12 +167,52 @@ class Codegen:
             stack = self.path_key(e["stack"], ctx)
             idx = e["index"]
             if idx.get("op") != "const":
-                raise PipelineError("header stack index must be a compile-time constant")
+                raise _Dynamic
             size = len(self.lay.stacks[stack].elems)
             if not 0 <= idx["value"] < size:
                 raise PipelineError(f"stack index {idx['value']} out of bounds for {'.'.join(stack)}")
             return (*stack, str(idx["value"]))
         raise PipelineError(f"expression {op!r} is not an lvalue/path")
+
+    def dyn_header(self, e: Expr, ctx: _Ctx) -> tuple[HeaderSlots, str, int] | None:
+        """For `s.last` and `s[i]` with a run-time index: the first element's slots, the
+        index as code, and the distance between elements; None for a static header."""
+        op = e.get("op")
+        if op == "stack_last":
+            st = self.lay.stacks[self.path_key(e["stack"], ctx)]
+            nxt = f"S[{st.next_index}]"
+            idx = f"_last_index({nxt}, off)" if ctx.in_parser else f"max({nxt} - 1, 0)"
+        elif op == "stack_elem" and e["index"].get("op") != "const":
+            st = self.lay.stacks[self.path_key(e["stack"], ctx)]
+            idx = f"min({self.ex(e['index'], ctx)}, {len(st.elems) - 1})"
+        else:
+            return None
+        h0 = st.elems[0]
+        return h0, idx, h0.end - h0.start
+
+    def slot_code(self, e: Expr, ctx: _Ctx) -> str:
+        """The slot index of a scalar lvalue as code (a constant unless a stack index is
+        only known at run time)."""
+        if e["op"] == "field" and "base" in e:
+            dyn = self.dyn_header(e["base"], ctx)
+            if dyn is not None:
+                h0, idx, stride = dyn
+                name = str(e["path"][0])
+                fs = next((x for x in h0.fields if x.name == name), None)
+                if fs is None:
+                    raise PipelineError(f"header {h0.type_name} has no field {name!r}")
+                return f"{fs.slot} + {idx} * {stride}"
+        key = self.path_key(e, ctx)
+        if key not in self.lay.scalars:
+            raise PipelineError(f"{'.'.join(key)} is not a scalar value")
+        return str(self.lay.scalars[key][0])
+
+    def valid_code(self, e: Expr, ctx: _Ctx) -> str:
+        dyn = self.dyn_header(e, ctx)
+        if dyn is not None:
+            h0, idx, stride = dyn
+            return f"{h0.valid} + {idx} * {stride}"
+        return str(self.header_of(e, ctx).valid)
 
     def header_of(self, e: Expr, ctx: _Ctx) -> HeaderSlots:
         key = self.path_key(e, ctx)
@@ -189,14 +238,11 @@ class Codegen:
                 p = ctx.params.get(path[1])
                 if p is not None and p[1].get("dir", "none") == "none" and len(path) == 2:
                     return f"a{p[0]}"
-            key = self.path_key(e, ctx)
-            if key in self.lay.scalars:
-                return f"S[{self.lay.scalars[key][0]}]"
-            raise PipelineError(f"{'.'.join(key)} is not a scalar value")
+            return f"S[{self.slot_code(e, ctx)}]"
         if op == "stack_elem":
             raise PipelineError("a header stack element is not a scalar value")
         if op == "valid":
-            return f"S[{self.header_of(e['header'], ctx).valid}]"
+            return f"S[{self.valid_code(e['header'], ctx)}]"
         if op in ("!", "~", "neg"):
             a = self.ex(e["arg"], ctx)
             if op == "!":
@@ -326,10 +372,7 @@ class Codegen:
             m = ((1 << (hi - lo + 1)) - 1) << lo
             self.emit(f"S[{s}] = (S[{s}] & ~{m}) | (({rhs_src} << {lo}) & {m})", ind)
             return
-        key = self.path_key(lhs, ctx)
-        if key not in self.lay.scalars:
-            raise PipelineError(f"cannot assign a scalar to {'.'.join(key)}")
-        self.emit(f"S[{self.lay.scalars[key][0]}] = {rhs_src}", ind)
+        self.emit(f"S[{self.slot_code(lhs, ctx)}] = {rhs_src}", ind)
 
     def stmt(self, s: Stmt, ind: int, ctx: _Ctx) -> None:
         kind = s["stmt"]
@@ -498,10 +541,10 @@ class Codegen:
         return self.plan.register_var(name)
 
     def _st_set_valid(self, s: Stmt, ind: int, ctx: _Ctx) -> None:
-        self.emit(f"S[{self.header_of(s['header'], ctx).valid}] = True", ind)
+        self.emit(f"S[{self.valid_code(s['header'], ctx)}] = True", ind)
 
     def _st_set_invalid(self, s: Stmt, ind: int, ctx: _Ctx) -> None:
-        self.emit(f"S[{self.header_of(s['header'], ctx).valid}] = False", ind)
+        self.emit(f"S[{self.valid_code(s['header'], ctx)}] = False", ind)
 
     def _stack_shift(self, s: Stmt, ind: int, ctx: _Ctx, push: bool) -> None:
         st = self.lay.stacks[self.path_key(s["stack"], ctx)]

@@ -88,6 +88,12 @@ def _la(data: bytes, off: int, length: int, w: int) -> int:
     return int.from_bytes(data[off : off + n], "big") >> (n * 8 - w)
 
 
+def _last_index(next_index: int, off: int) -> int:
+    if next_index == 0:
+        raise _PErr(3, off)  # StackOutOfBounds: `last` of an empty stack
+    return next_index - 1
+
+
 def _reject(S: list[Any], data: bytes, off: int, length: int) -> tuple[Any, int]:
     raise _PErr(0, off)
 
@@ -140,7 +146,7 @@ class Pipeline:
             ns[f"_CP{i}"], ns[f"_CB{i}"] = cp, cb
         ns.update(
             _PErr=_PErr, _EXIT=_Exit(), _sx=_sx, _shl=_shl, _div=_div, _mod=_mod, _sat=_sat,
-            _la=_la, _reject=_reject, _ExitE=_Exit, _INIT=g.layout.init, _log_msg=_log_msg, _log_assert=_log_assert,
+            _la=_la, _last_index=_last_index, _reject=_reject, _ExitE=_Exit, _INIT=g.layout.init, _log_msg=_log_msg, _log_assert=_log_assert,
             _pack_bits=hashing.pack_bits, _Digest=DigestMessage, _rng=self._rng,
             _hash_random=lambda data: self._rng.getrandbits(32),
         )

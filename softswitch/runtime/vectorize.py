@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .errors import PipelineError
+
 Stmt = dict[str, Any]
 Expr = dict[str, Any]
 
@@ -452,7 +454,7 @@ def _reg_prims(f: _Flat) -> list[_Prim]:
 def _signature(gen: Any, stmt: Stmt) -> tuple[str, _Flat] | None:
     try:
         flat = _Flat(gen, stmt)
-    except (_NoVec, KeyError):
+    except (_NoVec, KeyError, PipelineError):
         return None
     if not flat.prims or not any(p.kind != "assign" for p in flat.prims):
         return None
