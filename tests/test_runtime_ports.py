@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -112,6 +113,9 @@ def test_udp_tunnel_learns_peers() -> None:
         a.settimeout(5)
         b.settimeout(5)
         b.sendto(b"B" * 20, port2.address)  # port 1 has no peer yet: dropped quietly
+        deadline = time.monotonic() + 5
+        while port2.peer is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # wait until port 2's thread has learned b as its peer
         a.sendto(b"A" * 20, port1.address)
         assert b.recv(2048) == b"A" * 20
         b.sendto(b"C" * 20, port2.address)
