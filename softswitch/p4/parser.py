@@ -83,7 +83,7 @@ class Parser:
             body = ""
             s: str | None = None
             iv: int | None = None
-            if (self.at("(") and self.peek().loc.line == name.loc.line) or self.at("("):
+            if self.at("("):
                 self.next()
                 level = 0
                 parts: list[Token] = []
@@ -336,9 +336,7 @@ class Parser:
                     self.expect("}")
                     states.append(A.ParserState(sname.text, body, trans, sa, st.loc))
                 else:
-                    self.i -= 0
-                    d = self.declaration_with(sa)
-                    locals_.append(d)
+                    locals_.append(self.declaration_with(sa))
             self.expect("}")
             return A.ParserDecl(name.loc, name.text, annos, tps, params, ctor, locals_, states)
         finally:
@@ -592,7 +590,9 @@ class Parser:
             return True
         if t.text in ("bit", "int", "bool", "varbit"):
             return True
-        if self.is_type_name(t.text) and t.text not in ("error",):
+        if t.text == "error":
+            return self.peek(1).kind == "id"
+        if self.is_type_name(t.text):
             n = self.peek(1)
             return n.kind == "id" or n.text in ("<", "(", "[")
         return False
