@@ -127,6 +127,11 @@ class _FloatPlan(_Plan):
         # that is not the previous user of their slot)
         self.dep_offsets: tuple[int, ...] = (self.n_head,)
         self.result = np.zeros((n, k), dtype=np.int32)
+        # Quantization is done in runs of chunks whose exponents are known (a whole window
+        # arrives at once), not per packet: one numpy call per run instead of per chunk.
+        self.known = np.zeros(n, dtype=bool)
+        self.quantized = np.zeros(n, dtype=bool)
+        self.q = np.empty((n, k), dtype=_BE)
 
     def build(self, i: int) -> tuple[int, int, int, bytes]:
         if i < self.n_head:
@@ -134,18 +139,24 @@ class _FloatPlan(_Plan):
         c = i - self.n_head
         ahead = c + self.S
         exp = int(self.proposals[ahead]) if ahead < self.n else quant.EXP_ZERO
-        q = quant.quantize(self.blocks[c : c + 1], self.agreed[c : c + 1], self.shift)
-        return 0, c * self.k, exp, q.astype(_BE).tobytes()
+        if not self.quantized[c]:
+            run = self.known[c : c + 1024] & ~self.quantized[c : c + 1024]
+            end = c + (int(run.argmin()) if not run.all() else run.size)
+            self.q[c:end] = quant.quantize(self.blocks[c:end], self.agreed[c:end], self.shift)
+            self.quantized[c:end] = True
+        return 0, c * self.k, exp, self.q[c].tobytes()
 
     def on_result(self, i: int, exp: int, payload: bytes) -> None:
         if i < self.n_head:
             self.check_head(i, payload)
             self.agreed[i] = exp
+            self.known[i] = True
             return
         c = i - self.n_head
         self.result[c] = np.frombuffer(payload, _BE, self.k, wire.AGG_HEADER_LEN)
         if c + self.S < self.n:
             self.agreed[c + self.S] = exp
+            self.known[c + self.S] = True
 
 
 class Communicator:

@@ -140,6 +140,7 @@ class Streamer:
         n_sent = n_retx = n_dup = n_done = 0
         last_progress = t0
         batch: list[bytes] = []
+        completed: list[int] = []
 
         def ready(i: int) -> bool:
             return all(i - d < 0 or done[i - d] for d in offsets)
@@ -196,10 +197,15 @@ class Streamer:
                 plan.on_result(j, exp, payload)
                 n_done += 1
                 last_progress = now
+                completed.append(j)
+            # successors only after the whole batch: their inputs (exponents) then arrive
+            # together and are quantized in one run
+            for j in completed:
                 for d in offsets:
                     c = j + d
                     if c < m and not sent[c] and ready(c):
                         send(c, now)
+            completed.clear()
             now = time.monotonic()
             expired_slots = np.flatnonzero(deadline <= now)
             if expired_slots.size:
