@@ -46,6 +46,42 @@ def bench_quant(n_bytes: int = 16 * MB, repeat: int = 5) -> list[dict[str, Any]]
             {"what": "quantize + dequantize", "MB": round(mb, 1), "MB/s": mb / (best_q + best_d)}]
 
 
+class _InMemorySwitch:
+    """A transport that hands packets straight to a one-worker reference switch: what is
+    left is the worker's own cost per packet (plus the model's), without sockets."""
+
+    def __init__(self, slots: int) -> None:
+        from refswitch import RefSwitch
+
+        self.switch = RefSwitch()
+        self.switch.add_job(1, slots, 1)
+        self.queue: list[bytes] = []
+
+    def send(self, payloads: list[bytes]) -> None:
+        for p in payloads:
+            self.queue.extend(out for _, out in self.switch.handle(0, p))
+
+    def recv(self, timeout: float) -> list[bytes]:
+        out, self.queue = self.queue, []
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def bench_worker_only(nbytes: int = 4 * MB, slots: int = 64) -> dict[str, Any]:
+    x = np.random.default_rng(0).standard_normal(nbytes // 4).astype(np.float32)
+    comm = Communicator(JobSpec(1, 0, 1, slots, tunnel_port=1), _InMemorySwitch(slots))
+    comm.allreduce(x[:64])
+    t0 = time.perf_counter()
+    comm.allreduce(x)
+    elapsed = time.perf_counter() - t0
+    stats = comm.last_stats
+    assert stats is not None
+    return {"what": "allreduce, in-memory switch model, 1 worker", "MB": round(nbytes / 1e6, 1),
+            "MB/s": nbytes / elapsed / 1e6, "packets/s per worker": stats.packets_sent / elapsed}
+
+
 def _allreduce_row(world: int, slots: int, nbytes: int, softswitch: bool) -> dict[str, Any]:
     from test_worker_e2e import run_ranks
 
@@ -91,7 +127,7 @@ def _size(n: int) -> str:
 
 
 def run(full: bool = False, softswitch: bool = False) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = bench_quant()
+    rows: list[dict[str, Any]] = [*bench_quant(), bench_worker_only()]
     sizes = [KB, 16 * KB, 256 * KB, MB, 4 * MB] + ([16 * MB, 64 * MB] if full else [])
     for world in (2, 4):
         for nbytes in sizes:
