@@ -10,7 +10,7 @@ from support_softswitch_job import SoftswitchJob
 from test_worker_e2e import check_float, inputs, run_ranks
 
 from controller import p4names as n
-from worker import AllreduceTimeout, Communicator
+from worker import AllreduceTimeout, Communicator, NonFiniteError
 
 JOB = 21
 
@@ -79,3 +79,27 @@ def test_silent_rank_is_named_from_the_switch_bitmap() -> None:
         assert isinstance(res, AllreduceTimeout), res
         assert res.missing_ranks == [2]
         assert f"job {JOB}" in str(res)
+
+
+@pytest.mark.timeout(60)
+def test_signed_exponents_and_poison_through_the_p4_max() -> None:
+    """Exponents cross zero (tiny values, all-zero chunks proposing -128) and a NaN's
+    poison code (127) must win the P4 program's signed max on every rank."""
+    world = 3
+    arrays = [np.zeros(64 * 6, np.float32), np.full(64 * 6, 3e-20, np.float32),
+              np.linspace(-1e3, 1e3, 64 * 6).astype(np.float32)]
+    arrays[0][64 * 5:] = 7.0
+    with SoftswitchJob(JOB, world, num_slots=4) as sw:
+        comms = comms_for(sw, timeout_s=20)
+        try:
+            check_float(run_ranks(comms, lambda r, c: c.allreduce(arrays[r])), arrays)
+            tiny = [np.full(100, 1e-30, np.float32) * (r + 1) for r in range(world)]
+            check_float(run_ranks(comms, lambda r, c: c.allreduce(tiny[r])), tiny)
+            poisoned = [a.copy() for a in arrays]
+            poisoned[2][64 * 5 + 1] = np.nan
+            got = run_ranks(comms, lambda r, c: c.allreduce(poisoned[r]))
+        finally:
+            close(comms)
+    for res in got:
+        assert isinstance(res, NonFiniteError), res
+        assert "offsets 320" in str(res)
