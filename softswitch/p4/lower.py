@@ -929,8 +929,6 @@ class Lowerer:
                         raise error(a.loc, f"cannot infer the type of argument '{p.name}' of {what} from an integer literal; add a cast")
                 env[pt["name"]] = ir["type"]
                 pt = ir["type"]
-            elif ir["type"]["kind"] == "typevar" or (ir["type"].get("kind") == "list" and pt["kind"] == "typevar"):
-                pass
             ir = self.coerce(ir, pt, a.loc, f"for parameter '{p.name}' of {what}")
             out.append(ir)
         return out
@@ -1022,7 +1020,7 @@ class Lowerer:
         n = anno_get(d.annotations, "name")
         if n is not None and n.string is not None:
             s = n.string
-            return s[1:] if s.startswith(".") else (prefix.rsplit(".", 1)[0] + "." if False else prefix) + s
+            return s[1:] if s.startswith(".") else prefix + s
         return prefix + d.name
 
     def obj_id(self, d: A.Decl) -> int | None:
@@ -1302,10 +1300,6 @@ class Lowerer:
         return {"kind": "value", "value": val(e)}
 
     # ==== controls ================================================================================
-    def block_ctx(self, decl: A.ControlDecl | A.ParserDecl, top: str, prefix: str, scope: Scope,
-                  locals_: list[IR], names: set[str], kind: str) -> Ctx:
-        return Ctx(kind, top, prefix, scope, locals_, names)
-
     def control_body(self, decl: A.ControlDecl, ctx: Ctx) -> list[IR]:
         out: list[IR] = []
         for d in decl.locals:
