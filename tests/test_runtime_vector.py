@@ -50,3 +50,46 @@ def test_lane_sums_wrap_and_control_api_sees_columns(lanes_ir: dict[str, object]
     assert p.register_read("I.lane0.r", 2) == 1
     p.process(1, lanes_frame(2, [5] * 8))
     assert p.register_read("I.lane7.r", 2) == 6
+
+
+def _chain_p4(k: int) -> str:
+    from runtime_ir import V1_PRELUDE
+
+    fields = "".join(f"bit<32> v{i}; " for i in range(k + 1))
+    insts = "".join(f"Step() s{i}; " for i in range(k))
+    # each step reads the field the previous step wrote: reordering would change results
+    applies = "".join(f"s{i}.apply(hdr.vals.v{i + 1}, hdr.vals.v{i}); " for i in range(k))
+    return V1_PRELUDE + f"""
+header ethernet_t {{ bit<48> dst; bit<48> src; bit<16> etherType; }}
+header vals_t {{ {fields} }}
+struct headers {{ ethernet_t ethernet; vals_t vals; }}
+struct metadata {{ bit<8> unused; }}
+parser P(packet_in pkt, out headers hdr, inout metadata meta, inout standard_metadata_t std) {{
+    state start {{ pkt.extract(hdr.ethernet); pkt.extract(hdr.vals); transition accept; }}
+}}
+control Step(inout bit<32> a, in bit<32> b) {{
+    register<bit<32>>(4) r;
+    action upd() {{ bit<32> x; r.read(x, 0); a = b + x + a; r.write(0, a); }}
+    apply {{ upd(); }}
+}}
+control I(inout headers hdr, inout metadata meta, inout standard_metadata_t std) {{
+    {insts}
+    apply {{ {applies} std.egress_spec = 1; }}
+}}
+control E(inout headers hdr, inout metadata meta, inout standard_metadata_t std) {{ apply {{ }} }}
+control V(inout headers hdr, inout metadata meta) {{ apply {{ }} }}
+control C(inout headers hdr, inout metadata meta) {{ apply {{ }} }}
+control D(packet_out pkt, in headers hdr) {{ apply {{ pkt.emit(hdr.ethernet); pkt.emit(hdr.vals); }} }}
+V1Switch(P(), V(), I(), E(), C(), D()) main;
+"""
+
+
+def test_dependent_statements_are_not_vectorised() -> None:
+    ir = compile_source(_chain_p4(6))
+    vec, sca = Pipeline(ir), Pipeline(ir, vectorize=False)
+    assert not vec.plan.runs  # the fields overlap between statements: stays scalar
+    frame = bytes(14) + struct.pack("!7I", *range(1, 8))
+    for _ in range(3):
+        assert vec.process(0, frame) == sca.process(0, frame)
+    out = vec.process(0, frame)[0][1]
+    assert out != frame

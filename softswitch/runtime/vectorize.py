@@ -133,7 +133,8 @@ class _Flat:
     def __init__(self, gen: Any, stmt: Stmt) -> None:
         self.gen = gen
         self.prims: list[_Prim] = []
-        self.refs: list[tuple[int, Any]] = []  # (id(node), slot) or (id(prim), register name)
+        self.refs: list[tuple[int, Any]] = []  # (id(node), slot) or (-1, register name)
+        self.nodes: dict[int, Expr] = {}
         self.sig: list[Any] = []
         self._stmt(stmt, None)
 
@@ -195,6 +196,7 @@ class _Flat:
                 raise _NoVec
             self.sig.append(("f", e.get("type", {}).get("kind"), e.get("type", {}).get("width")))
             self.refs.append((id(e), self.gen.lay.scalars[key][0]))
+            self.nodes[id(e)] = e
             return
         if op in ("table_hit", "lookahead", "valid", "stack_elem", "list", "string"):
             raise _NoVec
@@ -238,6 +240,9 @@ class _RunBuilder:
                 continue
             if len(set(values)) != len(values):
                 raise _NoVec
+            t = f0.nodes[node_id].get("type", {})
+            if t.get("kind") != "bit" or not 0 < int(t.get("width", 0)) <= 64:
+                raise _NoVec  # vectors hold unsigned values of at most 64 bits
             for v in values:
                 if slot_owner.setdefault(v, values) != values:
                     raise _NoVec
