@@ -1178,6 +1178,8 @@ class Lowerer:
                 raise error(a.loc, f"action '{a.name}' is listed twice")
             if a.args:
                 raise error(a.loc, "arguments in a table's actions list are not supported")
+            if any(p.direction != "none" for p in b.decl.params):
+                raise error(a.loc, f"action '{a.name}' has directional parameters, which a table cannot supply")
             self.lower_action(b)
             scope = "table_and_default"
             if anno_get(a.annotations, "tableonly"):
