@@ -8,9 +8,14 @@ and rounds continue across calls as the switch expects.
 
 Packet i may leave when packet i - S (the previous user of its slot) has its result, and
 when the packets named by `Plan.dep_offsets` have theirs (the float path also waits for
-the exponent of its chunk). Each outstanding slot has a retransmission deadline from an
-adaptive timeout (Jacobson/Karels estimate, Karn's rule: only first sends are sampled,
-doubled per resend of the same packet). A call that sees no new result for `timeout_s`
+the exponent of its chunk). Loss is detected two ways. RACK-style: a packet is resent when
+a packet this worker sent after it already has its result and it is later than that
+packet's RTT plus a reordering margin (the switch serves packets roughly in order, so
+this catches losses while the window keeps moving). Tail timer: when no result at all
+came for a timeout (Jacobson/Karels estimate, Karn's rule: only first sends are sampled;
+doubled per resend of the same packet and, once per period, for new packets), the
+outstanding packets past their deadline are resent. The timer waits for silence because a
+queue building up at a slow switch would otherwise look like loss and be flooded. A call that sees no new result for `timeout_s`
 raises `AllreduceTimeout`; this leaves the rounds of this worker out of step with the
 switch, so the streamer then refuses further calls.
 """
@@ -137,6 +142,8 @@ class Streamer:
         deadline = np.full(S, np.inf)
         slot_rto = np.zeros(S)
         slot_payload: list[bytes] = [b""] * S
+        last_send = np.full(S, np.inf)  # latest (re)send per outstanding slot
+        rack_time, rack_rtt = -np.inf, 0.0  # newest first send with a result, and its RTT
         n_sent = n_retx = n_dup = n_done = 0
         last_progress = t0
         batch: list[bytes] = []
@@ -157,6 +164,7 @@ class Streamer:
             slot_payload[slot] = payload
             slot_rto[slot] = self.rto.rto
             deadline[slot] = now + self.rto.rto
+            last_send[slot] = now
             batch.append(payload)
             n_sent += 1
 
@@ -169,7 +177,12 @@ class Streamer:
 
         while n_done < m:
             now = time.monotonic()
-            wait = min(float(deadline.min()) - now, last_progress + self.timeout_s - now, 0.05)
+            active = out_idx >= 0
+            reo = max(rack_rtt / 4, 0.001)
+            behind = active & (last_send < rack_time)
+            next_rack = float(last_send[behind].min()) + rack_rtt + reo if behind.any() else np.inf
+            next_tail = max(float(deadline.min()), last_progress + self.rto.rto)
+            wait = min(next_rack - now, next_tail - now, last_progress + self.timeout_s - now, 0.05)
             for payload in self.transport.recv(max(wait, 0.0)):
                 flags, job_id, _w, slot, rnd, offset, exp = _fields(payload)
                 if not flags & wire.FLAG_RESULT or job_id != job.job_id or slot >= S:
@@ -192,8 +205,11 @@ class Streamer:
                 done[j] = True
                 out_idx[slot] = -1
                 deadline[slot] = np.inf
+                last_send[slot] = np.inf
                 if resends[j] == 0:
                     self.rto.sample(now - first_send[j])
+                    if first_send[j] > rack_time:
+                        rack_time, rack_rtt = float(first_send[j]), now - float(first_send[j])
                 plan.on_result(j, exp, payload)
                 n_done += 1
                 last_progress = now
@@ -207,10 +223,17 @@ class Streamer:
                         send(c, now)
             completed.clear()
             now = time.monotonic()
-            expired_slots = np.flatnonzero(deadline <= now)
-            if expired_slots.size:
+            active = out_idx >= 0
+            # RACK-style loss detection: a packet is lost when one sent after it has its
+            # result and it is late by more than that packet's RTT plus a reordering margin
+            lost = active & (last_send < rack_time) & (now >= last_send + rack_rtt + reo)
+            # tail timer: only when no result at all came for a timeout, so that a queue
+            # building up at the switch is not mistaken for loss
+            stalled = now - last_progress >= self.rto.rto
+            tail = active & (deadline <= now) if stalled else np.zeros(S, dtype=bool)
+            if tail.any():
                 self.rto.backoff(now)
-            for expired in expired_slots:
+            for expired in np.flatnonzero(lost | tail):
                 slot = int(expired)
                 j = int(out_idx[slot])
                 payload = slot_payload[slot]
@@ -218,8 +241,10 @@ class Streamer:
                 resends[j] += 1
                 n_retx += 1
                 n_sent += 1
-                slot_rto[slot] = min(2 * slot_rto[slot], self.rto.max_s)
+                if tail[slot]:
+                    slot_rto[slot] = min(2 * slot_rto[slot], self.rto.max_s)
                 deadline[slot] = now + slot_rto[slot]
+                last_send[slot] = now
             if batch:
                 self.transport.send(batch)
                 batch.clear()
