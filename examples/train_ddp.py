@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             y = torch.tanh(x @ w_true) + 0.05 * torch.randn(args.batch, 8, generator=data)
             opt.zero_grad()
             loss = torch.nn.functional.mse_loss(model(x), y)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             total += loss.detach()
         dist.all_reduce(total)  # the mean loss over all ranks' batches of this epoch

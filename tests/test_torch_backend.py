@@ -4,7 +4,6 @@ p4src/aggregator.p4 on the softswitch and the controller."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np

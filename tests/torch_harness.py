@@ -207,7 +207,9 @@ def collectives() -> dict[str, Any]:
             rank_input("int32", rank, 70), rank_input("float32", rank, 15).view(3, 5),
             rank_input("bfloat16", rank, 9)]
     ref = [t.clone() for t in many]
-    dist.group.WORLD.allreduce_coalesced(many, dist.AllreduceCoalescedOptions()).wait()
+    world_group = dist.group.WORLD
+    assert world_group is not None
+    world_group.allreduce_coalesced(many, dist.AllreduceCoalescedOptions()).wait()
     for t in ref:
         dist.all_reduce(t, group=gloo)
     res["coalesced"] = (many, ref)
@@ -274,7 +276,7 @@ def _train(ddp: Any, rank: int) -> list[float]:
         y = x @ w_true + 0.1 * torch.randn(32, 4, generator=g)
         opt.zero_grad()
         loss = torch.nn.functional.mse_loss(ddp(x), y)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
         losses.append(float(loss))
     return losses

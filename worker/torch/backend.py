@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
+from torch._C._distributed_c10d import PrefixStore, Store
 
 if TYPE_CHECKING:
     from worker.torch.config import RankConfig
@@ -32,7 +33,7 @@ def _warn_once(key: str, why: str) -> None:
                       RuntimeWarning, stacklevel=3)
 
 
-class FutureWork(dist.Work):  # type: ignore[misc]
+class FutureWork(dist.Work):
     """A Work whose wait() raises when its future failed.
 
     The Work that `_create_work_from_future` builds reports success and returns from
@@ -86,17 +87,17 @@ def _delegate(name: str) -> Any:
     return method
 
 
-class P4ReduceProcessGroup(dist.ProcessGroup):  # type: ignore[misc]
+class P4ReduceProcessGroup(dist.ProcessGroup):
     """One rank of a torch process group whose allreduce runs on the P4 switch."""
 
-    def __init__(self, store: dist.Store, rank: int, world_size: int, timeout: timedelta,
+    def __init__(self, store: Store, rank: int, world_size: int, timeout: timedelta,
                  cfg: RankConfig | None = None) -> None:
         # imported here: `register` runs inside `import torch` and must stay cheap
         from worker.torch.config import from_env
         from worker.torch.engine import SwitchEngine
 
-        super().__init__(rank, world_size)
-        self.gloo = dist.ProcessGroupGloo(dist.PrefixStore("p4reduce/gloo/", store), rank,
+        super().__init__(rank, world_size)  # type: ignore[call-arg]
+        self.gloo = dist.ProcessGroupGloo(PrefixStore("p4reduce/gloo/", store), rank,
                                           world_size, timeout)
         self.engine = SwitchEngine(cfg or from_env(rank, world_size),
                                    join_timeout_s=timeout.total_seconds())
@@ -125,11 +126,13 @@ class P4ReduceProcessGroup(dist.ProcessGroup):  # type: ignore[misc]
         reason = self._switch_reason(tensors, op)
         if reason is not None:
             _warn_once(f"{gloo_call}:{reason}", reason)
-            return getattr(self.gloo, gloo_call)(tensors, opts)
+            work: dist.Work = getattr(self.gloo, gloo_call)(tensors, opts)
+            return work
         return FutureWork(self.engine.submit(list(tensors), _SWITCH_OPS[op]))
 
-    def allreduce(self, tensors: list[torch.Tensor] | torch.Tensor,
-                  opts: Any = None) -> dist.Work:
+    def allreduce(  # type: ignore[override]
+        self, tensors: list[torch.Tensor] | torch.Tensor, opts: Any = None
+    ) -> dist.Work:
         if isinstance(tensors, torch.Tensor):
             tensors = [tensors]
         if opts is None:
@@ -160,7 +163,7 @@ class P4ReduceProcessGroup(dist.ProcessGroup):  # type: ignore[misc]
     del _name
 
 
-def create(store: dist.Store, rank: int, world_size: int, timeout: timedelta) -> P4ReduceProcessGroup:
+def create(store: Store, rank: int, world_size: int, timeout: timedelta) -> P4ReduceProcessGroup:
     """The creator torch calls for init_process_group(backend="p4reduce")."""
     return P4ReduceProcessGroup(store, rank, world_size, timeout)
 

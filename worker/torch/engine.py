@@ -125,14 +125,14 @@ class SwitchEngine:
         """Queue an in-place allreduce; the future fails with the switch path's error."""
         fut: torch.futures.Future[list[torch.Tensor]] = torch.futures.Future()
         if self.closed:
-            fut.set_exception(BackendError("p4reduce: the process group was shut down"))
+            fut.set_exception(BackendError("p4reduce: the process group was shut down"))  # type: ignore[arg-type]
             return fut
 
         def run() -> None:
             try:
                 reduce_into(self.comm, tensors, average)
             except BaseException as e:
-                fut.set_exception(e)
+                fut.set_exception(e)  # type: ignore[arg-type]
                 return
             fut.set_result(tensors)
 

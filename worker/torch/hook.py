@@ -12,6 +12,7 @@ metrics) and want only the gradient allreduce in the network:
 # No `from __future__ import annotations`: DDP checks the hook's annotations as objects.
 import torch
 import torch.distributed as dist
+from torch._C._distributed_c10d import GradBucket
 
 from worker.torch.config import RankConfig, from_env
 from worker.torch.engine import SwitchEngine
@@ -35,7 +36,7 @@ class HookState:
 
 
 def allreduce_hook(state: HookState,
-                   bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+                   bucket: GradBucket) -> torch.futures.Future[torch.Tensor]:
     """Average a gradient bucket over the ranks through the switch (DDP divides nothing
     after a hook: the hook's result is the gradient)."""
     fut = state.engine.submit([bucket.buffer()], average=True)
