@@ -134,6 +134,9 @@ def run(full: bool = False, softswitch: bool = False) -> list[dict[str, Any]]:
             rows.append(_allreduce_row(world, 64, nbytes, softswitch))
         for slots in (8, 32, 128, 512):
             rows.append(_allreduce_row(world, slots, 256 * KB, softswitch))
+    if not softswitch:  # a few rows through the real P4 program for comparison
+        for world in (2, 4):
+            rows.append(_allreduce_row(world, 64, 256 * KB, True))
     return rows
 
 
