@@ -128,6 +128,11 @@ def test_sizes_shapes_and_dtypes_across_calls() -> None:
         np.testing.assert_array_equal(res[1], ints[0] + ints[1])
         zero = cl.allreduce([np.zeros((0, 3), np.int32)] * 2)
         assert zero[0].shape == (0, 3)
+        scalar = cl.allreduce([np.float32(1.5), np.float32(2.25)])
+        assert scalar[0].shape == () and scalar[0] == np.float32(3.75)
+        strided = [np.arange(60, dtype=np.float32).reshape(6, 10)[::2, ::3] * (r + 1)
+                   for r in range(2)]  # not contiguous
+        check_float(cl.allreduce(strided), strided, k=16)
 
 
 @pytest.mark.timeout(120)

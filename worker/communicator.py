@@ -161,7 +161,15 @@ class _FloatPlan(_Plan):
 
 class Communicator:
     """Allreduce through one job's slots. Calls run one at a time, in submission order;
-    every rank must make the same sequence of calls with arrays of the same size."""
+    every rank must make the same sequence of calls with arrays of the same size.
+
+    `timeout_s` bounds the wait for progress: with no new result for that long, the call
+    raises `AllreduceTimeout` naming the job and the stuck (slot, round) pairs. Which ranks
+    failed to contribute is in the switch's bitmap register, which a worker cannot see;
+    `missing_ranks(job_id, slot, round)` may be given to look it up (a controller with
+    register access, or the test switches), and its answer is put in the error. Without
+    it the error says the ranks are unknown rather than guessing.
+    """
 
     def __init__(
         self,
