@@ -90,6 +90,8 @@ def test_other_collectives_go_to_gloo_with_one_warning(collectives: list[Any]) -
         assert [g.tolist() for g in gathered] == [[float(r), 1.0] for r in range(WORLD)]
         text = "\n".join(warnings)
         assert "reduce op" in text and "int64" in text and "broadcast" in text, text
+        assert "not the first p4reduce group" in text
+        assert res["subgroup"].tolist() == [float(sum(range(WORLD)))] * 5
         assert all("gloo" in w for w in warnings)
         del rank
 

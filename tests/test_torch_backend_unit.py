@@ -218,6 +218,8 @@ def test_engine_joins_heartbeats_and_leaves(fake_client: type[FakeClient]) -> No
     assert (eng.spec.local_ip, eng.spec.local_port, eng.spec.transport) == ("10.0.0.1", 40001, "udp")
     while client.calls.count("heartbeat") < 2:  # the lease of 0.3 s is renewed before it ends
         time.sleep(0.05)
+    with pytest.raises(BackendError, match="already is rank 1 of switch job"):
+        SwitchEngine(from_env(0, 2, BASE), communicator_factory=NullComm)  # type: ignore[arg-type]
     t = torch.ones(4)
     eng.submit([t], average=False).wait()
     assert t.tolist() == [2.0] * 4

@@ -234,6 +234,10 @@ def collectives() -> dict[str, Any]:
         gathered = [torch.zeros(2) for _ in range(world)]
         dist.all_gather(gathered, torch.tensor([float(rank), 1.0]))
         dist.barrier()
+        sub = dist.new_group(backend="p4reduce")  # a second p4reduce group: gloo inside
+        s = torch.full((5,), float(rank))
+        dist.all_reduce(s, group=sub)
+    res["subgroup"] = s
     res["fallback"] = (m, i64, bc, gathered, [str(w.message) for w in caught])
     # an error on the switch path surfaces in wait(); the group stays usable
     bad = torch.ones(500)

@@ -94,13 +94,22 @@ class P4ReduceProcessGroup(dist.ProcessGroup):
                  cfg: RankConfig | None = None) -> None:
         # imported here: `register` runs inside `import torch` and must stay cheap
         from worker.torch.config import from_env
-        from worker.torch.engine import SwitchEngine
+        from worker.torch.engine import SwitchEngine, live_engine
 
         super().__init__(rank, world_size)  # type: ignore[call-arg]
         self.gloo = dist.ProcessGroupGloo(PrefixStore("p4reduce/gloo/", store), rank,
                                           world_size, timeout)
-        self.engine = SwitchEngine(cfg or from_env(rank, world_size),
-                                   join_timeout_s=timeout.total_seconds())
+        self.engine: SwitchEngine | None = None
+        self._no_switch: str | None = None
+        other = live_engine()
+        if other is None:
+            self.engine = SwitchEngine(cfg or from_env(rank, world_size),
+                                       join_timeout_s=timeout.total_seconds())
+        else:
+            # a process is one member of one switch job: further groups (new_group) use gloo
+            self._no_switch = (f"this process group is not the first p4reduce group of the "
+                               f"process (that one is rank {other.cfg.rank} of switch job "
+                               f"{other.cfg.job!r}), so it has no switch job of its own")
 
     def getBackendName(self) -> str:
         return BACKEND_NAME
@@ -111,6 +120,8 @@ class P4ReduceProcessGroup(dist.ProcessGroup):
 
     def _switch_reason(self, tensors: list[torch.Tensor], op: Any) -> str | None:
         """Why these tensors cannot go through the switch, or None when they can."""
+        if self._no_switch is not None:
+            return self._no_switch
         if op not in _SWITCH_OPS:
             return f"reduce op {op} is not summed by the switch (SUM and AVG are)"
         for t in tensors:
@@ -128,6 +139,7 @@ class P4ReduceProcessGroup(dist.ProcessGroup):
             _warn_once(f"{gloo_call}:{reason}", reason)
             work: dist.Work = getattr(self.gloo, gloo_call)(tensors, opts)
             return work
+        assert self.engine is not None
         return FutureWork(self.engine.submit(list(tensors), _SWITCH_OPS[op]))
 
     def allreduce(  # type: ignore[override]
@@ -149,7 +161,8 @@ class P4ReduceProcessGroup(dist.ProcessGroup):
 
     def shutdown(self) -> None:
         """Leave the job (after queued allreduces finish) and drop the gloo group."""
-        self.engine.close()
+        if self.engine is not None:
+            self.engine.close()
         shutdown = getattr(self.gloo, "shutdown", None)
         if shutdown is not None:
             shutdown()

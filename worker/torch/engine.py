@@ -75,12 +75,34 @@ def reduce_into(comm: Communicator, tensors: list[torch.Tensor], average: bool) 
             offset += n
 
 
+_live: list[SwitchEngine] = []
+_live_lock = threading.Lock()
+
+
+def live_engine() -> SwitchEngine | None:
+    """The engine this process runs, if any: a process is one worker of one switch job."""
+    with _live_lock:
+        return _live[0] if _live else None
+
+
 class SwitchEngine:
-    """Joins the job at construction (waiting for every rank), heartbeats until `close`."""
+    """Joins the job at construction (waiting for every rank), heartbeats until `close`.
+
+    One per process: a second engine would be a second job member with the same address
+    and tunnel port, and the two jobs' results would reach either engine.
+    """
 
     def __init__(self, cfg: RankConfig, join_timeout_s: float = 300.0,
                  communicator_factory: Callable[[JobSpec], Communicator] | None = None) -> None:
         self.cfg = cfg
+        other = live_engine()
+        if other is not None:
+            raise BackendError(
+                f"p4reduce: this process already is rank {other.cfg.rank} of switch job "
+                f"{other.cfg.job!r}; a second switch job from the same process would share its "
+                "address (use one p4reduce process group per process, or the DDP hook with a "
+                "gloo/nccl default group)"
+            )
         self._client = ControllerClient(cfg.controller)
         try:
             info = self._client.join(cfg.job, cfg.rank, cfg.world_size, cfg.mac, cfg.ipv4,
@@ -108,6 +130,8 @@ class SwitchEngine:
                                            daemon=True)
         self._heartbeat.start()
         self.closed = False
+        with _live_lock:
+            _live.append(self)
 
     def _beat(self) -> None:
         """Renew the lease at a third of its remaining time, so one lost beat is harmless."""
@@ -144,6 +168,8 @@ class SwitchEngine:
         if self.closed:
             return
         self.closed = True
+        with _live_lock:
+            _live.remove(self)
         self._executor.shutdown(wait=True)
         self._stop.set()
         self._heartbeat.join()
