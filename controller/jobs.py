@@ -18,6 +18,7 @@ from controller.backend import SwitchBackend
 from controller.entities import desired, job_group
 from controller.errors import (
     AlreadyExists,
+    Exhausted,
     InvalidArgument,
     NotFound,
     NotPrimary,
@@ -137,10 +138,11 @@ class JobManager:
         used = {j.id for j in self.store.jobs()}
         job_id = next((i for i in range(1, self.settings.max_jobs) if i not in used), None)
         if job_id is None:
-            from controller.errors import Exhausted
-
             raise Exhausted(f"all {self.settings.max_jobs - 1} job ids are in use")
-        base = self.alloc.allocate(name, count)
+        try:
+            base = self.alloc.allocate(name, count)
+        except Exhausted as full:
+            base = self._compact_for(name, count, full)
         try:
             now = self.clock()
             job = Job(
@@ -160,6 +162,39 @@ class JobManager:
             self.alloc.release(name)
             raise
         return job
+
+    def _compact_for(self, name: str, count: int, full: Exhausted) -> int:
+        """Make room by moving jobs no worker has joined yet (idle by construction: no
+        packet can use their slots). Jobs with members never move. A moved job gets a new
+        epoch, so state left in its old registers can never be mistaken for its own.
+        Raises `full` unchanged if even the packed layout has no room."""
+        jobs = self.store.jobs()
+        movable = [j for j in jobs if not self.store.members(j.id)]
+        if not movable:
+            raise full
+        alloc = SlotAllocator(self.settings.num_slots)
+        for j in jobs:
+            if j not in movable:
+                alloc.restore(j.name, j.base, j.count)
+        try:
+            base = alloc.allocate(name, count)
+            placed: dict[int, int] = {}
+            for j in movable:  # stay put when possible: every move costs a new epoch
+                try:
+                    alloc.restore(j.name, j.base, j.count)
+                    placed[j.id] = j.base
+                except InvalidArgument:
+                    pass
+            for j in sorted(movable, key=lambda j: -j.count):
+                if j.id not in placed:
+                    placed[j.id] = alloc.allocate(j.name, j.count)
+        except Exhausted:
+            raise full from None
+        for j in movable:
+            if placed[j.id] != j.base:
+                self.store.relocate(j.id, placed[j.id], self.store.next_epoch())
+        self.alloc = alloc
+        return base
 
     def _load_alloc(self) -> None:
         """Rebuild the allocator from the store: another controller process sharing the

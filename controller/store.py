@@ -125,6 +125,9 @@ class Store:
     def renew(self, job_id: int, lease_until: float) -> None:
         self._db.execute("UPDATE jobs SET lease_until=? WHERE id=?", (lease_until, job_id))
 
+    def relocate(self, job_id: int, base: int, epoch: int) -> None:
+        self._db.execute("UPDATE jobs SET base=?, epoch=? WHERE id=?", (base, epoch, job_id))
+
     def delete_job(self, job_id: int) -> None:
         self._db.execute("DELETE FROM members WHERE job_id=?", (job_id,))
         self._db.execute("DELETE FROM jobs WHERE id=?", (job_id,))

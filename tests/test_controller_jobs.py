@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from controller import p4names as n
 from controller.backend import MemorySwitch
@@ -251,3 +254,70 @@ def test_a_created_job_waits_without_lease_until_its_first_worker(tmp_path: Path
     assert mgr.job("planned").job.lease_until == clock.t + 10
     clock.t += 11
     assert mgr.reap() == ["planned"] and mgr.jobs() == []
+
+
+def test_jobs_without_workers_are_moved_to_make_room(tmp_path: Path) -> None:
+    mgr, sw, _ = make(tmp_path, num_slots=100, default_slots=20)
+    mgr.create("a", 1)
+    join(mgr, "b", 0, 1)
+    mgr.create("c", 1)
+    join(mgr, "d", 0, 1, host=2)
+    epochs = {v.job.name: v.job.epoch for v in mgr.jobs()}
+    mgr.delete("b")  # free: 20..39 and 80..99, largest gap 20
+    new = mgr.create("e", 1, slots=30)
+    layout = {v.job.name: (v.job.base, v.job.count) for v in mgr.jobs()}
+    assert layout == {"a": (80, 20), "c": (40, 20), "d": (60, 20), "e": (0, 30)}
+    after = {v.job.name: v.job.epoch for v in mgr.jobs()}
+    assert after["d"] == epochs["d"]  # a job with workers never moves
+    assert after["c"] == epochs["c"]  # nor one that was not in the way
+    assert after["a"] != epochs["a"]
+    assert new.job.epoch not in {after["a"], after["c"], after["d"]}
+    a_row = sw.rows[(n.TABLE_JOBS, (mgr.job("a").job.id,))]
+    assert a_row.args[0] == 80 and a_row.args[4] == after["a"]
+    with pytest.raises(Exhausted, match="10 of 100 slots free"):
+        mgr.create("f", 1, slots=20)
+    assert {v.job.name: (v.job.base, v.job.count) for v in mgr.jobs()} == layout
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["create", "join", "delete"]), st.integers(0, 5), st.integers(1, 45)
+        ),
+        max_size=25,
+    )
+)
+def test_random_jobs_never_overlap_and_busy_jobs_never_move(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, int, int]]
+) -> None:
+    mgr, sw, _ = make(tmp_path_factory.mktemp("h"), num_slots=100)
+    for op, who, size in ops:
+        name = f"j{who}"
+        busy_before = {v.job.name: (v.job.base, v.job.epoch) for v in mgr.jobs() if v.members}
+        try:
+            if op == "create":
+                mgr.create(name, 2, slots=size)
+            elif op == "join":
+                mgr.join(name, 0, 2, "02:00:00:00:00:01", "10.0.0.1", 5000 + who, slots=size)
+            else:
+                mgr.delete(name)
+        except (AlreadyExists, NotFound, Exhausted, InvalidArgument):
+            pass
+        views = mgr.jobs()
+        spans = sorted((v.job.base, v.job.count) for v in views)
+        for (b1, c1), (b2, _) in pairwise(spans):
+            assert b1 + c1 <= b2
+        assert all(b + c <= 100 for b, c in spans)
+        for v in views:
+            if v.job.name in busy_before:
+                assert (v.job.base, v.job.epoch) == busy_before[v.job.name]
+        rows = {r.keys[0]: r.args for r in sw.rows.values() if r.table == n.TABLE_JOBS}
+        assert rows == {
+            v.job.id: (v.job.base, v.job.count, 2, n.JOB_MCAST_BASE + v.job.id, v.job.epoch)
+            for v in views
+        }
+        assert len({v.job.epoch for v in views}) == len(views)
+    mgr.store.close()
