@@ -42,6 +42,10 @@ class LossyMemory:
         pass
 
 
+def first_sends(t: LossyMemory) -> list[wire.AggHeader]:
+    return [h for h in t.seen if not h.flags & wire.FLAG_RETRANSMIT]
+
+
 def comm(t: LossyMemory, slots: int) -> Communicator:
     return Communicator(JobSpec(1, 0, 1, slots, tunnel_port=1), t, timeout_s=5,
                         initial_rto_s=0.002, min_rto_s=0.001, max_rto_s=0.01)
@@ -53,10 +57,11 @@ def test_slots_and_rounds_continue_across_calls() -> None:
     c = comm(t, 4)
     c.allreduce(np.arange(64 * 3, dtype=np.int32))  # descriptor + 3 chunks: slots 0..3
     c.allreduce(np.arange(64 * 2, dtype=np.int32))  # descriptor + 2 chunks: slots 0..2 round 1
-    assert [(h.slot, h.round) for h in t.seen] == [(0, 0), (1, 0), (2, 0), (3, 0),
+    seen = first_sends(t)  # a loaded machine may add timer resends; they are not the point
+    assert [(h.slot, h.round) for h in seen] == [(0, 0), (1, 0), (2, 0), (3, 0),
                                                     (0, 1), (1, 1), (2, 1)]
-    assert [h.flags for h in t.seen] == [wire.FLAG_EXP_ONLY, 0, 0, 0, wire.FLAG_EXP_ONLY, 0, 0]
-    assert [h.offset for h in t.seen] == [0, 0, 64, 128, 0, 0, 64]
+    assert [h.flags for h in seen] == [wire.FLAG_EXP_ONLY, 0, 0, 0, wire.FLAG_EXP_ONLY, 0, 0]
+    assert [h.offset for h in seen] == [0, 0, 64, 128, 0, 0, 64]
 
 
 @pytest.mark.timeout(60)
@@ -65,7 +70,7 @@ def test_rounds_wrap_after_256_uses_of_a_slot() -> None:
     c = comm(t, 1)
     for _ in range(130):
         c.allreduce(np.ones(1, np.int32))  # two packets per call on the only slot
-    rounds = [h.round for h in t.seen]
+    rounds = [h.round for h in first_sends(t)]
     assert rounds[:3] == [0, 1, 2] and rounds[255:258] == [255, 0, 1]
 
 
