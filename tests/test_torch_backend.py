@@ -24,7 +24,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def collectives(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
-    return run_ranks(cluster, "collectives", tmp_path_factory.mktemp("out"))
+    # a short no-progress bound: the missing-rank case waits for it
+    return run_ranks(cluster, "collectives", tmp_path_factory.mktemp("out"),
+                     extra_env={"P4REDUCE_TIMEOUT": "6"})
 
 
 def float_bound(exact: np.ndarray[Any, Any], inputs_max: float, dtype: torch.dtype) -> Any:
@@ -105,3 +107,17 @@ def test_switch_error_raises_in_wait_and_group_survives(collectives: list[Any]) 
         assert "offset" in message
         assert res["after_error"].tolist() == [float(sum(range(1, WORLD + 1)))] * 64
         assert res["threads_after"] == []
+
+
+@pytest.mark.timeout(300)
+def test_missing_rank_times_out_in_wait(collectives: list[Any]) -> None:
+    for res in collectives[:2]:
+        assert res["timeout"] is not None, "wait() returned although a rank never sent"
+        name, message = res["timeout"]
+        assert name == "AllreduceTimeout" and "no result for" in message, res["timeout"]
+
+
+@pytest.mark.timeout(300)
+def test_avg_of_a_gloo_dtype(collectives: list[Any]) -> None:
+    for res in collectives:
+        assert res["f64_avg"].tolist() == [2.0, -8.0]

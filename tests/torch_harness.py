@@ -234,6 +234,9 @@ def collectives() -> dict[str, Any]:
         gathered = [torch.zeros(2) for _ in range(world)]
         dist.all_gather(gathered, torch.tensor([float(rank), 1.0]))
         dist.barrier()
+        f64 = torch.tensor([1.0, -4.0], dtype=torch.float64) * (rank + 1)
+        dist.all_reduce(f64, op=dist.ReduceOp.AVG)  # float64 is not sent to the switch
+        res["f64_avg"] = f64
         sub = dist.new_group(backend="p4reduce")  # a second p4reduce group: gloo inside
         s = torch.full((5,), float(rank))
         dist.all_reduce(s, group=sub)
@@ -252,6 +255,15 @@ def collectives() -> dict[str, Any]:
     after = torch.full((64,), float(rank + 1))
     dist.all_reduce(after)
     res["after_error"] = after
+    # a rank that does not take part: the others' allreduce times out, raised by wait()
+    if rank != 2:
+        lonely = torch.ones(300)
+        work = dist.all_reduce(lonely, async_op=True)
+        try:
+            work.wait()
+            res["timeout"] = None
+        except Exception as e:
+            res["timeout"] = (type(e).__name__, str(e))
     dist.destroy_process_group()
     res["threads_after"] = [t.name for t in threading.enumerate() if "p4reduce" in t.name]
     return res

@@ -137,10 +137,31 @@ class P4ReduceProcessGroup(dist.ProcessGroup):
         reason = self._switch_reason(tensors, op)
         if reason is not None:
             _warn_once(f"{gloo_call}:{reason}", reason)
+            if op == dist.ReduceOp.AVG:
+                return self._gloo_average(tensors, gloo_call, opts)
             work: dist.Work = getattr(self.gloo, gloo_call)(tensors, opts)
             return work
         assert self.engine is not None
         return FutureWork(self.engine.submit(list(tensors), _SWITCH_OPS[op]))
+
+    def _gloo_average(self, tensors: list[torch.Tensor], gloo_call: str, opts: Any) -> dist.Work:
+        """gloo has no AVG: sum there, then divide (ints truncate toward zero, as NCCL)."""
+        sum_opts = type(opts)()
+        sum_opts.reduceOp = dist.ReduceOp.SUM
+        sum_opts.timeout = opts.timeout
+        world = self.size()
+
+        def divide(fut: torch.futures.Future[list[torch.Tensor]]) -> list[torch.Tensor]:
+            fut.value()
+            for t in tensors:
+                if t.is_floating_point() or t.is_complex():
+                    t.div_(world)
+                else:
+                    t.copy_(torch.div(t, world, rounding_mode="trunc"))
+            return tensors
+
+        summed = getattr(self.gloo, gloo_call)(tensors, sum_opts).get_future()
+        return FutureWork(summed.then(divide))
 
     def allreduce(  # type: ignore[override]
         self, tensors: list[torch.Tensor] | torch.Tensor, opts: Any = None
