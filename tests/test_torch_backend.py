@@ -26,7 +26,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def collectives(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
     # a short no-progress bound: the missing-rank case waits for it
     return run_ranks(cluster, "collectives", tmp_path_factory.mktemp("out"),
-                     extra_env={"P4REDUCE_TIMEOUT": "6"})
+                     extra_env={"P4REDUCE_TIMEOUT": "10"})
 
 
 def float_bound(exact: np.ndarray[Any, Any], inputs_max: float, dtype: torch.dtype) -> Any:
