@@ -35,7 +35,9 @@ class SwitchBackend(Protocol):
     def read_rows(self, tables: tuple[str, ...]) -> list[Row]: ...
     def read_groups(self) -> dict[int, Replicas]: ...
     def write(self, updates: list[Update]) -> None: ...
-    def read_counter(self, name: str, index: int) -> tuple[int, int]: ...
+    def read_counters(
+        self, keys: list[tuple[str, int]]
+    ) -> dict[tuple[str, int], tuple[int, int]]: ...
     def status(self) -> SwitchStatus: ...
 
 
@@ -76,8 +78,8 @@ class MemorySwitch:
                 else:
                     self.groups[u.group[0]] = u.group[1]
 
-    def read_counter(self, name: str, index: int) -> tuple[int, int]:
-        return self.counters.get((name, index), (0, 0))
+    def read_counters(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], tuple[int, int]]:
+        return {k: self.counters.get(k, (0, 0)) for k in keys}
 
     def status(self) -> SwitchStatus:
         return SwitchStatus("memory", 0, self.primary, 1, 1, "in-memory")

@@ -375,10 +375,8 @@ class JobManager:
         """Per-job counters (packets, bytes) by counter name, read from the switch."""
         with self._cv:
             jobs = [self._get(name)] if name else self.store.jobs()
-        out: dict[str, dict[str, tuple[int, int]]] = {}
-        for j in jobs:
-            out[j.name] = {c: self.switch.read_counter(c, j.id) for c in n.PER_JOB_COUNTERS}
-        return out
+        got = self.switch.read_counters([(c, j.id) for j in jobs for c in n.PER_JOB_COUNTERS])
+        return {j.name: {c: got[(c, j.id)] for c in n.PER_JOB_COUNTERS} for j in jobs}
 
     def rejected(self) -> dict[str, tuple[int, int]]:
         reasons = {
@@ -387,9 +385,8 @@ class JobManager:
             n.REJECT_NOT_MEMBER: "not_member",
             n.REJECT_BAD_WORKER: "bad_worker",
         }
-        return {
-            name: self.switch.read_counter(n.COUNTER_REJECTED, i) for i, name in reasons.items()
-        }
+        got = self.switch.read_counters([(n.COUNTER_REJECTED, i) for i in reasons])
+        return {name: got[(n.COUNTER_REJECTED, i)] for i, name in reasons.items()}
 
 
 def job_group_of(job: Job) -> int:

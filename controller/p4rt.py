@@ -181,6 +181,9 @@ class P4RuntimeSwitch:
             if not self._closed:
                 self._stream_error = e.details() or str(e.code())
                 log.warning("P4Runtime stream to %s ended: %s", self.address, self._stream_error)
+        else:
+            if not self._closed:
+                self._stream_error = "the switch closed the stream"
         self._primary = False
         self._arbitrated.set()
 
@@ -318,16 +321,30 @@ class P4RuntimeSwitch:
             )
         return out
 
+    def read_counters(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], tuple[int, int]]:
+        """(packets, bytes) of many indexed counter cells in one Read request."""
+        idx = self._idx()
+        names = {idx.counter(name): name for name, _ in keys}
+        ents = [
+            p4r.Entity(
+                counter_entry=p4r.CounterEntry(
+                    counter_id=idx.counter(name), index=p4r.Index(index=i)
+                )
+            )
+            for name, i in keys
+        ]
+        out = dict.fromkeys(keys, (0, 0))
+        if not ents:
+            return out
+        for e in self._read(ents):
+            c = e.counter_entry
+            key = (names.get(c.counter_id, ""), int(c.index.index))
+            if key in out:
+                out[key] = (int(c.data.packet_count), int(c.data.byte_count))
+        return out
+
     def read_counter(self, name: str, index: int) -> tuple[int, int]:
-        cid = self._idx().counter(name)
-        ent = p4r.Entity(
-            counter_entry=p4r.CounterEntry(counter_id=cid, index=p4r.Index(index=index))
-        )
-        got = self._read([ent])
-        if not got:
-            return (0, 0)
-        d = got[0].counter_entry.data
-        return (int(d.packet_count), int(d.byte_count))
+        return self.read_counters([(name, index)])[(name, index)]
 
     # writes ----------------------------------------------------------------------
     def _entity(self, u: Update) -> p4r.Entity:

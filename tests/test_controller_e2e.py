@@ -23,7 +23,7 @@ from test_controller_fakes import FakeSwitch, host, start_switch, write_topology
 from controller import p4names as n
 from controller.api import ApiServer
 from controller.client import ControllerCallError, ControllerClient
-from controller.errors import NotPrimary
+from controller.errors import NotPrimary, SwitchError
 from controller.jobs import JobManager, Settings
 from controller.p4rt import P4RuntimeSwitch, load_p4info
 from controller.serve import Watch
@@ -417,3 +417,15 @@ def test_watch_reconnects_and_restores_a_restarted_switch(fake: FakeSwitch, tmp_
         c.switch = c.mgr.switch  # type: ignore[assignment]
     finally:
         c.close()
+
+
+def test_same_election_id_as_the_primary_is_refused_clearly(
+    fake: FakeSwitch, tmp_path: Path
+) -> None:
+    first = connect(fake, election=3)
+    try:
+        with pytest.raises(SwitchError, match="already used"):
+            P4RuntimeSwitch(fake.server.address, 0, 3, connect_timeout=10)
+        assert first.is_primary() and first.alive()
+    finally:
+        first.close()
