@@ -13,9 +13,11 @@ import hashlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from finsy.proto import p4i, p4r, p4r_grpc
@@ -125,6 +127,7 @@ class P4RuntimeSwitch:
         self._arbitrated = threading.Event()
         self._closed = False
         self._stream_error: str | None = None
+        self._stream_code: grpc.StatusCode | None = None
         self._channel = grpc.insecure_channel(address)
         self._stub = p4r_grpc.P4RuntimeStub(self._channel)
         self._out: queue.Queue[p4r.StreamMessageRequest | None] = queue.Queue()
@@ -137,38 +140,61 @@ class P4RuntimeSwitch:
         except grpc.FutureTimeoutError:
             self._channel.close()
             raise SwitchError(f"cannot reach the P4Runtime server at {address}") from None
-        self._stream = self._stub.StreamChannel(self._requests())
-        self._reader = threading.Thread(target=self._read_stream, daemon=True, name="p4rt-stream")
+        deadline = time.monotonic() + connect_timeout
+        while True:
+            err = self._arbitrate(max(0.1, deadline - time.monotonic()))
+            if err is None:
+                break
+            # A restarted controller can race the switch noticing that its previous
+            # incarnation (same election id) has gone: retry that case until the deadline.
+            clash = self._stream_code == grpc.StatusCode.INVALID_ARGUMENT
+            if not clash or time.monotonic() >= deadline:
+                self.close()
+                raise SwitchError(f"arbitration with {address} failed: {err}")
+            time.sleep(0.2)
+
+    def _arbitrate(self, timeout: float) -> str | None:
+        """Open the stream and send our election id; None once the switch has answered."""
+        self._out = queue.Queue()
+        self._arbitrated = threading.Event()
+        self._stream_error = None
+        self._stream_code = None
+        stream = self._stub.StreamChannel(self._requests(self._out))
+        self._reader = threading.Thread(
+            target=self._read_stream,
+            args=(stream, self._arbitrated),
+            daemon=True,
+            name="p4rt-stream",
+        )
         self._reader.start()
         self._out.put(
             p4r.StreamMessageRequest(
                 arbitration=p4r.MasterArbitrationUpdate(
-                    device_id=device_id, election_id=to_u128(election_id)
+                    device_id=self.device_id, election_id=to_u128(self.election_id)
                 )
             )
         )
-        if not self._arbitrated.wait(connect_timeout):
-            self.close()
-            raise SwitchError(
-                f"no arbitration answer from {address}"
-                + (f": {self._stream_error}" if self._stream_error else "")
-            )
-        if self._stream_error and not self._primary_id:
-            err = self._stream_error
-            self.close()
-            raise SwitchError(f"arbitration with {address} failed: {err}")
+        if not self._arbitrated.wait(timeout):
+            return "no arbitration answer"
+        if self._stream_error is not None and self._primary_id is None:
+            self._out.put(None)
+            return self._stream_error
+        return None
 
     # stream ----------------------------------------------------------------------
-    def _requests(self) -> Iterator[p4r.StreamMessageRequest]:
+    @staticmethod
+    def _requests(
+        out: queue.Queue[p4r.StreamMessageRequest | None],
+    ) -> Iterator[p4r.StreamMessageRequest]:
         while True:
-            msg = self._out.get()
+            msg = out.get()
             if msg is None:
                 return
             yield msg
 
-    def _read_stream(self) -> None:
+    def _read_stream(self, stream: Any, arbitrated: threading.Event) -> None:
         try:
-            for resp in self._stream:
+            for resp in stream:
                 if resp.HasField("arbitration"):
                     arb = resp.arbitration
                     self._primary = arb.status.code == 0
@@ -176,16 +202,17 @@ class P4RuntimeSwitch:
                         from_u128(arb.election_id) if arb.HasField("election_id") else None
                     )
                     log.info("arbitration: %s", "primary" if self._primary else "backup")
-                    self._arbitrated.set()
+                    arbitrated.set()
         except grpc.RpcError as e:
             if not self._closed:
+                self._stream_code = e.code()
                 self._stream_error = e.details() or str(e.code())
                 log.warning("P4Runtime stream to %s ended: %s", self.address, self._stream_error)
         else:
             if not self._closed:
                 self._stream_error = "the switch closed the stream"
         self._primary = False
-        self._arbitrated.set()
+        arbitrated.set()
 
     def close(self) -> None:
         self._closed = True

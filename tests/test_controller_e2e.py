@@ -425,7 +425,7 @@ def test_same_election_id_as_the_primary_is_refused_clearly(
     first = connect(fake, election=3)
     try:
         with pytest.raises(SwitchError, match="already used"):
-            P4RuntimeSwitch(fake.server.address, 0, 3, connect_timeout=10)
+            P4RuntimeSwitch(fake.server.address, 0, 3, connect_timeout=1)
         assert first.is_primary() and first.alive()
     finally:
         first.close()
