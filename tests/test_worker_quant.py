@@ -91,3 +91,17 @@ def test_float32_chunks_keep_the_bound(w: int, scale: int, seed: int) -> None:
     _, got = simulate(xs)
     m = np.abs(xs).max()
     assert np.all(np.abs(got - xs.sum(axis=0)) <= quant.error_bound(w, m) + 1e-15 * w * m)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(-45, 38), st.integers(0, 2**32 - 1), st.integers(1, 32))
+def test_float32_route_gives_the_float64_bits(scale: int, seed: int, w: int) -> None:
+    rng = np.random.default_rng(seed)
+    x32 = (rng.standard_normal((4, 64)) * 10.0**scale).astype(np.float32)
+    x32[1, ::3] = 0.0
+    x32[2, 0] = np.float32(1e-45)  # a denormal beside normal values
+    shift = quant.shift_for(w)
+    exps = quant.block_exponents(x32)
+    assert np.array_equal(exps, quant.block_exponents(x32.astype(np.float64)))
+    np.testing.assert_array_equal(quant.quantize(x32, exps, shift),
+                                  quant.quantize(x32.astype(np.float64), exps, shift))
