@@ -346,5 +346,29 @@ def ddp_hook() -> dict[str, Any]:
     return {"switch": _params(m_sw), "gloo": _params(m_gl), "losses": (losses_sw, losses_gl)}
 
 
+@scenario
+def bench() -> dict[str, float]:
+    """Seconds per float32 allreduce of BENCH_ELEMS elements, switch vs gloo (not a test)."""
+    import time
+
+    import torch
+    import torch.distributed as dist
+
+    dist.init_process_group(backend="p4reduce")
+    gloo = dist.new_group(backend="gloo")
+    n = int(os.environ.get("BENCH_ELEMS", "262144"))
+    x = torch.randn(n)
+    out: dict[str, float] = {}
+    for name, group in (("p4reduce", None), ("gloo", gloo)):
+        dist.all_reduce(x.clone(), group=group)
+        dist.barrier(group=gloo)
+        t0 = time.perf_counter()
+        for _ in range(5):
+            dist.all_reduce(x.clone(), group=group)
+        out[name] = (time.perf_counter() - t0) / 5
+    dist.destroy_process_group()
+    return out
+
+
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
