@@ -91,10 +91,16 @@ class Store:
 
     # epoch counter -------------------------------------------------------------------
     def next_epoch(self) -> int:
-        """1..2^24-1, never 0: registers start zeroed, so epoch 0 would match fresh state."""
+        """1..2^24-1, never 0 (registers start zeroed, so epoch 0 would match fresh state)
+        and never one a live job holds (the counter wraps after 16M allocations)."""
         row = self._db.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()
         current = int(row[0]) if row else 0
-        nxt = current % ((1 << EPOCH_BITS) - 1) + 1
+        live = {int(r[0]) for r in self._db.execute("SELECT epoch FROM jobs")}
+        nxt = current
+        while True:
+            nxt = nxt % ((1 << EPOCH_BITS) - 1) + 1
+            if nxt not in live:
+                break
         self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('epoch', ?)", (nxt,))
         return nxt
 

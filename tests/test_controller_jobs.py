@@ -93,6 +93,17 @@ def test_epochs_change_at_every_allocation_and_survive_restart(tmp_path: Path) -
     assert mgr2.create("c", 1).job.epoch not in {e1, e2, e3}
 
 
+def test_epoch_wraps_past_zero_and_skips_live_epochs(tmp_path: Path) -> None:
+    mgr, _, _ = make(tmp_path)
+    with mgr.store.transaction():
+        mgr.store._db.execute("INSERT OR REPLACE INTO meta VALUES('epoch', ?)", ((1 << 24) - 3,))
+    assert mgr.create("a", 1).job.epoch == (1 << 24) - 2
+    with mgr.store.transaction():
+        mgr.store._db.execute("INSERT OR REPLACE INTO meta VALUES('epoch', ?)", ((1 << 24) - 3,))
+    assert mgr.create("b", 1).job.epoch == (1 << 24) - 1  # skips a's
+    assert mgr.create("c", 1).job.epoch == 1  # wraps, never 0
+
+
 @pytest.mark.parametrize(
     ("args", "err", "text"),
     [
