@@ -251,3 +251,33 @@ def test_init_process_group_without_controller_fails_clearly(monkeypatch: pytest
         dist.init_process_group("p4reduce", store=HashStore(), rank=0, world_size=1,
                                 timeout=timedelta(seconds=5))
     assert not dist.is_initialized()
+
+
+# --- packaging ------------------------------------------------------------------------
+
+def test_import_worker_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, worker; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_autoload_failure_warns_instead_of_breaking_import_torch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import worker.torch.autoload as autoload
+    import worker.torch.backend as backend
+
+    def broken() -> None:
+        raise ImportError("half-installed")
+
+    monkeypatch.setattr(backend, "register", broken)
+    with pytest.warns(RuntimeWarning, match="not registered: ImportError: half-installed"):
+        autoload.register()
+
+
+def test_entry_point_is_declared() -> None:
+    from importlib.metadata import entry_points
+
+    (ep,) = [e for e in entry_points(group="torch.backends") if e.name == "p4reduce"]
+    assert ep.value == "worker.torch.autoload:register"
