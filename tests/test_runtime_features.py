@@ -180,3 +180,22 @@ def test_control_changes_are_atomic_per_packet() -> None:
         th.join()
     assert not errors
     assert ports and ports <= {1, 2}
+
+
+def _csum_reference(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def test_csum16_matches_rfc1071_reference() -> None:
+    import random
+
+    rng = random.Random(5)
+    cases = [b"", b"\x00\x00", b"\xff\xff", b"\xff\xff" * 3, b"\x00\x01\xff\xfe", b"\x01"]
+    cases += [rng.randbytes(rng.randrange(0, 64)) for _ in range(2000)]
+    for data in cases:
+        assert csum16(data) == _csum_reference(data), data.hex()

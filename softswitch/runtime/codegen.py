@@ -591,7 +591,13 @@ class Codegen:
             widths.append(width_of(it["type"]))
         if not vals:
             return "b''"
-        return f"_pack_bits(({', '.join(vals)},), {tuple(widths)!r})"
+        total = sum(widths)
+        parts = []
+        shift = total
+        for v, w in zip(vals, widths, strict=True):
+            shift -= w
+            parts.append(f"(({v} & {(1 << w) - 1}) << {shift})" if shift else f"({v} & {(1 << w) - 1})")
+        return f"({' | '.join(parts)}).to_bytes({(total + 7) // 8}, 'big')"
 
     def _algo(self, e: Expr) -> str:
         if e.get("op") == "enum_member":

@@ -36,12 +36,16 @@ def crc32(data: bytes) -> int:
 
 
 def csum16(data: bytes) -> int:
+    # The ones'-complement sum of 16-bit words is the number modulo 0xFFFF (as 2**16 is 1
+    # modulo 0xFFFF), which Python's big integers compute in one step; only the all-zero
+    # and the 0xFFFF results need the end-around-carry view.
     if len(data) % 2:
         data += b"\x00"
-    total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    total = int.from_bytes(data, "big")
+    folded = total % 0xFFFF
+    if folded == 0 and total:
+        folded = 0xFFFF
+    return ~folded & 0xFFFF
 
 
 def xor16(data: bytes) -> int:

@@ -90,6 +90,7 @@ class UdpPort:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self.peer: tuple[str, int] | None = None
         self.address: tuple[str, int] = self.sock.getsockname()
+        self._timeout: float | None = -1.0
 
     def send(self, frame: bytes) -> None:
         peer = self.peer
@@ -99,7 +100,9 @@ class UdpPort:
             self.sock.sendto(frame, peer)
 
     def recv(self, timeout: float | None = None) -> bytes | None:
-        self.sock.settimeout(timeout)
+        if timeout != self._timeout:  # settimeout costs a syscall: only when it changes
+            self.sock.settimeout(timeout)
+            self._timeout = timeout
         try:
             data, addr = self.sock.recvfrom(MAX_FRAME)
         except (TimeoutError, OSError):
