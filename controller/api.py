@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from controller.entities import job_group
 from controller.errors import ControllerError
 from controller.jobs import JobManager, JobView
 from controller.protos import pb, svc
@@ -53,14 +54,8 @@ def job_info(mgr: JobManager, v: JobView) -> Any:
         ],
         created=j.created,
         lease_until=j.lease_until,
-        mcast_group=mgr_group(j.id),
+        mcast_group=job_group(j.id),
     )
-
-
-def mgr_group(job_id: int) -> int:
-    from controller.entities import job_group
-
-    return job_group(job_id)
 
 
 class Servicer(svc.ControllerServicer):  # type: ignore[misc]

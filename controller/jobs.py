@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from controller import p4names as n
 from controller.allocator import Extent, SlotAllocator
 from controller.backend import SwitchBackend
-from controller.entities import desired, job_group
+from controller.entities import desired
 from controller.errors import (
     AlreadyExists,
     Exhausted,
@@ -387,7 +387,3 @@ class JobManager:
         }
         got = self.switch.read_counters([(n.COUNTER_REJECTED, i) for i in reasons])
         return {name: got[(n.COUNTER_REJECTED, i)] for i, name in reasons.items()}
-
-
-def job_group_of(job: Job) -> int:
-    return job_group(job.id)
