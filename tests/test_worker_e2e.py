@@ -61,7 +61,7 @@ class Cluster:
             c.close()
         self.server.close()
 
-    def allreduce(self, arrays: Sequence[np.ndarray]) -> list[Any]:
+    def allreduce(self, arrays: Sequence[Any]) -> list[Any]:
         return run_ranks(self.comms, lambda r, c: c.allreduce(arrays[r]))
 
 

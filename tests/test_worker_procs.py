@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from refswitch import Faults, RefSwitch, RefSwitchServer
+from support_softswitch_job import SoftswitchJob
 
 from worker import Communicator, JobSpec
 
@@ -49,15 +50,24 @@ def collect(out: Any, n: int) -> dict[int, tuple[Any, Any]]:
 
 
 @pytest.mark.timeout(120)
-def test_four_processes_bit_exact_ints_and_bounded_floats() -> None:
+@pytest.mark.parametrize("switch", ["refswitch", "aggregator.p4"])
+def test_four_processes_bit_exact_ints_and_bounded_floats(switch: str) -> None:
     world, slots = 4, 16
-    sw = RefSwitch()
-    sw.add_job(JOB, slots, world)
+    faults = Faults(drop=0.02, duplicate=0.02, reorder=0.05, seed=4)
+    server: Any
+    if switch == "refswitch":
+        sw = RefSwitch()
+        sw.add_job(JOB, slots, world)
+        server = RefSwitchServer(sw, world, faults)
+        specs = [spec(server, r, world, slots) for r in range(world)]
+    else:
+        server = SoftswitchJob(JOB, world, slots, drop=faults.drop, duplicate=faults.duplicate,
+                               reorder=faults.reorder, seed=faults.seed)
+        specs = [server.spec(r) for r in range(world)]
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    with RefSwitchServer(sw, world, Faults(drop=0.02, duplicate=0.02, reorder=0.05, seed=4)) as srv:
-        procs = [ctx.Process(target=rank_main, args=(spec(srv, r, world, slots), 30.0, out))
-                 for r in range(world)]
+    with server:
+        procs = [ctx.Process(target=rank_main, args=(specs[r], 30.0, out)) for r in range(world)]
         for p in procs:
             p.start()
         try:

@@ -25,7 +25,7 @@ def close(comms: list[Communicator]) -> None:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("world", [2, 4])
+@pytest.mark.parametrize("world", [2, 4, 8])
 def test_float_and_int_sums_through_aggregator_p4(world: int) -> None:
     floats = inputs(world, (40, 33), seed=world)
     ints = [np.random.default_rng(r).integers(-(2**31), 2**31, 900, dtype=np.int64).astype(np.int32)
