@@ -117,6 +117,22 @@ _FOLD: dict[str, Callable[[int, int], int]] = {
 }
 
 
+def field_paths(e: Any) -> list[list[Any]]:
+    """Root-based paths of every field an expression reads or names."""
+    out: list[list[Any]] = []
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, dict):
+            if x.get("op") == "field" and "base" not in x:
+                out.append(list(x["path"]))
+            else:
+                stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+    return out
+
+
 def start_loc(e: A.Expr) -> Loc:
     """Where an expression begins in the source (binary nodes are located at the operator)."""
     while isinstance(e, A.Binary | A.Mux):
@@ -1336,7 +1352,29 @@ class Lowerer:
                 writable = False
             ir = self.coerce(ir, pt, a.loc, f"for parameter '{p.name}' of control '{decl.name}'")
             scope.names[p.name] = Val(ir, writable, f"'{p.name}': it is an 'in' parameter" if p.direction == "in" else f"'{p.name}': it is a directionless parameter")
+        self.copy_in_aliased(b, scope, ctx)
         return scope
+
+    def copy_in_aliased(self, b: BlockInst, scope: Scope, ctx: Ctx) -> None:
+        """Inlining substitutes arguments for parameters, which equals P4's copy-in only
+        while the callee cannot change what an `in` argument reads. When an out/inout
+        argument overlaps it, copy the `in` value into a local first, as the spec requires."""
+        written: list[list[Any]] = []
+        for p in b.decl.params:
+            v = scope.names.get(p.name)
+            if p.direction in ("out", "inout") and isinstance(v, Val):
+                written.extend(field_paths(v.ir))
+        if not written:
+            return
+        for p in b.decl.params:
+            v = scope.names.get(p.name)
+            if p.direction in ("out", "inout") or not isinstance(v, Val) or v.ir["op"] == "const":
+                continue
+            reads = field_paths(v.ir)
+            if any(r[: len(w)] == w or w[: len(r)] == r for r in reads for w in written):
+                ref = self.new_local(b.path[len(ctx.prefix):] + p.name, v.ir["type"], ctx)
+                ctx.pre.append({"stmt": "assign", "lhs": ref, "rhs": v.ir})
+                scope.names[p.name] = Val(ref, False, v.what)
 
     def inline_control(self, c: A.Call, b: BlockInst, ctx: Ctx) -> list[IR]:
         decl = b.decl
@@ -1394,6 +1432,8 @@ class Lowerer:
                     ctx.pre.clear()
                     continue
                 inst, sub_ctx_scope, call = sub
+                body.extend(ctx.pre)
+                ctx.pre.clear()
                 inst_name = inst.path[len(ctx.prefix):].rstrip(".")
                 sub_prefix = sprefix + inst_name + "."
                 cont = f"{cur}.after_{inst_name}"
