@@ -171,3 +171,20 @@ def test_bad_ir_is_a_pipeline_error() -> None:
     del ir["parsers"]
     with pytest.raises(PipelineError):
         Pipeline(ir)
+
+
+def test_runtime_defect_costs_one_packet_not_the_switch(caplog: pytest.LogCaptureFixture) -> None:
+    # an ill-typed IR (a 20-bit value in a 16-bit field) makes the deparser fail at run time
+    ir = program(ingress=[
+        assign(f("std.egress_spec", 9), c(1, 9)),
+        {"stmt": "if", "cond": bin_("==", f("hdr.ipv4.ttl", 8), c(9, 8)),
+         "then": [assign(f("hdr.ethernet.etherType", 16), c(1 << 20, 32))], "else": []},
+    ])
+    p = Pipeline(ir)
+    assert p.process(0, frame()) == []  # ttl 9: the broken branch
+    assert "internal error" in caplog.text
+    ok = bytes(Ether() / IP(ttl=3))
+    assert p.process(0, ok) == [(1, ok)]
+    assert p.stats["dropped"] == 1
+    with pytest.raises(ValueError, match="ingress port"):
+        p.process(512, ok)

@@ -234,31 +234,41 @@ class Pipeline:
         """Run one frame through the switch; returns every frame it sends, in order."""
         if type(frame) is not bytes:
             frame = bytes(frame)
+        if not 0 <= port < 512:
+            raise ValueError(f"ingress port {port} out of range 0..511")
         with self._lock:
             self._n_in += 1
-            kind, a, b, failed = self._fast(port, frame)
-            if failed:
-                self._n_perr += 1
-            if kind == 0:
-                self._n_out += 1
-                return [(a, b)]
-            if kind == 3:
+            try:
+                return self._process(port, frame)
+            except Exception:  # a runtime defect must cost one packet, not the switch
                 self._n_drop += 1
+                log.exception("internal error processing a %d-byte frame from port %d", len(frame), port)
                 return []
-            out: list[tuple[int, bytes]] = []
-            work: deque[tuple[int, bytes, int, list[tuple[int, Any]] | None]] = deque()
-            if kind == 1:
-                self._after_ingress(a, port, frame, b, out, work)
-            else:
-                rest: deque[tuple[list[Any], bytes]] = deque()
-                self._post_egress(a, b, rest, out, work)
-                self._run_egress(list(rest), out, work)
-            passes = 1
-            while work and passes < MAX_PASSES:
-                passes += 1
-                p, data, itype, preserved = work.popleft()
-                self._one_pass(p, data, itype, preserved, out, work)
-            self._n_out += len(out)
+
+    def _process(self, port: int, frame: bytes) -> list[tuple[int, bytes]]:
+        kind, a, b, failed = self._fast(port, frame)
+        if failed:
+            self._n_perr += 1
+        if kind == 0:
+            self._n_out += 1
+            return [(a, b)]
+        if kind == 3:
+            self._n_drop += 1
+            return []
+        out: list[tuple[int, bytes]] = []
+        work: deque[tuple[int, bytes, int, list[tuple[int, Any]] | None]] = deque()
+        if kind == 1:
+            self._after_ingress(a, port, frame, b, out, work)
+        else:
+            rest: deque[tuple[list[Any], bytes]] = deque()
+            self._post_egress(a, b, rest, out, work)
+            self._run_egress(list(rest), out, work)
+        passes = 1
+        while work and passes < MAX_PASSES:
+            passes += 1
+            p, data, itype, preserved = work.popleft()
+            self._one_pass(p, data, itype, preserved, out, work)
+        self._n_out += len(out)
         return out
 
     def _one_pass(
