@@ -233,6 +233,34 @@ def test_engine_joins_heartbeats_and_leaves(fake_client: type[FakeClient]) -> No
         eng.submit([t], average=False).wait()
 
 
+class GatedComm(NullComm):
+    """Holds each allreduce until the test opens the gate."""
+
+    def __init__(self, spec: Any) -> None:
+        super().__init__(spec)
+        self.gate = threading.Event()
+
+    def allreduce(self, array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        assert self.gate.wait(20)
+        return super().allreduce(array)
+
+
+@pytest.mark.timeout(30)
+def test_inputs_are_taken_when_the_collective_is_issued(fake_client: type[FakeClient]) -> None:
+    eng = SwitchEngine(from_env(0, 3, BASE), communicator_factory=GatedComm)  # type: ignore[arg-type]
+    try:
+        t = torch.ones(5)
+        fut = eng.submit([t], average=False)
+        t.fill_(100.0)  # after issuing: must not leak into this allreduce
+        assert not fut.done()
+        assert isinstance(eng.comm, GatedComm)
+        eng.comm.gate.set()
+        assert fut.wait()[0] is t
+        assert t.tolist() == [3.0] * 5
+    finally:
+        eng.close()
+
+
 def test_engine_join_refused_is_one_sentence(fake_client: type[FakeClient]) -> None:
     import grpc
 

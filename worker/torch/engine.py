@@ -45,34 +45,56 @@ def from_numpy(a: np.ndarray[Any, Any], dtype: torch.dtype) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a))
 
 
-def reduce_into(comm: Communicator, tensors: list[torch.Tensor], average: bool) -> None:
-    """Sum (or average) `tensors` over the ranks in place, one switch call per dtype.
+Packed = list[tuple[torch.dtype, list[torch.Tensor], np.ndarray[Any, Any]]]
+
+
+def pack(tensors: list[torch.Tensor]) -> Packed:
+    """One host buffer per dtype (float32 for every float dtype, int32 for int32).
+
+    Runs on the caller's thread: it snapshots the inputs as they are when the collective
+    is issued, and for CUDA tensors `.cpu()` orders the copy after the kernels of the
+    caller's current stream that produced them.
+    """
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for t in tensors:
+        by_dtype.setdefault(t.dtype, []).append(t)
+    out: Packed = []
+    for dtype, group in by_dtype.items():
+        parts = [to_numpy(t) for t in group]
+        wire_dtype = np.int32 if dtype == torch.int32 else np.float32
+        flat = (np.concatenate(parts).astype(wire_dtype, copy=False) if len(parts) > 1
+                else parts[0].astype(wire_dtype, copy=True))
+        out.append((dtype, group, flat))
+    return out
+
+
+def finish(comm: Communicator, packed: Packed, average: bool) -> None:
+    """Reduce each packed buffer through the switch and write the results back in place.
 
     Floats travel as float32 whatever their dtype, so the sum of half-precision values is
     rounded once, at the end, not on every addition. The average of int32 truncates
     toward zero, as NCCL's does.
     """
     world = comm.job.world_size
-    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
-    for t in tensors:
-        by_dtype.setdefault(t.dtype, []).append(t)
-    for dtype, group in by_dtype.items():
-        parts = [to_numpy(t) for t in group]
-        flat = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        if dtype == torch.int32:
-            out = comm.allreduce(flat.astype(np.int32))
-            if average:
-                out = np.trunc(out.astype(np.float64) / world).astype(np.int32)
-        else:
-            out = comm.allreduce(flat.astype(np.float32))
-            if average:
-                out = out / np.float32(world)
+    for dtype, group, flat in packed:
+        out = comm.allreduce(flat)
+        if average:
+            out = (np.trunc(out.astype(np.float64) / world).astype(np.int32)
+                   if dtype == torch.int32 else out / np.float32(world))
         result = from_numpy(out, dtype)
         offset = 0
         for t in group:
             n = t.numel()
             t.copy_(result[offset : offset + n].view(t.shape))
             offset += n
+        for t in group:
+            if t.is_cuda:  # the copies above ran on this thread's stream: done before the future
+                torch.cuda.current_stream(t.device).synchronize()
+
+
+def reduce_into(comm: Communicator, tensors: list[torch.Tensor], average: bool) -> None:
+    """Sum (or average) `tensors` over the ranks in place, one switch call per dtype."""
+    finish(comm, pack(tensors), average)
 
 
 _live: list[SwitchEngine] = []
@@ -152,9 +174,15 @@ class SwitchEngine:
             fut.set_exception(BackendError("p4reduce: the process group was shut down"))  # type: ignore[arg-type]
             return fut
 
+        try:
+            packed = pack(tensors)
+        except Exception as e:
+            fut.set_exception(e)  # type: ignore[arg-type]
+            return fut
+
         def run() -> None:
             try:
-                reduce_into(self.comm, tensors, average)
+                finish(self.comm, packed, average)
             except BaseException as e:
                 fut.set_exception(e)  # type: ignore[arg-type]
                 return
