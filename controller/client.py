@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -35,6 +36,47 @@ class ControllerCallError(Exception):
 
 class ControllerUnreachable(ControllerCallError):
     pass
+
+
+@dataclass(frozen=True)
+class AggAddress:
+    mac: str
+    ipv4: str
+    udp_port: int
+
+
+@dataclass(frozen=True)
+class JobAssignment:
+    """What a worker needs from its join, as plain typed values."""
+
+    job_id: int
+    name: str
+    world_size: int
+    slot_base: int
+    slot_count: int
+    epoch: int
+    k: int
+    aggregation: AggAddress
+    ready: bool
+    members: tuple[int, ...]  # ranks joined so far
+    lease_until: float  # unix time; heartbeat well before it
+
+    @classmethod
+    def from_message(cls, m: Any) -> JobAssignment:
+        a = m.aggregation
+        return cls(
+            job_id=int(m.job_id),
+            name=str(m.name),
+            world_size=int(m.world_size),
+            slot_base=int(m.slot_base),
+            slot_count=int(m.slot_count),
+            epoch=int(m.epoch),
+            k=int(m.k),
+            aggregation=AggAddress(str(a.mac), str(a.ipv4), int(a.udp_port)),
+            ready=bool(m.ready),
+            members=tuple(int(x.rank) for x in m.members),
+            lease_until=float(m.lease_until),
+        )
 
 
 def _message(cls: Any, **fields: Any) -> Any:
@@ -94,7 +136,9 @@ class ControllerClient:
         udp_port: int,
         slots: int = 0,
         wait_ready_timeout: float = 0.0,
-    ) -> Any:
+    ) -> JobAssignment:
+        """Join (creating the job if it is new); with `wait_ready_timeout` > 0, return only
+        when every rank has joined (DEADLINE_EXCEEDED naming the missing ranks otherwise)."""
         req = _message(
             pb.JoinRequest,
             job=job,
@@ -106,12 +150,11 @@ class ControllerClient:
             slots=slots,
             wait_ready_timeout=wait_ready_timeout,
         )
-        return self._rpc("Join", req, wait_ready_timeout)
+        return JobAssignment.from_message(self._rpc("Join", req, wait_ready_timeout))
 
-    def wait_ready(self, job: str, timeout: float) -> Any:
-        return self._rpc(
-            "WaitReady", _message(pb.WaitReadyRequest, job=job, timeout=timeout), timeout
-        )
+    def wait_ready(self, job: str, timeout: float) -> JobAssignment:
+        req = _message(pb.WaitReadyRequest, job=job, timeout=timeout)
+        return JobAssignment.from_message(self._rpc("WaitReady", req, timeout))
 
     def heartbeat(self, job: str, rank: int = -1) -> float:
         return float(

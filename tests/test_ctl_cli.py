@@ -359,3 +359,25 @@ def test_client_refuses_values_the_api_cannot_carry(ctl: tuple[JobManager, Memor
         with pytest.raises(ControllerCallError):
             cl.join("j", 0, 2, "02:00:00:00:00:01", "10.0.0.1", -7000)
     assert ctl[0].jobs() == []
+
+
+def test_wait_ready_returns_a_typed_assignment_or_names_missing_ranks(
+    ctl: tuple[JobManager, MemorySwitch],
+) -> None:
+    import grpc
+
+    from controller.client import ControllerCallError, ControllerClient, JobAssignment
+
+    with ControllerClient() as cl:
+        first = cl.join("w", 0, 3, "02:00:00:00:00:01", "10.0.0.1", 7000)
+        assert isinstance(first, JobAssignment) and first.members == (0,) and not first.ready
+        with pytest.raises(ControllerCallError) as e:
+            cl.wait_ready("w", 0.05)
+        assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "missing ranks [1, 2]" in e.value.message
+        cl.join("w", 1, 3, "02:00:00:00:00:02", "10.0.0.2", 7001)
+        cl.join("w", 2, 3, "02:00:00:00:00:03", "10.0.0.3", 7002)
+        done = cl.wait_ready("w", 5)
+        assert done.ready and done.members == (0, 1, 2) and done.job_id == first.job_id
+        assert (done.slot_base, done.slot_count, done.k) == (0, 256, 64)
+        assert done.aggregation.ipv4 == "10.0.0.254" and done.epoch == first.epoch
