@@ -25,10 +25,12 @@ from .codegen import (
     RESUBMIT,
     Codegen,
     Generated,
+    width_of,
 )
 from .control import (
     ActionCall,
     CloneSession,
+    ControlError,
     CounterValue,
     DigestMessage,
     FieldMatch,
@@ -191,7 +193,7 @@ class Pipeline:
         keys = []
         for k in t.get("keys", []):
             kt = k["expr"].get("type", {})
-            keys.append(KeySpec(k["name"], k["match_kind"], int(kt.get("width", 1))))
+            keys.append(KeySpec(k["name"], k["match_kind"], width_of(kt)))
         d = t.get("default_action") or {"name": "NoAction", "args": [], "const": False}
         if d["name"] not in infos and d["name"] in actions:
             a = actions[d["name"]]
@@ -212,7 +214,7 @@ class Pipeline:
             )
             for ce in t.get("const_entries", []):
                 table.insert(const_entry(t, ce))
-        except InvalidArgumentError as exc:
+        except ControlError as exc:
             raise PipelineError(f"table {t['name']}: {exc}") from exc
         cell: list[Any] = [table.lookup, table.default]
         table.cell = cell  # type: ignore[attr-defined]
