@@ -158,3 +158,66 @@ def test_two_workers_aggregate_through_controller_installed_state(
         api.stop()
         sw.close()
         mgr.store.close()
+
+
+def test_serve_pushes_the_default_build_files_to_p4reduce_switch(
+    build: Path, switch: tuple[str, dict[int, int]], tmp_path: Path
+) -> None:
+    import shutil
+    import signal
+
+    address, _ = switch
+    (tmp_path / "build").mkdir()
+    for f in ("aggregator.json", "aggregator.p4info.txtpb"):
+        shutil.copy(build / f, tmp_path / "build" / f)
+    (tmp_path / "topo.json").write_text(
+        json.dumps(
+            {
+                "aggregation": {"mac": "02:00:00:00:00:fe", "ipv4": "10.0.0.254"},
+                "hosts": [
+                    {"name": "h1", "mac": "02:00:00:00:00:01", "ipv4": "10.0.0.1", "port": 1}
+                ],
+            }
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "controller.cli",
+            "serve",
+            "--switch",
+            address,
+            "--topology",
+            "topo.json",
+            "--listen",
+            "127.0.0.1:0",
+            "--num-slots",
+            "1024",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "as primary" in line, line
+        api = line.split("controller API on ")[1].split(";")[0]
+        r = subprocess.run(
+            [sys.executable, "-m", "controller.cli", "--controller", api, "--json", "switch"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
+        )
+        assert r.returncode == 0, r.stderr
+        info = json.loads(r.stdout)
+        assert info["primary"] and "(pushed)" in info["pipeline"]
+        assert (tmp_path / "p4reduce-controller.db").exists()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0
