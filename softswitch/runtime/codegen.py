@@ -181,7 +181,7 @@ class Codegen:
         if op == "stack_last":
             st = self.lay.stacks[self.path_key(e["stack"], ctx)]
             nxt = f"S[{st.next_index}]"
-            idx = f"_last_index({nxt}, off)" if ctx.in_parser else f"max({nxt} - 1, 0)"
+            idx = f"_last_index({nxt}, off, {self._err('StackOutOfBounds')})" if ctx.in_parser else f"max({nxt} - 1, 0)"
         elif op == "stack_elem" and e["index"].get("op") != "const":
             st = self.lay.stacks[self.path_key(e["stack"], ctx)]
             idx = f"min({self.ex(e['index'], ctx)}, {len(st.elems) - 1})"
@@ -264,7 +264,7 @@ class Codegen:
             if not ctx.in_parser:
                 raise PipelineError("lookahead outside a parser")
             w = width_of(t)
-            return f"_la(data, off, L, {w})"
+            return f"_la(data, off, L, {w}, {self._err('PacketTooShort')})"
         if op == "stack_last_index":
             st = self.lay.stacks[self.path_key(e["stack"], ctx)]
             return f"((S[{st.next_index}] - 1) & 0xFFFFFFFF)"

@@ -83,16 +83,16 @@ def _sat(a: int, b: int, w: int, sign: int) -> int:
     return max(lo, min(hi, r)) & ((1 << w) - 1)
 
 
-def _la(data: bytes, off: int, length: int, w: int) -> int:
+def _la(data: bytes, off: int, length: int, w: int, too_short: int) -> int:
     n = (w + 7) // 8
     if off + n > length:
-        raise _PErr(1, off)
+        raise _PErr(too_short, off)
     return int.from_bytes(data[off : off + n], "big") >> (n * 8 - w)
 
 
-def _last_index(next_index: int, off: int) -> int:
+def _last_index(next_index: int, off: int, out_of_bounds: int) -> int:
     if next_index == 0:
-        raise _PErr(3, off)  # StackOutOfBounds: `last` of an empty stack
+        raise _PErr(out_of_bounds, off)  # `last` of an empty stack
     return next_index - 1
 
 
