@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from softswitch.p4 import CompileError, compile_file
+from softswitch.p4 import CompileError, compile_file, compile_source
 from softswitch.p4.ir import dumps
 
 HERE = Path(__file__).parent / "p4"
@@ -50,6 +50,8 @@ def helpers(ir: dict[str, Any]) -> dict[str, Any]:
         "ctrl": lambda n: ir["controls"][n]["body"],
         "state": lambda n: ir["parsers"][ir["pipeline"]["parser"]]["states"][n],
         "bit": lambda w: {"kind": "bit", "width": w},
+        # declaration position, checked on its own by test_declaration_order
+        "unordered": lambda o: {k: v for k, v in o.items() if k != "order"},
     }
 
 
@@ -87,3 +89,34 @@ def test_bad(path: Path) -> None:
 def test_deterministic() -> None:
     for p in GOOD[:10]:
         assert dumps(compile_file(p)) == dumps(compile_file(p))
+
+
+def test_declaration_order_is_recorded_for_p4info() -> None:
+    """P4Info lists objects in declaration order, which the name-sorted IR lists lose."""
+    ir = compile_source(
+        """
+#include <core.p4>
+#include <v1model.p4>
+struct H {}
+struct M { bit<8> x; }
+parser P(packet_in p, out H h, inout M m, inout standard_metadata_t s) { state start { transition accept; } }
+control V(inout H h, inout M m) { apply {} }
+control I(inout H h, inout M m, inout standard_metadata_t s) {
+    register<bit<8>>(4) zreg;
+    action zeta() { m.x = 1; }
+    action alpha() { m.x = 2; }
+    table zt { key = { m.x: exact; } actions = { zeta; alpha; } }
+    table at { key = { m.x: exact; } actions = { alpha; } }
+    register<bit<8>>(4) areg;
+    apply { zt.apply(); at.apply(); }
+}
+control E(inout H h, inout M m, inout standard_metadata_t s) { apply {} }
+control C(inout H h, inout M m) { apply {} }
+control D(packet_out p, in H h) { apply {} }
+V1Switch(P(), V(), I(), E(), C(), D()) main;
+""",
+        "order.p4",
+    )
+    order = {o["name"]: o["order"] for kind in ("actions", "tables", "registers") for o in ir[kind]}
+    assert order["NoAction"] < order["I.zreg"] < order["I.zeta"] < order["I.alpha"]
+    assert order["I.alpha"] < order["I.zt"] < order["I.at"] < order["I.areg"]

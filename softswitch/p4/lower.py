@@ -180,6 +180,12 @@ class Lowerer:
         self.obj_names: dict[str, Loc] = {}
         self.tmp_counter = 0
         self.main: A.InstanceDecl | None = None
+        # Declaration position of every action, table and extern instance, in source order:
+        # the P4Info emitter lists objects in p4c's declaration order, which the IR's sorted
+        # lists would otherwise lose. Keyed by identity because inlining lowers one
+        # declaration under several names.
+        self.decl_order: dict[int, int] = {}
+        self.action_decls: dict[str, A.ActionDecl] = {}
 
     # ==== declarations =======================================================================
     def declare_global(self, name: str, loc: Loc) -> None:
@@ -188,7 +194,14 @@ class Lowerer:
             raise error(loc, f"duplicate declaration of '{name}' (first declared at {prev.file}:{prev.line})")
         self.global_names[name] = loc
 
+    def number_decls(self, decls: list[A.Decl]) -> None:
+        for d in decls:
+            self.decl_order[id(d)] = len(self.decl_order)
+            if isinstance(d, (A.ControlDecl, A.ParserDecl)):
+                self.number_decls(d.locals)
+
     def run(self) -> IR:
+        self.number_decls(self.prog.decls)
         for d in self.prog.decls:
             self.top_decl(d)
         if self.main is None:
@@ -1053,9 +1066,14 @@ class Lowerer:
         self.obj_names[name] = loc
 
     def lower_action(self, b: ActionB) -> IR:
+        d = b.decl
+        first = self.action_decls.setdefault(b.qname, d)
+        if first is not d:
+            # p4c refuses this too: one P4Info name would stand for two different bodies.
+            raise error(d.loc, f"two actions are named '{b.qname}' (the other is at "
+                               f"{first.loc.file}:{first.loc.line})")
         if b.qname in self.actions:
             return self.actions[b.qname]
-        d = b.decl
         params_ir: list[IR] = []
         scope = Scope(parent=b.scope)
         for p in d.params:
@@ -1067,7 +1085,7 @@ class Lowerer:
                                          f"'{p.name}': it is {'a directionless' if p.direction == 'none' else 'an in'} action parameter"), p.loc)
             params_ir.append({"name": p.name, "type": pt, "dir": p.direction, "annotations": anno_ir(p.annotations)})
         ir: IR = {"name": b.qname, "annotations": anno_ir(d.annotations), "params": params_ir,
-                  "locals": [], "body": [], "id": self.obj_id(d)}
+                  "locals": [], "body": [], "id": self.obj_id(d), "order": self.decl_order.get(id(d))}
         self.actions[b.qname] = ir
         ctx = Ctx("action", b.qname, b.qname + ".", scope, ir["locals"], set(), action=d)
         assert d.body is not None
@@ -1137,7 +1155,8 @@ class Lowerer:
         args = self.bind_args(m, call, ctx, env, f"constructor of '{name}'")
         q = self.qualified(d, ctx.prefix)
         self.claim(q, d.loc)
-        common = {"name": q, "annotations": anno_ir(d.annotations), "id": self.obj_id(d)}
+        common = {"name": q, "annotations": anno_ir(d.annotations), "id": self.obj_id(d),
+                  "order": self.decl_order.get(id(d))}
         ir: IR | None = None
         if name == "register":
             ir = {**common, "size": self.size_arg(args[0], d), "type": env["T"]}
@@ -1277,6 +1296,7 @@ class Lowerer:
             "default_action": default, "const_entries": entries, "entries_const": d.entries_const,
             "size": size, "size_explicit": size_explicit, "direct_counter": dcounter,
             "direct_meter": dmeter, "implementation": None, "id": self.obj_id(d),
+            "order": self.decl_order.get(id(d)),
         })
         self.tables[tb.qname] = tb.ir
 

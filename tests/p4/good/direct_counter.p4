@@ -1,4 +1,4 @@
-// expect: ir["direct_counters"][0] == {"name": "MyIngress.dc", "table": "MyIngress.t", "counter_type": "packets_and_bytes", "annotations": [], "id": None}
+// expect: unordered(ir["direct_counters"][0]) == {"name": "MyIngress.dc", "table": "MyIngress.t", "counter_type": "packets_and_bytes", "annotations": [], "id": None}
 // expect: table("MyIngress.t")["direct_counter"] == "MyIngress.dc"
 // expect: ir["direct_meters"][0]["table"] == "MyIngress.u"
 #include <core.p4>

@@ -1,4 +1,4 @@
-// expect: register("MyIngress.r") == {"name": "MyIngress.r", "size": 1024, "type": bit(32), "annotations": [], "id": None}
+// expect: unordered(register("MyIngress.r")) == {"name": "MyIngress.r", "size": 1024, "type": bit(32), "annotations": [], "id": None}
 // expect: find(ctrl("MyIngress"), stmt="method", method="read")[0]["args"][0]["path"] == ["meta", "x"]
 // expect: find(ctrl("MyIngress"), stmt="method", method="write")[0]["object"] == "MyIngress.r"
 #include <core.p4>
