@@ -1,7 +1,7 @@
 """Hash and checksum algorithms of v1model, with the results BMv2 computes.
 
 The data of a hash or checksum is the concatenation of its fields' bits, handed over as
-bytes (the generated code packs them). crc32 is zlib's; crc16 is BMv2's reflected 0x8005
+bytes (the generated code packs them, zero-padding on the left to whole bytes). crc32 is zlib's; crc16 is BMv2's reflected 0x8005
 variant (CRC-16/ARC); csum16 is the Internet checksum (RFC 1071).
 """
 
@@ -70,14 +70,3 @@ ALGORITHMS: dict[str, Callable[[bytes], int]] = {
     "xor16": xor16,
     "identity": identity,
 }
-
-
-def pack_bits(values: tuple[int, ...], widths: tuple[int, ...]) -> bytes:
-    """Concatenate fields MSB first; a total that is not whole bytes is zero-padded on the
-    left, as the fields are handed over as one big number."""
-    acc = 0
-    total = 0
-    for v, w in zip(values, widths, strict=True):
-        acc = (acc << w) | (v & ((1 << w) - 1))
-        total += w
-    return acc.to_bytes((total + 7) // 8, "big")

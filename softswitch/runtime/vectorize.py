@@ -491,7 +491,6 @@ def analyse(ir: dict[str, Any], plan: VectorPlan, gen: Any) -> None:
         collect(ctl.get("body", []))
     for a in ir.get("actions", []):
         collect(a.get("body", []))
-    pending: list[tuple[int, int, list[str], int]] = []
     for stmts in lists:
         i = 0
         while i < len(stmts):
@@ -516,7 +515,6 @@ def analyse(ir: dict[str, Any], plan: VectorPlan, gen: Any) -> None:
                     i += 1
                     continue
                 plan.runs[(id(stmts), i)] = Run(j - i, lines)
-                pending.append((id(stmts), i, lines, j - i))
                 i = j
             else:
                 i += 1
