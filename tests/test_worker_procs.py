@@ -32,6 +32,18 @@ def rank_main(job: JobSpec, timeout_s: float, out: Any) -> None:
         out.put((job.rank, type(exc).__name__, str(exc)))
 
 
+def rank_loop(job: JobSpec, timeout_s: float, out: Any) -> None:
+    """Allreduce over and over, reporting after the first call, until something fails."""
+    try:
+        with Communicator(job, timeout_s=timeout_s) as comm:
+            for i in range(100_000):
+                comm.allreduce(np.full(500, i, np.int32))
+                if i == 0:
+                    out.put((job.rank, "progress", ""))
+    except Exception as exc:
+        out.put((job.rank, type(exc).__name__, str(exc)))
+
+
 def sleeper() -> None:
     time.sleep(60)
 
@@ -119,3 +131,38 @@ def test_killing_a_worker_fails_the_others_within_the_bound() -> None:
         kind, message = got[r]
         assert kind == "AllreduceTimeout"
         assert f"allreduce of job {JOB}" in message and "slot" in message
+
+
+@pytest.mark.timeout(120)
+def test_killing_a_worker_mid_stream_fails_the_others() -> None:
+    world, slots = 3, 8
+    sw = RefSwitch()
+    sw.add_job(JOB, slots, world)
+    ctx = mp.get_context("spawn")
+    # one queue per rank: a process killed while writing to a shared queue can leave its
+    # lock held and block the survivors' reports
+    outs = [ctx.Queue() for _ in range(world)]
+    with RefSwitchServer(sw, world) as srv:
+        procs = [ctx.Process(target=rank_loop, args=(spec(srv, r, world, slots), 2.0, outs[r]))
+                 for r in range(world)]
+        for p in procs:
+            p.start()
+        try:
+            assert outs[2].get(timeout=60)[1] == "progress"  # the victim is streaming
+            procs[2].kill()
+            procs[2].join()
+            final: dict[int, tuple[str, str]] = {}
+            for r in range(world - 1):
+                kind = "progress"
+                while kind == "progress":
+                    _, kind, message = outs[r].get(timeout=60)
+                final[r] = (kind, message)
+        finally:
+            for p in procs:
+                p.join(timeout=10)
+                if p.is_alive():
+                    p.kill()
+    for r in range(world - 1):
+        kind, message = final[r]
+        assert kind == "AllreduceTimeout", message
+        assert f"allreduce of job {JOB}" in message
