@@ -50,11 +50,13 @@ class MemorySwitch:
         self.primary = primary
         self.counters: dict[tuple[str, int], tuple[int, int]] = {}
         self.writes = 0
+        self.reads = 0
 
     def is_primary(self) -> bool:
         return self.primary
 
     def read_rows(self, tables: tuple[str, ...]) -> list[Row]:
+        self.reads += 1
         return [r for r in self.rows.values() if r.table in tables]
 
     def read_groups(self) -> dict[int, Replicas]:

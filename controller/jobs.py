@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from controller import p4names as n
 from controller.allocator import Extent, SlotAllocator
 from controller.backend import SwitchBackend
-from controller.entities import desired
+from controller.entities import Desired, desired
 from controller.errors import (
     AlreadyExists,
     Exhausted,
@@ -70,25 +70,36 @@ class JobManager:
         self.settings = settings or Settings()
         self.clock = clock
         self._cv = threading.Condition()
+        self._known: Desired | None = None
+        self.last_plan = Plan([])
         self.alloc = SlotAllocator(self.settings.num_slots)
         for j in store.jobs():
             self.alloc.restore(j.name, j.base, j.count)
 
     # -- switch sync ---------------------------------------------------------------
-    def _sync(self) -> Plan:
+    def _sync(self, full: bool = False) -> Desired:
+        """Make the switch match the store. Between full reads, the switch is assumed to
+        hold what the last successful sync wrote (`_known`), so a join costs only its own
+        writes instead of a read of every entry."""
         want = desired(self.topo, self.store.jobs(), self.store.members())
-        return reconcile(self.switch, want)
+        have = None if full else self._known
+        self._known = None  # unknown until the write and the commit succeed
+        self.last_plan = reconcile(self.switch, want, have)
+        return want
 
     def start(self) -> Plan:
-        """Reconcile at start-up; a backup controller only looks."""
+        """Full reconcile (read back everything): at start-up, after a reconnect or a
+        promotion, and periodically against drift. A backup controller only looks."""
         with self._cv:
             if not self.switch.is_primary():
                 return Plan([])
-            return self._sync()
+            self._known = self._sync(full=True)
+            return self.last_plan
 
     def replace_switch(self, switch: SwitchBackend) -> None:
         with self._cv:
             self.switch = switch
+            self._known = None
 
     def _require_primary(self) -> None:
         if not self.switch.is_primary():
@@ -211,7 +222,8 @@ class JobManager:
             with self.store.transaction():
                 self._load_alloc()
                 view = fn()
-                self._sync()
+                want = self._sync()
+            self._known = want
         finally:
             self._load_alloc()
         self._cv.notify_all()

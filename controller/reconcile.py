@@ -25,9 +25,13 @@ class Plan:
         return out
 
 
-def plan(switch: SwitchBackend, want: Desired) -> Plan:
-    have_rows = {r.ident: r for r in switch.read_rows(OWNED_TABLES)}
-    have_groups = switch.read_groups()
+def read_back(switch: SwitchBackend) -> Desired:
+    """What the switch holds in the tables and groups the controller owns."""
+    return Desired({r.ident: r for r in switch.read_rows(OWNED_TABLES)}, switch.read_groups())
+
+
+def diff(have: Desired, want: Desired) -> Plan:
+    have_rows, have_groups = have.rows, have.groups
     deletes: list[Update] = []
     modifies: list[Update] = []
     inserts: list[Update] = []
@@ -50,8 +54,14 @@ def plan(switch: SwitchBackend, want: Desired) -> Plan:
     return Plan(deletes + modifies + inserts)
 
 
-def reconcile(switch: SwitchBackend, want: Desired) -> Plan:
-    p = plan(switch, want)
+def plan(switch: SwitchBackend, want: Desired) -> Plan:
+    return diff(read_back(switch), want)
+
+
+def reconcile(switch: SwitchBackend, want: Desired, have: Desired | None = None) -> Plan:
+    """Write the difference. `have` is what the switch is known to hold (from the last
+    reconcile); None reads it back, which costs one read of every owned entry."""
+    p = diff(have if have is not None else read_back(switch), want)
     if p.updates:
         switch.write(p.updates)
     return p

@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -95,6 +96,13 @@ def add_serve_parser(sub: Any) -> None:
     )
     s.add_argument("--lease", type=float, default=60.0, help="job lease in seconds (default 60)")
     s.add_argument(
+        "--resync",
+        type=float,
+        default=60.0,
+        help="seconds between full read-backs that repair entries changed behind the"
+        " controller's back (default 60)",
+    )
+    s.add_argument(
         "--memory-switch",
         action="store_true",
         help="no switch: keep entries in memory (to try the API and CLI)",
@@ -133,10 +141,17 @@ class Watch:
     switch whose stream ended, and take over (pipeline check and reconcile) when this
     controller is promoted from backup to primary."""
 
-    def __init__(self, mgr: JobManager, reconnect: Callable[[], SwitchBackend] | None) -> None:
+    def __init__(
+        self,
+        mgr: JobManager,
+        reconnect: Callable[[], SwitchBackend] | None,
+        resync_seconds: float = 60.0,
+    ) -> None:
         self.mgr = mgr
         self.reconnect = reconnect
         self.was_primary = mgr.switch.is_primary()
+        self.resync_seconds = resync_seconds
+        self.last_resync = time.monotonic()
 
     def tick(self) -> None:
         sw = self.mgr.switch
@@ -160,6 +175,12 @@ class Watch:
                 refresh()
             plan = self.mgr.start()
             log.warning("primary for the switch now: reconciled %s", plan.summary())
+        elif primary and time.monotonic() - self.last_resync >= self.resync_seconds:
+            # entries changed behind the controller's back are repaired here at the latest
+            plan = self.mgr.start()
+            self.last_resync = time.monotonic()
+            if plan.updates:
+                log.warning("switch had drifted from the store: repaired %s", plan.summary())
         self.was_primary = primary
         for name in self.mgr.reap():
             log.warning("lease of job %s expired: reclaimed", name)
@@ -200,7 +221,7 @@ def run_serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     interval = max(0.05, min(2.0, args.lease / 4))
-    watch = Watch(mgr, None if args.memory_switch else lambda: connect(args))
+    watch = Watch(mgr, None if args.memory_switch else lambda: connect(args), args.resync)
     while not stop.wait(interval):
         try:
             watch.tick()

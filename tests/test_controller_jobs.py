@@ -332,3 +332,21 @@ def test_random_jobs_never_overlap_and_busy_jobs_never_move(
         }
         assert len({v.job.epoch for v in views}) == len(views)
     mgr.store.close()
+
+
+def test_changes_write_only_their_difference_and_watch_repairs_drift(tmp_path: Path) -> None:
+    from controller.serve import Watch
+
+    mgr, sw, _ = make(tmp_path)
+    reads = sw.reads
+    join(mgr, "a", 0, 2)
+    writes = sw.writes
+    join(mgr, "a", 1, 2)
+    assert sw.reads == reads  # no read-back per change
+    assert sw.writes - writes == 3  # member + rewrite inserts, group modify
+    good = dict(sw.rows)
+    del sw.rows[(n.TABLE_MEMBERS, (1, 0, 0x0A000001))]
+    Watch(mgr, None, resync_seconds=3600).tick()
+    assert dict(sw.rows) != good  # not yet time for a full read-back
+    Watch(mgr, None, resync_seconds=0).tick()
+    assert dict(sw.rows) == good and sw.reads == reads + 1
