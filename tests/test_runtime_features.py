@@ -199,3 +199,23 @@ def test_csum16_matches_rfc1071_reference() -> None:
     cases += [rng.randbytes(rng.randrange(0, 64)) for _ in range(2000)]
     for data in cases:
         assert csum16(data) == _csum_reference(data), data.hex()
+
+
+def test_hash_data_not_whole_bytes_is_padded_at_the_end() -> None:
+    from runtime_ir import bit
+
+    identity = {"op": "enum_member", "enum": "HashAlgorithm", "member": "identity",
+                "type": {"kind": "enum", "name": "HashAlgorithm"}}
+    ir = program(
+        headers={"ethernet": ETH},
+        meta=[("a", bit(4)), ("b", bit(8)), ("h", bit(32))],
+        parser_states={"start": {"body": [extract("hdr.ethernet", "ethernet_t")],
+                                 "transition": {"kind": "direct", "next": "accept"}}},
+        ingress=[
+            assign(f("meta.a", 4), c(0xA, 4)),
+            assign(f("meta.b", 8), c(0xBC, 8)),
+            extern("hash", f("meta.h", 32), identity, c(0, 32), _data(f("meta.a", 4), f("meta.b", 8)), c(0, 32)),
+            assign(f("hdr.ethernet.srcAddr", 48), {"op": "cast", "arg": f("meta.h", 32), "type": bit(48)}),
+        ])
+    [(_, out)] = Pipeline(ir).process(0, bytes(14))
+    assert out[6:12] == b"\x00\x00\x00\x00\xab\xc0"  # 1010 1011 1100 then 4 zero bits

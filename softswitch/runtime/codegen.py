@@ -591,13 +591,16 @@ class Codegen:
             widths.append(width_of(it["type"]))
         if not vals:
             return "b''"
+        # BMv2 packs the fields MSB first from the first bit of a zeroed buffer, so a total
+        # that is not whole bytes is padded with zero bits at the end
         total = sum(widths)
+        pad = (-total) % 8
         parts = []
-        shift = total
+        shift = total + pad
         for v, w in zip(vals, widths, strict=True):
             shift -= w
             parts.append(f"(({v} & {(1 << w) - 1}) << {shift})" if shift else f"({v} & {(1 << w) - 1})")
-        return f"({' | '.join(parts)}).to_bytes({(total + 7) // 8}, 'big')"
+        return f"({' | '.join(parts)}).to_bytes({(total + pad) // 8}, 'big')"
 
     def _algo(self, e: Expr) -> str:
         if e.get("op") == "enum_member":

@@ -1,7 +1,8 @@
 """Hash and checksum algorithms of v1model, with the results BMv2 computes.
 
 The data of a hash or checksum is the concatenation of its fields' bits, handed over as
-bytes (the generated code packs them, zero-padding on the left to whole bytes). crc32 is zlib's; crc16 is BMv2's reflected 0x8005
+bytes (the generated code packs them MSB first, zero bits padding the end to whole
+bytes, as BMv2's buffer builder does). crc32 is zlib's; crc16 is BMv2's reflected 0x8005
 variant (CRC-16/ARC); csum16 is the Internet checksum (RFC 1071).
 """
 
