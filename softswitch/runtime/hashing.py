@@ -59,7 +59,8 @@ def xor16(data: bytes) -> int:
 
 
 def identity(data: bytes) -> int:
-    return int.from_bytes(data, "big")
+    # BMv2's identity keeps only the first 8 bytes of the data
+    return int.from_bytes(data[:8], "big")
 
 
 ALGORITHMS: dict[str, Callable[[bytes], int]] = {
