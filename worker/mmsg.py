@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import socket
 import struct
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 MSG_DONTWAIT = 0x40
 
@@ -119,8 +122,10 @@ class BatchSocket:
             try:
                 self.sock.sendto(d, self.dest)
                 sent += 1
-            except (BlockingIOError, InterruptedError):
-                continue
+            except OSError as exc:
+                # a full buffer or an unreachable network is a lost packet: the streamer
+                # resends, and its progress timeout reports a network that stays down
+                log.debug("send to %s failed: %s", self.dest, exc)
         return sent
 
     def recv_ready(self) -> list[bytes]:
@@ -134,6 +139,6 @@ class BatchSocket:
         for _ in range(self._batch):
             try:
                 out.append(self.sock.recv(self._size))
-            except (BlockingIOError, InterruptedError):
+            except OSError:  # nothing queued (or an ICMP error report): no datagram
                 break
         return out
