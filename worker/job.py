@@ -24,7 +24,9 @@ class JobSpec:
     `local_*` is this worker's address as the switch's `members`/`result_rewrite` tables
     know it. With transport "tunnel", frames go to `tunnel_host:tunnel_port`, the
     softswitch's UDP tunnel port for this worker, and `local_port` is only written into
-    the frames (0 picks the tunnel socket's own port).
+    the frames (0 picks the tunnel socket's own port). With transport "udp" the kernel
+    socket binds local_ip:local_port, which must be what the switch's `result_rewrite`
+    entry sends results to (0 binds an ephemeral port: only for tests that learn it).
     """
 
     job_id: int
