@@ -134,13 +134,19 @@ def cmd_slots(c: ControllerClient, a: argparse.Namespace, o: Out) -> None:
         ("first", "last", "count", "held by"),
         [[e.base, e.base + e.count - 1, e.count, e.job or "(free)"] for e in m.extents],
     )
+    # One character per 1/64 of the space: a letter per job (legend below), '.' free.
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    jobs = [e.job for e in m.extents if e.job]
+    mark = {name: letters[i % len(letters)] for i, name in enumerate(jobs)}
     width = 64
     bar = []
     for i in range(width):
         slot = i * m.total // width
         owner = next((e.job for e in m.extents if e.base <= slot < e.base + e.count), "")
-        bar.append("." if not owner else owner[0])
+        bar.append(mark.get(owner, "."))
     o.console.print("map: [" + "".join(bar) + "]", markup=False)
+    if jobs:
+        o.console.print("     " + "  ".join(f"{mark[j]}={j}" for j in jobs), markup=False)
 
 
 def cmd_counters(c: ControllerClient, a: argparse.Namespace, o: Out) -> None:

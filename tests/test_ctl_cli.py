@@ -117,7 +117,8 @@ def test_job_lifecycle_tables_and_json(
         (356, 668, ""),
     ]
     code, out, _ = run(capsys, "slots")
-    assert code == 0 and "668 of 1024 slots free" in out and "map: [" in out
+    assert code == 0 and "668 of 1024 slots free" in out
+    assert "map: [" + "A" * 7 + "B" * 16 + "." * 41 + "]" in out and "A=alpha  B=beta" in out
     sw.counters[(n.COUNTER_AGGREGATED, created["job_id"])] = (42, 4200)
     sw.counters[(n.COUNTER_REJECTED, n.REJECT_NOT_MEMBER)] = (3, 300)
     c = run_json(capsys, "counters", "beta")
