@@ -219,3 +219,29 @@ def test_hash_data_not_whole_bytes_is_padded_at_the_end() -> None:
         ])
     [(_, out)] = Pipeline(ir).process(0, bytes(14))
     assert out[6:12] == b"\x00\x00\x00\x00\xab\xc0"  # 1010 1011 1100 then 4 zero bits
+
+
+def test_hash_leaves_out_fields_of_invalid_headers() -> None:
+    from runtime_ir import bit, emit
+
+    identity = {"op": "enum_member", "enum": "HashAlgorithm", "member": "identity",
+                "type": {"kind": "enum", "name": "HashAlgorithm"}}
+    ir = program(
+        headers={"ethernet": ETH, "tag": ("tag_t", [("v", 8)])},
+        meta=[("h", bit(32))],
+        parser_states={"start": {"body": [extract("hdr.ethernet", "ethernet_t")],
+                                 "transition": {"kind": "select", "keys": [f("hdr.ethernet.etherType", 16)],
+                                                "cases": [{"keysets": [{"kind": "value", "value": 0x9999}], "next": "tag"},
+                                                          {"keysets": [{"kind": "default"}], "next": "accept"}]}},
+                       "tag": {"body": [extract("hdr.tag", "tag_t")], "transition": {"kind": "direct", "next": "accept"}}},
+        ingress=[
+            extern("hash", f("meta.h", 32), identity, c(0, 32),
+                   _data(f("hdr.tag.v", 8), f("hdr.ethernet.etherType", 16)), c(0, 32)),
+            assign(f("hdr.ethernet.srcAddr", 48), {"op": "cast", "arg": f("meta.h", 32), "type": bit(48)}),
+        ],
+        deparser=[emit("hdr.ethernet", "ethernet_t"), emit("hdr.tag", "tag_t")])
+    p = Pipeline(ir)
+    [(_, out)] = p.process(0, bytes(12) + b"\x99\x99" + b"\x5a")
+    assert out[6:12] == b"\x00\x00\x00\x5a\x99\x99"  # tag valid: both fields
+    [(_, out)] = p.process(0, bytes(12) + b"\x12\x34" + b"\x5a")
+    assert out[6:12] == b"\x00\x00\x00\x00\x12\x34"  # tag invalid: its field is left out

@@ -572,23 +572,35 @@ class Codegen:
 
     # ---- externs -------------------------------------------------------------------------
     def _data_bytes(self, e: Expr, ctx: _Ctx) -> str:
+        """Code for the bytes a hash or checksum runs over. BMv2 leaves out the fields of
+        invalid headers; the common case (all of them valid) is one inline expression."""
         items = e["items"] if e["op"] == "list" else [e]
-        vals, widths = [], []
+        vals: list[str] = []
+        widths: list[int] = []
+        valids: list[int | None] = []
         for it in items:
             kind = it.get("type", {}).get("kind")
             if kind in ("header", "struct"):
                 key = self.path_key(it, ctx)
                 if key in self.lay.headers:
-                    fs: list[FieldSlot] = self.lay.headers[key].fields
+                    h = self.lay.headers[key]
+                    fs: list[FieldSlot] = h.fields
                     vals += [f"S[{f.slot}]" for f in fs]
                     widths += [f.width for f in fs]
+                    valids += [h.valid] * len(fs)
                 else:
                     for sl, t in self.lay.struct_scalars[key]:
                         vals.append(f"S[{sl}]")
                         widths.append(width_of(t))
+                        valids.append(None)
                 continue
             vals.append(self.ex(it, ctx))
             widths.append(width_of(it["type"]))
+            valid = None
+            if it.get("op") == "field" and "base" not in it and it["path"][0] == "hdr":
+                owner = self.lay.headers.get(tuple(str(p) for p in it["path"][:-1]))
+                valid = owner.valid if owner is not None else None
+            valids.append(valid)
         if not vals:
             return "b''"
         # BMv2 packs the fields MSB first from the first bit of a zeroed buffer, so a total
@@ -600,7 +612,16 @@ class Codegen:
         for v, w in zip(vals, widths, strict=True):
             shift -= w
             parts.append(f"(({v} & {(1 << w) - 1}) << {shift})" if shift else f"({v} & {(1 << w) - 1})")
-        return f"({' | '.join(parts)}).to_bytes({(total + pad) // 8}, 'big')"
+        fast = f"({' | '.join(parts)}).to_bytes({(total + pad) // 8}, 'big')"
+        slots = sorted({v for v in valids if v is not None})
+        if not slots:
+            return fast
+        items_code = ", ".join(
+            f"({v}, {w}, {'True' if vs is None else f'S[{vs}]'})"
+            for v, w, vs in zip(vals, widths, valids, strict=True)
+        )
+        cond = " and ".join(f"S[{v}]" for v in slots)
+        return f"({fast} if {cond} else _pack_valid(({items_code},)))"
 
     def _algo(self, e: Expr) -> str:
         if e.get("op") == "enum_member":

@@ -72,3 +72,16 @@ ALGORITHMS: dict[str, Callable[[bytes], int]] = {
     "xor16": xor16,
     "identity": identity,
 }
+
+
+def pack_valid(items: tuple[tuple[int, int, bool], ...]) -> bytes:
+    """(value, width, present) fields concatenated MSB first, absent ones left out, zero
+    bits padding the end to whole bytes: BMv2's data when some header is invalid."""
+    acc = 0
+    total = 0
+    for value, width, present in items:
+        if present:
+            acc = (acc << width) | (value & ((1 << width) - 1))
+            total += width
+    pad = (-total) % 8
+    return (acc << pad).to_bytes((total + pad) // 8, "big")

@@ -149,7 +149,7 @@ class Pipeline:
         ns.update(
             _PErr=_PErr, _EXIT=_Exit(), _sx=_sx, _shl=_shl, _div=_div, _mod=_mod, _sat=_sat,
             _la=_la, _last_index=_last_index, _reject=_reject, _ExitE=_Exit, _INIT=g.layout.init, _log_msg=_log_msg, _log_assert=_log_assert,
-            _Digest=DigestMessage, _rng=self._rng,
+            _Digest=DigestMessage, _pack_valid=hashing.pack_valid, _rng=self._rng,
             _hash_random=lambda data: self._rng.getrandbits(32),
         )
         for name, fn in hashing.ALGORITHMS.items():
