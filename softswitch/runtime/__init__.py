@@ -1,5 +1,17 @@
 """The softswitch v1model runtime: runs the compiler's JSON IR (docs/IR.md) as BMv2's
-simple_switch would, behind the control surface of `control.py`."""
+simple_switch would, behind the control surface of `control.py`.
+
+Modules, one job each:
+- `layout`: every scalar of a packet gets a fixed index in one flat list.
+- `codegen`: IR to Python source (parser states, controls, actions, tables, the
+  per-packet fast path); `vectorize`: same-shaped lane runs as numpy operations and
+  the register storage (2-D arrays for lane groups).
+- `tables`: entry validation and lookup structures; `entries`: IR const entries.
+- `pipeline`: `Pipeline`, the traffic manager (clone, digest, resubmit, multicast, drop,
+  recirculate in BMv2's order) and the control surface.
+- `hashing`: BMv2's hash and checksum algorithms.
+- `ports`, `device`: UDP tunnel / AF_PACKET / memory ports, fault injection, `Device`.
+"""
 
 from .control import DigestMessage
 from .device import Device
