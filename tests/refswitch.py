@@ -122,8 +122,10 @@ class RefSwitch:
         tag = (job.epoch << 8) | hdr.round
         bit = 1 << hdr.worker_id
         cell = self.cells.get(i)
-        if cell is None or cell.tag != tag:
-            stored_epoch, stored_round = (None, 0) if cell is None else (cell.tag >> 8, cell.tag & 0xFF)
+        if cell is None:  # registers power up as zeros, as on the switch (epoch 0, round 0)
+            cell = self.cells[i] = Cell(0, 0, 0, 0, np.zeros(self.k, dtype=np.int32))
+        if cell.tag != tag:
+            stored_epoch, stored_round = cell.tag >> 8, cell.tag & 0xFF
             if stored_epoch != job.epoch or _round_is_newer(hdr.round, stored_round):
                 cell = Cell(tag, bit, 1, hdr.exp, values.copy())
                 self.cells[i] = cell

@@ -140,3 +140,15 @@ def test_missing_ranks_reads_the_bitmap() -> None:
     assert sw.missing_ranks(7, 1, 0) == [0, 1, 2]
     sw.handle(1, pkt(1, slot=1))
     assert sw.missing_ranks(7, 1, 0) == [0, 2]
+
+
+def test_epoch_zero_meets_zeroed_registers_like_the_switch() -> None:
+    """Power-up registers hold tag 0: a job of epoch 0 in round 0 *adds* to them (the
+    exponent max then includes the zero), exactly as the P4 program's registers do."""
+    sw = RefSwitch(k=K)
+    sw.add_job(7, 4, 1, epoch=0)
+    h, v = parse(sw.handle(0, pkt(0, exp=-5, values=[1, 2, 3, 4]))[0][1])
+    assert h.exp == 0 and v == [1, 2, 3, 4]
+    sw.add_job(8, 4, 1, base=4, epoch=3)
+    h, _ = parse(sw.handle(0, pkt(0, exp=-5, job=8))[0][1])
+    assert h.exp == -5
