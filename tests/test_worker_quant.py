@@ -105,3 +105,21 @@ def test_float32_route_gives_the_float64_bits(scale: int, seed: int, w: int) -> 
     assert np.array_equal(exps, quant.block_exponents(x32.astype(np.float64)))
     np.testing.assert_array_equal(quant.quantize(x32, exps, shift),
                                   quant.quantize(x32.astype(np.float64), exps, shift))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 32), st.lists(
+    st.one_of(st.integers(quant.MIN_EXP, quant.MAX_EXP),
+              st.sampled_from([quant.EXP_ZERO, quant.EXP_POISON, -127, -101, -100, 126])),
+    min_size=3, max_size=3))
+def test_float32_dequantize_gives_the_float64_bits(seed: int, w: int, exps: list[int]) -> None:
+    rng = np.random.default_rng(seed)
+    shift = quant.shift_for(w)
+    sums = rng.integers(-(2**30), 2**30, size=(3, 64)).astype(np.int32)
+    sums[0, :4] = [0, 1, -1, 2**30]
+    e = np.array(exps, dtype=np.int8)
+    with np.errstate(over="ignore"):
+        want = quant.dequantize(sums, e, shift).astype(np.float32)
+    got = quant.dequantize_f32(sums, e, shift)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)

@@ -264,5 +264,8 @@ class Communicator:
                 f"non-finite or out-of-range values in {poisoned.size} chunk(s) of {self.job.k} "
                 f"elements starting at element offsets {where}; {who}"
             )
+        if dtype == np.float32:
+            out32 = quant.dequantize_f32(plan.result, plan.agreed, self.shift).reshape(-1)
+            return out32[: flat.size].reshape(shape)
         out = quant.dequantize(plan.result, plan.agreed, self.shift).reshape(-1)[: flat.size]
         return out.astype(dtype).reshape(shape)
