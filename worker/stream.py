@@ -15,9 +15,11 @@ this catches losses while the window keeps moving). Tail timer: when no result a
 came for a timeout (Jacobson/Karels estimate, Karn's rule: only first sends are sampled;
 doubled per resend of the same packet and, once per period, for new packets), the
 outstanding packets past their deadline are resent. The timer waits for silence because a
-queue building up at a slow switch would otherwise look like loss and be flooded. A call that sees no new result for `timeout_s`
-raises `AllreduceTimeout`; this leaves the rounds of this worker out of step with the
-switch, so the streamer then refuses further calls.
+queue building up at a slow switch would otherwise look like loss and be flooded.
+
+A call that sees no new result for `timeout_s` raises `AllreduceTimeout`; this leaves the
+rounds of this worker out of step with the switch, so the streamer then refuses further
+calls.
 """
 
 from __future__ import annotations
@@ -123,8 +125,8 @@ class Streamer:
             )
         try:
             return self._run(plan)
-        except AllreduceError as exc:
-            self.broken = str(exc)
+        except BaseException as exc:  # any interruption mid-stream desynchronizes the rounds
+            self.broken = str(exc) or type(exc).__name__
             raise
 
     def _run(self, plan: Plan) -> CallStats:
