@@ -33,12 +33,18 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
         return int(s.getsockname()[1])
 
 
+class PortTaken(RuntimeError):
+    pass
+
+
 def _read_ready(proc: subprocess.Popen[str], marker: str, what: str) -> str:
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if marker not in line:
         proc.kill()
         err = proc.stderr.read() if proc.stderr else ""
+        if "Address already in use" in err:
+            raise PortTaken(err)
         raise RuntimeError(f"{what} did not start: {line!r} {err}")
     return line
 
@@ -55,7 +61,21 @@ class Cluster:
         subprocess.run([PY, "-m", "softswitch.p4.cli", str(ROOT / "p4src" / "aggregator.p4"),
                         "-o", str(build)], check=True, cwd=ROOT, env=env, timeout=120,
                        capture_output=True)
-        faults = ["--drop", str(drop), "--seed", str(seed)] if drop else []
+        self._faults = ["--drop", str(drop), "--seed", str(seed)] if drop else []
+        self._env, self._build = env, build
+        for _ in range(5):
+            try:
+                self._launch()
+                return
+            except PortTaken:
+                # a free port found by free_port() was taken before the switch bound it
+                self.close()
+                self.tunnels = [free_port() for _ in range(world)]
+        raise RuntimeError("softswitch: no free UDP ports after 5 attempts")
+
+    def _launch(self) -> None:
+        env, build, faults = self._env, self._build, self._faults
+        workdir = self.workdir
         try:
             sw = self._start([PY, "-m", "softswitch.cli", "--grpc-server-addr", "127.0.0.1:0",
                               "--log-level", "warn", *faults,
