@@ -941,6 +941,10 @@ class Lowerer:
 
     def bind_args(self, m: A.MethodDecl, c: A.Call, ctx: Ctx, env: dict[str, T], what: str) -> list[IR]:
         env = dict(env)
+        # A method's type parameters shadow global types of the same name (v1model's
+        # `hash<O, T, D, M>` next to a program's deparser control `D`).
+        for tp in m.type_params:
+            env.setdefault(tp, {"kind": "typevar", "name": tp})
         for tp, ta in zip(m.type_params, c.type_args, strict=False):
             env[tp] = self.resolve_type(ta, {})
         out: list[IR] = []
