@@ -146,14 +146,16 @@ def test_loss_duplication_reordering_give_identical_bits(drop: float) -> None:
     faults = Faults(drop=drop, duplicate=0.05, reorder=0.1, seed=int(drop * 100))
     with Cluster(3, slots=8, faults=faults, min_rto_s=0.005, initial_rto_s=0.02,
                  max_rto_s=0.1) as lossy:
-        resent = 0
+        resent = dups = 0
         for _ in range(2):  # two calls each: state survives a lossy call
             for data, want in ((arrays, want_f), (ints, want_i)):
                 got = lossy.allreduce(data)
                 resent += sum(c.last_stats.retransmitted for c in lossy.comms if c.last_stats)
+                dups += sum(c.last_stats.duplicates_received for c in lossy.comms if c.last_stats)
                 for r in range(3):
                     np.testing.assert_array_equal(got[r], want)
         assert resent > 0  # the faults did hit and were recovered from
+        assert dups > 0  # duplicated results were recognised and counted, not used twice
         assert lossy.switch.counter(JOB, RESENT) + lossy.switch.counter(JOB, DUPLICATES) > 0
 
 
