@@ -65,6 +65,7 @@ def test_backend_registered_by_entry_point_alone(collectives: list[Any]) -> None
         assert res["autoloaded"] is True
         assert res["backend"] == "p4reduce"
         assert res["group_type"] == "P4ReduceProcessGroup"
+        assert res["names"] == ("p4reduce", "p4reduce")
 
 
 @pytest.mark.timeout(300)

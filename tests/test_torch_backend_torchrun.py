@@ -23,7 +23,7 @@ def torchrun(backend: str, save: Path, env: dict[str, str]) -> str:
             "--save", str(save)]
     r = subprocess.run(argv, env={**os.environ, "PYTHONPATH": str(ROOT), **env}, cwd=ROOT,
                        capture_output=True, text=True, timeout=240)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-8000:]
     return r.stdout
 
 

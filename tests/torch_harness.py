@@ -212,8 +212,11 @@ def collectives() -> dict[str, Any]:
     dist.init_process_group(backend="p4reduce")
     rank, world = dist.get_rank(), dist.get_world_size()
     gloo = dist.new_group(backend="gloo")
+    world_group = dist.group.WORLD
+    assert world_group is not None
     res: dict[str, Any] = {"autoloaded": autoloaded, "backend": dist.get_backend(),
-                           "group_type": type(dist.group.WORLD).__name__}
+                           "group_type": type(world_group).__name__,
+                           "names": (world_group.name(), world_group._get_backend_name())}
     for dtype_name in DTYPES:
         x = rank_input(dtype_name, rank)
         for op_name in OPS:
@@ -227,8 +230,6 @@ def collectives() -> dict[str, Any]:
             rank_input("int32", rank, 70), rank_input("float32", rank, 15).view(3, 5),
             rank_input("bfloat16", rank, 9)]
     ref = [t.clone() for t in many]
-    world_group = dist.group.WORLD
-    assert world_group is not None
     world_group.allreduce_coalesced(many, dist.AllreduceCoalescedOptions()).wait()
     for t in ref:
         dist.all_reduce(t, group=gloo)

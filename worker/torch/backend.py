@@ -114,8 +114,7 @@ class P4ReduceProcessGroup(dist.ProcessGroup):
     def getBackendName(self) -> str:
         return BACKEND_NAME
 
-    @property
-    def name(self) -> str:  # type: ignore[override]
+    def name(self) -> str:
         return BACKEND_NAME
 
     def _switch_reason(self, tensors: list[torch.Tensor], op: Any) -> str | None:
