@@ -42,7 +42,11 @@ def make_model(seed: int) -> torch.nn.Module:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    dist.init_process_group(backend=args.backend)
+    try:
+        dist.init_process_group(backend=args.backend)
+    except (ValueError, RuntimeError) as e:  # unknown backend, missing P4REDUCE_* setting, ...
+        print(f"train_ddp: cannot start the {args.backend!r} process group: {e}", file=sys.stderr)
+        return 1
     rank, world = dist.get_rank(), dist.get_world_size()
     model = DistributedDataParallel(make_model(args.seed))
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)

@@ -309,3 +309,23 @@ def test_entry_point_is_declared() -> None:
 
     (ep,) = [e for e in entry_points(group="torch.backends") if e.name == "p4reduce"]
     assert ep.value == "worker.torch.autoload:register"
+
+
+@pytest.mark.timeout(120)
+def test_example_without_controller_says_what_is_missing(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("P4REDUCE_")}
+    env.update(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, str(root / "examples" / "train_ddp.py"), "--epochs", "1"],
+                       env=env, capture_output=True, text=True, timeout=100, cwd=tmp_path)
+    assert r.returncode == 1
+    assert "P4REDUCE_CONTROLLER is not set" in r.stderr
+    assert "Traceback" not in r.stderr
