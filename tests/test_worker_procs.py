@@ -134,16 +134,24 @@ def test_killing_a_worker_fails_the_others_within_the_bound() -> None:
 
 
 @pytest.mark.timeout(120)
-def test_killing_a_worker_mid_stream_fails_the_others() -> None:
+@pytest.mark.parametrize("switch", ["refswitch", "aggregator.p4"])
+def test_killing_a_worker_mid_stream_fails_the_others(switch: str) -> None:
     world, slots = 3, 8
-    sw = RefSwitch()
-    sw.add_job(JOB, slots, world)
+    server: Any
+    if switch == "refswitch":
+        sw = RefSwitch()
+        sw.add_job(JOB, slots, world)
+        server = RefSwitchServer(sw, world)
+        specs = [spec(server, r, world, slots) for r in range(world)]
+    else:
+        server = SoftswitchJob(JOB, world, slots)
+        specs = [server.spec(r) for r in range(world)]
     ctx = mp.get_context("spawn")
     # one queue per rank: a process killed while writing to a shared queue can leave its
     # lock held and block the survivors' reports
     outs = [ctx.Queue() for _ in range(world)]
-    with RefSwitchServer(sw, world) as srv:
-        procs = [ctx.Process(target=rank_loop, args=(spec(srv, r, world, slots), 2.0, outs[r]))
+    with server:
+        procs = [ctx.Process(target=rank_loop, args=(specs[r], 2.0, outs[r]))
                  for r in range(world)]
         for p in procs:
             p.start()
