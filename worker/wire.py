@@ -39,7 +39,7 @@ AGG_FIELDS: tuple[tuple[str, int], ...] = (
 
 _HEADER = struct.Struct("!BHBHBIb")
 AGG_HEADER_LEN = _HEADER.size  # 12 bytes
-assert AGG_HEADER_LEN * 8 == sum(bits for _, bits in AGG_FIELDS)
+assert sum(bits for _, bits in AGG_FIELDS) == AGG_HEADER_LEN * 8
 
 VALUES_DTYPE = np.dtype(">i4")
 

@@ -444,16 +444,7 @@ class _RunBuilder:
         return out
 
     def _action_temps(self) -> set[tuple[int, ...]]:
-        local_slots: set[int] = set()
-        for f in self.flats:
-            for p in f.prims:
-                act = p.ctx.action
-                if act is None:
-                    continue
-                for loc in act.get("locals", []):
-                    key = ("local", loc["name"])
-                    if key in self.gen.lay.scalars:
-                        local_slots.add(self.gen.lay.scalars[key][0])
+        local_slots = self._local_slots()
         return {slots for slots in self.assigned if set(slots) <= local_slots}
 
 
