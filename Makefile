@@ -51,8 +51,26 @@ bench: $(STAMP)
 	@mkdir -p bench/results
 	$(PY) -m bench.run $(BENCH)
 
-run: $(STAMP)
-	@echo "make run: the training demo is not implemented yet (see the open issues)"; exit 1
+# make run [MODE=auto|loopback|mininet] [HOSTS=4] [LOSS=0] [STEPS=100] [TOPO=star|twotier]
+#          [BW=Mbit/s] [DELAY=1ms] [SWITCH=softswitch|bmv2]
+MODE ?= auto
+HOSTS ?= 4
+LOSS ?= 0
+STEPS ?= 100
+TOPO ?= star
+BW ?= 100
+DELAY ?= 1ms
+SWITCH ?= softswitch
+RUN_MININET := $(shell if [ "$(MODE)" = mininet ] || { [ "$(MODE)" = auto ] && [ "$$(id -u)" = 0 ]; }; then echo yes; fi)
+
+run: $(STAMP) p4
+	@if [ "$(RUN_MININET)" = yes ] && [ "$$(id -u)" = 0 ]; then \
+	  { $(PY) -c 'import mininet.net' 2>/dev/null && command -v ethtool >/dev/null; } || \
+	  { echo "installing Debian's mininet and ethtool"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mininet ethtool; }; \
+	fi
+	$(PY) mininet/demo.py --mode $(MODE) --hosts $(HOSTS) --loss $(LOSS) --steps $(STEPS) \
+	  --topo $(TOPO) --bw $(BW) --delay $(DELAY) --switch $(SWITCH)
 
 clean:
 	rm -rf $(BUILD) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,297 @@
+"""`make run`: a small DDP training job through the switch, then the same job over gloo.
+
+    python mininet/demo.py [--mode loopback] [--hosts 4] [--loss 0.01] [--steps 100]
+
+Loopback mode starts `p4reduce-switch` with one UDP tunnel port per rank and
+`p4reduce-ctl serve` on 127.0.0.1, trains the model of examples/train_ddp.py on N rank
+processes with the p4reduce backend, then again with gloo, and prints a table comparing
+them. Every process it starts is stopped by PID when it ends, fails or is interrupted.
+Logs and a JSON summary go to a fresh run directory under build/run/.
+
+Exit status: 0 when both trainings finished and their final losses agree within the
+stated tolerance; 1 otherwise; 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+START_TIMEOUT_S = 60.0
+# Gradients travel quantized to int32 on the switch path, so the two runs differ a little:
+# the final held-out losses must agree within this absolute + relative tolerance.
+LOSS_ABS_TOL = 0.01
+LOSS_REL_TOL = 0.10
+
+
+class DemoError(RuntimeError):
+    """A failure the user reads as one line, not a traceback."""
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Procs:
+    """Every process the demo started, so that all of them are stopped whatever happens."""
+
+    run_dir: Path
+    started: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    logs: list[IO[bytes]] = field(default_factory=list)
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = (self.run_dir / f"{name}.log").open("wb")
+        self.logs.append(log)
+        # own session: a Ctrl-C reaches only the demo, which then stops them in order
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+                                start_new_session=True)
+        self.started.append((name, proc))
+        return proc
+
+    def pids(self) -> list[int]:
+        return [p.pid for _, p in self.started]
+
+    def stop_all(self) -> None:
+        for _, proc in reversed(self.started):
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 10
+        for _, proc in reversed(self.started):
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for log in self.logs:
+            log.close()
+
+
+def wait_line(procs: Procs, name: str, proc: subprocess.Popen[bytes], marker: str) -> str:
+    """The first log line of `proc` holding `marker`; DemoError when it exits or stalls."""
+    path = procs.run_dir / f"{name}.log"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for line in path.read_text(errors="replace").splitlines():
+            if marker in line:
+                return line
+        if proc.poll() is not None:
+            tail = path.read_text(errors="replace").strip().splitlines()[-3:]
+            raise DemoError(f"{name} exited with {proc.returncode}: {' | '.join(tail)}")
+        time.sleep(0.1)
+    raise DemoError(f"{name} did not report '{marker}' within {START_TIMEOUT_S:.0f} s")
+
+
+def compile_p4(run_dir: Path) -> Path:
+    """Compile into the run directory, so that a run records the exact program it ran."""
+    build = run_dir / "build"
+    r = subprocess.run([PY, "-m", "softswitch.p4.cli", str(ROOT / "p4src" / "aggregator.p4"),
+                        "-o", str(build)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    (run_dir / "p4c.log").write_text(r.stdout + r.stderr)
+    if r.returncode != 0:
+        raise DemoError(f"compiling p4src/aggregator.p4 failed, see {run_dir / 'p4c.log'}")
+    return build
+
+
+def start_loopback(procs: Procs, hosts: int, loss: float, build: Path) -> dict[str, str]:
+    """Softswitch + controller on 127.0.0.1; the P4REDUCE_* variables ranks need."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    tunnels = [free_port() for _ in range(hosts)]
+    faults = ["--drop", str(loss), "--seed", "1"] if loss > 0 else []
+    sw = procs.start("switch", [PY, "-m", "softswitch.cli", "--grpc-server-addr", "127.0.0.1:0",
+                                "--log-level", "warn", *faults,
+                                *[a for r, p in enumerate(tunnels)
+                                  for a in ("-i", f"{r + 1}@udp:127.0.0.1:{p}")]], env)
+    switch_addr = wait_line(procs, "switch", sw, "ready").rsplit(" ", 1)[1].strip()
+    topology = procs.run_dir / "topology.json"
+    topology.write_text(json.dumps({
+        "aggregation": {"mac": "02:00:00:00:00:fe", "ipv4": "10.0.0.254"},
+        "hosts": [{"name": f"h{r + 1}", "mac": f"02:00:00:00:01:{r + 1:02x}",
+                   "ipv4": f"10.0.1.{r + 1}", "port": r + 1, "tunnel": f"127.0.0.1:{p}"}
+                  for r, p in enumerate(tunnels)],
+    }, indent=2))
+    ctl = procs.start("controller", [
+        PY, "-m", "controller.cli", "serve", "--switch", switch_addr,
+        "--p4info", str(build / "aggregator.p4info.txtpb"),
+        "--device-config", str(build / "aggregator.json"), "--topology", str(topology),
+        "--state", str(procs.run_dir / "ctl.db"), "--listen", "127.0.0.1:0"], env)
+    line = wait_line(procs, "controller", ctl, "controller API on")
+    controller = line.split("controller API on ", 1)[1].split(";", 1)[0].strip()
+    return {"P4REDUCE_CONTROLLER": controller, "P4REDUCE_TOPOLOGY": str(topology),
+            "P4REDUCE_JOB": f"demo-{os.getpid()}", "P4REDUCE_TIMEOUT": "30"}
+
+
+def train(procs: Procs, progress: Progress, backend: str, hosts: int, steps: int,
+          extra_env: dict[str, str], timeout_s: float) -> list[dict[str, Any]]:
+    """Run the ranks of one training; each rank's summary, by rank."""
+    base = {**os.environ, "PYTHONPATH": str(ROOT), "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(free_port(socket.SOCK_STREAM)), "WORLD_SIZE": str(hosts),
+            "OMP_NUM_THREADS": "1", **extra_env}
+    outs = [procs.run_dir / f"{backend}-rank{r}.json" for r in range(hosts)]
+    ranks = [procs.start(f"{backend}-rank{r}", [
+        PY, str(ROOT / "mininet" / "demo_rank.py"), "--backend", backend,
+        "--steps", str(steps), "--out", str(outs[r])],
+        {**base, "RANK": str(r), "LOCAL_RANK": str(r)}) for r in range(hosts)]
+    task = progress.add_task(f"{backend:9s}", total=steps)
+    log0 = procs.run_dir / f"{backend}-rank0.log"
+    deadline = time.monotonic() + timeout_s
+    while any(p.poll() is None for p in ranks):
+        failed = [r for r, p in enumerate(ranks) if p.returncode not in (None, 0)]
+        if failed:
+            raise DemoError(f"{backend}: rank {failed[0]} exited with "
+                            f"{ranks[failed[0]].returncode}, see {procs.run_dir}/{backend}-rank{failed[0]}.log")
+        if time.monotonic() > deadline:
+            raise DemoError(f"{backend}: training did not finish within {timeout_s:.0f} s")
+        done = sum(1 for ln in log0.read_text(errors="replace").splitlines() if ln.startswith("step "))
+        progress.update(task, completed=done)
+        time.sleep(0.2)
+    for r, p in enumerate(ranks):
+        if p.returncode != 0:
+            raise DemoError(f"{backend}: rank {r} exited with {p.returncode}, "
+                            f"see {procs.run_dir}/{backend}-rank{r}.log")
+    progress.update(task, completed=steps)
+    return [json.loads(o.read_text()) for o in outs]
+
+
+def summarize(name: str, ranks: list[dict[str, Any]]) -> dict[str, Any]:
+    n = len(ranks)
+    return {
+        "backend": name,
+        "final_loss": ranks[0]["final_loss"],
+        "accuracy": ranks[0]["accuracy"],
+        "step_ms": 1000 * sum(r["step_s"] for r in ranks) / n,
+        "allreduce_ms": 1000 * sum(r["allreduce_s"] for r in ranks) / n,
+        "packets_sent": sum(r["packets_sent"] for r in ranks),
+        "retransmitted": sum(r["retransmitted"] for r in ranks),
+    }
+
+
+def table(rows: list[dict[str, Any]], args: argparse.Namespace, run_dir: Path) -> Table:
+    t = Table(title=f"p4reduce demo: {args.hosts} ranks, {args.steps} steps, "
+                    f"loopback, switch drop {args.loss}")
+    for col in ("backend", "final loss", "accuracy", "ms/step", "allreduce ms",
+                "packets", "resent"):
+        t.add_column(col, justify="left" if col == "backend" else "right")
+    for r in rows:
+        sw = r["backend"] == "p4reduce"
+        t.add_row(r["backend"], f"{r['final_loss']:.5f}", f"{100 * r['accuracy']:.1f}%",
+                  f"{r['step_ms']:.1f}", f"{r['allreduce_ms']:.1f}",
+                  str(r["packets_sent"]) if sw else "-", str(r["retransmitted"]) if sw else "-")
+    t.caption = (f"loss and accuracy (sign of each output) on held-out data; packets and "
+                 f"resent: the switch path's, all ranks; logs: {run_dir}")
+    return t
+
+
+def losses_agree(a: float, b: float) -> bool:
+    return abs(a - b) <= LOSS_ABS_TOL + LOSS_REL_TOL * max(abs(a), abs(b))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--mode", choices=("auto", "loopback", "mininet"), default="auto")
+    p.add_argument("--hosts", type=int, default=4)
+    p.add_argument("--loss", type=float, default=0.0, help="drop probability on switch ports")
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--timeout", type=float, default=200.0, help="seconds per training")
+    p.add_argument("--run-dir", type=Path, help="default: a new build/run/<time>-<pid>")
+    p.add_argument("--json", type=Path, help="also write the summary here")
+    p.add_argument("--topo", choices=("star", "twotier"), default="star", help="mininet mode")
+    p.add_argument("--bw", type=float, default=100.0, help="mininet link Mbit/s")
+    p.add_argument("--delay", default="1ms", help="mininet link delay")
+    p.add_argument("--switch", choices=("softswitch", "bmv2"), default="softswitch",
+                   help="mininet mode: the aggregating switch's program")
+    a = p.parse_args(argv)
+    if not 2 <= a.hosts <= 32:
+        p.error(f"--hosts must be 2..32, not {a.hosts}")
+    if not 0.0 <= a.loss < 1.0:
+        p.error(f"--loss is a drop probability in [0, 1), not {a.loss}")
+    if a.steps < 1:
+        p.error("--steps must be at least 1")
+    return a
+
+
+def pick_mode(asked: str) -> str:
+    if asked != "auto":
+        return asked
+    if os.geteuid() != 0:
+        return "loopback"
+    # Debian's python3-mininet; this directory has no __init__.py, so it cannot shadow it
+    return "mininet" if importlib.util.find_spec("mininet.net") is not None else "loopback"
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console(stderr=False)
+    mode = pick_mode(args.mode)
+    if mode == "mininet":
+        console.print("mininet mode is not available yet: running the loopback demo")
+    run_dir = args.run_dir or ROOT / "build" / "run" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    procs = Procs(run_dir)
+    signal.signal(signal.SIGTERM, _sigterm)
+    summary: dict[str, Any] = {"mode": "loopback", "hosts": args.hosts, "steps": args.steps,
+                               "loss": args.loss, "run_dir": str(run_dir), "ok": False}
+    status = 1
+    try:
+        build = compile_p4(run_dir)
+        env = start_loopback(procs, args.hosts, args.loss, build)
+        console.print(f"switch and controller up ({env['P4REDUCE_CONTROLLER']}); logs in {run_dir}")
+        with Progress(TextColumn("{task.description}"), BarColumn(),
+                      TextColumn("{task.completed}/{task.total} steps"), TimeElapsedColumn(),
+                      console=console) as progress:
+            sw = train(procs, progress, "p4reduce", args.hosts, args.steps, env, args.timeout)
+            gl = train(procs, progress, "gloo", args.hosts, args.steps, {}, args.timeout)
+        rows = [summarize("p4reduce", sw), summarize("gloo", gl)]
+        summary["results"] = rows
+        console.print(table(rows, args, run_dir))
+        agree = losses_agree(rows[0]["final_loss"], rows[1]["final_loss"])
+        summary["losses_agree"] = agree
+        summary["tolerance"] = {"abs": LOSS_ABS_TOL, "rel": LOSS_REL_TOL}
+        if agree:
+            console.print(f"final losses agree within {LOSS_ABS_TOL} + {LOSS_REL_TOL:.0%}")
+            status = 0
+        else:
+            console.print(f"[red]final losses disagree beyond {LOSS_ABS_TOL} + "
+                          f"{LOSS_REL_TOL:.0%}[/red]")
+    except DemoError as e:
+        summary["error"] = str(e)
+        console.print(f"[red]make run failed:[/red] {e}")
+    except KeyboardInterrupt:
+        summary["error"] = "interrupted"
+        console.print("interrupted: stopping every process the demo started")
+        status = 130
+    finally:
+        procs.stop_all()
+        summary["pids"] = procs.pids()
+        summary["ok"] = status == 0
+        text = json.dumps(summary, indent=2)
+        (run_dir / "summary.json").write_text(text)
+        if args.json:
+            args.json.write_text(text)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
