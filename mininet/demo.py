@@ -57,18 +57,26 @@ class Procs:
     run_dir: Path
     started: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     logs: list[IO[bytes]] = field(default_factory=list)
+    mininet: Any = None  # a mnrun.MininetRun, stopped after every process
 
-    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def start(self, name: str, argv: list[str], env: dict[str, str],
+              host: Any = None) -> subprocess.Popen[bytes]:
+        """Start `argv` (inside Mininet `host`'s namespace when given), logging to a file."""
         log = (self.run_dir / f"{name}.log").open("wb")
         self.logs.append(log)
-        # own session: a Ctrl-C reaches only the demo, which then stops them in order
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-                                start_new_session=True)
+        proc: subprocess.Popen[bytes]
+        if host is not None:  # mnexec -d gives it its own session, keeping the same PID
+            proc = host.popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        else:
+            # own session: a Ctrl-C reaches only the demo, which then stops them in order
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                    cwd=ROOT, start_new_session=True)
         self.started.append((name, proc))
         return proc
 
     def pids(self) -> list[int]:
-        return [p.pid for _, p in self.started]
+        extra = self.mininet.pids() if self.mininet is not None else []
+        return [p.pid for _, p in self.started] + extra
 
     def stop_all(self) -> None:
         for _, proc in reversed(self.started):
@@ -83,6 +91,8 @@ class Procs:
                 proc.wait()
         for log in self.logs:
             log.close()
+        if self.mininet is not None:
+            self.mininet.stop()
 
 
 def wait_line(procs: Procs, name: str, proc: subprocess.Popen[bytes], marker: str) -> str:
@@ -128,28 +138,65 @@ def start_loopback(procs: Procs, hosts: int, loss: float, build: Path) -> dict[s
                    "ipv4": f"10.0.1.{r + 1}", "port": r + 1, "tunnel": f"127.0.0.1:{p}"}
                   for r, p in enumerate(tunnels)],
     }, indent=2))
-    ctl = procs.start("controller", [
-        PY, "-m", "controller.cli", "serve", "--switch", switch_addr,
-        "--p4info", str(build / "aggregator.p4info.txtpb"),
-        "--device-config", str(build / "aggregator.json"), "--topology", str(topology),
-        "--state", str(procs.run_dir / "ctl.db"), "--listen", "127.0.0.1:0"], env)
-    line = wait_line(procs, "controller", ctl, "controller API on")
-    controller = line.split("controller API on ", 1)[1].split(";", 1)[0].strip()
+    controller = start_controller(procs, switch_addr, build, topology, "127.0.0.1")
     return {"P4REDUCE_CONTROLLER": controller, "P4REDUCE_TOPOLOGY": str(topology),
             "P4REDUCE_JOB": f"demo-{os.getpid()}", "P4REDUCE_TIMEOUT": "30"}
 
 
+def start_controller(procs: Procs, switch_addr: str, build: Path, topology: Path,
+                     listen_ip: str, target: str = "softswitch") -> str:
+    """`p4reduce-ctl serve` in the root namespace; its API address once it is up."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    files = (["--target", "bmv2"] if target == "bmv2" else
+             ["--p4info", str(build / "aggregator.p4info.txtpb"),
+              "--device-config", str(build / "aggregator.json")])
+    ctl = procs.start("controller", [
+        PY, "-m", "controller.cli", "serve", "--switch", switch_addr, *files,
+        "--topology", str(topology), "--state", str(procs.run_dir / "ctl.db"),
+        "--listen", f"{listen_ip}:0"], env)
+    line = wait_line(procs, "controller", ctl, "controller API on")
+    return line.split("controller API on ", 1)[1].split(";", 1)[0].strip()
+
+
+def start_mininet(procs: Procs, args: argparse.Namespace, build: Path) -> tuple[Any, dict[str, str], dict[str, str]]:
+    """The Mininet network, the controller, and the p4reduce and gloo ranks' variables."""
+    import mnrun
+    import topos
+
+    tag = f"d{os.getpid() % 10000}"
+    mn = mnrun.MininetRun(procs.run_dir, tag, args.hosts, args.topo, args.bw, args.delay,
+                          args.loss, args.switch, free_port(socket.SOCK_STREAM))
+    procs.mininet = mn
+    switch_addr = mn.switch_ready()
+    topology = mn.topology(procs.run_dir / "topology.json")
+    controller = start_controller(procs, switch_addr, build, topology, f"{topos.MGMT_NET}.254",
+                                  args.switch)
+    # rendezvous and gloo on the management bridge; allreduce on the data network
+    common = {"MASTER_ADDR": f"{topos.MGMT_NET}.1", "GLOO_SOCKET_IFNAME": f"{tag}h{{r}}-eth1"}
+    env = {**common, "P4REDUCE_CONTROLLER": controller, "P4REDUCE_TOPOLOGY": str(topology),
+           "P4REDUCE_JOB": f"demo-{os.getpid()}", "P4REDUCE_TIMEOUT": "30",
+           "P4REDUCE_TRANSPORT": "udp"}
+    return mn, env, common
+
+
 def train(procs: Procs, progress: Progress, backend: str, hosts: int, steps: int,
-          extra_env: dict[str, str], timeout_s: float) -> list[dict[str, Any]]:
-    """Run the ranks of one training; each rank's summary, by rank."""
+          extra_env: dict[str, str], timeout_s: float,
+          net: Any = None) -> list[dict[str, Any]]:
+    """Run the ranks of one training; each rank's summary, by rank.
+
+    With a Mininet `net`, rank r runs on its host r+1 and `extra_env` values that hold
+    "{r}" are formatted per rank (its interface names and addresses).
+    """
     base = {**os.environ, "PYTHONPATH": str(ROOT), "MASTER_ADDR": "127.0.0.1",
             "MASTER_PORT": str(free_port(socket.SOCK_STREAM)), "WORLD_SIZE": str(hosts),
             "OMP_NUM_THREADS": "1", **extra_env}
+    mn_hosts = net.hosts_in_order if net is not None else [None] * hosts
     outs = [procs.run_dir / f"{backend}-rank{r}.json" for r in range(hosts)]
     ranks = [procs.start(f"{backend}-rank{r}", [
         PY, str(ROOT / "mininet" / "demo_rank.py"), "--backend", backend,
         "--steps", str(steps), "--out", str(outs[r])],
-        {**base, "RANK": str(r), "LOCAL_RANK": str(r)}) for r in range(hosts)]
+        {**{k: v.replace("{r}", str(r + 1)) for k, v in base.items()},
+         "RANK": str(r), "LOCAL_RANK": str(r)}, mn_hosts[r]) for r in range(hosts)]
     task = progress.add_task(f"{backend:9s}", total=steps)
     log0 = procs.run_dir / f"{backend}-rank0.log"
     deadline = time.monotonic() + timeout_s
@@ -186,7 +233,7 @@ def summarize(name: str, ranks: list[dict[str, Any]]) -> dict[str, Any]:
 
 def table(rows: list[dict[str, Any]], args: argparse.Namespace, run_dir: Path) -> Table:
     t = Table(title=f"p4reduce demo: {args.hosts} ranks, {args.steps} steps, "
-                    f"loopback, switch drop {args.loss}")
+                    f"{summary_mode(args)}, drop {args.loss}")
     for col in ("backend", "final loss", "accuracy", "ms/step", "allreduce ms",
                 "packets", "resent"):
         t.add_column(col, justify="left" if col == "backend" else "right")
@@ -198,6 +245,11 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace, run_dir: Path) -
     t.caption = (f"loss and accuracy (sign of each output) on held-out data; packets and "
                  f"resent: the switch path's, all ranks; logs: {run_dir}")
     return t
+
+
+def summary_mode(args: argparse.Namespace) -> str:
+    return (f"mininet {args.topo} {args.bw:g} Mbit/s {args.delay} {args.switch}"
+            if args.mode_used == "mininet" else "loopback")
 
 
 def losses_agree(a: float, b: float) -> bool:
@@ -244,25 +296,33 @@ def _sigterm(signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     console = Console(stderr=False)
-    mode = pick_mode(args.mode)
-    if mode == "mininet":
-        console.print("mininet mode is not available yet: running the loopback demo")
+    mode = args.mode_used = pick_mode(args.mode)
+    if mode == "mininet" and os.geteuid() != 0:
+        console.print("[red]make run failed:[/red] MODE=mininet needs root")
+        return 1
     run_dir = args.run_dir or ROOT / "build" / "run" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     run_dir.mkdir(parents=True, exist_ok=True)
     procs = Procs(run_dir)
     signal.signal(signal.SIGTERM, _sigterm)
-    summary: dict[str, Any] = {"mode": "loopback", "hosts": args.hosts, "steps": args.steps,
+    summary: dict[str, Any] = {"mode": mode, "hosts": args.hosts, "steps": args.steps,
                                "loss": args.loss, "run_dir": str(run_dir), "ok": False}
     status = 1
     try:
         build = compile_p4(run_dir)
-        env = start_loopback(procs, args.hosts, args.loss, build)
+        net: Any = None
+        gloo_env: dict[str, str] = {}
+        if mode == "mininet":
+            net, env, gloo_env = start_mininet(procs, args, build)
+            summary["tag"] = net.tag
+        else:
+            env = start_loopback(procs, args.hosts, args.loss, build)
         console.print(f"switch and controller up ({env['P4REDUCE_CONTROLLER']}); logs in {run_dir}")
         with Progress(TextColumn("{task.description}"), BarColumn(),
                       TextColumn("{task.completed}/{task.total} steps"), TimeElapsedColumn(),
                       console=console) as progress:
-            sw = train(procs, progress, "p4reduce", args.hosts, args.steps, env, args.timeout)
-            gl = train(procs, progress, "gloo", args.hosts, args.steps, {}, args.timeout)
+            sw = train(procs, progress, "p4reduce", args.hosts, args.steps, env, args.timeout, net)
+            gl = train(procs, progress, "gloo", args.hosts, args.steps, gloo_env, args.timeout,
+                       net)
         rows = [summarize("p4reduce", sw), summarize("gloo", gl)]
         summary["results"] = rows
         console.print(table(rows, args, run_dir))
@@ -277,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
                           f"{LOSS_REL_TOL:.0%}[/red]")
     except DemoError as e:
         summary["error"] = str(e)
+        console.print(f"[red]make run failed:[/red] {e}")
+    except (RuntimeError, OSError) as e:  # Mininet and process start failures
+        summary["error"] = f"{type(e).__name__}: {e}"
         console.print(f"[red]make run failed:[/red] {e}")
     except KeyboardInterrupt:
         summary["error"] = "interrupted"
