@@ -158,15 +158,17 @@ def start_controller(procs: Procs, switch_addr: str, build: Path, topology: Path
     return line.split("controller API on ", 1)[1].split(";", 1)[0].strip()
 
 
-def start_mininet(procs: Procs, args: argparse.Namespace, build: Path) -> tuple[Any, dict[str, str], dict[str, str]]:
+def start_mininet(procs: Procs, args: argparse.Namespace, build: Path,
+                  tag: str) -> tuple[Any, dict[str, str], dict[str, str]]:
     """The Mininet network, the controller, and the p4reduce and gloo ranks' variables."""
     import mnrun
     import topos
 
-    tag = f"d{os.getpid() % 10000}"
     mn = mnrun.MininetRun(procs.run_dir, tag, args.hosts, args.topo, args.bw, args.delay,
                           args.loss, args.switch, free_port(socket.SOCK_STREAM))
     procs.mininet = mn
+    for note in mn.notes:
+        print(f"note: {note}", flush=True)
     switch_addr = mn.switch_ready()
     topology = mn.topology(procs.run_dir / "topology.json")
     controller = start_controller(procs, switch_addr, build, topology, f"{topos.MGMT_NET}.254",
@@ -312,8 +314,9 @@ def main(argv: list[str] | None = None) -> int:
         net: Any = None
         gloo_env: dict[str, str] = {}
         if mode == "mininet":
-            net, env, gloo_env = start_mininet(procs, args, build)
-            summary["tag"] = net.tag
+            # node (and so interface) names carry this tag: unique per run, found again later
+            summary["tag"] = tag = f"d{os.getpid() % 10000}"
+            net, env, gloo_env = start_mininet(procs, args, build, tag)
         else:
             env = start_loopback(procs, args.hosts, args.loss, build)
         console.print(f"switch and controller up ({env['P4REDUCE_CONTROLLER']}); logs in {run_dir}")

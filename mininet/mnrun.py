@@ -28,6 +28,13 @@ def _no_offload_no_ipv6(run: Any, iface: str) -> None:
     run(f"sysctl -qw net.ipv6.conf.{iface.replace('.', '/')}.disable_ipv6=1")
 
 
+def netem_available() -> bool:
+    """Whether this kernel has netem (TCLink's delay and loss); tried in a throwaway netns."""
+    r = subprocess.run(["unshare", "-n", "tc", "qdisc", "add", "dev", "lo", "root", "netem",
+                        "delay", "1ms"], capture_output=True, check=False)
+    return r.returncode == 0
+
+
 def _root(cmd: str) -> None:
     subprocess.run(cmd, shell=True, check=False)
 
@@ -44,9 +51,17 @@ class MininetRun:
         topos.P4Switch.grpc_port = grpc_port
         topos.P4Switch.log_path = run_dir / "switch.log"
         topos.P4Switch.kind = switch
-        link: dict[str, Any] = {"bw": bw, "delay": delay}
-        if loss > 0:
-            link["loss"] = 100.0 * loss
+        link: dict[str, Any] = {"bw": bw}
+        self.notes: list[str] = []
+        if netem_available():
+            link["delay"] = delay
+            if loss > 0:
+                link["loss"] = 100.0 * loss
+        else:
+            # without netem only htb's rate limit applies: drops move to the switch's ports
+            topos.P4Switch.drop = loss
+            self.notes.append("no netem in this kernel: link delay not applied"
+                              + (f", loss {loss} applied as switch port drops" if loss else ""))
         self.net = Mininet(topo=topos.StarTopo(tag=tag, hosts=hosts, **link), link=TCLink,
                            controller=None, autoSetMacs=False, build=False)
         self.started = False
