@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,30 @@ def test_star_allreduce_through_softswitch_and_nothing_left(tmp_path: Path) -> N
     assert sw["packets_sent"] > 0 and sw["retransmitted"] > 0  # 2% of packets were lost
     assert len(summary["pids"]) == 1 + 1 + 2 * 4  # switch, controller, 4 ranks twice
     assert (tmp_path / "run" / "switch.log").read_text().count("ready") == 1
+
+
+@pytest.mark.timeout(200)
+def test_sigterm_mid_training_removes_the_network(tmp_path: Path) -> None:
+    out = tmp_path / "summary.json"
+    proc = subprocess.Popen([sys.executable, str(DEMO), "--mode", "mininet", "--hosts", "2",
+                             "--steps", "100000", "--timeout", "150",
+                             "--run-dir", str(tmp_path / "run"), "--json", str(out)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rank0 = tmp_path / "run" / "p4reduce-rank0.log"
+    try:
+        # training has started once rank 0 logged a step (bounded by the test's timeout)
+        while "step " not in (rank0.read_text(errors="replace") if rank0.exists() else ""):
+            assert proc.poll() is None, "the demo ended before training started"
+            time.sleep(0.2)
+        proc.terminate()
+        proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    summary = json.loads(out.read_text())
+    assert summary["error"] == "interrupted"
+    assert _interfaces(summary["tag"]) == []
+    assert _host_shells(summary["tag"]) == []
+    assert not [p for p in summary["pids"] if _alive(p)]
