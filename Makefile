@@ -56,7 +56,7 @@ bench: $(STAMP)
 MODE ?= auto
 HOSTS ?= 4
 LOSS ?= 0
-STEPS ?= 100
+STEPS ?= 300
 TOPO ?= star
 BW ?= 100
 DELAY ?= 1ms

@@ -263,7 +263,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mode", choices=("auto", "loopback", "mininet"), default="auto")
     p.add_argument("--hosts", type=int, default=4)
     p.add_argument("--loss", type=float, default=0.0, help="drop probability on switch ports")
-    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--steps", type=int, default=300)
     p.add_argument("--timeout", type=float, default=200.0, help="seconds per training")
     p.add_argument("--run-dir", type=Path, help="default: a new build/run/<time>-<pid>")
     p.add_argument("--json", type=Path, help="also write the summary here")
