@@ -45,7 +45,9 @@ class MininetRun:
     def __init__(self, run_dir: Path, tag: str, hosts: int, topo: str, bw: float, delay: str,
                  loss: float, switch: str, grpc_port: int) -> None:
         if topo != "star":
-            raise RuntimeError(f"TOPO={topo}: only the star topology runs the demo so far")
+            raise RuntimeError(
+                f"TOPO={topo} is not supported by the demo yet: a leaf's hosts share one spine "
+                "port, which the controller's topology file refuses; use TOPO=star")
         self.tag = tag
         topos.P4Switch.python = sys.executable
         topos.P4Switch.grpc_port = grpc_port
