@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
     if rank == 0 and args.save:
         torch.save(model.module.state_dict(), args.save)
+    # Leave together: a rank that tears down its gloo connections while another is still
+    # in a collective or saving can make gloo abort the process at exit.
+    dist.barrier()
     dist.destroy_process_group()
     return 0
 

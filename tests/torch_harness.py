@@ -339,6 +339,7 @@ def ddp() -> dict[str, Any]:
     # a small bucket cap: several buckets in flight per step
     losses_sw = _train(DDP(m_sw, bucket_cap_mb=0.001), rank)
     losses_gl = _train(DDP(m_gl, process_group=gloo, bucket_cap_mb=0.001), rank)
+    dist.barrier()  # leave together: gloo can abort a rank whose peer left first
     dist.destroy_process_group()
     return {"switch": _params(m_sw), "gloo": _params(m_gl), "losses": (losses_sw, losses_gl)}
 
@@ -363,6 +364,7 @@ def ddp_hook() -> dict[str, Any]:
     losses_sw = _train(d_sw, rank)
     losses_gl = _train(DDP(m_gl), rank)
     state.close()
+    dist.barrier()  # leave together: gloo can abort a rank whose peer left first
     dist.destroy_process_group()
     return {"switch": _params(m_sw), "gloo": _params(m_gl), "losses": (losses_sw, losses_gl)}
 
