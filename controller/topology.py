@@ -20,8 +20,9 @@ import yaml  # type: ignore[import-untyped]
 
 from controller.errors import InvalidArgument
 from controller.validate import int_to_ipv4, int_to_mac, ipv4_to_int, mac_to_int, udp_port
+from worker.wire import AGG_UDP_PORT
 
-DEFAULT_AGG_UDP_PORT = 48879
+DEFAULT_AGG_UDP_PORT = AGG_UDP_PORT  # the wire format's port, unless a topology says otherwise
 
 
 @dataclass(frozen=True)

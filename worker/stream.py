@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -274,9 +273,8 @@ class Streamer:
         return AllreduceTimeout(self.job.job_id, stuck, waited, missing)
 
 
-# wire.py keeps its struct private; a tuple unpack is cheaper than AggHeader per result.
-_FIELDS = struct.Struct("!BHBHBIb")
-assert _FIELDS.size == wire.AGG_HEADER_LEN
+# A tuple unpack is cheaper than building an AggHeader per result.
+_FIELDS = wire.HEADER_STRUCT
 
 
 def _fields(payload: bytes) -> tuple[int, int, int, int, int, int, int]:

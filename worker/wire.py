@@ -37,8 +37,9 @@ AGG_FIELDS: tuple[tuple[str, int], ...] = (
     ("exp", 8),
 )
 
-_HEADER = struct.Struct("!BHBHBIb")
-AGG_HEADER_LEN = _HEADER.size  # 12 bytes
+# Public so hot paths can unpack to a plain tuple without building an AggHeader.
+HEADER_STRUCT = struct.Struct("!BHBHBIb")
+AGG_HEADER_LEN = HEADER_STRUCT.size  # 12 bytes
 assert sum(bits for _, bits in AGG_FIELDS) == AGG_HEADER_LEN * 8
 
 VALUES_DTYPE = np.dtype(">i4")
@@ -55,13 +56,13 @@ class AggHeader:
     exp: int
 
     def pack(self) -> bytes:
-        return _HEADER.pack(
+        return HEADER_STRUCT.pack(
             self.flags, self.job_id, self.worker_id, self.slot, self.round, self.offset, self.exp
         )
 
     @classmethod
     def unpack(cls, data: bytes | memoryview, offset: int = 0) -> AggHeader:
-        return cls(*_HEADER.unpack_from(data, offset))
+        return cls(*HEADER_STRUCT.unpack_from(data, offset))
 
 
 def agg_payload_len(k: int = DEFAULT_K) -> int:
