@@ -110,11 +110,16 @@ def wait_line(procs: Procs, name: str, proc: subprocess.Popen[bytes], marker: st
     raise DemoError(f"{name} did not report '{marker}' within {START_TIMEOUT_S:.0f} s")
 
 
-def compile_p4(run_dir: Path) -> Path:
-    """Compile into the run directory, so that a run records the exact program it ran."""
+def compile_p4(run_dir: Path, lanes: int | None = None) -> Path:
+    """Compile into the run directory, so that a run records the exact program it ran.
+
+    `lanes` overrides NUM_LANES (values per packet); the controller must then be started
+    with the same K."""
     build = run_dir / "build"
+    defines = ["-D", f"NUM_LANES={lanes}"] if lanes is not None else []
     r = subprocess.run([PY, "-m", "softswitch.p4.cli", str(ROOT / "p4src" / "aggregator.p4"),
-                        "-o", str(build)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                        *defines, "-o", str(build)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
     (run_dir / "p4c.log").write_text(r.stdout + r.stderr)
     if r.returncode != 0:
         raise DemoError(f"compiling p4src/aggregator.p4 failed, see {run_dir / 'p4c.log'}")
@@ -144,12 +149,14 @@ def start_loopback(procs: Procs, hosts: int, loss: float, build: Path) -> dict[s
 
 
 def start_controller(procs: Procs, switch_addr: str, build: Path, topology: Path,
-                     listen_ip: str, target: str = "softswitch") -> str:
+                     listen_ip: str, target: str = "softswitch", lanes: int | None = None) -> str:
     """`p4reduce-ctl serve` in the root namespace; its API address once it is up."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     files = (["--target", "bmv2"] if target == "bmv2" else
              ["--p4info", str(build / "aggregator.p4info.txtpb"),
               "--device-config", str(build / "aggregator.json")])
+    if lanes is not None:
+        files += ["--k", str(lanes)]
     ctl = procs.start("controller", [
         PY, "-m", "controller.cli", "serve", "--switch", switch_addr, *files,
         "--topology", str(topology), "--state", str(procs.run_dir / "ctl.db"),
