@@ -7,6 +7,14 @@ replicas, and the L2 forwarding entries. Format:
     aggregation: {mac: "02:00:00:00:00:fe", ipv4: "10.0.0.254", udp_port: 48879}
     hosts:
       - {name: h1, mac: "02:00:00:00:00:01", ipv4: "10.0.0.1", port: 1}
+
+Several hosts may share a port: hosts behind an L2 switch (a leaf under the aggregating
+spine) all sit behind the spine's port to that leaf. That is safe because a job's
+multicast group has one replica per worker, told apart by replica id (the rank), and
+egress rewrites each replica's destination by that id, not by port; the flood group
+keeps one replica per port and egress prunes the copy back out the ingress port. MACs
+and IPv4 addresses must still be unique: forwarding keys on the MAC and membership on
+the IPv4.
 """
 
 from __future__ import annotations
@@ -65,7 +73,8 @@ def parse(data: Any, origin: str = "topology") -> Topology:
     if not isinstance(hosts_raw, list):
         raise InvalidArgument(f"{origin}: 'hosts' must be a list")
     hosts: list[Host] = []
-    seen_ports: dict[int, str] = {}
+    seen_macs: dict[int, str] = {}
+    seen_ips: dict[int, str] = {}
     for i, h in enumerate(hosts_raw):
         if not isinstance(h, dict):
             raise InvalidArgument(f"{origin}: host #{i} must be a mapping")
@@ -73,19 +82,19 @@ def parse(data: Any, origin: str = "topology") -> Topology:
         port = h.get("port")
         if not isinstance(port, int) or not 0 <= port < 511:
             raise InvalidArgument(f"{origin}: host {name}: port {port!r} must be an integer 0..510")
-        if port in seen_ports:
+        mac = mac_to_int(str(h.get("mac")), f"{origin}: host {name} MAC")
+        ipv4 = ipv4_to_int(str(h.get("ipv4")), f"{origin}: host {name} IPv4")
+        if mac in seen_macs:
             raise InvalidArgument(
-                f"{origin}: hosts {seen_ports[port]} and {name} share port {port}"
+                f"{origin}: hosts {seen_macs[mac]} and {name} have the same MAC {int_to_mac(mac)}"
             )
-        seen_ports[port] = name
-        hosts.append(
-            Host(
-                name,
-                mac_to_int(str(h.get("mac")), f"{origin}: host {name} MAC"),
-                ipv4_to_int(str(h.get("ipv4")), f"{origin}: host {name} IPv4"),
-                port,
+        if ipv4 in seen_ips:
+            raise InvalidArgument(
+                f"{origin}: hosts {seen_ips[ipv4]} and {name} have the same IPv4"
+                f" {int_to_ipv4(ipv4)}"
             )
-        )
+        seen_macs[mac], seen_ips[ipv4] = name, name
+        hosts.append(Host(name, mac, ipv4, port))
     return Topology(
         mac_to_int(str(agg.get("mac")), f"{origin}: aggregation MAC"),
         ipv4_to_int(str(agg.get("ipv4")), f"{origin}: aggregation IPv4"),

@@ -6,11 +6,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from support_softswitch_job import compiled
 
+from controller import p4names as n
+from controller.backend import MemorySwitch
 from controller.errors import InvalidArgument
+from controller.jobs import JobManager, Settings
+from controller.store import Store
 from controller.topology import load, parse
 from controller.validate import int_to_ipv4, int_to_mac, ipv4_to_int, mac_to_int
+from softswitch.runtime import Pipeline
+from softswitch.runtime.control import ActionCall, Exact, Replica, TableEntry
+from worker import wire
+from worker.frames import Endpoint, build_frame, parse_frame
+from worker.wire import AGG_UDP_PORT
 
 H1 = {"name": "h1", "mac": "02:00:00:00:00:01", "ipv4": "10.0.0.1", "port": 1}
 GOOD: dict[str, object] = {
@@ -49,7 +60,8 @@ def test_yaml_and_json_give_the_same_topology(tmp_path: Path) -> None:
             },
             "port 600",
         ),
-        ({"hosts": [H1, {**H1, "name": "h2"}]}, "share port 1"),
+        ({"hosts": [H1, {**H1, "name": "h2", "ipv4": "10.0.0.2"}]}, "same MAC 02:00:00:00:00:01"),
+        ({"hosts": [H1, {**H1, "name": "h2", "mac": "02:00:00:00:00:02"}]}, "same IPv4 10.0.0.1"),
         (
             {"aggregation": {"mac": "02:00:00:00:00:fe", "ipv4": "10.0.0.254", "udp_port": 0}},
             "UDP port 0",
@@ -79,3 +91,87 @@ def test_address_round_trips_and_rejections() -> None:
     for bad in ("256.0.0.1", "10.0.0", "", "::1"):
         with pytest.raises(InvalidArgument, match="malformed"):
             ipv4_to_int(bad)
+
+
+# Two leaves of two hosts under the aggregating spine: hosts h1, h2 behind spine port 1,
+# h3, h4 behind port 2 (the Mininet two-tier demo's layout).
+TWO_TIER: dict[str, object] = {
+    "aggregation": {"mac": "02:00:00:00:00:fe", "ipv4": "10.0.0.254"},
+    "hosts": [
+        {"name": f"h{i}", "mac": f"02:00:00:00:00:{i:02x}", "ipv4": f"10.0.0.{i}",
+         "port": (i + 1) // 2}
+        for i in range(1, 5)
+    ],
+}
+
+
+def _two_tier_manager(tmp_path: Path) -> tuple[JobManager, MemorySwitch]:
+    sw = MemorySwitch()
+    mgr = JobManager(Store(tmp_path / "state.db"), sw, parse(TWO_TIER), Settings())
+    mgr.start()
+    for rank in range(4):
+        mgr.join("tt", rank, 4, f"02:00:00:00:00:{rank + 1:02x}", f"10.0.0.{rank + 1}",
+                 5000 + rank)
+    return mgr, sw
+
+
+def test_hosts_behind_one_port_load_and_keep_their_own_port() -> None:
+    topo = parse(TWO_TIER)
+    assert [h.port for h in topo.hosts] == [1, 1, 2, 2]
+    assert topo.port_of(0x020000000002, 0x0A000002) == 1
+    assert topo.port_of(0x020000000003, 0x0A000003) == 2
+
+
+def test_shared_ports_give_one_job_replica_per_worker_and_one_flood_replica_per_port(
+    tmp_path: Path,
+) -> None:
+    mgr, sw = _two_tier_manager(tmp_path)
+    job = mgr.job("tt").job
+    assert mgr.job("tt").ready
+    # one replica per worker: same port for the two hosts of a leaf, told apart by rank
+    assert sw.groups[n.JOB_MCAST_BASE + job.id] == frozenset({(1, 0), (1, 1), (2, 2), (2, 3)})
+    # the flood group must not send a frame twice down one port
+    assert sw.groups[n.FLOOD_MCAST_GRP] == frozenset({(1, 0), (2, 0)})
+    rewrite = {r.keys: r.args for r in sw.rows.values() if r.table == n.TABLE_RESULT_REWRITE}
+    assert rewrite == {(job.id, r): (0x020000000001 + r, 0x0A000001 + r, 5000 + r)
+                       for r in range(4)}
+    l2 = {r.keys[0]: r.args for r in sw.rows.values() if r.table == n.TABLE_L2 and r.args}
+    assert l2 == {0x020000000001: (1,), 0x020000000002: (1,), 0x020000000003: (2,),
+                  0x020000000004: (2,)}
+
+
+def _install(pipe: Pipeline, sw: MemorySwitch) -> None:
+    for row in sw.rows.values():
+        pipe.table_insert(row.table, TableEntry(tuple(Exact(k) for k in row.keys),
+                                                ActionCall(row.action, row.args)))
+    for group, replicas in sw.groups.items():
+        pipe.mc_group_set(group, tuple(Replica(p, i) for p, i in sorted(replicas)))
+
+
+def test_aggregator_delivers_each_worker_its_result_through_a_shared_port(
+    tmp_path: Path,
+) -> None:
+    """The controller's state for two hosts per port, on aggregator.p4 in-process: both
+    hosts behind a port get their own copy of the result, and a broadcast from a leaf
+    goes to the other leaf only."""
+    mgr, sw = _two_tier_manager(tmp_path)
+    job = mgr.job("tt").job
+    pipe = Pipeline(compiled())
+    _install(pipe, sw)
+    agg = Endpoint("02:00:00:00:00:fe", "10.0.0.254", AGG_UDP_PORT)
+    out: list[tuple[int, bytes]] = []
+    for rank in range(4):
+        me = Endpoint(f"02:00:00:00:00:{rank + 1:02x}", f"10.0.0.{rank + 1}", 5000 + rank)
+        payload = wire.pack_payload(wire.AggHeader(0, job.id, rank, 0, 0, 0, 0),
+                                    np.full(wire.DEFAULT_K, rank + 1, np.int32))
+        out = pipe.process((rank + 2) // 2, build_frame(me, agg, payload))
+    got = sorted(((port, parse_frame(f).dst) for port, f in out), key=lambda x: x[1].port)
+    assert got == [(1, Endpoint("02:00:00:00:00:01", "10.0.0.1", 5000)),
+                   (1, Endpoint("02:00:00:00:00:02", "10.0.0.2", 5001)),
+                   (2, Endpoint("02:00:00:00:00:03", "10.0.0.3", 5002)),
+                   (2, Endpoint("02:00:00:00:00:04", "10.0.0.4", 5003))]
+    _, values = wire.unpack_payload(parse_frame(out[0][1]).payload)
+    assert list(values) == [10] * wire.DEFAULT_K
+    broadcast = build_frame(Endpoint("02:00:00:00:00:01", "10.0.0.1", 1),
+                            Endpoint("ff:ff:ff:ff:ff:ff", "10.0.255.255", 1), b"x")
+    assert [p for p, _ in pipe.process(1, broadcast)] == [2]
