@@ -169,7 +169,6 @@ def start_mininet(procs: Procs, args: argparse.Namespace, build: Path,
                   tag: str) -> tuple[Any, dict[str, str], dict[str, str]]:
     """The Mininet network, the controller, and the p4reduce and gloo ranks' variables."""
     import mnrun
-    import topos
 
     mn = mnrun.MininetRun(procs.run_dir, tag, args.hosts, args.topo, args.bw, args.delay,
                           args.loss, args.switch, free_port(socket.SOCK_STREAM))
@@ -178,10 +177,11 @@ def start_mininet(procs: Procs, args: argparse.Namespace, build: Path,
         print(f"note: {note}", flush=True)
     switch_addr = mn.switch_ready()
     topology = mn.topology(procs.run_dir / "topology.json")
-    controller = start_controller(procs, switch_addr, build, topology, f"{topos.MGMT_NET}.254",
+    controller = start_controller(procs, switch_addr, build, topology, mn.mgmt_ip,
                                   args.switch)
-    # rendezvous and gloo on the management bridge; allreduce on the data network
-    common = {"MASTER_ADDR": f"{topos.MGMT_NET}.1", "GLOO_SOCKET_IFNAME": f"{tag}h{{r}}-eth1"}
+    # rendezvous, gloo (and the backend's own gloo group) on the data links through the
+    # P4 switch, like p4reduce's packets; only the controller API is on the management bridge
+    common = mnrun.data_env(tag)
     env = {**common, "P4REDUCE_CONTROLLER": controller, "P4REDUCE_TOPOLOGY": str(topology),
            "P4REDUCE_JOB": f"demo-{os.getpid()}", "P4REDUCE_TIMEOUT": "30",
            "P4REDUCE_TRANSPORT": "udp"}
@@ -251,8 +251,11 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace, run_dir: Path) -
         t.add_row(r["backend"], f"{r['final_loss']:.5f}", f"{100 * r['accuracy']:.1f}%",
                   f"{r['step_ms']:.1f}", f"{r['allreduce_ms']:.1f}",
                   str(r["packets_sent"]) if sw else "-", str(r["retransmitted"]) if sw else "-")
-    t.caption = (f"loss and accuracy (sign of each output) on held-out data; packets and "
-                 f"resent: the switch path's, all ranks; logs: {run_dir}")
+    t.caption = ("loss and accuracy (sign of each output) on held-out data; packets and "
+                 "resent: the switch path's, all ranks"
+                 + ("; frames the P4 switch received: "
+                    + ", ".join(f"{r['backend']} {r['switch_rx_packets']}" for r in rows)
+                    if "switch_rx_packets" in rows[0] else "") + f"; logs: {run_dir}")
     return t
 
 
@@ -330,10 +333,14 @@ def main(argv: list[str] | None = None) -> int:
         with Progress(TextColumn("{task.description}"), BarColumn(),
                       TextColumn("{task.completed}/{task.total} steps"), TimeElapsedColumn(),
                       console=console) as progress:
-            sw = train(procs, progress, "p4reduce", args.hosts, args.steps, env, args.timeout, net)
-            gl = train(procs, progress, "gloo", args.hosts, args.steps, gloo_env, args.timeout,
-                       net)
-        rows = [summarize("p4reduce", sw), summarize("gloo", gl)]
+            rows = []
+            for backend, benv in (("p4reduce", env), ("gloo", gloo_env)):
+                before = net.switch_rx_packets() if net is not None else 0
+                ranks = train(procs, progress, backend, args.hosts, args.steps, benv,
+                              args.timeout, net)
+                rows.append(summarize(backend, ranks))
+                if net is not None:  # proof that this backend's traffic crossed the P4 switch
+                    rows[-1]["switch_rx_packets"] = net.switch_rx_packets() - before
         summary["results"] = rows
         console.print(table(rows, args, run_dir))
         agree = losses_agree(rows[0]["final_loss"], rows[1]["final_loss"])

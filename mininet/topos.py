@@ -21,7 +21,12 @@ from typing import Any
 from mininet.node import Switch  # type: ignore[import-untyped]
 from mininet.topo import Topo  # type: ignore[import-untyped]
 
-MGMT_NET = "10.10.0"  # management /24 inside this run's namespaces only
+# This run's management /24. Its .254 sits in the root namespace (where the controller
+# listens), so two concurrent runs must not share it: mnrun.MininetRun sets a free one
+# before building the network.
+MGMT_NET = "10.10.0"
+AGG_MAC = "02:00:00:00:00:fe"  # the aggregation address the workers send to
+AGG_IPV4 = "10.0.0.254"
 
 
 def host_mac(r: int) -> str:
@@ -37,6 +42,9 @@ class KernelBridge(Switch):  # type: ignore[misc]
 
     def start(self, controllers: list[Any]) -> None:
         subprocess.run(["ip", "link", "add", "name", self.name, "type", "bridge"], check=True)
+        # the bridge's own IPv6 (router solicitations, MLD) would reach the P4 switch
+        subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{self.name}.disable_ipv6=1"],
+                       check=False, capture_output=True)
         for intf in self.intfList():
             if intf.name != "lo":
                 subprocess.run(["ip", "link", "set", intf.name, "master", self.name], check=True)
@@ -116,10 +124,13 @@ class StarTopo(Topo):  # type: ignore[misc]
 class TwoTierTopo(Topo):  # type: ignore[misc]
     """Leaves of two hosts each under one spine; the spine aggregates, leaves forward L2.
 
-    Leaves are kernel bridges (plain L2 learning). The demo does not run this topology
-    yet: both hosts of a leaf sit behind one spine port, and the controller's topology
-    file refuses two hosts on one port (the data plane itself would cope: result_rewrite
-    is keyed by replica id, not by port).
+    Leaves are kernel bridges, which is enough for a leaf that only forwards; the P4
+    program runs on the spine alone. Both hosts of a leaf sit behind one spine port (leaf
+    i on spine port i), so the job's multicast group sends two replicas down that port,
+    told apart by replica id. The run pins the leaves' forwarding tables
+    (mnrun.MininetRun): with plain learning, a frame the leaf flooded to the spine would
+    come back on the same port (the spine forwards by MAC to that port) and teach the
+    leaf that the sender lives behind the spine.
     """
 
     def build(self, tag: str = "p", hosts: int = 4, **link: Any) -> None:
@@ -127,8 +138,11 @@ class TwoTierTopo(Topo):  # type: ignore[misc]
         spine = self.addSwitch(f"{tag}s1", cls=P4Switch)
         leaves = [self.addSwitch(f"{tag}s{i + 2}", cls=KernelBridge)
                   for i in range((hosts + 1) // 2)]
+        # a non-blocking fabric: the uplink carries both hosts of its leaf at full rate, so
+        # the comparison is about the hosts' links, not about an oversubscribed uplink
+        uplink = {**link, "bw": 2 * link["bw"]} if link.get("bw") else link
         for i, leaf in enumerate(leaves, start=1):
-            self.addLink(leaf, spine, port2=i, **link)
+            self.addLink(leaf, spine, port2=i, **uplink)
         for r, h in enumerate(names, start=1):
             self.addLink(h, leaves[(r - 1) // 2], port1=0, **link)
             self.addLink(h, mgmt, port1=1)
