@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 P4SRC := p4src/aggregator.p4
 BUILD := build
 
-.PHONY: all venv test lint typecheck p4 bench run clean help
+.PHONY: all venv test lint typecheck p4 bench bench-mininet run clean help
 
 all: venv
 
@@ -18,6 +18,7 @@ help:
 	@echo "make run      the main demo (Mininet when root, loopback otherwise)"
 	@echo "make p4       compile $(P4SRC) into $(BUILD)/ (and with p4c when present)"
 	@echo "make bench    run the benchmarks, tables under bench/results/"
+	@echo "make bench-mininet  (root) p4reduce vs gloo on Mininet, plots under bench/results/"
 	@echo "make lint     ruff and mypy --strict"
 
 $(STAMP): pyproject.toml
@@ -71,6 +72,14 @@ run: $(STAMP) p4
 	fi
 	$(PY) mininet/demo.py --mode $(MODE) --hosts $(HOSTS) --loss $(LOSS) --steps $(STEPS) \
 	  --topo $(TOPO) --bw $(BW) --delay $(DELAY) --switch $(SWITCH)
+
+# make bench-mininet [BENCH_ARGS="--workers 2,4 --sizes 1M,16M ..."]  (root; see --help)
+bench-mininet: $(STAMP)
+	@if [ "$$(id -u)" != 0 ]; then echo "bench-mininet needs root (Mininet): sudo make bench-mininet"; exit 1; fi
+	@{ $(PY) -c 'import mininet.net' 2>/dev/null && command -v ethtool >/dev/null; } || \
+	  { echo "installing Debian's mininet and ethtool"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mininet ethtool; }
+	$(PY) mininet/bench_mininet.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,184 @@
+"""One rank of `make bench-mininet`: timed allreduces of several sizes, or a timed training.
+
+Run by mininet/bench_mininet.py inside a Mininet host with torchrun's variables (RANK,
+WORLD_SIZE, MASTER_ADDR, MASTER_PORT, GLOO_SOCKET_IFNAME) and, for p4reduce, P4REDUCE_*:
+
+    python mininet/bench_rank.py --sizes 65536,1048576 --reps 3 --train 200 --out r0.json
+
+Every repetition starts right after a barrier and is timed on each rank from there to the
+call's completion; the launcher takes the slowest rank's time, which is when the reduced
+tensor is everywhere. Wall-clock timestamps (one kernel, one clock for every namespace) let
+the launcher attribute the switch's CPU samples to each measurement, and each rank's own
+CPU seconds show whether the host, not the network, was the limit. The first repetition's
+result is checked against the exact sum (every rank can rebuild every other rank's input
+from its seed), so a fast wrong answer can never look like a win.
+"""
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+ROOT = Path(__file__).resolve().parent.parent
+# int32 block floating point: per-chunk error bound relative to the chunk's largest sum
+REL_TOL = 1e-4
+EVAL_SAMPLES = 1024
+
+
+def _input(rank: int, n: int) -> torch.Tensor:
+    return torch.randn(n, generator=torch.Generator().manual_seed(1000 + rank))
+
+
+def _switch_stats() -> Any:
+    """The p4reduce communicator's last CallStats (None under gloo)."""
+    if dist.get_backend() != "p4reduce":
+        return None
+    from worker.torch.engine import live_engine
+
+    engine = live_engine()
+    return engine.comm.last_stats if engine is not None else None
+
+
+def _check(out: torch.Tensor, world: int, n: int, backend: str) -> float:
+    """Largest error relative to the largest |sum|; exits if beyond tolerance."""
+    want = sum((_input(r, n) for r in range(world)), torch.zeros(n))
+    err = float((out - want).abs().max() / want.abs().max().clamp_min(1e-30))
+    if err > REL_TOL:
+        raise SystemExit(f"bench_rank: {backend} allreduce of {n} floats is wrong "
+                         f"(max error {err:.2e} of the largest sum, tolerance {REL_TOL:g})")
+    return err
+
+
+def _timed(buf: torch.Tensor, src: torch.Tensor, group: Any) -> tuple[float, float, float]:
+    """(seconds, wall-clock start, CPU seconds of this process) of one allreduce."""
+    buf.copy_(src)
+    dist.barrier()
+    c0, t0, w0 = time.process_time(), time.perf_counter(), time.time()
+    dist.all_reduce(buf, group=group)
+    return time.perf_counter() - t0, w0, time.process_time() - c0
+
+
+def sweep(groups: dict[str, Any], sizes: list[int], reps: int, warmup: int) -> dict[str, Any]:
+    """Both backends, interleaved repetition by repetition (their order alternating), so
+    that a noisy neighbour or a drifting clock hits both alike. `warmup` untimed calls of
+    the smallest size first open gloo's connections and the switch path."""
+    rank, world = dist.get_rank(), dist.get_world_size()
+    rows = []
+    names = list(groups)
+    small = _input(rank, min(sizes, default=4096) // 4)
+    for _ in range(warmup):
+        for b in names:
+            _timed(small.clone(), small, groups[b])
+    for size in sizes:
+        n = size // 4
+        src = _input(rank, n)
+        buf = src.clone()
+        rec: dict[str, dict[str, list[Any]]] = {
+            b: {"times": [], "starts": [], "cpu": [], "packets": [], "retransmitted": []}
+            for b in names}
+        errs: dict[str, float] = {}
+        for i in range(reps):
+            for b in (names if i % 2 == 0 else names[::-1]):
+                secs, w0, cpu = _timed(buf, src, groups[b])
+                stats = _switch_stats() if b == "p4reduce" else None
+                if b == "p4reduce" and (stats is None or stats.packets_sent == 0):
+                    raise SystemExit("bench_rank: the p4reduce backend did not use the switch")
+                if i == 0:  # after the timing: checking costs a sum of every rank's input
+                    errs[b] = _check(buf, world, n, b)
+                r = rec[b]
+                r["times"].append(secs)
+                r["starts"].append(w0)
+                r["cpu"].append(cpu)
+                r["packets"].append(stats.packets_sent if stats is not None else 0)
+                r["retransmitted"].append(stats.retransmitted if stats is not None else 0)
+        for b in names:
+            rows.append({"backend": b, "size": size, "max_rel_error": errs[b], **rec[b]})
+        if rank == 0:
+            meds = ", ".join(f"{b} {sorted(rec[b]['times'])[reps // 2]:.4f} s" for b in names)
+            print(f"size {size}: {meds}", flush=True)
+    return {"sizes": rows}
+
+
+def _train_module() -> Any:
+    """examples/train_ddp.py by path: the benchmark trains exactly the example's model."""
+    spec = importlib.util.spec_from_file_location("train_ddp", ROOT / "examples" / "train_ddp.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def train(group: Any, steps: int, every: int, batch: int, lr: float,
+          seed: int) -> list[dict[str, float]]:
+    """The demo's DDP training over `group`, with held-out loss and accuracy every `every`
+    steps against the training's wall-clock time (evaluation excluded)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    ex = _train_module()
+    rank = dist.get_rank()
+    model = DistributedDataParallel(ex.make_model(seed), process_group=group)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    w_true = torch.randn(32, 8, generator=torch.Generator().manual_seed(seed + 12345))
+    data = torch.Generator().manual_seed(seed * 1000 + rank)
+    g = torch.Generator().manual_seed(seed + 777)
+    xe = torch.randn(EVAL_SAMPLES, 32, generator=g)
+    ye = torch.tanh(xe @ w_true)
+    curve = []
+    elapsed = 0.0
+    dist.barrier()
+    for step in range(1, steps + 1):
+        t0 = time.perf_counter()
+        x = torch.randn(batch, 32, generator=data)
+        y = torch.tanh(x @ w_true) + 0.05 * torch.randn(batch, 8, generator=data)
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()  # type: ignore[no-untyped-call]
+        opt.step()
+        elapsed += time.perf_counter() - t0
+        if step % every == 0 or step == steps:
+            with torch.no_grad():
+                pred = model.module(xe)
+            curve.append({"step": step, "seconds": elapsed,
+                          "loss": float(torch.nn.functional.mse_loss(pred, ye)),
+                          "accuracy": float(((pred > 0) == (ye > 0)).float().mean())})
+            if rank == 0:
+                print(f"train step {step}/{steps} loss {curve[-1]['loss']:.5f}", flush=True)
+    return curve
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", default="", help="comma-separated tensor sizes in bytes")
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls first")
+    p.add_argument("--train", type=int, default=0, help="then train this many steps on each")
+    p.add_argument("--every", type=int, default=10, help="evaluate every N training steps")
+    p.add_argument("--out", required=True, type=Path)
+    args = p.parse_args(argv)
+    try:
+        # p4reduce is the default group; gloo is a second group on the same interface
+        # (GLOO_SOCKET_IFNAME: the data link), so both cross the same switch and links
+        dist.init_process_group(backend="p4reduce")
+        groups = {"p4reduce": dist.group.WORLD, "gloo": dist.new_group(backend="gloo")}
+    except (ValueError, RuntimeError) as e:
+        print(f"bench_rank: cannot start the process groups: {e}", file=sys.stderr)
+        return 1
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    result: dict[str, Any] = sweep(groups, sizes, args.reps, args.warmup)
+    if args.train:
+        result["train"] = {b: train(g, args.train, args.every, batch=64, lr=0.05, seed=0)
+                           for b, g in groups.items()}
+    result.update(rank=dist.get_rank(), world=dist.get_world_size())
+    args.out.write_text(json.dumps(result))
+    dist.barrier()  # no rank tears down while a peer is still in a collective
+    dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

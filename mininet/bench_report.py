@@ -1,0 +1,297 @@
+"""Turn bench-mininet's measurements into the CSV, the Markdown report, the plots and the
+README's summary table.
+
+Medians carry their spread (min..max over repetitions) so a reader can judge whether two
+runs agree; the ratio's range pairs the extremes (slowest gloo over fastest p4reduce and the
+reverse), the widest band the repetitions allow. A cell whose ratio falls below 90 % of
+2(n-1)/n is explained from what was measured during it, never from a guess.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display in a CI container or over ssh
+import matplotlib.pyplot as plt
+from rich.table import Table
+
+BOUND_SHARE = 0.9  # below this share of 2(n-1)/n, a cell must say where the time went
+SATURATED = 0.9  # a CPU busier than this (of one core, or of the machine) is the limit
+README_BEGIN = "<!-- bench-mininet:begin -->"
+README_END = "<!-- bench-mininet:end -->"
+COLUMNS = ["workers", "loss", "backend", "size_bytes", "rep", "seconds", "goodput_MBps",
+           "link_fraction", "wire_fraction", "host_cpu_max", "switch_cpu", "machine_cpu", "packets",
+           "retransmitted", "max_rel_error"]
+
+
+def bound(n: int) -> float:
+    """What a ring sends and receives per byte of gradient, against the switch's 1."""
+    return 2 * (n - 1) / n
+
+
+def fmt_size(n: int) -> str:
+    for unit, div in (("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= div:
+            return f"{n / div:g} {unit}"
+    return f"{n} B"
+
+
+def _med(xs: list[float]) -> float:
+    good = [x for x in xs if not math.isnan(x)]
+    return statistics.median(good) if good else float("nan")
+
+
+def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per (loss, workers, size): both backends' medians, the ratio, and why it
+    falls short of the bound where it does."""
+    cells: dict[tuple[float, int, int], dict[str, list[dict[str, Any]]]] = defaultdict(
+        lambda: defaultdict(list))
+    for r in rows:
+        cells[(r["loss"], r["workers"], r["size_bytes"])][r["backend"]].append(r)
+    out = []
+    for (loss, workers, size), by in sorted(cells.items()):
+        p4, gl = by.get("p4reduce", []), by.get("gloo", [])
+        if not p4 or not gl:
+            continue
+        tp = [r["seconds"] for r in p4]
+        tg = [r["seconds"] for r in gl]
+        s: dict[str, Any] = {
+            "loss": loss, "workers": workers, "size_bytes": size, "reps": len(tp),
+            "p4_s": _med(tp), "p4_min": min(tp), "p4_max": max(tp),
+            "gloo_s": _med(tg), "gloo_min": min(tg), "gloo_max": max(tg),
+            "p4_link": _med([r["link_fraction"] for r in p4]),
+            "gloo_link": _med([r["link_fraction"] for r in gl]),
+            "p4_switch_cpu": _med([r["switch_cpu"] for r in p4]),
+            "gloo_switch_cpu": _med([r["switch_cpu"] for r in gl]),
+            "p4_machine_cpu": _med([r["machine_cpu"] for r in p4]),
+            "p4_host_cpu": _med([r["host_cpu_max"] for r in p4]),
+            "p4_wire": _med([r["wire_fraction"] for r in p4]),
+            "packets": sum(r["packets"] for r in p4),
+            "retransmitted": sum(r["retransmitted"] for r in p4),
+            "bound": bound(workers),
+        }
+        s["ratio"] = s["gloo_s"] / s["p4_s"]
+        s["ratio_lo"] = s["gloo_min"] / s["p4_max"]
+        s["ratio_hi"] = s["gloo_max"] / s["p4_min"]
+        s["where"] = where_time_went(s)
+        out.append(s)
+    return out
+
+
+def where_time_went(s: dict[str, Any]) -> str:
+    """What limited p4reduce in a cell short of the bound, from its measured CPU and resends."""
+    if s["ratio"] >= BOUND_SHARE * s["bound"]:
+        return ""
+    causes = []
+    if s["p4_switch_cpu"] >= SATURATED:
+        causes.append(f"switch CPU {s['p4_switch_cpu']:.0%} of a core")
+    if s["p4_machine_cpu"] >= SATURATED:
+        causes.append(f"machine CPU {s['p4_machine_cpu']:.0%} of all cores")
+    if s["p4_host_cpu"] >= SATURATED:
+        causes.append(f"worker CPU {s['p4_host_cpu']:.0%} of a core")
+    if s["packets"] and s["retransmitted"] / s["packets"] >= 0.01:
+        causes.append(f"resends {s['retransmitted'] / s['packets']:.1%} of packets")
+    if not causes:
+        # no CPU was the limit: either the link was busy and the shortfall is the bytes the
+        # protocol adds, or the link sat idle waiting on round trips
+        overhead = 1 - s["p4_link"] / s["p4_wire"] if s["p4_wire"] else float("nan")
+        if s["p4_wire"] >= SATURATED:
+            causes.append(f"protocol bytes: the link was {s['p4_wire']:.0%} busy, "
+                          f"{overhead:.0%} of it headers, exponent packets and resends")
+        else:
+            causes.append(f"round trips: the link was idle {1 - s['p4_wire']:.0%} of the time "
+                          "(window and per-call latency; no CPU saturated)")
+    return "; ".join(causes)
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v)
+                        for k, v in r.items() if k in COLUMNS})
+
+
+def _pct(x: float) -> str:
+    return "-" if math.isnan(x) else f"{x:.0%}"
+
+
+def markdown(summary: list[dict[str, Any]], curves: dict[str, Any], meta: dict[str, Any]) -> str:
+    lines = [
+        "# bench-mininet: p4reduce versus gloo on the same emulated network",
+        "",
+        f"{meta['date']}, {meta['cores']} cores, Mininet star, every host link "
+        f"{meta['bw_mbit']:g} Mbit/s, softswitch running aggregator.p4 with K={meta['lanes']}, "
+        f"{meta['reps']} repetitions per cell (median, min..max), both backends interleaved "
+        f"in the same processes; {meta['elapsed_s']} s in all. Raw data: `mininet.csv`.",
+        "",
+        "ratio = gloo time / p4reduce time; bound = 2(n-1)/n. link = goodput (tensor bytes/s) "
+        "as a share of the link rate; p4 wire = p4reduce's frames (headers, exponent "
+        "packets and resends included) per worker as a share of what the link could carry "
+        "in the time. CPU columns are p4reduce's: the switch process "
+        "(1 core = 100 %), the whole machine, the busiest worker.",
+    ]
+    for loss in sorted({s["loss"] for s in summary}):
+        lines += ["", f"## loss {loss:g}" + (" (every switch port drops this share)" if loss else ""),
+                  "", "| workers | size | p4reduce ms | gloo ms | ratio (range) | bound | "
+                  "p4 link | p4 wire | gloo link | switch CPU | machine CPU | worker CPU | resent | "
+                  "where the time went |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for s in (x for x in summary if x["loss"] == loss):
+            lines.append(
+                f"| {s['workers']} | {fmt_size(s['size_bytes'])} "
+                f"| {1e3 * s['p4_s']:.1f} ({1e3 * s['p4_min']:.1f}..{1e3 * s['p4_max']:.1f}) "
+                f"| {1e3 * s['gloo_s']:.1f} ({1e3 * s['gloo_min']:.1f}..{1e3 * s['gloo_max']:.1f}) "
+                f"| {s['ratio']:.2f} ({s['ratio_lo']:.2f}..{s['ratio_hi']:.2f}) "
+                f"| {s['bound']:.2f} | {_pct(s['p4_link'])} | {_pct(s['p4_wire'])} "
+                f"| {_pct(s['gloo_link'])} "
+                f"| {_pct(s['p4_switch_cpu'])} | {_pct(s['p4_machine_cpu'])} "
+                f"| {_pct(s['p4_host_cpu'])} | {s['retransmitted']} | {s['where']} |")
+    if curves:
+        lines += ["", f"## time to accuracy ({curves['workers']} workers, examples/train_ddp.py's "
+                  "model, loss 0)", "", tta_text(curves)]
+    lines += ["", "Plots: `mininet_time.png` (time versus size), `mininet_ratio.png` (ratio versus "
+              "workers, with the bound), `mininet_tta.png` (held-out loss versus time).", ""]
+    return "\n".join(lines)
+
+
+def tta_text(curves: dict[str, Any]) -> str:
+    """Seconds each backend needed to reach a held-out loss both reach."""
+    finals = {b: c[-1] for b, c in curves.items() if b != "workers"}
+    target = 1.1 * max(f["loss"] for f in finals.values())
+    rows = ["| backend | steps | s/step | final loss | accuracy | s to loss <= "
+            f"{target:.4f} |", "|---|---|---|---|---|---|"]
+    for b, c in curves.items():
+        if b == "workers":
+            continue
+        hit = next((p["seconds"] for p in c if p["loss"] <= target), float("nan"))
+        rows.append(f"| {b} | {c[-1]['step']} | {c[-1]['seconds'] / c[-1]['step']:.4f} "
+                    f"| {c[-1]['loss']:.5f} | {c[-1]['accuracy']:.1%} | {hit:.2f} |")
+    return "\n".join(rows)
+
+
+def plots(out: Path, rows: list[dict[str, Any]], summary: list[dict[str, Any]],
+          curves: dict[str, Any]) -> list[Path]:
+    files = []
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    lossless = [s for s in summary if s["loss"] == 0]
+    for i, w in enumerate(sorted({s["workers"] for s in lossless})):
+        cells = [s for s in lossless if s["workers"] == w]
+        x = [s["size_bytes"] / 2**20 for s in cells]
+        color = f"C{i}"
+        ax.plot(x, [s["p4_s"] for s in cells], "o-", color=color, label=f"p4reduce, {w} workers")
+        ax.plot(x, [s["gloo_s"] for s in cells], "s--", color=color, label=f"gloo, {w} workers")
+    ax.set(xscale="log", yscale="log", xlabel="tensor size (MB)", ylabel="allreduce time (s)",
+           title="allreduce time, median of repetitions (loss 0)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    files.append(out / "mininet_time.png")
+    fig.savefig(files[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ws = sorted({s["workers"] for s in lossless})
+    xs = [w for w in range(2, max(ws, default=2) + 1)]
+    ax.plot(xs, [bound(w) for w in xs], "k-", label="bound 2(n-1)/n")
+    sizes = sorted({s["size_bytes"] for s in lossless})
+    for i, size in enumerate(sizes[-3:]):
+        cells = sorted((s for s in lossless if s["size_bytes"] == size), key=lambda s: s["workers"])
+        ax.errorbar([s["workers"] for s in cells], [s["ratio"] for s in cells],
+                    yerr=[[s["ratio"] - s["ratio_lo"] for s in cells],
+                          [s["ratio_hi"] - s["ratio"] for s in cells]],
+                    fmt="o-", capsize=3, color=f"C{i}", label=fmt_size(size))
+    ax.set(xlabel="workers", ylabel="gloo time / p4reduce time",
+           title="speed-up of in-network aggregation (loss 0)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    files.append(out / "mininet_ratio.png")
+    fig.savefig(files[-1], dpi=110)
+    plt.close(fig)
+
+    if curves:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for b, c in curves.items():
+            if b != "workers":
+                ax.plot([p["seconds"] for p in c], [p["loss"] for p in c], "o-", ms=3, label=b)
+        ax.set(xlabel="training time (s)", ylabel="held-out loss", yscale="log",
+               title=f"time to accuracy, {curves['workers']} workers")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        files.append(out / "mininet_tta.png")
+        fig.savefig(files[-1], dpi=110)
+        plt.close(fig)
+    return files
+
+
+def readme_block(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    """The README's table: the two largest sizes of every worker count, loss 0."""
+    lossless = [s for s in summary if s["loss"] == 0]
+    keep = []
+    for w in sorted({s["workers"] for s in lossless}):
+        keep += sorted((s for s in lossless if s["workers"] == w),
+                       key=lambda s: s["size_bytes"])[-2:]
+    lines = [README_BEGIN,
+             f"Measured by `make bench-mininet` on {meta['date']} ({meta['cores']} cores, links "
+             f"{meta['bw_mbit']:g} Mbit/s, K={meta['lanes']}; median of {meta['reps']}, range "
+             "in brackets; full table in [bench/results/mininet.md](bench/results/mininet.md)):",
+             "",
+             "| workers | size | p4reduce | gloo (ring) | gloo/p4reduce | bound 2(n-1)/n | "
+             "where the time went |",
+             "|---|---|---|---|---|---|---|"]
+    for s in keep:
+        lines.append(f"| {s['workers']} | {fmt_size(s['size_bytes'])} | {s['p4_s']:.2f} s "
+                     f"| {s['gloo_s']:.2f} s | {s['ratio']:.2f} ({s['ratio_lo']:.2f}..{s['ratio_hi']:.2f}) "
+                     f"| {s['bound']:.2f} | {s['where'] or 'within 90 % of the bound'} |")
+    lines.append(README_END)
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path, block: str) -> bool:
+    text = readme.read_text()
+    pat = re.compile(re.escape(README_BEGIN) + ".*?" + re.escape(README_END), re.S)
+    if not pat.search(text):
+        return False
+    readme.write_text(pat.sub(lambda _: block, text))
+    return True
+
+
+def write_all(out: Path, rows: list[dict[str, Any]], curves: dict[str, Any],
+              meta: dict[str, Any], readme: Path | None) -> list[Path]:
+    summary = summarize(rows)
+    files = [out / "mininet.csv", out / "mininet.md", out / "mininet.json"]
+    write_csv(files[0], rows)
+    files[1].write_text(markdown(summary, curves, meta))
+    files[2].write_text(json.dumps({"meta": meta, "summary": summary, "train": curves},
+                                   indent=1, default=str))
+    files += plots(out, rows, summary, curves)
+    if readme is not None and update_readme(readme, readme_block(summary, meta)):
+        files.append(readme)
+    return files
+
+
+def console_table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> Table:
+    t = Table(title=f"bench-mininet: links {meta['bw_mbit']:g} Mbit/s, K={meta['lanes']}, "
+                    f"median of {meta['reps']}")
+    for col in ("loss", "workers", "size", "p4reduce ms", "gloo ms", "ratio", "bound",
+                "p4 link", "p4 wire", "switch CPU", "machine CPU"):
+        t.add_column(col, justify="right")
+    for s in summarize(rows):
+        t.add_row(f"{s['loss']:g}", str(s["workers"]), fmt_size(s["size_bytes"]),
+                  f"{1e3 * s['p4_s']:.1f}", f"{1e3 * s['gloo_s']:.1f}",
+                  f"{s['ratio']:.2f}", f"{s['bound']:.2f}", _pct(s["p4_link"]),
+                  _pct(s["p4_wire"]), _pct(s["p4_switch_cpu"]), _pct(s["p4_machine_cpu"]))
+    t.caption = "where each shortfall went: see mininet.md"
+    return t
