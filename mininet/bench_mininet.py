@@ -107,7 +107,6 @@ def run_config(console: Console, args: argparse.Namespace, workers: int, loss: f
                record: dict[str, list[Any]]) -> dict[str, Any]:
     """One network (workers, loss): build it, run the ranks, return their results and CPU."""
     import mnrun  # Mininet's library: imported once root has been checked
-    import topos
 
     sub = run_dir / f"w{workers}-loss{loss:g}"
     sub.mkdir(parents=True, exist_ok=True)
@@ -121,8 +120,8 @@ def run_config(console: Console, args: argparse.Namespace, workers: int, loss: f
         procs.mininet = mn
         switch_addr = mn.switch_ready()
         topology = mn.topology(sub / "topology.json")
-        controller = demo.start_controller(procs, switch_addr, build, topology,
-                                           f"{topos.MGMT_NET}.254", lanes=args.lanes)
+        controller = demo.start_controller(procs, switch_addr, build, topology, mn.mgmt_ip,
+                                           lanes=args.lanes)
         assert mn.switch.proc is not None
         sampler = CpuSampler(mn.switch.proc.pid)
         sampler.start()
@@ -130,11 +129,11 @@ def run_config(console: Console, args: argparse.Namespace, workers: int, loss: f
         outs = [sub / f"rank{r}.json" for r in range(workers)]
         ranks = []
         for r, host in enumerate(mn.hosts_in_order):
+            # rendezvous and gloo on the data link, through the P4 switch
+            data = {k: v.replace("{r}", str(r + 1)) for k, v in mnrun.data_env(tag).items()}
             env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
                    "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(workers),
-                   # rendezvous and gloo on the data link, through the P4 switch
-                   "MASTER_ADDR": topos.host_ip(1), "MASTER_PORT": str(master_port),
-                   "GLOO_SOCKET_IFNAME": f"{host.name}-eth0",
+                   **data, "MASTER_PORT": str(master_port),
                    "P4REDUCE_CONTROLLER": controller, "P4REDUCE_TOPOLOGY": str(topology),
                    "P4REDUCE_JOB": f"bench-{tag}", "P4REDUCE_TIMEOUT": "60",
                    "P4REDUCE_TRANSPORT": "udp"}
