@@ -54,6 +54,15 @@ def test_summary_medians_ratio_and_range() -> None:
     assert s["where"] == ""  # 1.45 >= 0.9 * 1.5
 
 
+def test_a_ratio_above_the_bound_says_how_far_gloo_fell_short() -> None:
+    # 1 MB in 1 s is 80 % of 1.25 MB/s; a ring moves 1.5x that: 120 % of the link, in 2 s 60 %
+    rows = [_row("p4reduce", 4, 1 << 20, 0.84), _row("gloo", 4, 1 << 20, 1.68)]
+    (s,) = report.summarize(rows)
+    assert s["ratio"] == pytest.approx(2.0)
+    assert s["gloo_eff"] == pytest.approx((1 << 20) / 1.68 / 1.25e6 * 1.5)
+    assert "above the bound: gloo moved its 2(n-1)/n bytes at 75% of the link" in s["where"]
+
+
 @pytest.mark.parametrize(("kw", "cause"), [
     ({"switch_cpu": 0.97}, "switch CPU 97% of a core"),
     ({"machine_cpu": 0.99}, "machine CPU 99% of all cores"),
