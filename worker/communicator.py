@@ -54,8 +54,15 @@ def _descriptor(n: int, kind: int, k: int) -> npt.NDArray[np.int32]:
     return lanes
 
 
+IntArray = npt.NDArray[np.intp]
+Built = tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike, npt.ArrayLike]
+
+
 class _Plan:
-    """Common part: packet 0 .. n_head-1 are EXP_ONLY, packet 0 carries the descriptor."""
+    """Common part: packet 0 .. n_head-1 are EXP_ONLY, packet 0 carries the descriptor.
+
+    The streamer asks for packets and hands results back a batch at a time, as index
+    arrays: every method is a handful of numpy operations whatever the batch size."""
 
     kind = 0
 
@@ -64,21 +71,24 @@ class _Plan:
         self.n_packets = n_head + n_chunks if n_chunks else 0
         self.tensor_bytes = 0
         self.desc = _descriptor(n_elems, self.kind, k)
-        self._zeros = bytes(4 * k)
         self.mismatch: str | None = None
 
-    def head_values(self, i: int) -> bytes:
-        return self.desc.astype(_BE).tobytes() if i == 0 else self._zeros
+    def head_values(self, idx: IntArray) -> npt.NDArray[np.int32]:
+        """Lanes of head packets idx: the descriptor in packet 0, zeros elsewhere."""
+        values = np.zeros((idx.size, self.k), dtype=np.int32)
+        values[idx == 0] = self.desc
+        return values
 
-    def expect(self, i: int) -> tuple[int, int]:
-        if i < self.n_head:
-            return wire.FLAG_EXP_ONLY, i * self.k
-        return 0, (i - self.n_head) * self.k
+    def expect(self, idx: IntArray) -> tuple[npt.NDArray[np.integer], npt.NDArray[np.integer]]:
+        head = idx < self.n_head
+        exp_only = np.where(head, wire.FLAG_EXP_ONLY, 0)
+        return exp_only, np.where(head, idx, idx - self.n_head) * self.k
 
-    def check_head(self, i: int, payload: bytes) -> None:
-        if i != 0:
+    def check_head(self, idx: IntArray, values: npt.NDArray[np.int32]) -> None:
+        at = np.flatnonzero(idx == 0)
+        if not at.size:
             return
-        got = np.frombuffer(payload, _BE, min(self.k, 2), wire.AGG_HEADER_LEN).astype(np.int64)
+        got = values[int(at[0]), : min(self.k, 2)].astype(np.int64)
         want = (self.desc[: got.size].astype(np.int64) * self.world + 2**31) % 2**32 - 2**31
         if not np.array_equal(got, want):
             raise AllreduceError(
@@ -92,21 +102,27 @@ class _IntPlan(_Plan):
     kind = 1
 
     def __init__(self, flat: npt.NDArray[np.int32], k: int, world: int) -> None:
-        self.rows = quant.to_blocks(flat, k).astype(_BE)
+        self.rows = quant.to_blocks(flat, k)
         super().__init__(flat.size, self.rows.shape[0], 1, k, world)
         self.dep_offsets: tuple[int, ...] = ()
         self.result = np.empty_like(self.rows)
 
-    def build(self, i: int) -> tuple[int, int, int, bytes]:
-        if i == 0:
-            return wire.FLAG_EXP_ONLY, 0, 0, self.head_values(0)
-        return 0, (i - 1) * self.k, 0, self.rows[i - 1].tobytes()
+    def build(self, idx: IntArray) -> Built:
+        chunk = idx - 1
+        if idx[0] > 0:  # the usual batch: data packets only
+            return 0, chunk * self.k, 0, self.rows[chunk]
+        values = self.rows[np.maximum(chunk, 0)]
+        values[0] = self.desc  # idx is sorted: packet 0, the descriptor, comes first
+        flags = np.where(idx == 0, wire.FLAG_EXP_ONLY, 0)
+        return flags, np.maximum(chunk, 0) * self.k, 0, values
 
-    def on_result(self, i: int, exp: int, payload: bytes) -> None:
-        if i == 0:
-            self.check_head(0, payload)
-            return
-        self.result[i - 1] = np.frombuffer(payload, _BE, self.k, wire.AGG_HEADER_LEN)
+    def on_result(self, idx: IntArray, exps: npt.NDArray[np.int8],
+                  values: npt.NDArray[np.int32]) -> None:
+        data = idx > 0
+        if not data.all():
+            self.check_head(idx, values)
+            idx, values = idx[data], values[data]
+        self.result[idx - 1] = values
 
 
 class _FloatPlan(_Plan):
@@ -122,41 +138,47 @@ class _FloatPlan(_Plan):
         n = self.blocks.shape[0]
         super().__init__(flat.size, n, min(num_slots, n), k, world)
         self.proposals = quant.block_exponents(self.blocks)
+        # the exponent field of data packet c: the proposal for chunk c + S, or none
+        self.ahead = np.full(n, quant.EXP_ZERO, dtype=np.int8)
+        self.ahead[: max(n - num_slots, 0)] = self.proposals[num_slots:]
         self.agreed = np.full(n, quant.EXP_ZERO, dtype=np.int8)
         # data packets also wait for the exponent-only packet of their chunk (when n < S
         # that is not the previous user of their slot)
         self.dep_offsets: tuple[int, ...] = (self.n_head,)
         self.result = np.zeros((n, k), dtype=np.int32)
-        # Quantization is done in runs of chunks whose exponents are known (a whole window
-        # arrives at once), not per packet: one numpy call per run instead of per chunk.
-        self.known = np.zeros(n, dtype=bool)
-        self.quantized = np.zeros(n, dtype=bool)
-        self.q = np.empty((n, k), dtype=_BE)
 
-    def build(self, i: int) -> tuple[int, int, int, bytes]:
-        if i < self.n_head:
-            return wire.FLAG_EXP_ONLY, i * self.k, int(self.proposals[i]), self.head_values(i)
-        c = i - self.n_head
-        ahead = c + self.S
-        exp = int(self.proposals[ahead]) if ahead < self.n else quant.EXP_ZERO
-        if not self.quantized[c]:
-            run = self.known[c : c + 1024] & ~self.quantized[c : c + 1024]
-            end = c + (int(run.argmin()) if not run.all() else run.size)
-            self.q[c:end] = quant.quantize(self.blocks[c:end], self.agreed[c:end], self.shift)
-            self.quantized[c:end] = True
-        return 0, c * self.k, exp, self.q[c].tobytes()
+    def build(self, idx: IntArray) -> Built:
+        n_head = self.n_head
+        if idx[-1] < n_head:  # idx is sorted: exponent-only packets only
+            return wire.FLAG_EXP_ONLY, idx * self.k, self.proposals[idx], self.head_values(idx)
+        if idx[0] < n_head:  # both kinds: the streamer never asks so, but be general
+            cut = int(np.searchsorted(idx, n_head))
+            head, data = self.build(idx[:cut]), self.build(idx[cut:])
+            return tuple(np.concatenate([np.broadcast_to(np.asarray(h), (cut, *np.shape(h)[1:])),
+                                         np.broadcast_to(np.asarray(d), (idx.size - cut, *np.shape(d)[1:]))])
+                         for h, d in zip(head, data, strict=True))  # type: ignore[return-value]
+        # data packets: quantized once their exponents are agreed, a batch per numpy call
+        c = idx - n_head
+        lo, hi = int(c[0]), int(c[-1]) + 1
+        if hi - lo == c.size:  # consecutive chunks (the common case): slices, no gather
+            values = quant.quantize(self.blocks[lo:hi], self.agreed[lo:hi], self.shift)
+            return 0, c * self.k, self.ahead[lo:hi], values
+        values = quant.quantize(self.blocks[c], self.agreed[c], self.shift)
+        return 0, c * self.k, self.ahead[c], values
 
-    def on_result(self, i: int, exp: int, payload: bytes) -> None:
-        if i < self.n_head:
-            self.check_head(i, payload)
-            self.agreed[i] = exp
-            self.known[i] = True
-            return
-        c = i - self.n_head
-        self.result[c] = np.frombuffer(payload, _BE, self.k, wire.AGG_HEADER_LEN)
-        if c + self.S < self.n:
-            self.agreed[c + self.S] = exp
-            self.known[c + self.S] = True
+    def on_result(self, idx: IntArray, exps: npt.NDArray[np.int8],
+                  values: npt.NDArray[np.int32]) -> None:
+        n_head, S = self.n_head, self.S
+        head = idx < n_head
+        if head.any():
+            self.check_head(idx, values)
+            self.agreed[idx[head]] = exps[head]
+            data = ~head
+            idx, exps, values = idx[data], exps[data], values[data]
+        c = idx - n_head
+        self.result[c] = values
+        later = c + S < self.n
+        self.agreed[c[later] + S] = exps[later]
 
 
 class Communicator:

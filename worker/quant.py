@@ -29,6 +29,7 @@ All functions work on whole (n, K) blocks with numpy: no Python loop per element
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import TypeVar
 
@@ -84,10 +85,22 @@ def block_exponents(blocks: npt.NDArray[np.floating]) -> I8:
     return out.astype(np.int8)
 
 
-def _scale(exps: I8, sign: int, shift: int) -> F64:
-    e = exps.astype(np.int64)
+@functools.cache
+def _scale_table(sign: int, shift: int) -> F64:
+    """2^(sign * (shift - E)) for every exponent code, indexed by the code's byte
+    (E & 0xFF); 0 for the reserved codes. The streamer quantizes a window of chunks at a
+    time, so this lookup replaces per-call exponent arithmetic that cost more than the
+    scaling itself."""
+    e = np.arange(256).astype(np.uint8).view(np.int8).astype(np.int64)
     usable = (e != EXP_POISON) & (e != EXP_ZERO)
-    return np.where(usable, np.ldexp(1.0, (sign * (shift - np.where(usable, e, 0))).astype(np.int32)), 0.0)
+    table = np.where(usable, np.ldexp(1.0, (sign * (shift - np.where(usable, e, 0))).astype(np.int32)), 0.0)
+    table.flags.writeable = False
+    return table
+
+
+def _scale(exps: I8, sign: int, shift: int) -> F64:
+    codes = exps.view(np.uint8) if exps.dtype == np.int8 else np.asarray(exps).astype(np.uint8)
+    return _scale_table(sign, shift)[codes]
 
 
 def quantize(blocks: npt.NDArray[np.floating], exps: I8, shift: int) -> I32:

@@ -32,33 +32,44 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from worker import wire
 from worker.errors import AllreduceError, AllreduceTimeout, CommunicatorBroken
 from worker.job import JobSpec
 from worker.stats import CallStats
-from worker.transport import Transport
+from worker.transport import RowTransport, Transport
 
 log = logging.getLogger(__name__)
 
 MissingRanks = Callable[[int, int, int], Sequence[int] | None]
 
 
+IntArray = npt.NDArray[np.intp]
+
+
 class Plan(Protocol):
+    """A call's packets, built and consumed a batch at a time (arrays indexed like `idx`)."""
+
     n_packets: int
     dep_offsets: tuple[int, ...]
     tensor_bytes: int
 
-    def build(self, i: int) -> tuple[int, int, int, bytes]:
-        """(flags, offset, exp, big-endian int32 values) of packet i."""
+    def build(self, idx: IntArray) -> tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike,
+                                            npt.ArrayLike]:
+        """(flags, offsets, exps, (n, K) values) of packets idx."""
         ...
 
-    def expect(self, i: int) -> tuple[int, int]:
-        """(EXP_ONLY bit, offset) a result of packet i must carry: a cheap check that
+    def expect(self, idx: IntArray) -> tuple[npt.NDArray[np.integer], npt.NDArray[np.integer]]:
+        """(EXP_ONLY bits, offsets) results of packets idx must carry: a cheap check that
         all ranks stream the same sequence (same tensor sizes and dtypes classes)."""
         ...
 
-    def on_result(self, i: int, exp: int, payload: bytes) -> None: ...
+    def on_result(self, idx: IntArray, exps: npt.NDArray[np.int8],
+                  values: npt.NDArray[np.int32]) -> None:
+        """Results of packets idx (distinct); `values` is (n, K) big-endian int32, a view
+        valid only during the call."""
+        ...
 
 
 @dataclass
@@ -82,6 +93,22 @@ class RtoEstimator:
             self.srtt = 0.875 * self.srtt + 0.125 * rtt
         self.rto = min(self.max_s, max(self.min_s, self.srtt + 4 * self.rttvar))
 
+    def sample_many(self, rtts: list[float]) -> None:
+        """`sample` of each RTT in turn, with the state in locals: a batch of results is
+        one call, not one method call and one timeout computation per packet."""
+        if not rtts:
+            return
+        srtt, var = self.srtt, self.rttvar
+        for rtt in rtts:
+            if srtt is None:
+                srtt, var = rtt, rtt / 2
+            else:
+                var = 0.75 * var + 0.25 * abs(srtt - rtt)
+                srtt = 0.875 * srtt + 0.125 * rtt
+        assert srtt is not None
+        self.srtt, self.rttvar = srtt, var
+        self.rto = min(self.max_s, max(self.min_s, srtt + 4 * var))
+
     def backoff(self, now: float) -> None:
         """A timer fired: double the timeout for packets sent from now on (RFC 6298 5.5),
         until the next clean sample. Keeps a queue that grew beyond the estimate from
@@ -92,8 +119,6 @@ class RtoEstimator:
             self.rto = min(self.max_s, 2 * self.rto)
             self._last_backoff = now
 
-
-_HDR = wire.AggHeader
 
 
 class Streamer:
@@ -115,6 +140,16 @@ class Streamer:
         self.missing_ranks = missing_ranks
         self.seq = 0
         self.broken: str | None = None
+        self._length = wire.agg_payload_len(job.k)
+        self._dtype = wire.agg_dtype(job.k)
+        self._io: RowTransport = (transport if isinstance(transport, RowTransport)
+                                  else _ListTransport(transport))
+        # one row per slot: the packet outstanding on it, kept for retransmission and sent
+        # from in place; job and worker fields never change
+        self._slot_buf = np.zeros((job.num_slots, self._length), dtype=np.uint8)
+        self._slot_rec = self._slot_buf.view(self._dtype)[:, 0]
+        self._slot_rec["job_id"] = job.job_id
+        self._slot_rec["worker_id"] = job.rank
 
     def run(self, plan: Plan) -> CallStats:
         if self.broken is not None:
@@ -134,121 +169,149 @@ class Streamer:
         if m == 0:
             return CallStats(0, 0, 0, 0.0, plan.tensor_bytes)
         base = self.seq
-        offsets = tuple(sorted({S, *plan.dep_offsets}))
+        io = self._io
+        length = self._length
+        slot_buf = self._slot_buf  # payload of the packet outstanding on each slot
+        rec = self._slot_rec
+        offsets = np.array(sorted({S, *plan.dep_offsets}), dtype=np.intp)
+        single = S if offsets.size == 1 else 0  # the usual case: a packet waits for its slot only
         done = np.zeros(m, dtype=bool)
         sent = np.zeros(m, dtype=bool)
         first_send = np.zeros(m)
-        resends = np.zeros(m, dtype=np.int64)
-        out_idx = np.full(S, -1, dtype=np.int64)
-        deadline = np.full(S, np.inf)
+        resent = np.zeros(m, dtype=bool)
+        out_idx = np.full(S, -1, dtype=np.intp)
+        deadline = np.full(S, np.inf)  # inf on idle slots, so no mask of active ones is needed
         slot_rto = np.zeros(S)
-        slot_payload: list[bytes] = [b""] * S
         last_send = np.full(S, np.inf)  # latest (re)send per outstanding slot
         rack_time, rack_rtt = -np.inf, 0.0  # newest first send with a result, and its RTT
         n_sent = n_retx = n_dup = n_done = 0
         last_progress = t0
-        batch: list[bytes] = []
-        completed: list[int] = []
 
-        def ready(i: int) -> bool:
-            return all(i - d < 0 or done[i - d] for d in offsets)
+        def ready(c: IntArray) -> npt.NDArray[np.bool_]:
+            ok = np.ones(c.size, dtype=bool)
+            for d in offsets.tolist():
+                prev = c - d
+                ok &= (prev < 0) | done[np.maximum(prev, 0)]
+            return ok
 
-        def send(i: int, now: float) -> None:
-            nonlocal n_sent
-            g = base + i
-            slot, rnd = g % S, (g // S) % 256
-            flags, offset, exp, values = plan.build(i)
-            payload = _HDR(flags, job.job_id, job.rank, slot, rnd, offset, exp).pack() + values
-            sent[i] = True
-            first_send[i] = now
-            out_idx[slot] = i
-            slot_payload[slot] = payload
-            slot_rto[slot] = self.rto.rto
-            deadline[slot] = now + self.rto.rto
-            last_send[slot] = now
-            batch.append(payload)
-            n_sent += 1
+        def build(idx: IntArray, now: float) -> IntArray:
+            """Write packets idx (distinct slots) into their slots' rows; returns the slots."""
+            g = base + idx
+            slots = g % S
+            flags, offs, exps, values = plan.build(idx)
+            rec["flags"][slots] = flags
+            rec["slot"][slots] = slots
+            rec["round"][slots] = (g // S) % 256
+            rec["offset"][slots] = offs
+            rec["exp"][slots] = exps
+            rec["values"][slots] = values
+            sent[idx] = True
+            first_send[idx] = now
+            out_idx[slots] = idx
+            slot_rto[slots] = self.rto.rto
+            deadline[slots] = now + self.rto.rto
+            last_send[slots] = now
+            return slots
 
         now = time.monotonic()
-        for i in range(min(m, S)):
-            if ready(i):
-                send(i, now)
-        self.transport.send(batch)
-        batch.clear()
+        first = np.arange(min(m, S), dtype=np.intp)
+        first = first[ready(first)]
+        if first.size:
+            io.send_rows(slot_buf, build(first, now), length)
+            n_sent += first.size
 
         while n_done < m:
             now = time.monotonic()
-            active = out_idx >= 0
             reo = max(rack_rtt / 4, 0.001)
-            behind = active & (last_send < rack_time)
-            next_rack = float(last_send[behind].min()) + rack_rtt + reo if behind.any() else np.inf
+            # the oldest send is behind the newest acknowledged one, or no send is
+            oldest = float(last_send.min())
+            next_rack = oldest + rack_rtt + reo if oldest < rack_time else np.inf
             next_tail = max(float(deadline.min()), last_progress + self.rto.rto)
             wait = min(next_rack - now, next_tail - now, last_progress + self.timeout_s - now, 0.05)
-            for payload in self.transport.recv(max(wait, 0.0)):
-                flags, job_id, _w, slot, rnd, offset, exp = _fields(payload)
-                if not flags & wire.FLAG_RESULT or job_id != job.job_id or slot >= S:
-                    n_dup += 1
-                    continue
-                j = int(out_idx[slot])
-                if j < 0 or ((base + j) // S) % 256 != rnd:
-                    n_dup += 1
-                    continue
-                want_exp_only, want_offset = plan.expect(j)
-                if (flags & wire.FLAG_EXP_ONLY) != want_exp_only or offset != want_offset:
+            rows = io.recv_rows(max(wait, 0.0), length)
+            if len(rows):
+                got = rows.view(self._dtype)[:, 0]
+                slot = got["slot"].astype(np.intp)
+                flags = got["flags"]
+                rnd = got["round"]
+                good = ((flags & wire.FLAG_RESULT) != 0) & (got["job_id"] == job.job_id) & (slot < S)
+                slot[~good] = 0
+                j = out_idx[slot]
+                good &= (j >= 0) & (((base + j) // S) % 256 == rnd)
+                sel = np.flatnonzero(good)
+                if sel.size > 1 and np.bincount(slot[sel], minlength=S).max() > 1:
+                    # a duplicated result within the batch: only its first copy counts
+                    _, first_of = np.unique(slot[sel], return_index=True)
+                    sel = sel[np.sort(first_of)]
+                n_dup += len(rows) - sel.size
+            else:
+                sel = np.zeros(0, dtype=np.intp)
+            if sel.size:
+                js, slots = j[sel], slot[sel]
+                want_exp_only, want_offset = plan.expect(js)
+                got_exp_only = flags[sel] & wire.FLAG_EXP_ONLY
+                got_offset = got["offset"][sel]
+                bad = np.flatnonzero((got_exp_only != want_exp_only) | (got_offset != want_offset))
+                if bad.size:
+                    b = int(bad[0])
                     raise AllreduceError(
                         f"allreduce of job {job.job_id}: rank {job.rank} got a result for slot "
-                        f"{slot} round {rnd} at offset {offset} (exponent round: "
-                        f"{bool(flags & wire.FLAG_EXP_ONLY)}) while it sent offset {want_offset} "
-                        f"(exponent round: {bool(want_exp_only)}); the ranks are not reducing "
-                        "tensors of the same size and kind"
+                        f"{int(slots[b])} round {int(rnd[sel[b]])} at offset {int(got_offset[b])} "
+                        f"(exponent round: {bool(got_exp_only[b])}) while it sent offset "
+                        f"{int(want_offset[b])} (exponent round: {bool(want_exp_only[b])}); the "
+                        "ranks are not reducing tensors of the same size and kind"
                     )
                 now = time.monotonic()
-                done[j] = True
-                out_idx[slot] = -1
-                deadline[slot] = np.inf
-                last_send[slot] = np.inf
-                if resends[j] == 0:
-                    self.rto.sample(now - first_send[j])
-                    if first_send[j] > rack_time:
-                        rack_time, rack_rtt = float(first_send[j]), now - float(first_send[j])
-                plan.on_result(j, exp, payload)
-                n_done += 1
+                done[js] = True
+                out_idx[slots] = -1
+                deadline[slots] = np.inf
+                last_send[slots] = np.inf
+                clean = first_send[js[~resent[js]]]  # Karn: resent packets give no sample
+                if clean.size:
+                    self.rto.sample_many((now - clean).tolist())
+                    newest = float(clean.max())
+                    if newest > rack_time:
+                        rack_time, rack_rtt = newest, now - newest
+                plan.on_result(js, got["exp"][sel], got["values"][sel])
+                n_done += sel.size
                 last_progress = now
-                completed.append(j)
-            # successors only after the whole batch: their inputs (exponents) then arrive
-            # together and are quantized in one run
-            for j in completed:
-                for d in offsets:
-                    c = j + d
-                    if c < m and not sent[c] and ready(c):
-                        send(c, now)
-            completed.clear()
+                # successors only after the whole batch: their inputs (exponents) then
+                # arrive together and are quantized in one run
+                if single:  # successor j + S, whose only dependency j just completed
+                    cand = np.sort(js + single)
+                    cand = cand[: np.searchsorted(cand, m)]
+                else:
+                    cand = (js[:, None] + offsets[None, :]).ravel()
+                    cand = cand[cand < m]
+                    cand = np.unique(cand[~sent[cand]])
+                    cand = cand[ready(cand)]
+                if cand.size:  # sent now: the timers below may flag the row for a resend
+                    io.send_rows(slot_buf, build(cand, now), length)
+                    n_sent += cand.size
             now = time.monotonic()
-            active = out_idx >= 0
             # RACK-style loss detection: a packet is lost when one sent after it has its
             # result and it is late by more than that packet's RTT plus a reordering margin
-            lost = active & (last_send < rack_time) & (now >= last_send + rack_rtt + reo)
+            # (both tests on the oldest send first: most batches have nothing to resend)
+            oldest = float(last_send.min())
+            lost: npt.NDArray[np.bool_] | None = None
+            if oldest < rack_time and now >= oldest + rack_rtt + reo:
+                lost = (last_send < rack_time) & (now >= last_send + rack_rtt + reo)
             # tail timer: only when no result at all came for a timeout, so that a queue
             # building up at the switch is not mistaken for loss
-            stalled = now - last_progress >= self.rto.rto
-            tail = active & (deadline <= now) if stalled else np.zeros(S, dtype=bool)
-            if tail.any():
+            if now - last_progress >= self.rto.rto and float(deadline.min()) <= now:
+                tail = deadline <= now
                 self.rto.backoff(now)
-            for expired in np.flatnonzero(lost | tail):
-                slot = int(expired)
-                j = int(out_idx[slot])
-                payload = slot_payload[slot]
-                batch.append(bytes([payload[0] | wire.FLAG_RETRANSMIT]) + payload[1:])
-                resends[j] += 1
-                n_retx += 1
-                n_sent += 1
-                if tail[slot]:
-                    slot_rto[slot] = min(2 * slot_rto[slot], self.rto.max_s)
-                deadline[slot] = now + slot_rto[slot]
-                last_send[slot] = now
-            if batch:
-                self.transport.send(batch)
-                batch.clear()
+                slot_rto[tail] = np.minimum(2 * slot_rto[tail], self.rto.max_s)
+                lost = tail if lost is None else lost | tail
+            if lost is not None:
+                expired = np.flatnonzero(lost)
+                rec["flags"][expired] |= wire.FLAG_RETRANSMIT
+                resent[out_idx[expired]] = True
+                n_retx += expired.size
+                n_sent += expired.size
+                deadline[expired] = now + slot_rto[expired]
+                last_send[expired] = now
+                io.send_rows(slot_buf, expired, length)
             if n_done < m and now - last_progress > self.timeout_s:
                 raise self._timeout(out_idx, base, now - last_progress)
         self.seq = base + m
@@ -273,9 +336,16 @@ class Streamer:
         return AllreduceTimeout(self.job.job_id, stuck, waited, missing)
 
 
-# A tuple unpack is cheaper than building an AggHeader per result.
-_FIELDS = wire.HEADER_STRUCT
+class _ListTransport:
+    """Rows on top of a transport that moves lists of bytes (test doubles, in-memory
+    switches): one bytes object per packet, as such a transport needs anyway."""
 
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
 
-def _fields(payload: bytes) -> tuple[int, int, int, int, int, int, int]:
-    return _FIELDS.unpack_from(payload)
+    def send_rows(self, buf: npt.NDArray[np.uint8], rows: IntArray, length: int) -> None:
+        self.inner.send([buf[r, :length].tobytes() for r in rows.tolist()])
+
+    def recv_rows(self, timeout: float, length: int) -> npt.NDArray[np.uint8]:
+        got = [p[:length] for p in self.inner.recv(timeout) if len(p) >= length]
+        return np.frombuffer(b"".join(got), dtype=np.uint8).reshape(len(got), length)

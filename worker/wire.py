@@ -45,6 +45,19 @@ assert sum(bits for _, bits in AGG_FIELDS) == AGG_HEADER_LEN * 8
 VALUES_DTYPE = np.dtype(">i4")
 
 
+def agg_dtype(k: int = DEFAULT_K) -> np.dtype[np.void]:
+    """The whole payload as one packed numpy record (the fields of AGG_FIELDS, then
+    `values`), so that a batch of packets is built or read as arrays instead of one
+    struct call per packet."""
+    dt = np.dtype([
+        ("flags", "u1"), ("job_id", ">u2"), ("worker_id", "u1"), ("slot", ">u2"),
+        ("round", "u1"), ("offset", ">u4"), ("exp", "i1"), ("values", VALUES_DTYPE, (k,)),
+    ])
+    assert dt.itemsize == agg_payload_len(k) and dt.names is not None
+    assert tuple(dt.names[:-1]) == tuple(name for name, _ in AGG_FIELDS)
+    return dt
+
+
 @dataclass(frozen=True, slots=True)
 class AggHeader:
     flags: int
