@@ -18,6 +18,8 @@ import argparse
 import importlib.util
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,7 +27,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -268,8 +270,23 @@ def losses_agree(a: float, b: float) -> bool:
     return abs(a - b) <= LOSS_ABS_TOL + LOSS_REL_TOL * max(abs(a), abs(b))
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Bad options end in one line naming the option (and its `make run` variable), not
+    a usage screen that buries it."""
+
+    def error(self, message: str) -> NoReturn:
+        for opt, var in MAKE_VARS.items():
+            message = message.replace(opt, f"{var} ({opt})")
+        self.exit(2, f"make run: {message}\n")
+
+
+MAKE_VARS = {"--mode": "MODE", "--hosts": "HOSTS", "--loss": "LOSS", "--steps": "STEPS",
+             "--topo": "TOPO", "--bw": "BW", "--delay": "DELAY", "--switch": "SWITCH"}
+MAX_TC_MBIT = 1000.0  # Mininet's TCLink ignores a rate above this (with a warning)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = _OneLineParser(description=__doc__.split("\n")[0])
     p.add_argument("--mode", choices=("auto", "loopback", "mininet"), default="auto")
     p.add_argument("--hosts", type=int, default=4)
     p.add_argument("--loss", type=float, default=0.0, help="drop probability on switch ports")
@@ -289,6 +306,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--loss is a drop probability in [0, 1), not {a.loss}")
     if a.steps < 1:
         p.error("--steps must be at least 1")
+    if not 0.0 < a.bw <= MAX_TC_MBIT:
+        p.error(f"--bw is a link rate in Mbit/s, in (0, {MAX_TC_MBIT:g}], not {a.bw:g}")
+    if not re.fullmatch(r"\d+(\.\d+)?(us|ms|s)", a.delay):
+        p.error(f"--delay must be a time such as 1ms, 500us or 0.1s, not {a.delay!r}")
+    if a.switch == "bmv2" and shutil.which("simple_switch_grpc") is None:
+        p.error("--switch bmv2 needs BMv2's simple_switch_grpc, which is not on PATH")
     return a
 
 
@@ -312,6 +335,12 @@ def main(argv: list[str] | None = None) -> int:
     if mode == "mininet" and os.geteuid() != 0:
         console.print("[red]make run failed:[/red] MODE=mininet needs root")
         return 1
+    if mode == "loopback" and args.switch == "bmv2":
+        console.print("[red]make run failed:[/red] SWITCH=bmv2 needs Mininet mode (root)")
+        return 1
+    if mode == "loopback" and args.topo != "star":
+        console.print(f"note: TOPO={args.topo}, BW and DELAY apply to Mininet mode only; "
+                      "loopback connects every rank straight to the switch")
     run_dir = args.run_dir or ROOT / "build" / "run" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     run_dir.mkdir(parents=True, exist_ok=True)
     procs = Procs(run_dir)

@@ -99,7 +99,15 @@ def test_interrupt_stops_every_process(tmp_path: Path, sig: int) -> None:
     assert not [p for p in summary["pids"] if _alive(p)]
 
 
-def test_bad_arguments_are_usage_errors() -> None:
-    proc = subprocess.run([sys.executable, str(DEMO), "--hosts", "1"], cwd=ROOT,
+@pytest.mark.parametrize(("argv", "text"), [
+    (["--hosts", "1"], "HOSTS (--hosts) must be 2..32, not 1"),
+    (["--topo", "foo"], "TOPO (--topo): invalid choice: 'foo'"),
+    (["--bw", "-5"], "BW (--bw) is a link rate in Mbit/s"),
+    (["--delay", "abc"], "DELAY (--delay) must be a time"),
+    (["--loss", "2"], "LOSS (--loss) is a drop probability"),
+])
+def test_bad_arguments_are_one_line_usage_errors(argv: list[str], text: str) -> None:
+    proc = subprocess.run([sys.executable, str(DEMO), *argv], cwd=ROOT,
                           capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 2 and "--hosts must be 2..32" in proc.stderr
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and text in proc.stderr, proc.stderr
