@@ -52,8 +52,8 @@ bench: $(STAMP)
 	@mkdir -p bench/results
 	$(PY) -m bench.run $(BENCH)
 
-# make run [MODE=auto|loopback|mininet] [HOSTS=4] [LOSS=0] [STEPS=100] [TOPO=star|twotier]
-#          [BW=Mbit/s] [DELAY=1ms] [SWITCH=softswitch|bmv2]
+# make run [MODE=auto|loopback|mininet] [HOSTS=4] [LOSS=0] [STEPS=300] [TOPO=star|twotier]
+#          [BW=Mbit/s, per host link] [DELAY=1ms] [SWITCH=softswitch|bmv2]  (TOPO, BW, DELAY: Mininet only)
 MODE ?= auto
 HOSTS ?= 4
 LOSS ?= 0
