@@ -1,7 +1,8 @@
 """Worker benchmarks: block floating point speed, and allreduce goodput on loopback.
 
 Quantization is measured on whole tensors (the vectorized kernels, best of a few runs on
-one core). Allreduce runs W worker threads against the reference switch model served over
+one core). "worker CPU us/packet" is the worker threads' own CPU time per packet sent, the
+figure to compare across runs on a shared machine. Allreduce runs W worker threads against the reference switch model served over
 UDP tunnel ports in the same process, so the figures are those of a Python switch and
 Python workers sharing the GIL: useful to compare sizes and windows with each other, not
 as network numbers. `--softswitch` runs them through aggregator.p4 on the softswitch.
@@ -50,10 +51,10 @@ class _InMemorySwitch:
     """A transport that hands packets straight to a one-worker reference switch: what is
     left is the worker's own cost per packet (plus the model's), without sockets."""
 
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, k: int = 64) -> None:
         from refswitch import RefSwitch
 
-        self.switch = RefSwitch()
+        self.switch = RefSwitch(k=k)
         self.switch.add_job(1, slots, 1)
         self.queue: list[bytes] = []
 
@@ -69,20 +70,28 @@ class _InMemorySwitch:
         pass
 
 
-def bench_worker_only(nbytes: int = 4 * MB, slots: int = 64) -> dict[str, Any]:
+def bench_worker_only(nbytes: int = 4 * MB, slots: int = 64, k: int = 64,
+                      repeat: int = 3) -> dict[str, Any]:
+    """Best of a few calls: the figure is the worker's cost per packet, which a busy
+    shared machine can only make look worse."""
     x = np.random.default_rng(0).standard_normal(nbytes // 4).astype(np.float32)
-    comm = Communicator(JobSpec(1, 0, 1, slots, tunnel_port=1), _InMemorySwitch(slots))
+    comm = Communicator(JobSpec(1, 0, 1, slots, k=k, tunnel_port=1), _InMemorySwitch(slots, k))
     comm.allreduce(x[:64])
-    t0 = time.perf_counter()
-    comm.allreduce(x)
-    elapsed = time.perf_counter() - t0
+    elapsed = cpu = float("inf")
+    for _ in range(repeat):
+        c0, t0 = time.thread_time(), time.perf_counter()
+        comm.allreduce(x)
+        elapsed = min(elapsed, time.perf_counter() - t0)
+        cpu = min(cpu, time.thread_time() - c0)
     stats = comm.last_stats
     assert stats is not None
     return {"what": "allreduce, in-memory switch model, 1 worker", "MB": round(nbytes / 1e6, 1),
-            "MB/s": nbytes / elapsed / 1e6, "packets/s per worker": stats.packets_sent / elapsed}
+            "MB/s": nbytes / elapsed / 1e6, "packets/s per worker": stats.packets_sent / elapsed,
+            "K": k, "worker CPU us/packet": cpu / stats.packets_sent * 1e6}
 
 
-def _allreduce_row(world: int, slots: int, nbytes: int, softswitch: bool) -> dict[str, Any]:
+def _allreduce_row(world: int, slots: int, nbytes: int, softswitch: bool,
+                   k: int = 64) -> dict[str, Any]:
     from test_worker_e2e import run_ranks
 
     arrays = [np.random.default_rng(r).standard_normal(max(1, nbytes // 4)).astype(np.float32)
@@ -95,17 +104,26 @@ def _allreduce_row(world: int, slots: int, nbytes: int, softswitch: bool) -> dic
     else:
         from refswitch import RefSwitch, RefSwitchServer
 
-        ref = RefSwitch()
+        ref = RefSwitch(k=k)
         ref.add_job(7, slots, world)
         ctx = RefSwitchServer(ref, world)
-        specs = [JobSpec(7, r, world, slots, local_ip=f"10.0.0.{r + 1}",
+        specs = [JobSpec(7, r, world, slots, k=k, local_ip=f"10.0.0.{r + 1}",
                          tunnel_port=ctx.addresses[r][1]) for r in range(world)]
     with ctx:
         comms = [Communicator(s, timeout_s=60) for s in specs]
         try:
             run_ranks(comms, lambda r, c: c.allreduce(arrays[r][:64]))  # warm up, RTT estimate
+            cpu = [0.0] * world
+
+            def timed(r: int, c: Communicator) -> Any:
+                c0 = time.thread_time()
+                try:
+                    return c.allreduce(arrays[r])
+                finally:
+                    cpu[r] = time.thread_time() - c0
+
             t0 = time.perf_counter()
-            results = run_ranks(comms, lambda r, c: c.allreduce(arrays[r]))
+            results = run_ranks(comms, timed)
             elapsed = time.perf_counter() - t0
         finally:
             for c in comms:
@@ -116,10 +134,14 @@ def _allreduce_row(world: int, slots: int, nbytes: int, softswitch: bool) -> dic
     stats = comms[0].last_stats
     assert stats is not None
     return {"switch": "aggregator.p4/softswitch" if softswitch else "refswitch",
-            "workers": world, "slots": slots, "size": _size(nbytes),
+            "workers": world, "slots": slots, "K": k, "size": _size(nbytes),
             "goodput MB/s": arrays[0].nbytes / elapsed / 1e6,
             "packets/s per worker": stats.packets_sent / elapsed,
-            "retransmitted": stats.retransmitted, "elapsed s": elapsed}
+            "retransmitted": stats.retransmitted, "elapsed s": elapsed,
+            # the worker threads' own CPU (the switch runs in another thread): what a
+            # loaded machine does not inflate as much as the elapsed time
+            "worker CPU us/packet": sum(cpu) / sum(c.last_stats.packets_sent for c in comms
+                                            if c.last_stats is not None) * 1e6}
 
 
 def _size(n: int) -> str:
@@ -127,13 +149,16 @@ def _size(n: int) -> str:
 
 
 def run(full: bool = False, softswitch: bool = False) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = [*bench_quant(), bench_worker_only()]
+    rows: list[dict[str, Any]] = [*bench_quant(), bench_worker_only(), bench_worker_only(k=256)]
     sizes = [KB, 16 * KB, 256 * KB, MB, 4 * MB] + ([16 * MB, 64 * MB] if full else [])
     for world in (2, 4):
         for nbytes in sizes:
             rows.append(_allreduce_row(world, 64, nbytes, softswitch))
         for slots in (8, 32, 128, 512):
             rows.append(_allreduce_row(world, slots, 256 * KB, softswitch))
+        if not softswitch:  # 1 KB packets, as the Mininet benchmark's NUM_LANES=256 switch
+            for nbytes in (256 * KB, 4 * MB):
+                rows.append(_allreduce_row(world, 64, nbytes, False, k=256))
     if not softswitch:  # a few rows through the real P4 program for comparison
         for world in (2, 4):
             rows.append(_allreduce_row(world, 64, 256 * KB, True))

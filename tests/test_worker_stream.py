@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from refswitch import RefSwitch
 
-from worker import Communicator, JobSpec, wire
+from worker import AllreduceError, Communicator, JobSpec, wire
 from worker.stream import RtoEstimator
 
 
@@ -102,3 +102,42 @@ def test_rto_estimator_follows_rtt_and_backs_off_once_per_period() -> None:
     for i in range(30):
         est.backoff(101.0 + i)
     assert est.rto == 1.0
+
+
+class Doubling(LossyMemory):
+    """Every result arrives twice in the same batch (a duplicating link)."""
+
+    def recv(self, timeout: float) -> list[bytes]:
+        return [p for p in super().recv(timeout) for _ in range(2)]
+
+
+@pytest.mark.timeout(60)
+def test_duplicated_results_in_one_batch_count_once() -> None:
+    x = np.random.default_rng(5).standard_normal(64 * 40).astype(np.float32)
+    clean = comm(LossyMemory(8), 8).allreduce(x)
+    c = comm(Doubling(8), 8)
+    np.testing.assert_array_equal(c.allreduce(x), clean)
+    stats = c.last_stats
+    assert stats is not None and stats.duplicates_received == stats.packets_sent
+
+
+class Shifted(LossyMemory):
+    """Results of data packets come back at another offset, as when the ranks stream
+    calls of different layouts that the descriptor did not catch."""
+
+    def recv(self, timeout: float) -> list[bytes]:
+        out = []
+        for p in super().recv(timeout):
+            h = wire.AggHeader.unpack(p)
+            if not h.flags & wire.FLAG_EXP_ONLY:
+                h = wire.AggHeader(h.flags, h.job_id, h.worker_id, h.slot, h.round,
+                                   h.offset + 64, h.exp)
+            out.append(h.pack() + p[wire.AGG_HEADER_LEN:])
+        return out
+
+
+@pytest.mark.timeout(60)
+def test_a_result_at_another_offset_fails_the_call() -> None:
+    c = comm(Shifted(4), 4)
+    with pytest.raises(AllreduceError, match=r"at offset 64 .* while it sent offset 0"):
+        c.allreduce(np.ones(64 * 3, np.int32))

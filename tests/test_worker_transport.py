@@ -91,3 +91,81 @@ def test_batch_socket_moves_every_datagram_in_order(use_mmsg: bool) -> None:
     finally:
         tx.close()
         rx.close()
+
+
+def _drain(sock: BatchSocket, want: int) -> list[bytes]:
+    got: list[bytes] = []
+    for _ in range(1000):
+        rows, lengths = sock.recv_rows()
+        got += [rows[i, :n].tobytes() for i, n in enumerate(lengths.tolist())]
+        if len(got) >= want:
+            break
+    return got
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("use_mmsg", [True, False])
+@pytest.mark.parametrize("prefix", [b"", b"FRAMEHDR"])
+def test_send_rows_sends_buffer_rows_in_the_given_order(use_mmsg: bool, prefix: bytes) -> None:
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx.bind(("127.0.0.1", 0))
+    try:
+        out = BatchSocket(tx, rx.getsockname(), use_mmsg=use_mmsg, batch=4, prefix=prefix)
+        inp = BatchSocket(rx, tx.getsockname(), use_mmsg=use_mmsg, batch=4)
+        buf = np.arange(10 * 16, dtype=np.uint8).reshape(10, 16)
+        order = np.array([7, 0, 3, 9, 1, 2], dtype=np.intp)  # more than one batch of 4
+        assert out.send_rows(buf, order, 12) == 6
+        assert _drain(inp, 6) == [prefix + buf[r, :12].tobytes() for r in order]
+        # bytes datagrams on the same socket go as they are, without the prefix
+        assert out.send([b"plain", b"datagrams!"]) == 2
+        assert _drain(inp, 2) == [b"plain", b"datagrams!"]
+        rows, lengths = inp.recv_rows()
+        assert len(rows) == 0 and lengths.size == 0
+    finally:
+        tx.close()
+        rx.close()
+
+
+@pytest.mark.timeout(30)
+def test_tunnel_recv_rows_keeps_only_aggregation_payloads_for_this_worker() -> None:
+    from worker.frames import Endpoint, build_frame
+    from worker.transport import TunnelTransport
+
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    job = JobSpec(1, 0, 2, 4, local_port=40000, tunnel_port=peer.getsockname()[1])
+    t = TunnelTransport(job)
+    try:
+        need = wire.agg_payload_len(job.k)
+        me = job.local_endpoint(40000)
+        sw = job.switch_endpoint
+        good = [bytes([wire.FLAG_RESULT, i]) * (need // 2) for i in range(3)]
+        ip_options = bytearray(build_frame(sw, me, good[2]))
+        # the same frame with 4 bytes of IP options (IHL 6): handled off the fast path
+        ip_options[14] = 0x46
+        ip_options[16:18] = (len(ip_options) - 14 + 4).to_bytes(2, "big")
+        ip_options[34:34] = b"\x01\x01\x01\x00"
+        frames = [
+            build_frame(sw, me, good[0]),
+            build_frame(sw, Endpoint(me.mac, me.ip, 40001), good[1]),  # another worker's port
+            build_frame(sw, me, good[1][: need - 1]),  # one byte short
+            b"\xff" * 60,  # not IPv4
+            build_frame(sw, me, good[1] + b"longer"),  # longer payloads are cut to `need`
+            bytes(ip_options),
+        ]
+        for f in frames:
+            peer.sendto(f, t._sock.getsockname())
+        got: list[bytes] = []
+        for _ in range(100):
+            rows = t.recv_rows(0.05, need)
+            assert rows.flags.c_contiguous and rows.shape[1:] == (need,)
+            got += [r.tobytes() for r in rows]
+            if len(got) >= 3:
+                break
+        assert got == [good[0], good[1], good[2]]
+        assert t.bad_frames == 3
+    finally:
+        t.close()
+        peer.close()
