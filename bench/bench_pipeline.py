@@ -23,7 +23,14 @@ SLOTS = 16
 ROUNDS = 64  # per slot, so 64 * 16 * 4 = 4096 packets per measurement
 
 
-def _measure(k: int) -> dict[str, object]:
+def _measure(k: int, repeat: int = 3) -> dict[str, object]:
+    """Best of `repeat` passes, each on a fresh pipeline (a second pass over the same
+    frames would meet the registers of the first and be dropped as stale rounds)."""
+    rows = [_measure_once(k) for _ in range(repeat)]
+    return max(rows, key=lambda r: float(r["packets/s"]))  # type: ignore[arg-type]
+
+
+def _measure_once(k: int) -> dict[str, object]:
     target = SoftswitchTarget(NUM_LANES=k)
     try:
         ws = hosts(WORKERS)
@@ -54,7 +61,7 @@ def _measure(k: int) -> dict[str, object]:
 
 
 def run() -> list[dict[str, object]]:
-    return [_measure(k) for k in (8, 64)]
+    return [_measure(k) for k in (8, 64, 256)]
 
 
 if __name__ == "__main__":

@@ -104,6 +104,8 @@ class Codegen:
         self.labels: dict[str, str] = {}
         self.structs = ir.get("types", {}).get("structs", {})
         self._tmp = 0
+        # packed field runs (vectorize.packable): first slot -> (end slot, width)
+        self.packed: dict[int, tuple[int, int]] = {}
         self._alloc_roots()
 
     # ---- layout -------------------------------------------------------------------------
@@ -724,13 +726,18 @@ class Codegen:
                                       "ParserTimeout": 5}.get(name, 0))
 
     def _struct_for(self, h: HeaderSlots) -> tuple[str, list[tuple[str, list[tuple[int, int, int]]]]]:
+        return self._struct_fields(h.fields, h.type_name)
+
+    def _struct_fields(
+        self, fields: list[FieldSlot], type_name: str
+    ) -> tuple[str, list[tuple[str, list[tuple[int, int, int]]]]]:
         """struct format for a header, and per format item how it maps onto fields: a list
         of (field index, shift, mask). Whole 8/16/32/64-bit aligned fields map 1:1."""
         fmt = "!"
         items: list[tuple[str, list[tuple[int, int, int]]]] = []
         bitpos = 0
         run: list[tuple[int, int]] = []  # (field index, width)
-        for i, f in enumerate(h.fields):
+        for i, f in enumerate(fields):
             if not run and bitpos % 8 == 0 and f.width in (8, 16, 32, 64):
                 code = {8: "B", 16: "H", 32: "I", 64: "Q"}[f.width]
                 fmt += code
@@ -749,8 +756,39 @@ class Codegen:
                     run = []
             bitpos += f.width
         if run:
-            raise PipelineError(f"header {h.type_name} does not end on a byte boundary")
+            raise PipelineError(f"header {type_name} does not end on a byte boundary")
         return fmt, items
+
+    def _segments(self, h: HeaderSlots) -> list[tuple[bool, list[FieldSlot], int]]:
+        """The header cut at its packed runs: (packed, fields, byte offset) in order. Packed
+        runs start on a byte and are whole bytes, so every piece is whole bytes too."""
+        segs: list[tuple[bool, list[FieldSlot], int]] = []
+        cur: list[FieldSlot] = []
+        start = bits = 0
+        i = 0
+        while i < len(h.fields):
+            f = h.fields[i]
+            pk = self.packed.get(f.slot)
+            if pk is None:
+                if not cur:
+                    start = bits
+                cur.append(f)
+                bits += f.width
+                i += 1
+                continue
+            if cur:
+                segs.append((False, cur, start // 8))
+                cur = []
+            n = pk[0] - f.slot
+            segs.append((True, h.fields[i : i + n], bits // 8))
+            bits += n * pk[1]
+            i += n
+        if cur:
+            segs.append((False, cur, start // 8))
+        return segs
+
+    def _packed_in(self, h: HeaderSlots) -> bool:
+        return any(f.slot in self.packed for f in h.fields)
 
     def _struct_obj(self, fmt: str) -> str:
         name = f"_st_{fmt[1:]}"
@@ -760,55 +798,77 @@ class Codegen:
         return name
 
     def extract_code(self, h: HeaderSlots, ind: int, base: str | None = None) -> None:
+        nbytes = h.width // 8
+        self.emit(f"if off + {nbytes} > L:", ind)
+        self.emit(f"raise _PErr({self._err('PacketTooShort')}, off)", ind + 1)
+        if base is None and self._packed_in(h):
+            for packed, fields, boff in self._segments(h):
+                at = f"off + {boff}" if boff else "off"
+                if not packed:
+                    self._extract_fields(fields, h, at, ind, None)
+                    continue
+                a, (_, w) = fields[0].slot, self.packed[fields[0].slot]
+                self.emit(f"S[_PK{a}] = _np.frombuffer(data, _be{w}, {len(fields)}, {at}).astype(_u{w})", ind)
+        else:
+            self._extract_fields(h.fields, h, "off", ind, base)
+        self.emit(f"S[{h.valid if base is None else base}] = True", ind)
+        self.emit(f"off += {nbytes}", ind)
+
+    def _extract_fields(self, fields: list[FieldSlot], h: HeaderSlots, at: str, ind: int, base: str | None) -> None:
         def sl(slot: int) -> str:
             return str(slot) if base is None else f"{base} + {slot - h.valid}"
 
-        nbytes = h.width // 8
-        fmt, items = self._struct_for(h)
+        fmt, items = self._struct_fields(fields, h.type_name)
         st = self._struct_obj(fmt)
-        self.emit(f"if off + {nbytes} > L:", ind)
-        self.emit(f"raise _PErr({self._err('PacketTooShort')}, off)", ind + 1)
         simple = all(code != "s" for code, _ in items)
         if simple and base is None:
-            first = h.fields[0].slot
-            self.emit(f"S[{first}:{first + len(h.fields)}] = {st}.unpack_from(data, off)", ind)
-        else:
-            t = self.tmp()
-            self.emit(f"{t} = {st}.unpack_from(data, off)", ind)
-            for j, (code, parts) in enumerate(items):
-                if code != "s":
-                    self.emit(f"S[{sl(h.fields[parts[0][0]].slot)}] = {t}[{j}]", ind)
-                    continue
-                if len(parts) == 1:
-                    self.emit(f"S[{sl(h.fields[parts[0][0]].slot)}] = int.from_bytes({t}[{j}], 'big')", ind)
-                    continue
-                v = self.tmp()
-                self.emit(f"{v} = int.from_bytes({t}[{j}], 'big')", ind)
-                for fi, shift, mask in parts:
-                    self.emit(f"S[{sl(h.fields[fi].slot)}] = ({v} >> {shift}) & {mask}", ind)
-        self.emit(f"S[{sl(h.valid)}] = True", ind)
-        self.emit(f"off += {nbytes}", ind)
+            first = fields[0].slot
+            self.emit(f"S[{first}:{first + len(fields)}] = {st}.unpack_from(data, {at})", ind)
+            return
+        t = self.tmp()
+        self.emit(f"{t} = {st}.unpack_from(data, {at})", ind)
+        for j, (code, parts) in enumerate(items):
+            if code != "s":
+                self.emit(f"S[{sl(fields[parts[0][0]].slot)}] = {t}[{j}]", ind)
+                continue
+            if len(parts) == 1:
+                self.emit(f"S[{sl(fields[parts[0][0]].slot)}] = int.from_bytes({t}[{j}], 'big')", ind)
+                continue
+            v = self.tmp()
+            self.emit(f"{v} = int.from_bytes({t}[{j}], 'big')", ind)
+            for fi, shift, mask in parts:
+                self.emit(f"S[{sl(fields[fi].slot)}] = ({v} >> {shift}) & {mask}", ind)
 
     def emit_code(self, h: HeaderSlots, ind: int) -> None:
-        fmt, items = self._struct_for(h)
-        st = self._struct_obj(fmt)
         self.emit(f"if S[{h.valid}]:", ind)
-        if all(code != "s" for code, _ in items):
-            first = h.fields[0].slot
-            self.emit(f"_p.append({st}.pack(*S[{first}:{first + len(h.fields)}]))", ind + 1)
+        if not self._packed_in(h):
+            self.emit(f"_p.append({self._pack_fields(h.fields, h.type_name)})", ind + 1)
             return
+        for packed, fields, _ in self._segments(h):
+            if packed:
+                a = fields[0].slot
+                self.emit(f"_p.append(S[_PK{a}].astype(_be{self.packed[a][1]}).tobytes())", ind + 1)
+            else:
+                self.emit(f"_p.append({self._pack_fields(fields, h.type_name)})", ind + 1)
+
+    def _pack_fields(self, fields: list[FieldSlot], type_name: str) -> str:
+        fmt, items = self._struct_fields(fields, type_name)
+        st = self._struct_obj(fmt)
+        if all(code != "s" for code, _ in items):
+            first = fields[0].slot
+            return f"{st}.pack(*S[{first}:{first + len(fields)}])"
         vals = []
         for code, parts in items:
             if code != "s":
-                vals.append(f"S[{h.fields[parts[0][0]].slot}]")
+                vals.append(f"S[{fields[parts[0][0]].slot}]")
                 continue
-            total = sum(h.fields[fi].width for fi, _, _ in parts)
+            total = sum(fields[fi].width for fi, _, _ in parts)
             if len(parts) == 1:
-                vals.append(f"(S[{h.fields[parts[0][0]].slot}] & {parts[0][2]}).to_bytes({total // 8}, 'big')")
+                vals.append(f"(S[{fields[parts[0][0]].slot}] & {parts[0][2]}).to_bytes({total // 8}, 'big')")
                 continue
-            expr = " | ".join(f"((S[{h.fields[fi].slot}] & {mask}) << {shift})" for fi, shift, mask in parts)
+            expr = " | ".join(f"((S[{fields[fi].slot}] & {mask}) << {shift})" for fi, shift, mask in parts)
             vals.append(f"({expr}).to_bytes({total // 8}, 'big')")
-        self.emit(f"_p.append({st}.pack({', '.join(vals)}))", ind + 1)
+        return f"{st}.pack({', '.join(vals)})"
 
     def _st_extract(self, s: Stmt, ind: int, ctx: _Ctx) -> None:
         target = s["header"]

@@ -15,6 +15,8 @@ import threading
 from collections import deque
 from typing import Any
 
+import numpy as np
+
 from . import hashing
 from .codegen import (
     DROP_PORT,
@@ -42,7 +44,7 @@ from .control import (
 from .entries import const_entry
 from .errors import PipelineError
 from .tables import ActionInfo, KeySpec, Table
-from .vectorize import VectorPlan, analyse
+from .vectorize import VectorPlan, analyse, packable, packed_conflicts
 
 log = logging.getLogger("softswitch.runtime")
 p4log = logging.getLogger("softswitch.runtime.p4")
@@ -111,21 +113,52 @@ def _log_assert(kind: str) -> None:
     log.error("P4 %s failed; packet processing continues", kind)
 
 
+def _generate(ir: dict[str, Any], vectorize: bool, pack: bool) -> tuple[VectorPlan, Generated]:
+    plan = VectorPlan({r["name"]: r for r in ir.get("registers", [])})
+    gen = Codegen(ir, plan)
+    plan.allocate_names()
+    if vectorize:
+        analyse(ir, plan, gen)
+        if pack:
+            plan.packed = packable(gen.lay, plan, gen.field_lists)
+            gen.packed = plan.packed
+            for a, (b, w) in plan.packed.items():
+                gen.ns[f"_PK{a}"] = a
+                gen.ns[f"_be{w}"] = np.dtype(f">u{w // 8}")
+                # the template array is shared by every packet: packed arrays are never
+                # written in place, only replaced
+                gen.lay.init[a] = np.zeros(b - a, dtype=f"u{w // 8}")
+    plan.resolve(plan.packed)
+    plan.allocate()
+    return plan, gen.generate()
+
+
+def _table_actions(ir: dict[str, Any], g: Generated) -> set[str]:
+    """Generated functions of the actions the control plane can reach through a table."""
+    names: set[str] = set()
+    for t in ir.get("tables", []):
+        names.update(ref["name"] for ref in t.get("actions", []))
+        names.add((t.get("default_action") or {}).get("name", ""))
+    return {g.action_fns[n] for n in names if n in g.action_fns}
+
+
 class Pipeline:
     """One compiled P4 program with its tables, externs and replication state."""
 
-    def __init__(self, ir: dict[str, Any], *, seed: int | None = None, vectorize: bool = True) -> None:
+    def __init__(
+        self, ir: dict[str, Any], *, seed: int | None = None, vectorize: bool = True, pack: bool = True
+    ) -> None:
+        """`vectorize` runs same-shaped lane statements as numpy operations; `pack` (which
+        needs it) also keeps the header fields those runs use as one array per packet.
+        Both only exist to be switched off by tests comparing against the plain code."""
         if not isinstance(ir, dict):
             raise PipelineError("the IR must be a JSON object")
         self.ir = ir
         try:
-            plan = VectorPlan({r["name"]: r for r in ir.get("registers", [])})
-            gen = Codegen(ir, plan)
-            plan.allocate_names()
-            if vectorize:
-                analyse(ir, plan, gen)
-            plan.allocate()
-            g = gen.generate()
+            plan, g = _generate(ir, vectorize, pack)
+            if plan.packed and packed_conflicts(g.source, plan.packed, _table_actions(ir, g)):
+                # some scalar code touches a packed field after all: one slot per field
+                plan, g = _generate(ir, vectorize, False)
         except PipelineError:
             raise
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
