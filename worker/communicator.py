@@ -102,7 +102,9 @@ class _IntPlan(_Plan):
     kind = 1
 
     def __init__(self, flat: npt.NDArray[np.int32], k: int, world: int) -> None:
-        self.rows = quant.to_blocks(flat, k)
+        rows = quant.to_blocks(flat, k)
+        # a copy, as the caller's array may be written while the call streams
+        self.rows = rows.copy() if np.may_share_memory(rows, flat) else rows
         super().__init__(flat.size, self.rows.shape[0], 1, k, world)
         self.dep_offsets: tuple[int, ...] = ()
         self.result = np.empty_like(self.rows)

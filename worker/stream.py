@@ -128,10 +128,10 @@ class RtoEstimator:
             self._last_backoff = now
 
 
-
 class Streamer:
-    # batching of results (see `_gather`): at most this many, waiting at most this share
-    # of the smoothed RTT and this long
+    # gathering of results (see `_gather`): when fewer than min(S/4, gather_max) came and
+    # at least as many more are in flight, wait this share of the smoothed RTT, at most
+    # gather_max_pause seconds
     gather_max = 16
     gather_rtt_share = 0.125
     gather_max_pause = 1e-3
@@ -258,7 +258,7 @@ class Streamer:
             wait = min(next_rack - now, next_tail - now, last_progress + self.timeout_s - now, 0.05)
             rows = io.recv_rows(max(wait, 0.0), length)
             if 0 < len(rows) < gather and n_first - n_done - len(rows) >= gather:
-                rows = self._gather(rows, gather, length)
+                rows = self._gather(rows, length)
             if len(rows):
                 got = rows.view(self._dtype)[:, 0]
                 keys = rows.view(self._keys)[:, 0]
@@ -357,33 +357,24 @@ class Streamer:
                     "not reducing tensors of the same size and kind"
                 )
 
-    def _gather(self, rows: npt.NDArray[np.uint8], want: int,
-                length: int) -> npt.NDArray[np.uint8]:
+    def _gather(self, rows: npt.NDArray[np.uint8], length: int) -> npt.NDArray[np.uint8]:
         """Wait a little for more results when only a few came and many are outstanding.
 
         Processing a batch costs about the same for one result as for dozens, so a
         worker woken for every result of a switch that answers one at a time spends its
-        CPU on wake-ups, and on a shared host takes it from the switch. The wait is at
-        most an eighth of the smoothed RTT (0.1 to 1 ms) and only while `want` more
-        packets stay in flight, so the switch is never left idle by it.
+        CPU on wake-ups, and on a shared host takes it from the switch. The wait is
+        `gather_rtt_share` of the smoothed RTT (0.1 ms to `gather_max_pause`), and the
+        caller asks only while many packets stay in flight, so the switch is not left
+        idle by it.
         """
         srtt = self.rto.srtt
         if srtt is None:
             return rows
         pause = min(max(srtt * self.gather_rtt_share, 1e-4), self.gather_max_pause)
-        parts = [np.array(rows)]  # the transport's rows are overwritten by its next receive
-        have = len(rows)
-        end = time.monotonic() + pause
-        while have < want:
-            left = end - time.monotonic()
-            if left <= 0:
-                break
-            time.sleep(left)
-            more = self._io.recv_rows(0.0, length)
-            if len(more):
-                parts.append(np.array(more))
-                have += len(more)
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        first = np.array(rows)  # the transport's rows are overwritten by its next receive
+        time.sleep(pause)
+        more = self._io.recv_rows(0.0, length)
+        return np.concatenate([first, more]) if len(more) else first
 
     def _timeout(self, out_idx: np.ndarray, base: int, waited: float) -> AllreduceTimeout:
         S = self.job.num_slots
