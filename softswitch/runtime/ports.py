@@ -1,7 +1,9 @@
 """Switch ports: where frames come from and go to.
 
 A port is anything with `send(frame)`, `recv(timeout) -> frame | None`, `fileno()` (or -1)
-and `close()`. Three kinds exist: a UDP tunnel (the no-root default: each datagram is one
+and `close()`. Socket ports also have `recv_nowait()`: their sockets are non-blocking, so
+the device can wait on all of them in one poll and then drain each with one syscall per
+frame (a blocking receive with a timeout costs a poll and a receive per frame). Three kinds exist: a UDP tunnel (the no-root default: each datagram is one
 Ethernet frame, the peer is learned from the last datagram), AF_PACKET on a Linux
 interface (Mininet, needs root) and an in-memory port for tests. `FaultyPort` wraps any of
 them to drop, duplicate or reorder received frames with a seeded generator, so a lossy
@@ -11,15 +13,21 @@ network is reproducible.
 from __future__ import annotations
 
 import contextlib
+import math
 import queue
 import random
+import select
 import socket
 import threading
 from typing import Protocol
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
+SOL_PACKET = 263
+PACKET_IGNORE_OUTGOING = 23  # Linux 4.20+: the kernel keeps our own transmissions from us
 MAX_FRAME = 65535
+RCVBUF = 4 << 20  # room for bursts while the interpreter is busy with earlier frames
+SEND_WAIT = 1.0  # seconds a send waits for buffer space before the frame is dropped
 
 
 class PortSpecError(ValueError):
@@ -76,7 +84,61 @@ class MemoryPort:
         return sent
 
 
-class UdpPort:
+class _SocketPort:
+    """Non-blocking socket plumbing shared by the UDP and AF_PACKET ports."""
+
+    sock: socket.socket
+
+    def _nonblocking(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        self.sock.setblocking(False)
+        self._poll = select.poll()
+        self._poll.register(self.sock.fileno(), select.POLLIN)
+
+    def recv_nowait(self) -> bytes | None:
+        raise NotImplementedError
+
+    def recv(self, timeout: float | None = None) -> bytes | None:
+        frame = self.recv_nowait()
+        while frame is None and self.sock.fileno() >= 0:
+            ms = None if timeout is None else math.ceil(timeout * 1000)
+            try:
+                if not self._poll.poll(ms):
+                    return None
+            except (OSError, ValueError):  # closed under us
+                return None
+            frame = self.recv_nowait()
+            if timeout is not None:
+                break  # one wait per call, as a blocking receive with a timeout
+        return frame
+
+    def _send(self, frame: bytes, peer: tuple[str, int] | None = None) -> None:
+        """Send, and if the socket buffer is full wait for room rather than drop: a
+        blocking socket gave the switch this backpressure, keep it."""
+        for _ in range(2):
+            try:
+                if peer is None:
+                    self.sock.send(frame)
+                else:
+                    self.sock.sendto(frame, peer)
+                return
+            except BlockingIOError:
+                try:
+                    select.select([], [self.sock], [], SEND_WAIT)
+                except (OSError, ValueError):
+                    return
+            except OSError:
+                return
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class UdpPort(_SocketPort):
     """A UDP tunnel: the switch binds host:port; frames go to the last sender."""
 
     def __init__(self, host: str, port: int) -> None:
@@ -86,38 +148,26 @@ class UdpPort:
         except OSError as exc:
             self.sock.close()
             raise PortSpecError(f"cannot bind UDP {host}:{port}: {exc.strerror or exc}") from exc
-        with contextlib.suppress(OSError):
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self.peer: tuple[str, int] | None = None
         self.address: tuple[str, int] = self.sock.getsockname()
-        self._timeout: float | None = -1.0
+        self._nonblocking()
 
     def send(self, frame: bytes) -> None:
         peer = self.peer
         if peer is None:
             return  # nobody to send to yet: the tunnel learns its peer from traffic
-        with contextlib.suppress(OSError):
-            self.sock.sendto(frame, peer)
+        self._send(frame, peer)
 
-    def recv(self, timeout: float | None = None) -> bytes | None:
-        if timeout != self._timeout:  # settimeout costs a syscall: only when it changes
-            self.sock.settimeout(timeout)
-            self._timeout = timeout
+    def recv_nowait(self) -> bytes | None:
         try:
             data, addr = self.sock.recvfrom(MAX_FRAME)
-        except (TimeoutError, OSError):
+        except OSError:  # nothing queued (BlockingIOError), or closed
             return None
         self.peer = addr
         return data
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
 
-    def close(self) -> None:
-        self.sock.close()
-
-
-class AfPacketPort:
+class AfPacketPort(_SocketPort):
     """A raw Linux interface (root only); frames the kernel sends out are skipped."""
 
     def __init__(self, iface: str) -> None:
@@ -133,26 +183,28 @@ class AfPacketPort:
             self.sock.close()
             raise PortSpecError(f"cannot bind interface {iface!r}: {exc.strerror or exc}") from exc
         self.iface = iface
+        # Without the kernel filter every frame's address is needed to skip our own
+        # transmissions; with it a plain recv will do (no address tuple per frame).
+        try:
+            self.sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+            self._filter = False
+        except OSError:
+            self._filter = True
+        self._nonblocking()
 
     def send(self, frame: bytes) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.send(frame)
+        self._send(frame)
 
-    def recv(self, timeout: float | None = None) -> bytes | None:
-        self.sock.settimeout(timeout)
-        while True:
-            try:
+    def recv_nowait(self) -> bytes | None:
+        try:
+            if not self._filter:
+                return self.sock.recv(MAX_FRAME)
+            while True:
                 data, addr = self.sock.recvfrom(MAX_FRAME)
-            except (TimeoutError, OSError):
-                return None
-            if addr[2] != PACKET_OUTGOING:
-                return data
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def close(self) -> None:
-        self.sock.close()
+                if addr[2] != PACKET_OUTGOING:
+                    return data
+        except OSError:  # nothing queued (BlockingIOError), or closed
+            return None
 
 
 class FaultyPort:
@@ -195,11 +247,29 @@ class FaultyPort:
             self._ready.extend(self.faults(frame))
         return self._ready.pop(0)
 
+    def recv_nowait(self) -> bytes | None:
+        """Only for a pollable inner port (see `pollable`)."""
+        while not self._ready:
+            frame = self.inner.recv_nowait()  # type: ignore[attr-defined]
+            if frame is None:
+                return None
+            self._ready.extend(self.faults(frame))
+        return self._ready.pop(0)
+
     def fileno(self) -> int:
         return self.inner.fileno()
 
     def close(self) -> None:
         self.inner.close()
+
+
+def pollable(port: Port) -> bool:
+    """Whether the device may wait for `port` in its poll loop: a socket underneath and
+    `recv_nowait` all the way down."""
+    inner: object = port
+    while isinstance(inner, FaultyPort):
+        inner = inner.inner
+    return isinstance(inner, _SocketPort) and port.fileno() >= 0
 
 
 def parse_port_spec(spec: str, drop: float = 0.0, duplicate: float = 0.0, reorder: float = 0.0,
