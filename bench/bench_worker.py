@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from worker import Communicator, JobSpec, quant
+from worker import Communicator, JobSpec, quant, wire
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the reference switch lives with the tests
@@ -70,12 +70,32 @@ class _InMemorySwitch:
         pass
 
 
-def bench_worker_only(nbytes: int = 4 * MB, slots: int = 64, k: int = 64,
-                      repeat: int = 3) -> dict[str, Any]:
+class _Echo:
+    """What a switch with a one-worker job answers: each packet back as its own result.
+    No model runs, so what is measured is the worker alone (and the bytes objects of
+    this list-based transport)."""
+
+    def __init__(self) -> None:
+        self.queue: list[bytes] = []
+
+    def send(self, payloads: list[bytes]) -> None:
+        self.queue.extend(bytes([p[0] | wire.FLAG_RESULT]) + p[1:] for p in payloads)
+
+    def recv(self, timeout: float) -> list[bytes]:
+        out, self.queue = self.queue, []
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def bench_worker_only(nbytes: int = 4 * MB, slots: int = 64, k: int = 64, repeat: int = 3,
+                      echo: bool = False) -> dict[str, Any]:
     """Best of a few calls: the figure is the worker's cost per packet, which a busy
     shared machine can only make look worse."""
     x = np.random.default_rng(0).standard_normal(nbytes // 4).astype(np.float32)
-    comm = Communicator(JobSpec(1, 0, 1, slots, k=k, tunnel_port=1), _InMemorySwitch(slots, k))
+    switch: Any = _Echo() if echo else _InMemorySwitch(slots, k)
+    comm = Communicator(JobSpec(1, 0, 1, slots, k=k, tunnel_port=1), switch)
     comm.allreduce(x[:64])
     elapsed = cpu = float("inf")
     for _ in range(repeat):
@@ -85,7 +105,8 @@ def bench_worker_only(nbytes: int = 4 * MB, slots: int = 64, k: int = 64,
         cpu = min(cpu, time.thread_time() - c0)
     stats = comm.last_stats
     assert stats is not None
-    return {"what": "allreduce, in-memory switch model, 1 worker", "MB": round(nbytes / 1e6, 1),
+    what = "in-memory echo (worker alone)" if echo else "in-memory switch model"
+    return {"what": f"allreduce, {what}, 1 worker", "MB": round(nbytes / 1e6, 1),
             "MB/s": nbytes / elapsed / 1e6, "packets/s per worker": stats.packets_sent / elapsed,
             "K": k, "worker CPU us/packet": cpu / stats.packets_sent * 1e6}
 
@@ -149,7 +170,8 @@ def _size(n: int) -> str:
 
 
 def run(full: bool = False, softswitch: bool = False) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = [*bench_quant(), bench_worker_only(), bench_worker_only(k=256)]
+    rows: list[dict[str, Any]] = [*bench_quant()]
+    rows += [bench_worker_only(k=k, echo=echo) for echo in (False, True) for k in (64, 256)]
     sizes = [KB, 16 * KB, 256 * KB, MB, 4 * MB] + ([16 * MB, 64 * MB] if full else [])
     for world in (2, 4):
         for nbytes in sizes:
