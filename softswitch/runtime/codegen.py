@@ -1022,6 +1022,26 @@ class Codegen:
         if nonempty("compute_checksum"):
             lines += ["    try:", "        _ctl_compute_checksum(S)", "    except _ExitE:", "        pass"]
         lines += [f"    return 0, S[{std['egress_port']}], _ctl_deparser(S) + payload, failed", ""]
+        # One egress pass for the traffic manager's copies (multicast replicas, clones):
+        # (0, frame) sent, (3, None) dropped, (2, None) for the Python post-egress steps.
+        lines += [
+            "def _egress_pass(S, payload):",
+            f"    S[{ist.clone}] = None",
+            f"    S[{ist.recirc}] = None",
+            f"    S[{ist.payload}] = payload",
+            f"    S[{std['egress_spec']}] = 0",
+        ]
+        if nonempty("egress"):
+            lines += ["    try:", "        _ctl_egress(S)", "    except _ExitE:", "        pass"]
+        lines += [
+            f"    if S[{ist.clone}] is not None or S[{ist.recirc}] is not None or S[{ist.truncate}]:",
+            "        return 2, None",
+            f"    if S[{std['egress_spec']}] == {DROP_PORT}:",
+            "        return 3, None",
+        ]
+        if nonempty("compute_checksum"):
+            lines += ["    try:", "        _ctl_compute_checksum(S)", "    except _ExitE:", "        pass"]
+        lines += ["    return 0, _ctl_deparser(S) + payload", ""]
         self.out.extend(lines)
 
     # ---- whole program ------------------------------------------------------------------

@@ -201,7 +201,7 @@ class Pipeline:
         self._fast = ns["_fast"]
         self._verify = ns["_ctl_verify_checksum"]
         self._ingress = ns["_ctl_ingress"]
-        self._egress = ns["_ctl_egress"]
+        self._egress_pass = ns["_egress_pass"]
         self._compute = ns["_ctl_compute_checksum"]
         self._deparse = ns["_ctl_deparser"]
         self._init = g.layout.init
@@ -361,12 +361,13 @@ class Pipeline:
         if mgrp:
             reps = self._mc.get(mgrp, ())
             rid = std.get("egress_rid")
+            ep, it = std["egress_port"], std["instance_type"]
             for r in reps:
-                c = S[:]
-                c[std["egress_port"]] = r.egress_port
+                c = S[:]  # packed header arrays are shared: nobody writes them in place
+                c[ep] = r.egress_port
                 if rid is not None:
                     c[rid] = r.instance
-                c[std["instance_type"]] = REPLICATION
+                c[it] = REPLICATION
                 jobs.append((c, payload))
             if not reps:
                 self._n_drop += 1
@@ -423,20 +424,20 @@ class Pipeline:
         out: list[tuple[int, bytes]],
         work: deque[tuple[int, bytes, int, list[tuple[int, Any]] | None]],
     ) -> None:
-        std = self._std
-        ist = self.generated.internal
         queue = deque(jobs)
         done = 0
+        egress_pass = self._egress_pass
+        ep = self._std["egress_port"]
         while queue and done < MAX_EGRESS:
             done += 1
             S, payload = queue.popleft()
-            S[ist.clone] = None
-            S[ist.recirc] = None
-            S[ist.payload] = payload
-            S[std["egress_spec"]] = 0
-            with contextlib.suppress(_Exit):
-                self._egress(S)
-            self._post_egress(S, payload, queue, out, work)
+            kind, data = egress_pass(S, payload)
+            if kind == 0:
+                out.append((S[ep], data))
+            elif kind == 3:
+                self._n_drop += 1
+            else:  # an egress clone, recirculation or truncation: the general steps
+                self._post_egress(S, payload, queue, out, work)
 
     def _post_egress(
         self,
