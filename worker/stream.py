@@ -164,6 +164,7 @@ class Streamer:
         self._slot_rec = self._slot_buf.view(self._dtype)[:, 0]
         self._slot_rec["job_id"] = job.job_id
         self._slot_rec["worker_id"] = job.rank
+        self._slot_rec["slot"] = np.arange(job.num_slots)
         self._keys = np.dtype({"names": ["h8", "h4"], "formats": [np.uint64, np.uint32],
                                "offsets": [0, 8], "itemsize": self._length})
 
@@ -223,12 +224,12 @@ class Streamer:
             slots = g % S
             flags, offs, exps, values = plan.build(idx)
             rec["flags"][slots] = flags
-            rec["slot"][slots] = slots
             rec["round"][slots] = (g // S) % 256
             rec["offset"][slots] = offs
             rec["exp"][slots] = exps
             rec["values"][slots] = values
-            sent[idx] = True
+            if not single:  # with one dependency a successor is never offered twice
+                sent[idx] = True
             first_send[idx] = now
             out_idx[slots] = idx
             slot_rto[slots] = self.rto.rto
@@ -289,7 +290,10 @@ class Streamer:
                     newest = float(clean.max())
                     if newest > rack_time:
                         rack_time, rack_rtt = newest, now - newest
-                plan.on_result(js, got["exp"][sel], got["values"][sel])
+                if sel.size == len(rows):  # all of them (the usual case): no gather
+                    plan.on_result(js, got["exp"], got["values"])
+                else:
+                    plan.on_result(js, got["exp"][sel], got["values"][sel])
                 n_done += sel.size
                 last_progress = now
                 # successors only after the whole batch: their inputs (exponents) then
