@@ -1,17 +1,22 @@
-"""softswitch runtime throughput: IPv4 forwarding and a 64-register read-add-write program,
-in-process (Pipeline.process on one thread) and through UDP tunnel ports on loopback.
+"""softswitch runtime throughput: IPv4 forwarding and K-register read-add-write programs
+(K = 64 and 256), in-process (Pipeline.process on one thread), through a UDP tunnel port on
+loopback and, as root with iproute2, through an AF_PACKET port on a veth pair inside a
+throw-away network namespace (the port path of the Mininet benchmarks).
 
-The 64-register program has the shape of the aggregator: one lane control instantiated
-64 times, each with its own register array and one read-add-write action.
+The K-register program has the shape of the aggregator: one lane control instantiated
+K times, each with its own register array and one read-add-write action.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import struct
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,11 +24,12 @@ from typing import Any
 from softswitch.p4 import compile_file, compile_source
 from softswitch.runtime import Device, Pipeline
 from softswitch.runtime.control import ActionCall, Lpm, TableEntry
-from softswitch.runtime.ports import UdpPort
+from softswitch.runtime.ports import AfPacketPort, UdpPort
 
 ROOT = Path(__file__).resolve().parent.parent
 BASIC = ROOT / "tests" / "p4" / "good" / "basic.p4"
 K = 64
+SOL_PACKET, PACKET_IGNORE_OUTGOING = 263, 23  # Linux; as the client's own constants
 
 
 def lanes_source(k: int = K, reg_size: int = 1024) -> str:
@@ -89,11 +95,24 @@ def in_process(pipe: Pipeline, frames: list[bytes], seconds: float) -> float:
             return n / (now - start)
 
 
-def client(kind: str, port: int, seconds: float, window: int = 32) -> None:
-    """The traffic source of `over_udp`, run in its own process so it does not share the
-    switch's interpreter lock: sends `window` frames, reads the answers, repeats."""
-    frames = [ipv4_frame()] if kind == "fwd" else [lanes_frame(i % 1024) for i in range(256)]
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def client(kind: str, where: str, seconds: float, window: int = 32, k: int = K) -> None:
+    """The traffic source of `over_port`, run in its own process so it does not share the
+    switch's interpreter lock: sends `window` frames, reads the answers, repeats. `where`
+    is the switch's UDP port number, or `af:IFACE` for raw frames on an interface."""
+    frames = [ipv4_frame()] if kind == "fwd" else [lanes_frame(i % 1024, k) for i in range(256)]
+    if where.startswith("af:"):
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88B5 if kind != "fwd" else 0x0800))
+        sock.bind((where[3:], 0))
+        sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)  # our own frames are no answers
+
+        def send(frame: bytes) -> None:
+            sock.send(frame)
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        dest = ("127.0.0.1", int(where))
+
+        def send(frame: bytes) -> None:
+            sock.sendto(frame, dest)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     sock.settimeout(0.5)
     sent = got = 0
@@ -102,7 +121,7 @@ def client(kind: str, port: int, seconds: float, window: int = 32) -> None:
     i = 0
     while time.perf_counter() < deadline:
         for _ in range(window):
-            sock.sendto(frames[i % len(frames)], ("127.0.0.1", port))
+            send(frames[i % len(frames)])
             i += 1
             sent += 1
         for _ in range(window):
@@ -115,16 +134,19 @@ def client(kind: str, port: int, seconds: float, window: int = 32) -> None:
     print(f"{got / elapsed} {sent - got}")
 
 
-def over_udp(pipe: Pipeline, kind: str, seconds: float) -> tuple[float, int]:
-    """Frames into switch port 1 over a loopback tunnel from a client process; the program
-    sends each back out of port 1, i.e. to the client. Returns (answered frames/s, lost)."""
+def over_port(pipe: Pipeline, kind: str, seconds: float, k: int = K, iface: str | None = None) -> tuple[float, int]:
+    """Frames into switch port 1 from a client process, over a loopback UDP tunnel or
+    (with `iface`) an AF_PACKET port whose peer interface is `iface`'s veth peer; the
+    program sends each back out of port 1, i.e. to the client. Returns (answered
+    frames/s, lost)."""
     dev = Device()
-    port = UdpPort("127.0.0.1", 0)
+    port: UdpPort | AfPacketPort = AfPacketPort(iface) if iface else UdpPort("127.0.0.1", 0)
+    where = "af:veth1" if iface else str(port.address[1])  # type: ignore[union-attr]
     dev.add_port(1, port)
     dev.set_pipeline(pipe)
     dev.start()
     try:
-        code = f"from bench.bench_runtime import client; client({kind!r}, {port.address[1]}, {seconds})"
+        code = f"from bench.bench_runtime import client; client({kind!r}, {where!r}, {seconds}, k={k})"
         res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                              timeout=seconds + 30, check=True)
     finally:
@@ -133,29 +155,73 @@ def over_udp(pipe: Pipeline, kind: str, seconds: float) -> tuple[float, int]:
     return float(pps), int(lost)
 
 
+def over_udp(pipe: Pipeline, kind: str, seconds: float, k: int = K) -> tuple[float, int]:
+    return over_port(pipe, kind, seconds, k)
+
+
+def af_packet_rows(seconds: float) -> list[dict[str, Any]]:
+    """The AF_PACKET rows, measured in a child process inside a fresh network namespace
+    holding one veth pair (switch on veth0, client on veth1); the namespace is deleted
+    whatever happens. Nothing (an empty list) without root or iproute2."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        return []
+    ns = f"p4rbench{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", ns], check=True, timeout=30)
+    try:
+        run = ["ip", "netns", "exec", ns]
+        subprocess.run([*run, "ip", "link", "add", "veth0", "type", "veth", "peer", "name", "veth1"],
+                       check=True, timeout=30)
+        for dev in ("veth0", "veth1", "lo"):
+            subprocess.run([*run, "ip", "link", "set", dev, "up"], check=True, timeout=30)
+        code = f"from bench.bench_runtime import _af_packet_inside; _af_packet_inside({seconds})"
+        res = subprocess.run([*run, sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                             timeout=10 * seconds + 120, check=True)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False, timeout=30)
+    rows: list[dict[str, Any]] = []
+    for line in res.stdout.splitlines():
+        name, pps, lost = line.rsplit(" ", 2)
+        rows.append({"program": name, "ports": "af_packet veth", "pps": float(pps), "lost": int(lost)})
+    return rows
+
+
+def _af_packet_inside(seconds: float) -> None:
+    for name, make, kind, k in _cases()[:1] + [c for c in _cases() if "vectorised" in c[0]]:
+        pps, lost = over_port(make(), kind, seconds, k, iface="veth0")
+        print(f"{name} {pps} {lost}")
+
+
+def _cases() -> list[tuple[str, Callable[[], Pipeline], str, int]]:
+    cases: list[tuple[str, Callable[[], Pipeline], str, int]] = [
+        ("ipv4 lpm forwarding", forwarding_pipeline, "fwd", 0)]
+    for k in (K, 256):
+        ir = compile_source(lanes_source(k))
+        cases.append((f"{k} registers, vectorised", lambda ir=ir: Pipeline(ir), "lanes", k))  # type: ignore[misc]
+    ir64 = compile_source(lanes_source(K))
+    cases.append((f"{K} registers, scalar code", lambda: Pipeline(ir64, vectorize=False), "lanes", K))
+    return cases
+
+
 def run(seconds: float = 3.0) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    fwd = [ipv4_frame()]
-    lanes_ir = compile_source(lanes_source())
-    lanes = [lanes_frame(i % 1024) for i in range(256)]
-    cases: list[tuple[str, Callable[[], Pipeline], list[bytes]]] = [
-        ("ipv4 lpm forwarding", forwarding_pipeline, fwd),
-        ("64 registers, vectorised", lambda: Pipeline(lanes_ir), lanes),
-        ("64 registers, scalar code", lambda: Pipeline(lanes_ir, vectorize=False), lanes),
-    ]
-    for name, make, frames in cases:
+    cases = _cases()
+    for name, make, kind, k in cases:
+        frames = [ipv4_frame()] if kind == "fwd" else [lanes_frame(i % 1024, k) for i in range(256)]
         pipe = make()
         assert pipe.process(1, frames[0]), f"{name}: the test frame was dropped"
         rows.append({"program": name, "ports": "in-process", "pps": in_process(pipe, frames, seconds),
                      "lost": 0})
-    for (name, make, _), kind in zip(cases[:2], ("fwd", "lanes"), strict=True):
-        pps, lost = over_udp(make(), kind, seconds)
+    for name, make, kind, k in cases:
+        if "scalar" in name:
+            continue
+        pps, lost = over_udp(make(), kind, seconds, k)
         rows.append({"program": name, "ports": "udp tunnel", "pps": pps, "lost": lost})
+    rows += af_packet_rows(seconds)
     return rows
 
 
 if __name__ == "__main__":
     secs = float(sys.argv[1]) if len(sys.argv) > 1 else 3.0
-    print(f"{'program':<28} {'ports':<12} {'pps':>10} {'lost':>6}")
+    print(f"{'program':<28} {'ports':<15} {'pps':>10} {'lost':>6}")
     for r in run(secs):
-        print(f"{r['program']:<28} {r['ports']:<12} {r['pps']:>10,.0f} {r['lost']:>6}")
+        print(f"{r['program']:<28} {r['ports']:<15} {r['pps']:>10,.0f} {r['lost']:>6}")
