@@ -129,9 +129,10 @@ class RtoEstimator:
 
 
 class Streamer:
-    # gathering of results (see `_gather`): when fewer than min(S/4, gather_max) came and
-    # at least as many more are in flight, wait this share of the smoothed RTT, at most
-    # gather_max_pause seconds
+    # gathering of results (see `_gather`): when fewer than min(gather_window_share * S,
+    # gather_max) came and at least as many more are in flight, wait gather_rtt_share of
+    # the smoothed RTT, at most gather_max_pause seconds
+    gather_window_share = 0.25
     gather_max = 16
     gather_rtt_share = 0.125
     gather_max_pause = 1e-3
@@ -247,7 +248,8 @@ class Streamer:
             io.send_rows(slot_buf, build(first, now), length)
             n_sent += first.size
         n_first = n_sent  # first sends so far: n_first - n_done packets are outstanding
-        gather = max(1, min(S // 4, self.gather_max))
+        gather = max(1, min(int(S * self.gather_window_share), self.gather_max))
+        paced = False
 
         while n_done < m:
             now = time.monotonic()
@@ -257,7 +259,13 @@ class Streamer:
             next_rack = oldest + rack_rtt + reo if oldest < rack_time else np.inf
             next_tail = max(float(deadline.min()), last_progress + self.rto.rto)
             wait = min(next_rack - now, next_tail - now, last_progress + self.timeout_s - now, 0.05)
+            if paced and n_first - n_done >= 2 * gather and self.rto.srtt is not None:
+                # the last batch was small and plenty is in flight: let results queue up
+                # before looking, rather than be woken by the next one alone
+                time.sleep(max(0.0, min(self._pause(), wait)))
+                wait = 0.0
             rows = io.recv_rows(max(wait, 0.0), length)
+            paced = len(rows) < gather
             if 0 < len(rows) < gather and n_first - n_done - len(rows) >= gather:
                 rows = self._gather(rows, length)
             if len(rows):
@@ -361,6 +369,10 @@ class Streamer:
                     "not reducing tensors of the same size and kind"
                 )
 
+    def _pause(self) -> float:
+        srtt = self.rto.srtt or 0.0
+        return min(max(srtt * self.gather_rtt_share, 1e-4), self.gather_max_pause)
+
     def _gather(self, rows: npt.NDArray[np.uint8], length: int) -> npt.NDArray[np.uint8]:
         """Wait a little for more results when only a few came and many are outstanding.
 
@@ -371,12 +383,10 @@ class Streamer:
         caller asks only while many packets stay in flight, so the switch is not left
         idle by it.
         """
-        srtt = self.rto.srtt
-        if srtt is None:
+        if self.rto.srtt is None:
             return rows
-        pause = min(max(srtt * self.gather_rtt_share, 1e-4), self.gather_max_pause)
         first = np.array(rows)  # the transport's rows are overwritten by its next receive
-        time.sleep(pause)
+        time.sleep(self._pause())
         more = self._io.recv_rows(0.0, length)
         return np.concatenate([first, more]) if len(more) else first
 
