@@ -33,7 +33,6 @@ from worker.transport import Transport, make_transport
 
 log = logging.getLogger(__name__)
 
-_BE = np.dtype(">i4")
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16), np.dtype(np.float32),
                 np.dtype(np.float64))
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
