@@ -141,3 +141,23 @@ def test_a_result_at_another_offset_fails_the_call() -> None:
     c = comm(Shifted(4), 4)
     with pytest.raises(AllreduceError, match=r"at offset 64 .* while it sent offset 0"):
         c.allreduce(np.ones(64 * 3, np.int32))
+
+
+class Trickle(LossyMemory):
+    """Results handed over one per receive, as from a switch slower than the worker:
+    the streamer then pauses to gather them (see Streamer._gather)."""
+
+    def recv(self, timeout: float) -> list[bytes]:
+        head, self.queue = self.queue[:1], self.queue[1:]
+        return head
+
+
+@pytest.mark.timeout(60)
+def test_results_trickling_in_one_at_a_time_are_gathered_correctly() -> None:
+    x = np.random.default_rng(9).standard_normal(64 * 200).astype(np.float32)
+    clean = comm(LossyMemory(64), 64).allreduce(x)
+    t = Trickle(64)
+    c = comm(t, 64)
+    np.testing.assert_array_equal(c.allreduce(x), clean)
+    stats = c.last_stats
+    assert stats is not None and stats.duplicates_received == 0
