@@ -12,7 +12,7 @@ from runtime_ir import V1_PRELUDE, lanes_frame, lanes_p4
 from softswitch.p4 import compile_source
 from softswitch.runtime import Pipeline
 from softswitch.runtime.control import Replica
-from softswitch.runtime.vectorize import packed_conflicts
+from softswitch.runtime.vectorize import live_functions, packed_conflicts
 
 K = 8
 
@@ -98,6 +98,9 @@ def test_lane_program_is_packed_and_agrees() -> None:
     packed, plain, scalar = Pipeline(ir), Pipeline(ir, pack=False), Pipeline(ir, vectorize=False)
     assert packed.plan.packed and not plain.plan.packed and not scalar.plan.packed
     assert "_PK" in packed.source and ".tolist()" not in packed.source
+    # the lane actions are dead (their calls became one vector run): their 16 locals
+    # are cut off the packet template
+    assert len(packed._init) == len(scalar._init) - 16
     rng = random.Random(3)
     for _ in range(300):
         frame = lanes_frame(rng.choice([0, 1, 7, 8, 1 << 31]), [rng.getrandbits(32) for _ in range(16)])
@@ -150,6 +153,18 @@ def test_conflict_scan_sees_scalar_and_slice_uses() -> None:
     assert packed_conflicts(called, packed, set()) == ["_act_3: S[12]"]
 
 
+def test_live_functions_follow_calls_from_tables_and_live_code() -> None:
+    src = ("def _ctl_ingress(S):\n    _act_1(S)\n"
+           "def _act_1(S):\n    _act_2(S)\n"
+           "def _act_2(S):\n    pass\n"
+           "def _act_3(S):\n    pass\n"
+           "def _act_4(S):\n    _act_5(S)\n"
+           "def _act_5(S):\n    pass\n")
+    live = set(live_functions(src, set())) - {""}  # "": code outside any function
+    assert live == {"_ctl_ingress", "_act_1", "_act_2"}
+    assert set(live_functions(src, {"_act_4"})) - {""} == {"_ctl_ingress", "_act_1", "_act_2", "_act_4", "_act_5"}
+
+
 @pytest.mark.parametrize("k", [64, 256])
 def test_aggregator_lanes_are_packed(k: int) -> None:
     """The program the benchmarks run: every lane field is packed, nothing falls back."""
@@ -159,5 +174,8 @@ def test_aggregator_lanes_are_packed(k: int) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from pipeline.targets import compile_ir
 
-    p = Pipeline(compile_ir(NUM_LANES=k))
+    ir = compile_ir(NUM_LANES=k)
+    p = Pipeline(ir)
     assert [b - a for a, (b, _) in p.plan.packed.items()] == [k]
+    # each lane action's two locals (cur, updated) are off the template
+    assert len(p._init) <= len(Pipeline(ir, vectorize=False)._init) - 2 * k

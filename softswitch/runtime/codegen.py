@@ -62,6 +62,7 @@ class Generated:
     tables: dict[str, int]
     action_fns: dict[str, str]
     register_slots: dict[str, str] = field(default_factory=dict)
+    late_start: int = 0  # first slot of the actions generated last (Codegen `late`)
 
 
 class _Dynamic(PipelineError):
@@ -82,7 +83,10 @@ class _Ctx:
 
 
 class Codegen:
-    def __init__(self, ir: dict[str, Any], plan: VectorPlan) -> None:
+    def __init__(self, ir: dict[str, Any], plan: VectorPlan, late: frozenset[str] = frozenset()) -> None:
+        """`late`: actions whose locals and parameters get the last slots of the layout,
+        from `late_start` on (actions nothing can call, so the packet template can end
+        before their slots: see pipeline._trim)."""
         if ir.get("ir_version") != 1:
             raise PipelineError(f"unsupported IR version {ir.get('ir_version')!r} (this runtime runs version 1)")
         if ir.get("arch", "v1model") != "v1model":
@@ -104,6 +108,8 @@ class Codegen:
         self.labels: dict[str, str] = {}
         self.structs = ir.get("types", {}).get("structs", {})
         self._tmp = 0
+        self.late = late
+        self.late_start = 0
         # packed field runs (vectorize.packable): first slot -> (end slot, width)
         self.packed: dict[int, tuple[int, int]] = {}
         self._alloc_roots()
@@ -123,19 +129,21 @@ class Codegen:
         for block in [*self.ir.get("parsers", {}).values(), *self.ir.get("controls", {}).values()]:
             for loc in block.get("locals", []):
                 lay.alloc(("local", loc["name"]), loc["type"])
-        for a in self.ir.get("actions", []):
-            for loc in a.get("locals", []):
-                lay.alloc(("local", loc["name"]), loc["type"])
-            for p in a["params"]:
-                if p.get("dir", "none") != "none":
-                    lay.alloc(("param", a["name"], p["name"]), p["type"])
+        actions = self.ir.get("actions", [])
+        for a in actions:
+            if a["name"] not in self.late:
+                self._alloc_action(a)
+        self.internal = Internal(*(lay.new_slot(None) for _ in range(6)))
+        self.late_start = len(lay.init)
+        for a in actions:
+            if a["name"] in self.late:
+                self._alloc_action(a)
         self.std = {}
         for f in self.structs[STD_TYPE]["fields"]:
             self.std[f["name"]] = lay.scalars[("std", f["name"])][0]
         for need in ("ingress_port", "egress_spec", "egress_port", "instance_type", "packet_length"):
             if need not in self.std:
                 raise PipelineError(f"standard_metadata_t lacks the field {need}")
-        self.internal = Internal(*(lay.new_slot(None) for _ in range(6)))
         # field lists for clone/resubmit/recirculate: @field_list(i) on metadata fields
         self.field_lists: dict[int, list[int]] = {}
         mt_decl = self.structs.get(mt or "", {"fields": []})
@@ -146,6 +154,13 @@ class Codegen:
                         idx = int(tok, 0)
                         start, end = lay.ranges[("meta", f["name"])]
                         self.field_lists.setdefault(idx, []).extend(range(start, end))
+
+    def _alloc_action(self, a: dict[str, Any]) -> None:
+        for loc in a.get("locals", []):
+            self.lay.alloc(("local", loc["name"]), loc["type"])
+        for p in a["params"]:
+            if p.get("dir", "none") != "none":
+                self.lay.alloc(("param", a["name"], p["name"]), p["type"])
 
     def slot(self, key: tuple[str, ...]) -> int:
         try:
@@ -1105,6 +1120,7 @@ class Codegen:
             field_lists=self.field_lists,
             tables=self.tables,
             action_fns=self.action_fn,
+            late_start=self.late_start,
         )
 
 

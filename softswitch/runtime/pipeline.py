@@ -44,7 +44,14 @@ from .control import (
 from .entries import const_entry
 from .errors import PipelineError
 from .tables import ActionInfo, KeySpec, Table
-from .vectorize import VectorPlan, analyse, packable, packed_conflicts
+from .vectorize import (
+    VectorPlan,
+    analyse,
+    constant_subscripts,
+    live_functions,
+    packable,
+    packed_conflicts,
+)
 
 log = logging.getLogger("softswitch.runtime")
 p4log = logging.getLogger("softswitch.runtime.p4")
@@ -113,9 +120,53 @@ def _log_assert(kind: str) -> None:
     log.error("P4 %s failed; packet processing continues", kind)
 
 
-def _generate(ir: dict[str, Any], vectorize: bool, pack: bool) -> tuple[VectorPlan, Generated]:
+def _build(ir: dict[str, Any], vectorize: bool, pack: bool) -> tuple[VectorPlan, Generated]:
+    """The program's code. With packing, falls back to one slot per field if scalar code
+    turns out to touch a packed field. With vectorisation, a second pass moves the slots
+    of actions nothing calls any more (lane actions replaced by vector runs: 2 K locals
+    in the aggregator) to the end and cuts them off the packet template, which every
+    packet and every multicast replica copies."""
+    plan, g = _generate(ir, vectorize, pack)
+    if plan.packed and packed_conflicts(g.source, plan.packed, _table_actions(ir, g)):
+        pack = False
+        plan, g = _generate(ir, vectorize, pack)
+    if not vectorize:
+        return plan, g
+    live = live_functions(g.source, _table_actions(ir, g))
+    dead = frozenset(name for name, fn in g.action_fns.items() if fn not in live)
+    if not dead:
+        return plan, g
+    plan2, g2 = _generate(ir, vectorize, pack, dead)
+    if plan2.packed != plan.packed or (plan2.packed and packed_conflicts(g2.source, plan2.packed,
+                                                                        _table_actions(ir, g2))):
+        return plan, g
+    if _trim(ir, plan2, g2):
+        return plan2, g2
+    return plan, g
+
+
+def _trim(ir: dict[str, Any], plan: VectorPlan, g: Generated) -> bool:
+    """Cut the packet template at `late_start` if nothing that can run reaches past it:
+    no constant subscript in live code, no gathered slot, no field list."""
+    start = g.late_start
+    if start >= len(g.layout.init):
+        return False
+    for body in live_functions(g.source, _table_actions(ir, g)).values():
+        if any(hi > start for _, hi, _ in constant_subscripts(body)):
+            return False
+    if any(max(slots) >= start for slots, _ in plan.touched):
+        return False
+    if any(s >= start for lst in g.field_lists.values() for s in lst):
+        return False
+    del g.layout.init[start:]
+    return True
+
+
+def _generate(
+    ir: dict[str, Any], vectorize: bool, pack: bool, late: frozenset[str] = frozenset()
+) -> tuple[VectorPlan, Generated]:
     plan = VectorPlan({r["name"]: r for r in ir.get("registers", [])})
-    gen = Codegen(ir, plan)
+    gen = Codegen(ir, plan, late)
     plan.allocate_names()
     if vectorize:
         analyse(ir, plan, gen)
@@ -155,10 +206,7 @@ class Pipeline:
             raise PipelineError("the IR must be a JSON object")
         self.ir = ir
         try:
-            plan, g = _generate(ir, vectorize, pack)
-            if plan.packed and packed_conflicts(g.source, plan.packed, _table_actions(ir, g)):
-                # some scalar code touches a packed field after all: one slot per field
-                plan, g = _generate(ir, vectorize, False)
+            plan, g = _build(ir, vectorize, pack)
         except PipelineError:
             raise
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:

@@ -604,22 +604,37 @@ def packed_conflicts(source: str, packed: dict[int, tuple[int, int]], table_acti
     is part of a vector run is still generated, and it names the fields one by one. An
     action is callable when a table lists it (`table_actions`, function names) or live
     code calls it."""
+    funcs = live_functions(source, table_actions)
+    bad: list[str] = []
+    for name, body in funcs.items():
+        for lo, hi, text in constant_subscripts(body):
+            if any(lo < b and a < hi for a, (b, _) in packed.items()):
+                bad.append(f"{name}: {text}")
+    return bad
+
+
+def live_functions(source: str, table_actions: set[str]) -> dict[str, str]:
+    """The generated functions that can run (name -> source): everything but actions,
+    plus the actions a table lists (`table_actions`) or live code calls."""
     funcs: dict[str, str] = {}
     for chunk in re.split(r"^(?=def )", source, flags=re.M):
         m = re.match(r"def (\w+)\(", chunk)
         funcs[m.group(1) if m else ""] = chunk
-    live = {name for name in funcs if not name.startswith("_act_")} | table_actions
+    live = {name for name in funcs if not name.startswith("_act_")} | (table_actions & set(funcs))
     todo = list(live)
     while todo:
         for callee in re.findall(r"\b(_act_\d+)\(", funcs.get(todo.pop(), "")):
             if callee not in live:
                 live.add(callee)
                 todo.append(callee)
-    bad: list[str] = []
-    for name in live:
-        for m in _SUBSCRIPT.finditer(funcs.get(name, "")):
-            lo = int(m.group(1))
-            hi = int(m.group(2)) if m.group(2) is not None else lo + 1
-            if any(lo < b and a < hi for a, (b, _) in packed.items()):
-                bad.append(f"{name}: {m.group(0)}")
-    return bad
+    return {name: funcs[name] for name in live if name in funcs}
+
+
+def constant_subscripts(source: str) -> list[tuple[int, int, str]]:
+    """(first slot, end slot, text) of every `S[n]` and `S[a:b]` in `source`."""
+    out = []
+    for m in _SUBSCRIPT.finditer(source):
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) is not None else lo + 1
+        out.append((lo, hi, m.group(0)))
+    return out
