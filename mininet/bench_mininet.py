@@ -1,7 +1,7 @@
 """`make bench-mininet`: allreduce through the switch versus gloo's ring, same links, one run.
 
     sudo python mininet/bench_mininet.py [--workers 2,4,8] [--sizes 64K,...,64M] [--reps 3]
-                                         [--bw 10] [--loss 0.01] [--lanes 256]
+                                         [--bw 20] [--loss 0.01] [--lanes 256]
 
 For each worker count (and each loss setting) it builds a Mininet star whose switch is
 softswitch running aggregator.p4, starts the controller, and runs one rank process per
@@ -218,11 +218,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", default="2,4,8", help="worker counts (default 2,4,8)")
     p.add_argument("--sizes", default=DEFAULT_SIZES, help=f"tensor sizes (default {DEFAULT_SIZES})")
     p.add_argument("--reps", type=int, default=3, help="timed repetitions per cell (default 3)")
-    p.add_argument("--bw", type=float, default=10.0, help="link rate, Mbit/s (default 10)")
+    p.add_argument("--bw", type=float, default=20.0,
+                   help="host link rate, Mbit/s (default 20: on 2 cores the switch then stays "
+                        "near half a core at 8 workers)")
     p.add_argument("--delay", default="0ms", help="link delay where netem exists")
     p.add_argument("--loss", type=float, default=0.01,
                    help="drop probability of the lossy pass (default 0.01; 0 skips it)")
-    p.add_argument("--loss-workers", default="4", help="worker counts of the lossy pass")
+    p.add_argument("--loss-workers", default="4,8", help="worker counts of the lossy pass")
     p.add_argument("--loss-sizes", default="1M,16M", help="sizes of the lossy pass")
     p.add_argument("--lanes", type=int, default=256, help="values per packet, K (default 256)")
     p.add_argument("--train", type=int, default=200,

@@ -73,6 +73,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "p4_switch_cpu": _med([r["switch_cpu"] for r in p4]),
             "gloo_switch_cpu": _med([r["switch_cpu"] for r in gl]),
             "p4_machine_cpu": _med([r["machine_cpu"] for r in p4]),
+            "gloo_machine_cpu": _med([r["machine_cpu"] for r in gl]),
             "p4_host_cpu": _med([r["host_cpu_max"] for r in p4]),
             "p4_wire": _med([r["wire_fraction"] for r in p4]),
             "packets": sum(r["packets"] for r in p4),
@@ -92,8 +93,10 @@ def where_time_went(s: dict[str, Any]) -> str:
     """What limited p4reduce in a cell short of the bound, from its measured CPU and resends."""
     if s["ratio"] > s["bound"] * 1.05:
         # beating the bound means gloo fell short of its own: say by how much
+        busy = (f"; the machine's CPU was {s['gloo_machine_cpu']:.0%} busy during gloo"
+                if s["gloo_machine_cpu"] >= SATURATED else "")
         return (f"above the bound: gloo moved its 2(n-1)/n bytes at {s['gloo_eff']:.0%} of "
-                "the link rate (TCP through the shaped links and the switch)")
+                f"the link rate (TCP through the shaped links and the switch){busy}")
     if s["ratio"] >= BOUND_SHARE * s["bound"]:
         return ""
     causes = []
@@ -141,16 +144,17 @@ def markdown(summary: list[dict[str, Any]], curves: dict[str, Any], meta: dict[s
         f"in the same processes; {meta['elapsed_s']} s in all. Raw data: `mininet.csv`.",
         "",
         "ratio = gloo time / p4reduce time; bound = 2(n-1)/n. link = goodput (tensor bytes/s) "
-        "as a share of the link rate; p4 wire = p4reduce's frames (headers, exponent "
+        "as a share of the link rate; gloo eff = gloo's ring bytes as a share of what the "
+        "link could carry in its time; p4 wire = p4reduce's frames (headers, exponent "
         "packets and resends included) per worker as a share of what the link could carry "
-        "in the time. CPU columns are p4reduce's: the switch process "
-        "(1 core = 100 %), the whole machine, the busiest worker.",
+        "in the time. CPU: the switch process (1 core = 100 %) and the whole machine (all "
+        "cores = 100 %) during each backend's calls, and p4reduce's busiest worker.",
     ]
     for loss in sorted({s["loss"] for s in summary}):
         lines += ["", f"## loss {loss:g}" + (" (every switch port drops this share)" if loss else ""),
                   "", "| workers | size | p4reduce ms | gloo ms | ratio (range) | bound | "
-                  "p4 link | p4 wire | gloo link | switch CPU | machine CPU | worker CPU | resent | "
-                  "where the time went |",
+                  "p4 link | p4 wire | gloo eff | switch CPU p4/gloo | machine CPU p4/gloo | "
+                  "p4 worker CPU | resent | where the time went |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for s in (x for x in summary if x["loss"] == loss):
             lines.append(
@@ -159,8 +163,9 @@ def markdown(summary: list[dict[str, Any]], curves: dict[str, Any], meta: dict[s
                 f"| {1e3 * s['gloo_s']:.1f} ({1e3 * s['gloo_min']:.1f}..{1e3 * s['gloo_max']:.1f}) "
                 f"| {s['ratio']:.2f} ({s['ratio_lo']:.2f}..{s['ratio_hi']:.2f}) "
                 f"| {s['bound']:.2f} | {_pct(s['p4_link'])} | {_pct(s['p4_wire'])} "
-                f"| {_pct(s['gloo_link'])} "
-                f"| {_pct(s['p4_switch_cpu'])} | {_pct(s['p4_machine_cpu'])} "
+                f"| {_pct(s['gloo_eff'])} "
+                f"| {_pct(s['p4_switch_cpu'])} / {_pct(s['gloo_switch_cpu'])} "
+                f"| {_pct(s['p4_machine_cpu'])} / {_pct(s['gloo_machine_cpu'])} "
                 f"| {_pct(s['p4_host_cpu'])} | {s['retransmitted']} | {s['where']} |")
     if curves:
         lines += ["", f"## time to accuracy ({curves['workers']} workers, examples/train_ddp.py's "
