@@ -35,6 +35,15 @@ def _input(rank: int, n: int) -> torch.Tensor:
     return torch.randn(n, generator=torch.Generator().manual_seed(1000 + rank))
 
 
+def _tcp_counters() -> tuple[int, int]:
+    """(OutSegs, RetransSegs) of this network namespace's TCP: a rank runs alone in its
+    Mininet host, so the deltas over a gloo call are that call's segments and resends."""
+    lines = [ln.split() for ln in Path("/proc/net/snmp").read_text().splitlines()
+             if ln.startswith("Tcp:")]
+    row = dict(zip(lines[0][1:], lines[1][1:], strict=True))
+    return int(row["OutSegs"]), int(row["RetransSegs"])
+
+
 def _switch_stats() -> Any:
     """The p4reduce communicator's last CallStats (None under gloo)."""
     if dist.get_backend() != "p4reduce":
@@ -55,13 +64,18 @@ def _check(out: torch.Tensor, world: int, n: int, backend: str) -> float:
     return err
 
 
-def _timed(buf: torch.Tensor, src: torch.Tensor, group: Any) -> tuple[float, float, float]:
-    """(seconds, wall-clock start, CPU seconds of this process) of one allreduce."""
+def _timed(buf: torch.Tensor, src: torch.Tensor,
+           group: Any) -> tuple[float, float, float, int, int]:
+    """(seconds, wall-clock start, CPU seconds of this process, TCP segments sent, TCP
+    segments retransmitted) of one allreduce."""
     buf.copy_(src)
     dist.barrier()
+    segs0, re0 = _tcp_counters()
     c0, t0, w0 = time.process_time(), time.perf_counter(), time.time()
     dist.all_reduce(buf, group=group)
-    return time.perf_counter() - t0, w0, time.process_time() - c0
+    secs, cpu = time.perf_counter() - t0, time.process_time() - c0
+    segs1, re1 = _tcp_counters()
+    return secs, w0, cpu, segs1 - segs0, re1 - re0
 
 
 def sweep(groups: dict[str, Any], sizes: list[int], reps: int, warmup: int) -> dict[str, Any]:
@@ -74,7 +88,7 @@ def sweep(groups: dict[str, Any], sizes: list[int], reps: int, warmup: int) -> d
     small = _input(rank, min(sizes, default=4096) // 4)
     for _ in range(warmup):
         for b in names:
-            _timed(small.clone(), small, groups[b])
+            _timed(small.clone(), small, groups[b])  # untimed
     for size in sizes:
         n = size // 4
         src = _input(rank, n)
@@ -85,7 +99,7 @@ def sweep(groups: dict[str, Any], sizes: list[int], reps: int, warmup: int) -> d
         errs: dict[str, float] = {}
         for i in range(reps):
             for b in (names if i % 2 == 0 else names[::-1]):
-                secs, w0, cpu = _timed(buf, src, groups[b])
+                secs, w0, cpu, segs, resegs = _timed(buf, src, groups[b])
                 stats = _switch_stats() if b == "p4reduce" else None
                 if b == "p4reduce" and (stats is None or stats.packets_sent == 0):
                     raise SystemExit("bench_rank: the p4reduce backend did not use the switch")
@@ -95,8 +109,9 @@ def sweep(groups: dict[str, Any], sizes: list[int], reps: int, warmup: int) -> d
                 r["times"].append(secs)
                 r["starts"].append(w0)
                 r["cpu"].append(cpu)
-                r["packets"].append(stats.packets_sent if stats is not None else 0)
-                r["retransmitted"].append(stats.retransmitted if stats is not None else 0)
+                # p4reduce: agg packets and resends; gloo: TCP segments and retransmissions
+                r["packets"].append(stats.packets_sent if stats is not None else segs)
+                r["retransmitted"].append(stats.retransmitted if stats is not None else resegs)
         for b in names:
             rows.append({"backend": b, "size": size, "max_rel_error": errs[b], **rec[b]})
         if rank == 0:

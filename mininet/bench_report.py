@@ -78,6 +78,10 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "p4_wire": _med([r["wire_fraction"] for r in p4]),
             "packets": sum(r["packets"] for r in p4),
             "retransmitted": sum(r["retransmitted"] for r in p4),
+            # gloo rows count TCP segments and TCP retransmissions instead
+            "gloo_segments": sum(r["packets"] for r in gl),
+            "gloo_retransmitted": sum(r["retransmitted"] for r in gl),
+            "gloo_host_cpu": _med([r["host_cpu_max"] for r in gl]),
             "bound": bound(workers),
         }
         s["gloo_eff"] = s["gloo_link"] * s["bound"]  # gloo's bytes on the wire vs the link
@@ -93,10 +97,12 @@ def where_time_went(s: dict[str, Any]) -> str:
     """What limited p4reduce in a cell short of the bound, from its measured CPU and resends."""
     if s["ratio"] > s["bound"] * 1.05:
         # beating the bound means gloo fell short of its own: say by how much
-        busy = (f"; the machine's CPU was {s['gloo_machine_cpu']:.0%} busy during gloo"
-                if s["gloo_machine_cpu"] >= SATURATED else "")
+        segs = s["gloo_segments"]
+        tcp = (f"TCP retransmitted {s['gloo_retransmitted'] / segs:.1%} of its segments"
+               if segs else "TCP counters unavailable")
         return (f"above the bound: gloo moved its 2(n-1)/n bytes at {s['gloo_eff']:.0%} of "
-                f"the link rate (TCP through the shaped links and the switch){busy}")
+                f"the link rate; {tcp}; its busiest worker used {s['gloo_host_cpu']:.0%} of a "
+                f"core, the machine {s['gloo_machine_cpu']:.0%}")
     if s["ratio"] >= BOUND_SHARE * s["bound"]:
         return ""
     causes = []
@@ -148,14 +154,16 @@ def markdown(summary: list[dict[str, Any]], curves: dict[str, Any], meta: dict[s
         "link could carry in its time; p4 wire = p4reduce's frames (headers, exponent "
         "packets and resends included) per worker as a share of what the link could carry "
         "in the time. CPU: the switch process (1 core = 100 %) and the whole machine (all "
-        "cores = 100 %) during each backend's calls, and p4reduce's busiest worker.",
+        "cores = 100 %) during each backend's calls, and p4reduce's busiest worker. "
+        "Resent: p4reduce's packet resends and gloo's TCP retransmitted segments, all "
+        "repetitions and ranks.",
     ]
     for loss in sorted({s["loss"] for s in summary}):
         lines += ["", f"## loss {loss:g}" + (" (every switch port drops this share)" if loss else ""),
                   "", "| workers | size | p4reduce ms | gloo ms | ratio (range) | bound | "
                   "p4 link | p4 wire | gloo eff | switch CPU p4/gloo | machine CPU p4/gloo | "
-                  "p4 worker CPU | resent | where the time went |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "p4 worker CPU | p4 resent | gloo TCP resent | where the time went |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for s in (x for x in summary if x["loss"] == loss):
             lines.append(
                 f"| {s['workers']} | {fmt_size(s['size_bytes'])} "
@@ -166,7 +174,8 @@ def markdown(summary: list[dict[str, Any]], curves: dict[str, Any], meta: dict[s
                 f"| {_pct(s['gloo_eff'])} "
                 f"| {_pct(s['p4_switch_cpu'])} / {_pct(s['gloo_switch_cpu'])} "
                 f"| {_pct(s['p4_machine_cpu'])} / {_pct(s['gloo_machine_cpu'])} "
-                f"| {_pct(s['p4_host_cpu'])} | {s['retransmitted']} | {s['where']} |")
+                f"| {_pct(s['p4_host_cpu'])} | {s['retransmitted']} "
+                f"| {s['gloo_retransmitted']} | {s['where']} |")
     if curves:
         lines += ["", f"## time to accuracy ({curves['workers']} workers, examples/train_ddp.py's "
                   "model, loss 0)", "", tta_text(curves)]

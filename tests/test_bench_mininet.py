@@ -56,11 +56,15 @@ def test_summary_medians_ratio_and_range() -> None:
 
 def test_a_ratio_above_the_bound_says_how_far_gloo_fell_short() -> None:
     # 1 MB in 1 s is 80 % of 1.25 MB/s; a ring moves 1.5x that: 120 % of the link, in 2 s 60 %
-    rows = [_row("p4reduce", 4, 1 << 20, 0.84), _row("gloo", 4, 1 << 20, 1.68)]
+    rows = [_row("p4reduce", 4, 1 << 20, 0.84),
+            _row("gloo", 4, 1 << 20, 1.68, packets=2000, retransmitted=30, host_cpu_max=0.25,
+                 machine_cpu=0.4)]
     (s,) = report.summarize(rows)
     assert s["ratio"] == pytest.approx(2.0)
     assert s["gloo_eff"] == pytest.approx((1 << 20) / 1.68 / 1.25e6 * 1.5)
-    assert "above the bound: gloo moved its 2(n-1)/n bytes at 75% of the link" in s["where"]
+    assert s["where"] == ("above the bound: gloo moved its 2(n-1)/n bytes at 75% of the link "
+                          "rate; TCP retransmitted 1.5% of its segments; its busiest worker "
+                          "used 25% of a core, the machine 40%")
 
 
 @pytest.mark.parametrize(("kw", "cause"), [
@@ -172,4 +176,6 @@ def test_smallest_real_run_and_nothing_left(tmp_path: Path) -> None:
         assert float(r["seconds"]) > 0 and float(r["max_rel_error"]) < 1e-4
     lossy = [r for r in rows if float(r["loss"]) > 0 and r["backend"] == "p4reduce"]
     assert sum(int(r["retransmitted"]) for r in lossy) > 0  # 5 % drops were recovered
+    gloo = [r for r in rows if r["backend"] == "gloo"]
+    assert all(int(r["packets"]) > 0 for r in gloo)  # TCP segments of the call, counted
     assert "| 2 | 64 KB |" in (tmp_path / "mininet.md").read_text()
