@@ -54,6 +54,10 @@ def parse_size(text: str) -> int:
     return size
 
 
+def parse_size_or_zero(text: str) -> int:
+    return 0 if text.strip() == "0" else parse_size(text)
+
+
 @dataclass
 class CpuSampler:
     """Cumulative CPU seconds of one process and of the whole machine, sampled on a thread."""
@@ -107,6 +111,7 @@ def run_config(console: Console, args: argparse.Namespace, workers: int, loss: f
                record: dict[str, list[Any]]) -> dict[str, Any]:
     """One network (workers, loss): build it, run the ranks, return their results and CPU."""
     import mnrun  # Mininet's library: imported once root has been checked
+    import topos
 
     sub = run_dir / f"w{workers}-loss{loss:g}"
     sub.mkdir(parents=True, exist_ok=True)
@@ -134,12 +139,14 @@ def run_config(console: Console, args: argparse.Namespace, workers: int, loss: f
             env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
                    "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(workers),
                    **data, "MASTER_PORT": str(master_port),
+                   "BENCH_DATA_IPS": ",".join(topos.host_ip(h + 1) for h in range(workers)),
                    "P4REDUCE_CONTROLLER": controller, "P4REDUCE_TOPOLOGY": str(topology),
                    "P4REDUCE_JOB": f"bench-{tag}", "P4REDUCE_TIMEOUT": "60",
                    "P4REDUCE_TRANSPORT": "udp"}
             argv = [sys.executable, str(ROOT / "mininet" / "bench_rank.py"),
                     "--sizes", ",".join(str(s) for s in args.size_list),
                     "--reps", str(args.reps), "--train", str(train_steps),
+                    "--tcp-ring", str(args.tcp_ring), "--tcp-port", str(master_port + 1),
                     "--out", str(outs[r])]
             ranks.append(procs.start(f"rank{r}", argv, env, host))
         log0 = sub / "rank0.log"
@@ -208,6 +215,17 @@ def measurements(cfg: dict[str, Any], bw_bytes: float, lanes: int) -> list[dict[
                 "retransmitted": sum(r["retransmitted"][rep] for r in per_rank),
                 "max_rel_error": max(r["max_rel_error"] for r in per_rank),
             })
+    if "tcp_ring" in ranks[0]:
+        size = ranks[0]["tcp_ring"]["size"]
+        for rep in range(len(ranks[0]["tcp_ring"]["times"])):
+            secs = max(r["tcp_ring"]["times"][rep] for r in ranks)
+            rows.append({
+                "workers": cfg["workers"], "loss": cfg["loss"], "backend": "tcp-ring",
+                "size_bytes": size, "rep": rep, "seconds": secs,
+                "goodput_MBps": size / secs / 1e6, "link_fraction": size / secs / bw_bytes,
+                "wire_fraction": float("nan"), "host_cpu_max": float("nan"),
+                "switch_cpu": float("nan"), "machine_cpu": float("nan"), "packets": 0,
+                "retransmitted": 0, "max_rel_error": 0.0})
     return rows
 
 
@@ -226,6 +244,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="drop probability of the lossy pass (default 0.01; 0 skips it)")
     p.add_argument("--loss-workers", default="4,8", help="worker counts of the lossy pass")
     p.add_argument("--loss-sizes", default="1M,16M", help="sizes of the lossy pass")
+    p.add_argument("--tcp-ring", type=parse_size_or_zero, default="8M",
+                   help="bytes each host streams to the next over plain TCP, as a baseline "
+                        "for gloo (default 8M; 0 skips)")
     p.add_argument("--lanes", type=int, default=256, help="values per packet, K (default 256)")
     p.add_argument("--train", type=int, default=200,
                    help="time-to-accuracy: DDP steps per backend at 4 workers (0 skips)")

@@ -15,17 +15,19 @@ from its seed), so a fast wrong answer can never look like a win.
 """
 
 import argparse
-import importlib.util
 import json
+import os
+import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import demo_rank
 import torch
 import torch.distributed as dist
 
-ROOT = Path(__file__).resolve().parent.parent
 # int32 block floating point: per-chunk error bound relative to the chunk's largest sum
 REL_TOL = 1e-4
 EVAL_SAMPLES = 1024
@@ -120,13 +122,45 @@ def sweep(groups: dict[str, Any], sizes: list[int], reps: int, warmup: int) -> d
     return {"sizes": rows}
 
 
-def _train_module() -> Any:
-    """examples/train_ddp.py by path: the benchmark trains exactly the example's model."""
-    spec = importlib.util.spec_from_file_location("train_ddp", ROOT / "examples" / "train_ddp.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def _send_all(sock: socket.socket, size: int) -> None:
+    chunk = memoryview(bytes(1 << 20))
+    left = size
+    while left:
+        left -= sock.send(chunk[:min(left, len(chunk))])
+
+
+def tcp_ring(size: int, reps: int, port: int) -> list[float]:
+    """Seconds for this rank to stream `size` bytes to the next rank over one plain TCP
+    connection while receiving as many from the previous: a ring's traffic pattern without
+    its step-by-step synchronization, so that gloo's time can be set against what TCP
+    itself gets through these links and this switch."""
+    rank, world = dist.get_rank(), dist.get_world_size()
+    ips = os.environ["BENCH_DATA_IPS"].split(",")
+    srv = socket.create_server((ips[rank], port))
+    dist.barrier()  # every rank listens before any connects
+    out = socket.create_connection((ips[(rank + 1) % world], port), timeout=60)
+    inc, _ = srv.accept()
+    inc.settimeout(60)
+    buf = bytearray(1 << 20)
+    times = []
+    try:
+        for _ in range(reps):
+            dist.barrier()
+            t0 = time.perf_counter()
+            sender = threading.Thread(target=_send_all, args=(out, size))
+            sender.start()
+            got = 0
+            while got < size:
+                n = inc.recv_into(buf, min(len(buf), size - got))
+                if n == 0:
+                    raise SystemExit("bench_rank: the TCP ring probe's peer closed early")
+                got += n
+            sender.join()
+            times.append(time.perf_counter() - t0)
+    finally:
+        for sock in (out, inc, srv):
+            sock.close()
+    return times
 
 
 def train(group: Any, steps: int, every: int, batch: int, lr: float,
@@ -135,7 +169,7 @@ def train(group: Any, steps: int, every: int, batch: int, lr: float,
     steps against the training's wall-clock time (evaluation excluded)."""
     from torch.nn.parallel import DistributedDataParallel
 
-    ex = _train_module()
+    ex = demo_rank.train_module()  # the example's model, as in the demo
     rank = dist.get_rank()
     model = DistributedDataParallel(ex.make_model(seed), process_group=group)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
@@ -173,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=2, help="untimed calls first")
     p.add_argument("--train", type=int, default=0, help="then train this many steps on each")
     p.add_argument("--every", type=int, default=10, help="evaluate every N training steps")
+    p.add_argument("--tcp-ring", type=int, default=0,
+                   help="then bytes per rank of a plain TCP ring probe (BENCH_DATA_IPS)")
+    p.add_argument("--tcp-port", type=int, default=29400)
     p.add_argument("--out", required=True, type=Path)
     args = p.parse_args(argv)
     try:
@@ -185,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     sizes = [int(s) for s in args.sizes.split(",") if s]
     result: dict[str, Any] = sweep(groups, sizes, args.reps, args.warmup)
+    if args.tcp_ring:
+        result["tcp_ring"] = {"size": args.tcp_ring,
+                              "times": tcp_ring(args.tcp_ring, args.reps, args.tcp_port)}
     if args.train:
         result["train"] = {b: train(g, args.train, args.every, batch=64, lr=0.05, seed=0)
                            for b, g in groups.items()}

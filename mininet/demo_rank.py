@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EVAL_SAMPLES = 1024
 
 
-def _train_module() -> Any:
+def train_module() -> Any:
     """examples/train_ddp.py by path: the demo trains exactly the example's model."""
     spec = importlib.util.spec_from_file_location("train_ddp", ROOT / "examples" / "train_ddp.py")
     assert spec is not None and spec.loader is not None
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, type=Path)
     args = p.parse_args(argv)
-    ex = _train_module()
+    ex = train_module()
     try:
         dist.init_process_group(backend=args.backend)
     except (ValueError, RuntimeError) as e:

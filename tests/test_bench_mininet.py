@@ -65,6 +65,11 @@ def test_a_ratio_above_the_bound_says_how_far_gloo_fell_short() -> None:
     assert s["where"] == ("above the bound: gloo moved its 2(n-1)/n bytes at 75% of the link "
                           "rate; TCP retransmitted 1.5% of its segments; its busiest worker "
                           "used 25% of a core, the machine 40%")
+    # with the plain TCP ring probe of the same network beside it
+    rows.append(_row("tcp-ring", 4, 8 << 20, 8 * 2**20 / 1.25e6 / 0.95))
+    (s,) = report.summarize(rows)
+    assert s["tcp_eff"] == pytest.approx(0.95)
+    assert s["where"].endswith("; plain TCP streams around the same ring reached 95% of the link")
 
 
 @pytest.mark.parametrize(("kw", "cause"), [
@@ -161,7 +166,8 @@ def test_smallest_real_run_and_nothing_left(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "mininet" / "bench_mininet.py"), "--workers", "2",
          "--sizes", "64K", "--reps", "2", "--loss", "0.05", "--loss-workers", "2",
-         "--loss-sizes", "64K", "--train", "0", "--bw", "20", "--out", str(tmp_path),
+         "--loss-sizes", "64K", "--train", "0", "--bw", "20", "--tcp-ring", "1M",
+         "--out", str(tmp_path),
          "--no-readme", "--run-dir", str(tmp_path / "run")],
         cwd=ROOT, capture_output=True, text=True, timeout=280)
     record = json.loads((tmp_path / "run" / "run.json").read_text())
@@ -170,8 +176,11 @@ def test_smallest_real_run_and_nothing_left(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with (tmp_path / "mininet.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 2 * 2 * 2  # 2 passes x 2 backends x 2 repetitions
-    assert {r["backend"] for r in rows} == {"p4reduce", "gloo"}
+    assert len(rows) == 2 * 3 * 2  # 2 passes x (2 backends + TCP ring probe) x 2 repetitions
+    assert {r["backend"] for r in rows} == {"p4reduce", "gloo", "tcp-ring"}
+    probe = [r for r in rows if r["backend"] == "tcp-ring"]
+    assert all(0.3 < float(r["link_fraction"]) < 1.1 for r in probe)
+    rows = [r for r in rows if r["backend"] != "tcp-ring"]
     for r in rows:
         assert float(r["seconds"]) > 0 and float(r["max_rel_error"]) < 1e-4
     lossy = [r for r in rows if float(r["loss"]) > 0 and r["backend"] == "p4reduce"]
