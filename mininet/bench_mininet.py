@@ -54,6 +54,18 @@ def parse_size(text: str) -> int:
     return size
 
 
+def reps_for(args: argparse.Namespace, size: int) -> int:
+    """Repetitions of one size: fewer for the largest, which dominate the run's time and
+    vary least (a few seconds of noise on a minute)."""
+    return args.large_reps if size >= args.large else args.reps
+
+
+def reps_text(args: argparse.Namespace) -> str:
+    if args.large_reps == args.reps or max(args.size_list) < args.large:
+        return str(args.reps)
+    return f"{args.reps} ({args.large_reps} from {args.large >> 20} MB)"
+
+
 def parse_size_or_zero(text: str) -> int:
     return 0 if text.strip() == "0" else parse_size(text)
 
@@ -145,7 +157,8 @@ def run_config(console: Console, args: argparse.Namespace, workers: int, loss: f
                    "P4REDUCE_TRANSPORT": "udp"}
             argv = [sys.executable, str(ROOT / "mininet" / "bench_rank.py"),
                     "--sizes", ",".join(str(s) for s in args.size_list),
-                    "--reps", str(args.reps), "--train", str(train_steps),
+                    "--reps", ",".join(str(reps_for(args, s)) for s in args.size_list),
+                    "--train", str(train_steps),
                     "--tcp-ring", str(args.tcp_ring), "--tcp-port", str(master_port + 1),
                     "--out", str(outs[r])]
             ranks.append(procs.start(f"rank{r}", argv, env, host))
@@ -235,7 +248,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                 epilog=__doc__.split("\n", 2)[2])
     p.add_argument("--workers", default="2,4,8", help="worker counts (default 2,4,8)")
     p.add_argument("--sizes", default=DEFAULT_SIZES, help=f"tensor sizes (default {DEFAULT_SIZES})")
-    p.add_argument("--reps", type=int, default=3, help="timed repetitions per cell (default 3)")
+    p.add_argument("--reps", type=int, default=5, help="timed repetitions per cell (default 5)")
+    p.add_argument("--large-reps", type=int, default=3,
+                   help="repetitions of sizes from --large up (default 3)")
+    p.add_argument("--large", type=parse_size, default="32M",
+                   help="the size from which --large-reps applies (default 32M)")
     p.add_argument("--bw", type=float, default=20.0,
                    help="host link rate, Mbit/s (default 20: on 2 cores the switch then stays "
                         "near half a core at 8 workers)")
@@ -264,8 +281,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(str(e))
     if any(not 2 <= w <= 16 for w in a.worker_list + a.loss_worker_list):
         p.error("worker counts must be 2..16")
-    if a.reps < 1 or a.bw <= 0 or not 0 <= a.loss < 1:
-        p.error("--reps >= 1, --bw > 0 and 0 <= --loss < 1")
+    if a.reps < 1 or a.large_reps < 1 or a.bw <= 0 or not 0 <= a.loss < 1:
+        p.error("--reps and --large-reps >= 1, --bw > 0 and 0 <= --loss < 1")
     return a
 
 
@@ -288,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.loss > 0:
         plan += [(w, args.loss, args.loss_size_list, 0) for w in args.loss_worker_list]
     console.print(f"bench-mininet: {len(plan)} networks, links {args.bw:g} Mbit/s, K={args.lanes}, "
-                  f"{args.reps} repetitions; logs in {run_dir}")
+                  f"{args.reps} repetitions ({args.large_reps} from {args.large >> 20} MB); "
+                  f"logs in {run_dir}")
     # what this run made, for whoever checks that it cleaned up (tests do)
     record: dict[str, Any] = {"tags": [], "pids": [], "ok": False}
     try:
@@ -327,7 +345,7 @@ def _bench(console: Console, args: argparse.Namespace, run_dir: Path,
         console.print("interrupted: every process and link of this run was removed")
         return 130
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "bw_mbit": args.bw,
-            "lanes": args.lanes, "reps": args.reps, "cores": os.cpu_count(),
+            "lanes": args.lanes, "reps": reps_text(args), "cores": os.cpu_count(),
             "elapsed_s": round(time.monotonic() - started), "run_dir": str(run_dir),
             "machine": platform.processor() or platform.machine()}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -80,7 +80,8 @@ def _timed(buf: torch.Tensor, src: torch.Tensor,
     return secs, w0, cpu, segs1 - segs0, re1 - re0
 
 
-def sweep(groups: dict[str, Any], sizes: list[int], reps: int, warmup: int) -> dict[str, Any]:
+def sweep(groups: dict[str, Any], sizes: list[int], reps: list[int],
+          warmup: int) -> dict[str, Any]:
     """Both backends, interleaved repetition by repetition (their order alternating), so
     that a noisy neighbour or a drifting clock hits both alike. `warmup` untimed calls of
     the smallest size first open gloo's connections and the switch path."""
@@ -91,7 +92,7 @@ def sweep(groups: dict[str, Any], sizes: list[int], reps: int, warmup: int) -> d
     for _ in range(warmup):
         for b in names:
             _timed(small.clone(), small, groups[b])  # untimed
-    for size in sizes:
+    for size, size_reps in zip(sizes, reps, strict=True):
         n = size // 4
         src = _input(rank, n)
         buf = src.clone()
@@ -99,7 +100,7 @@ def sweep(groups: dict[str, Any], sizes: list[int], reps: int, warmup: int) -> d
             b: {"times": [], "starts": [], "cpu": [], "packets": [], "retransmitted": []}
             for b in names}
         errs: dict[str, float] = {}
-        for i in range(reps):
+        for i in range(size_reps):
             for b in (names if i % 2 == 0 else names[::-1]):
                 secs, w0, cpu, segs, resegs = _timed(buf, src, groups[b])
                 stats = _switch_stats() if b == "p4reduce" else None
@@ -117,7 +118,7 @@ def sweep(groups: dict[str, Any], sizes: list[int], reps: int, warmup: int) -> d
         for b in names:
             rows.append({"backend": b, "size": size, "max_rel_error": errs[b], **rec[b]})
         if rank == 0:
-            meds = ", ".join(f"{b} {sorted(rec[b]['times'])[reps // 2]:.4f} s" for b in names)
+            meds = ", ".join(f"{b} {sorted(rec[b]['times'])[size_reps // 2]:.4f} s" for b in names)
             print(f"size {size}: {meds}", flush=True)
     return {"sizes": rows}
 
@@ -203,7 +204,8 @@ def train(group: Any, steps: int, every: int, batch: int, lr: float,
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="", help="comma-separated tensor sizes in bytes")
-    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--reps", default="3",
+                   help="timed repetitions: one number, or one per size (comma-separated)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls first")
     p.add_argument("--train", type=int, default=0, help="then train this many steps on each")
     p.add_argument("--every", type=int, default=10, help="evaluate every N training steps")
@@ -221,10 +223,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_rank: cannot start the process groups: {e}", file=sys.stderr)
         return 1
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    result: dict[str, Any] = sweep(groups, sizes, args.reps, args.warmup)
+    reps = [int(r) for r in args.reps.split(",")]
+    reps = reps * len(sizes) if len(reps) == 1 else reps
+    if len(reps) != len(sizes):
+        p.error(f"--reps names {len(reps)} counts for {len(sizes)} sizes")
+    result: dict[str, Any] = sweep(groups, sizes, reps, args.warmup)
     if args.tcp_ring:
         result["tcp_ring"] = {"size": args.tcp_ring,
-                              "times": tcp_ring(args.tcp_ring, args.reps, args.tcp_port)}
+                              "times": tcp_ring(args.tcp_ring, min(reps, default=3),
+                                                args.tcp_port)}
     if args.train:
         result["train"] = {b: train(g, args.train, args.every, batch=64, lr=0.05, seed=0)
                            for b, g in groups.items()}

@@ -100,7 +100,7 @@ def test_files_table_plots_and_readme_block(tmp_path: Path) -> None:
                            {"step": 20, "seconds": 2.0, "loss": 0.2, "accuracy": 0.8}],
               "gloo": [{"step": 10, "seconds": 0.5, "loss": 0.5, "accuracy": 0.6},
                        {"step": 20, "seconds": 1.0, "loss": 0.21, "accuracy": 0.8}]}
-    meta = {"date": "2026-11-25 08:00 UTC", "bw_mbit": 10.0, "lanes": 256, "reps": 3,
+    meta = {"date": "2026-11-25 08:00 UTC", "bw_mbit": 10.0, "lanes": 256, "reps": "3",
             "cores": 2, "elapsed_s": 60, "run_dir": "x", "machine": "x86_64"}
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{report.README_BEGIN}\nold\n{report.README_END}\noutro\n")
