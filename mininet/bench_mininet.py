@@ -139,7 +139,8 @@ def run_config(console: Console, args: argparse.Namespace, workers: int, loss: f
         topology = mn.topology(sub / "topology.json")
         controller = demo.start_controller(procs, switch_addr, build, topology, mn.mgmt_ip,
                                            lanes=args.lanes)
-        assert mn.switch.proc is not None
+        if mn.switch.proc is None:
+            raise demo.DemoError("the switch process was not started")
         sampler = CpuSampler(mn.switch.proc.pid)
         sampler.start()
         master_port = demo.free_port(socket.SOCK_STREAM)
