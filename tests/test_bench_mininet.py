@@ -8,11 +8,7 @@ one lossy pass, a few training steps) and must leave no interface or process beh
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import os
-import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "mininet"))
 
 import bench_report as report  # noqa: E402
+from test_mininet_star import _alive, _interfaces, _why_not  # noqa: E402
 
 
 def _row(backend: str, workers: int, size: int, secs: float, rep: int = 0,
@@ -136,28 +133,10 @@ def test_bad_arguments_are_one_line_errors() -> None:
     assert r.returncode == 2 and "bad size '64Q'" in r.stderr and "Traceback" not in r.stderr
 
 
-def _why_not() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root: Mininet creates network namespaces and veth pairs"
-    if importlib.util.find_spec("mininet.net") is None:
-        return "Mininet is not installed (apt-get install mininet)"
-    for tool in ("mnexec", "ethtool", "tc", "ip"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not on PATH (apt-get install mininet ethtool iproute2)"
-    return None
-
-
 def _leftovers(tags: list[str], pids: list[int]) -> list[str]:
-    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    names = [ln.split(":", 2)[1].strip().split("@", 1)[0] for ln in out.splitlines()]
-    left = [n for n in names for t in tags if re.match(rf"^{re.escape(t)}[hsmr][0-9]", n)]
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-            left.append(f"pid {pid}")
-        except ProcessLookupError:
-            pass
-    return left
+    """Interfaces named after the run's networks and its processes still alive."""
+    return ([n for t in tags for n in _interfaces(t)]
+            + [f"pid {p}" for p in pids if _alive(p)])
 
 
 @pytest.mark.skipif(_why_not() is not None, reason=str(_why_not()))

@@ -7,7 +7,6 @@ steps so that both trainings together take seconds.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,17 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+from test_mininet_star import _alive
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "mininet" / "demo.py"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _run(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
