@@ -1001,9 +1001,27 @@ class Codegen:
         std, ist = self.std, self.internal
         mc = f"S[{std['mcast_grp']}]" if "mcast_grp" in std else "0"
 
-        def nonempty(role: str) -> bool:
+        def call(role: str) -> list[str]:
+            """A control's call, or nothing when the program's control has no body."""
             name = pipe.get(role)
-            return bool(name and controls.get(name, {}).get("body"))
+            if not (name and controls.get(name, {}).get("body")):
+                return []
+            return ["    try:", f"        _ctl_{role}(S)", "    except _ExitE:", "        pass"]
+
+        def egress_onwards(post: str, drop: str, sent: str) -> list[str]:
+            """Egress, its hand-back and drop checks, checksums and the deparsed frame: the
+            same for the first pass and for the traffic manager's copies, which differ
+            only in what they return."""
+            return [
+                *call("egress"),
+                f"    if S[{ist.clone}] is not None or S[{ist.recirc}] is not None or S[{ist.truncate}]:",
+                f"        return {post}",
+                f"    if S[{std['egress_spec']}] == {DROP_PORT}:",
+                f"        return {drop}",
+                *call("compute_checksum"),
+                f"    return {sent}",
+                "",
+            ]
 
         lines = [
             "def _fast(port, frame):",
@@ -1013,11 +1031,8 @@ class Codegen:
             "    off, failed = _parse(S, frame)",
             "    payload = frame[off:]",
             f"    S[{ist.payload}] = payload",
-        ]
-        for role in ("verify_checksum", "ingress"):
-            if nonempty(role):
-                lines += ["    try:", f"        _ctl_{role}(S)", "    except _ExitE:", "        pass"]
-        lines += [
+            *call("verify_checksum"),
+            *call("ingress"),
             f"    if S[{ist.clone}] is not None or S[{ist.digests}] is not None or S[{ist.resubmit}] is not None or {mc}:",
             "        return 1, S, payload, failed",
             f"    es = S[{std['egress_spec']}]",
@@ -1025,38 +1040,17 @@ class Codegen:
             "        return 3, None, None, failed",
             f"    S[{std['egress_port']}] = es",
             f"    S[{std['egress_spec']}] = 0",
-        ]
-        if nonempty("egress"):
-            lines += ["    try:", "        _ctl_egress(S)", "    except _ExitE:", "        pass"]
-        lines += [
-            f"    if S[{ist.clone}] is not None or S[{ist.recirc}] is not None or S[{ist.truncate}]:",
-            "        return 2, S, payload, failed",
-            f"    if S[{std['egress_spec']}] == {DROP_PORT}:",
-            "        return 3, None, None, failed",
-        ]
-        if nonempty("compute_checksum"):
-            lines += ["    try:", "        _ctl_compute_checksum(S)", "    except _ExitE:", "        pass"]
-        lines += [f"    return 0, S[{std['egress_port']}], _ctl_deparser(S) + payload, failed", ""]
-        # One egress pass for the traffic manager's copies (multicast replicas, clones):
-        # (0, frame) sent, (3, None) dropped, (2, None) for the Python post-egress steps.
-        lines += [
+            *egress_onwards("2, S, payload, failed", "3, None, None, failed",
+                            f"0, S[{std['egress_port']}], _ctl_deparser(S) + payload, failed"),
+            # One egress pass for the traffic manager's copies (multicast replicas, clones):
+            # (0, frame) sent, (3, None) dropped, (2, None) for the Python post-egress steps.
             "def _egress_pass(S, payload):",
             f"    S[{ist.clone}] = None",
             f"    S[{ist.recirc}] = None",
             f"    S[{ist.payload}] = payload",
             f"    S[{std['egress_spec']}] = 0",
+            *egress_onwards("2, None", "3, None", "0, _ctl_deparser(S) + payload"),
         ]
-        if nonempty("egress"):
-            lines += ["    try:", "        _ctl_egress(S)", "    except _ExitE:", "        pass"]
-        lines += [
-            f"    if S[{ist.clone}] is not None or S[{ist.recirc}] is not None or S[{ist.truncate}]:",
-            "        return 2, None",
-            f"    if S[{std['egress_spec']}] == {DROP_PORT}:",
-            "        return 3, None",
-        ]
-        if nonempty("compute_checksum"):
-            lines += ["    try:", "        _ctl_compute_checksum(S)", "    except _ExitE:", "        pass"]
-        lines += ["    return 0, _ctl_deparser(S) + payload", ""]
         self.out.extend(lines)
 
     # ---- whole program ------------------------------------------------------------------
