@@ -40,6 +40,17 @@ def make_model(seed: int) -> torch.nn.Module:
     )
 
 
+def teacher(seed: int) -> torch.Tensor:
+    """The linear map the data comes from: the same on every rank."""
+    return torch.randn(32, 8, generator=torch.Generator().manual_seed(seed + 12345))
+
+
+def batch(w_true: torch.Tensor, data: torch.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n noisy samples of tanh(x @ w_true), drawn from this rank's own generator."""
+    x = torch.randn(n, 32, generator=data)
+    return x, torch.tanh(x @ w_true) + 0.05 * torch.randn(n, 8, generator=data)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -50,13 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     rank, world = dist.get_rank(), dist.get_world_size()
     model = DistributedDataParallel(make_model(args.seed))
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
-    w_true = torch.randn(32, 8, generator=torch.Generator().manual_seed(args.seed + 12345))
+    w_true = teacher(args.seed)
     data = torch.Generator().manual_seed(args.seed * 1000 + rank)
     for epoch in range(args.epochs):
         total = torch.zeros(1)
         for _ in range(args.steps_per_epoch):
-            x = torch.randn(args.batch, 32, generator=data)
-            y = torch.tanh(x @ w_true) + 0.05 * torch.randn(args.batch, 8, generator=data)
+            x, y = batch(w_true, data, args.batch)
             opt.zero_grad()
             loss = torch.nn.functional.mse_loss(model(x), y)
             loss.backward()  # type: ignore[no-untyped-call]

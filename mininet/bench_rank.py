@@ -30,7 +30,6 @@ import torch.distributed as dist
 
 # int32 block floating point: per-chunk error bound relative to the chunk's largest sum
 REL_TOL = 1e-4
-EVAL_SAMPLES = 1024
 
 
 def _input(rank: int, n: int) -> torch.Tensor:
@@ -174,28 +173,21 @@ def train(group: Any, steps: int, every: int, batch: int, lr: float,
     rank = dist.get_rank()
     model = DistributedDataParallel(ex.make_model(seed), process_group=group)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    w_true = torch.randn(32, 8, generator=torch.Generator().manual_seed(seed + 12345))
+    w_true = ex.teacher(seed)
     data = torch.Generator().manual_seed(seed * 1000 + rank)
-    g = torch.Generator().manual_seed(seed + 777)
-    xe = torch.randn(EVAL_SAMPLES, 32, generator=g)
-    ye = torch.tanh(xe @ w_true)
     curve = []
     elapsed = 0.0
     dist.barrier()
     for step in range(1, steps + 1):
         t0 = time.perf_counter()
-        x = torch.randn(batch, 32, generator=data)
-        y = torch.tanh(x @ w_true) + 0.05 * torch.randn(batch, 8, generator=data)
+        x, y = ex.batch(w_true, data, batch)
         opt.zero_grad()
         torch.nn.functional.mse_loss(model(x), y).backward()  # type: ignore[no-untyped-call]
         opt.step()
         elapsed += time.perf_counter() - t0
         if step % every == 0 or step == steps:
-            with torch.no_grad():
-                pred = model.module(xe)
-            curve.append({"step": step, "seconds": elapsed,
-                          "loss": float(torch.nn.functional.mse_loss(pred, ye)),
-                          "accuracy": float(((pred > 0) == (ye > 0)).float().mean())})
+            loss, accuracy = demo_rank.held_out(model.module, seed, w_true)
+            curve.append({"step": step, "seconds": elapsed, "loss": loss, "accuracy": accuracy})
             if rank == 0:
                 print(f"train step {step}/{steps} loss {curve[-1]['loss']:.5f}", flush=True)
     return curve

@@ -39,6 +39,18 @@ def train_module() -> Any:
     return mod
 
 
+def held_out(module: torch.nn.Module, seed: int, w_true: torch.Tensor) -> tuple[float, float]:
+    """Loss and the share of outputs of the right sign on held-out data, the same on every
+    rank and for every backend."""
+    g = torch.Generator().manual_seed(seed + 777)
+    xe = torch.randn(EVAL_SAMPLES, 32, generator=g)
+    ye = torch.tanh(xe @ w_true)
+    with torch.no_grad():
+        pred = module(xe)
+    return (float(torch.nn.functional.mse_loss(pred, ye)),
+            float(((pred > 0) == (ye > 0)).float().mean()))
+
+
 class Timer:
     """Seconds each bucket's allreduce took, from issue to completion."""
 
@@ -94,14 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     timer = Timer(world)
     model.register_comm_hook(timer, timed_allreduce)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
-    w_true = torch.randn(32, 8, generator=torch.Generator().manual_seed(args.seed + 12345))
+    w_true = ex.teacher(args.seed)
     data = torch.Generator().manual_seed(args.seed * 1000 + rank)
     packets = retrans = 0
     last = None
     t_start = time.perf_counter()
     for step in range(args.steps):
-        x = torch.randn(args.batch, 32, generator=data)
-        y = torch.tanh(x @ w_true) + 0.05 * torch.randn(args.batch, 8, generator=data)
+        x, y = ex.batch(w_true, data, args.batch)
         opt.zero_grad()
         loss = torch.nn.functional.mse_loss(model(x), y)
         loss.backward()  # type: ignore[no-untyped-call]
@@ -114,16 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         if rank == 0:
             print(f"step {step + 1}/{args.steps} loss {float(loss):.5f}", flush=True)
     train_s = time.perf_counter() - t_start
-    # held-out data, the same on every rank: loss and the share of outputs of the right sign
-    g = torch.Generator().manual_seed(args.seed + 777)
-    xe = torch.randn(EVAL_SAMPLES, 32, generator=g)
-    ye = torch.tanh(xe @ w_true)
-    with torch.no_grad():
-        pred = model.module(xe)
+    final_loss, accuracy = held_out(model.module, args.seed, w_true)
     result = {
         "rank": rank, "backend": args.backend, "steps": args.steps,
-        "final_loss": float(torch.nn.functional.mse_loss(pred, ye)),
-        "accuracy": float(((pred > 0) == (ye > 0)).float().mean()),
+        "final_loss": final_loss, "accuracy": accuracy,
         "step_s": train_s / max(args.steps, 1),
         "allreduce_s": timer.total / max(timer.calls, 1),
         "allreduce_calls": timer.calls,
