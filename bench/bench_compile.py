@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from softswitch.p4 import compile_source
+from p4reduce.softswitch.p4 import compile_source
 
 N_TABLES = 40
 N_LANES = 32

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from softswitch.p4 import compile_file, compile_source
-from softswitch.runtime import Device, Pipeline
-from softswitch.runtime.control import ActionCall, Lpm, TableEntry
-from softswitch.runtime.ports import AfPacketPort, UdpPort
+from p4reduce.softswitch.p4 import compile_file, compile_source
+from p4reduce.softswitch.runtime import Device, Pipeline
+from p4reduce.softswitch.runtime.control import ActionCall, Lpm, TableEntry
+from p4reduce.softswitch.runtime.ports import AfPacketPort, UdpPort
 
 ROOT = Path(__file__).resolve().parent.parent
 BASIC = ROOT / "tests" / "p4" / "good" / "basic.p4"

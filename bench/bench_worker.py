@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from worker import Communicator, JobSpec, quant, wire
+from p4reduce.worker import Communicator, JobSpec, quant, wire
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the reference switch lives with the tests

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.errors import Exhausted, InvalidArgument
+from p4reduce.controller.errors import Exhausted, InvalidArgument
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 
 import grpc
 
-from controller.entities import job_group
-from controller.errors import ControllerError
-from controller.jobs import JobManager, JobView
-from controller.protos import pb, svc
-from controller.validate import int_to_ipv4, int_to_mac
+from p4reduce.controller.entities import job_group
+from p4reduce.controller.errors import ControllerError
+from p4reduce.controller.jobs import JobManager, JobView
+from p4reduce.controller.protos import pb, svc
+from p4reduce.controller.validate import int_to_ipv4, int_to_mac
 
 log = logging.getLogger("p4reduce.controller")
 T = TypeVar("T")

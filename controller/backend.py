@@ -1,7 +1,7 @@
 """What the controller needs from a switch connection, as a Protocol.
 
 The job logic and reconciliation are written against this, so they are tested with an
-in-memory switch as well as over real P4Runtime (`controller.p4rt.P4RuntimeSwitch`).
+in-memory switch as well as over real P4Runtime (`p4reduce.controller.p4rt.P4RuntimeSwitch`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from controller.entities import Replicas, Row
+from p4reduce.controller.entities import Replicas, Row
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class MemorySwitch:
         return dict(self.groups)
 
     def write(self, updates: list[Update]) -> None:
-        from controller.errors import NotPrimary
+        from p4reduce.controller.errors import NotPrimary
 
         if not self.primary:
             raise NotPrimary("not the primary controller")

@@ -18,7 +18,7 @@ from google.protobuf.json_format import MessageToDict  # type: ignore[import-unt
 from rich.console import Console
 from rich.table import Table
 
-from controller.client import (
+from p4reduce.controller.client import (
     ENV_ADDRESS,
     ControllerCallError,
     ControllerClient,
@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from controller.serve import add_serve_parser
+    from p4reduce.controller.serve import add_serve_parser
 
     add_serve_parser(sub)
 
@@ -266,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "serve":
-        from controller.serve import run_serve
+        from p4reduce.controller.serve import run_serve
 
         return int(run_serve(args))
     out = Out(args.json)

@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from controller.protos import pb, svc
+from p4reduce.controller.protos import pb, svc
 
 log = logging.getLogger("p4reduce.controller.client")
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller import p4names as n
-from controller.store import Job, Member
-from controller.topology import Topology
+from p4reduce.controller import p4names as n
+from p4reduce.controller.store import Job, Member
+from p4reduce.controller.topology import Topology
 
 BROADCAST_MAC = 0xFFFF_FFFF_FFFF
 

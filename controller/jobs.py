@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from controller import p4names as n
-from controller.allocator import Extent, SlotAllocator
-from controller.backend import SwitchBackend
-from controller.entities import Desired, desired
-from controller.errors import (
+from p4reduce.controller import p4names as n
+from p4reduce.controller.allocator import Extent, SlotAllocator
+from p4reduce.controller.backend import SwitchBackend
+from p4reduce.controller.entities import Desired, desired
+from p4reduce.controller.errors import (
     AlreadyExists,
     Exhausted,
     InvalidArgument,
@@ -24,10 +24,10 @@ from controller.errors import (
     NotPrimary,
     Timeout,
 )
-from controller.reconcile import Plan, reconcile
-from controller.store import Job, Member, Store
-from controller.topology import Topology
-from controller.validate import int_to_ipv4, int_to_mac, ipv4_to_int, job_name, mac_to_int, udp_port
+from p4reduce.controller.reconcile import Plan, reconcile
+from p4reduce.controller.store import Job, Member, Store
+from p4reduce.controller.topology import Topology
+from p4reduce.controller.validate import int_to_ipv4, int_to_mac, ipv4_to_int, job_name, mac_to_int, udp_port
 
 MAX_WORKERS = 32
 

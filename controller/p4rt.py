@@ -23,9 +23,9 @@ import grpc
 from finsy.proto import p4i, p4r, p4r_grpc
 from google.protobuf import text_format  # type: ignore[import-untyped]
 
-from controller.backend import SwitchStatus, Update
-from controller.entities import Replicas, Row
-from controller.errors import ControllerError, InvalidArgument, NotPrimary, SwitchError
+from p4reduce.controller.backend import SwitchStatus, Update
+from p4reduce.controller.entities import Replicas, Row
+from p4reduce.controller.errors import ControllerError, InvalidArgument, NotPrimary, SwitchError
 
 log = logging.getLogger("p4reduce.controller.p4rt")
 

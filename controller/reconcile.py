@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.backend import SwitchBackend, Update
-from controller.entities import OWNED_TABLES, Desired
+from p4reduce.controller.backend import SwitchBackend, Update
+from p4reduce.controller.entities import OWNED_TABLES, Desired
 
 
 @dataclass(frozen=True)

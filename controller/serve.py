@@ -19,13 +19,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from controller import p4names as n
-from controller.api import ApiServer
-from controller.backend import MemorySwitch, SwitchBackend
-from controller.errors import ControllerError
-from controller.jobs import JobManager, Settings
-from controller.store import Store
-from controller.topology import load as load_topology
+from p4reduce.controller import p4names as n
+from p4reduce.controller.api import ApiServer
+from p4reduce.controller.backend import MemorySwitch, SwitchBackend
+from p4reduce.controller.errors import ControllerError
+from p4reduce.controller.jobs import JobManager, Settings
+from p4reduce.controller.store import Store
+from p4reduce.controller.topology import load as load_topology
 
 log = logging.getLogger("p4reduce.controller")
 
@@ -113,7 +113,7 @@ def add_serve_parser(sub: Any) -> None:
 def connect(args: argparse.Namespace) -> SwitchBackend:
     if args.memory_switch:
         return MemorySwitch()
-    from controller.p4rt import P4RuntimeSwitch, load_p4info
+    from p4reduce.controller.p4rt import P4RuntimeSwitch, load_p4info
 
     p4info_path, config_path = DEFAULT_FILES[args.target]
     p4info_file = args.p4info or Path(p4info_path)

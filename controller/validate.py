@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from controller.errors import InvalidArgument
+from p4reduce.controller.errors import InvalidArgument
 
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

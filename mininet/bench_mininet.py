@@ -33,7 +33,7 @@ from typing import Any
 import demo
 from rich.console import Console
 
-from worker.wire import agg_payload_len
+from p4reduce.worker.wire import agg_payload_len
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"

@@ -119,7 +119,7 @@ def compile_p4(run_dir: Path, lanes: int | None = None) -> Path:
     with the same K."""
     build = run_dir / "build"
     defines = ["-D", f"NUM_LANES={lanes}"] if lanes is not None else []
-    r = subprocess.run([PY, "-m", "softswitch.p4.cli", str(ROOT / "p4src" / "aggregator.p4"),
+    r = subprocess.run([PY, "-m", "p4reduce.softswitch.p4.cli", str(ROOT / "p4src" / "aggregator.p4"),
                         *defines, "-o", str(build)], cwd=ROOT, capture_output=True, text=True,
                        timeout=300)
     (run_dir / "p4c.log").write_text(r.stdout + r.stderr)
@@ -133,7 +133,7 @@ def start_loopback(procs: Procs, hosts: int, loss: float, build: Path) -> dict[s
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     tunnels = [free_port() for _ in range(hosts)]
     faults = ["--drop", str(loss), "--seed", "1"] if loss > 0 else []
-    sw = procs.start("switch", [PY, "-m", "softswitch.cli", "--grpc-server-addr", "127.0.0.1:0",
+    sw = procs.start("switch", [PY, "-m", "p4reduce.softswitch.cli", "--grpc-server-addr", "127.0.0.1:0",
                                 "--log-level", "warn", *faults,
                                 *[a for r, p in enumerate(tunnels)
                                   for a in ("-i", f"{r + 1}@udp:127.0.0.1:{p}")]], env)
@@ -160,7 +160,7 @@ def start_controller(procs: Procs, switch_addr: str, build: Path, topology: Path
     if lanes is not None:
         files += ["--k", str(lanes)]
     ctl = procs.start("controller", [
-        PY, "-m", "controller.cli", "serve", "--switch", switch_addr, *files,
+        PY, "-m", "p4reduce.controller.cli", "serve", "--switch", switch_addr, *files,
         "--topology", str(topology), "--state", str(procs.run_dir / "ctl.db"),
         "--listen", f"{listen_ip}:0"], env)
     line = wait_line(procs, "controller", ctl, "controller API on")

@@ -80,7 +80,7 @@ def _switch_stats() -> Any:
     """The last switch call's CallStats, or None for a backend without a switch."""
     if dist.get_backend() != "p4reduce":
         return None
-    from worker.torch.engine import live_engine
+    from p4reduce.worker.torch.engine import live_engine
 
     engine = live_engine()
     return engine.comm.last_stats if engine is not None else None

@@ -80,7 +80,7 @@ class P4Switch(Switch):  # type: ignore[misc]
                     "--", f"--grpc-server-addr=127.0.0.1:{self.grpc_port}"]
         else:
             faults = ["--drop", str(self.drop), "--seed", "1"] if self.drop else []
-            argv = [self.python, "-m", "softswitch.cli", "--grpc-server-addr",
+            argv = [self.python, "-m", "p4reduce.softswitch.cli", "--grpc-server-addr",
                     f"127.0.0.1:{self.grpc_port}", "--log-level", "warn", *faults,
                     *[a for p, n in ifaces for a in ("-i", f"{p}@{n}")]]
         log = self.log_path.open("wb")

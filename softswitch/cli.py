@@ -28,7 +28,7 @@ from google.protobuf.message import (  # type: ignore[import-untyped,unused-igno
     DecodeError,
 )
 
-from softswitch.p4runtime.pipeline_config import PipelineFactory
+from p4reduce.softswitch.p4runtime.pipeline_config import PipelineFactory
 
 LOG_LEVELS = {
     "trace": logging.DEBUG,
@@ -146,7 +146,7 @@ def load_program(args: argparse.Namespace) -> Any | None:
         if not args.p4.is_file():
             raise CliError(f"{args.p4}: no such file")
         try:
-            from softswitch.p4 import compile_file  # type: ignore[attr-defined,unused-ignore]
+            from p4reduce.softswitch.p4 import compile_file  # type: ignore[attr-defined,unused-ignore]
         except ImportError as exc:
             raise CliError(f"the P4 compiler is not available: {exc}") from None
         try:
@@ -161,7 +161,7 @@ def load_program(args: argparse.Namespace) -> Any | None:
     if args.p4info is not None and args.p4 is None:
         p4info = _read_p4info(args.p4info)
     else:
-        from softswitch.p4.p4info import emit
+        from p4reduce.softswitch.p4.p4info import emit
 
         try:
             p4info = emit(ir)
@@ -178,8 +178,8 @@ DeviceFactory = Callable[[argparse.Namespace], Any]
 def make_device(args: argparse.Namespace) -> Any:
     """The real device: softswitch.runtime.Device with the requested ports."""
     try:
-        from softswitch.runtime import Device  # type: ignore[attr-defined,unused-ignore]
-        from softswitch.runtime.ports import (  # type: ignore[import-not-found,unused-ignore]
+        from p4reduce.softswitch.runtime import Device  # type: ignore[attr-defined,unused-ignore]
+        from p4reduce.softswitch.runtime.ports import (  # type: ignore[import-not-found,unused-ignore]
             parse_port_spec,
         )
     except ImportError as exc:
@@ -204,8 +204,8 @@ def run(
     pipeline_factory: PipelineFactory | None = None,
 ) -> int:
     """The program; the factories are parameters so tests can run it without the runtime."""
-    from softswitch.p4runtime import serve
-    from softswitch.p4runtime.errors import P4RTError
+    from p4reduce.softswitch.p4runtime import serve
+    from p4reduce.softswitch.p4runtime.errors import P4RTError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from worker import wire
-from worker.frames import Endpoint, FrameError, build_frame, parse_frame, udp_payload
+from p4reduce.worker import wire
+from p4reduce.worker.frames import Endpoint, FrameError, build_frame, parse_frame, udp_payload
 
 # Counter names: the suffixes of controller/p4names.py's per-job counters.
 AGGREGATED = "aggregated"

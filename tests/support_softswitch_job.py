@@ -13,12 +13,12 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from controller import p4names as n
-from softswitch.p4.frontend import compile_file
-from softswitch.runtime import Device, Pipeline, parse_port_spec
-from softswitch.runtime.control import ActionCall, Exact, Replica, TableEntry
-from softswitch.runtime.ports import FaultyPort, UdpPort
-from worker import JobSpec, wire
+from p4reduce.controller import p4names as n
+from p4reduce.softswitch.p4.frontend import compile_file
+from p4reduce.softswitch.runtime import Device, Pipeline, parse_port_spec
+from p4reduce.softswitch.runtime.control import ActionCall, Exact, Replica, TableEntry
+from p4reduce.softswitch.runtime.ports import FaultyPort, UdpPort
+from p4reduce.worker import JobSpec, wire
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "p4src" / "aggregator.p4"

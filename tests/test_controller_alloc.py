@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.allocator import SlotAllocator
-from controller.errors import Exhausted, InvalidArgument
+from p4reduce.controller.allocator import SlotAllocator
+from p4reduce.controller.errors import Exhausted, InvalidArgument
 
 ops = st.lists(
     st.one_of(

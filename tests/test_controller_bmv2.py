@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from controller.backend import Update
-from controller.entities import OWNED_TABLES, desired
-from controller.jobs import JobManager, Settings
-from controller.p4rt import P4RuntimeSwitch, load_p4info
-from controller.store import Store
-from controller.topology import parse
+from p4reduce.controller.backend import Update
+from p4reduce.controller.entities import OWNED_TABLES, desired
+from p4reduce.controller.jobs import JobManager, Settings
+from p4reduce.controller.p4rt import P4RuntimeSwitch, load_p4info
+from p4reduce.controller.store import Store
+from p4reduce.controller.topology import parse
 
 pytestmark = [
     pytest.mark.timeout(180),

@@ -20,16 +20,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_controller_fakes import FakeSwitch, host, start_switch, write_topology
 
-from controller import p4names as n
-from controller.api import ApiServer
-from controller.client import ControllerCallError, ControllerClient
-from controller.errors import NotPrimary, SwitchError
-from controller.jobs import JobManager, Settings
-from controller.p4rt import P4RuntimeSwitch, load_p4info
-from controller.serve import Watch
-from controller.store import Store
-from controller.topology import load as load_topology
-from softswitch.runtime.control import ActionCall, CounterValue, Exact, Replica, TableEntry
+from p4reduce.controller import p4names as n
+from p4reduce.controller.api import ApiServer
+from p4reduce.controller.client import ControllerCallError, ControllerClient
+from p4reduce.controller.errors import NotPrimary, SwitchError
+from p4reduce.controller.jobs import JobManager, Settings
+from p4reduce.controller.p4rt import P4RuntimeSwitch, load_p4info
+from p4reduce.controller.serve import Watch
+from p4reduce.controller.store import Store
+from p4reduce.controller.topology import load as load_topology
+from p4reduce.softswitch.runtime.control import ActionCall, CounterValue, Exact, Replica, TableEntry
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -255,7 +255,7 @@ def _serve(fake: FakeSwitch, tmp: Path, *extra: str) -> tuple[subprocess.Popen[s
     cmd = [
         sys.executable,
         "-m",
-        "controller.cli",
+        "p4reduce.controller.cli",
         "serve",
         "--switch",
         fake.server.address,
@@ -399,7 +399,7 @@ def test_watch_reconnects_and_restores_a_restarted_switch(fake: FakeSwitch, tmp_
     from test_controller_fakes import AggFakePipeline
     from test_p4runtime_fakes import FakeDevice
 
-    from softswitch.p4runtime import serve
+    from p4reduce.softswitch.p4runtime import serve
 
     c = Controller(fake, tmp_path)
     try:

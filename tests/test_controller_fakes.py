@@ -17,9 +17,9 @@ from finsy.proto import p4i
 from google.protobuf import text_format  # type: ignore[import-untyped]
 from test_p4runtime_fakes import FakeDevice, FakePipeline
 
-from controller import p4names as n
-from softswitch.p4runtime import RunningServer, serve
-from softswitch.runtime.control import CounterValue
+from p4reduce.controller import p4names as n
+from p4reduce.softswitch.p4runtime import RunningServer, serve
+from p4reduce.softswitch.runtime.control import CounterValue
 
 TABLES: dict[str, tuple[list[tuple[str, int]], str]] = {
     n.TABLE_JOBS: ([("hdr.agg.job_id", 16)], n.ACTION_SET_JOB),

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller import p4names as n
-from controller.backend import MemorySwitch
-from controller.entities import Row
-from controller.errors import (
+from p4reduce.controller import p4names as n
+from p4reduce.controller.backend import MemorySwitch
+from p4reduce.controller.entities import Row
+from p4reduce.controller.errors import (
     AlreadyExists,
     ControllerError,
     Exhausted,
@@ -21,9 +21,9 @@ from controller.errors import (
     NotPrimary,
     Timeout,
 )
-from controller.jobs import JobManager, Settings
-from controller.store import Store
-from controller.topology import parse
+from p4reduce.controller.jobs import JobManager, Settings
+from p4reduce.controller.store import Store
+from p4reduce.controller.topology import parse
 
 TOPO = parse(
     {
@@ -335,7 +335,7 @@ def test_random_jobs_never_overlap_and_busy_jobs_never_move(
 
 
 def test_changes_write_only_their_difference_and_watch_repairs_drift(tmp_path: Path) -> None:
-    from controller.serve import Watch
+    from p4reduce.controller.serve import Watch
 
     mgr, sw, _ = make(tmp_path)
     reads = sw.reads

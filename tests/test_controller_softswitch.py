@@ -16,16 +16,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller import p4names as n
-from controller.api import ApiServer
-from controller.cli import main as ctl_main
-from controller.client import ControllerClient
-from controller.jobs import JobManager, Settings
-from controller.p4rt import P4RuntimeSwitch, load_p4info
-from controller.store import Store
-from controller.topology import parse
-from worker.frames import Endpoint, build_frame, parse_frame
-from worker.wire import FLAG_RESULT, AggHeader, pack_payload, unpack_payload
+from p4reduce.controller import p4names as n
+from p4reduce.controller.api import ApiServer
+from p4reduce.controller.cli import main as ctl_main
+from p4reduce.controller.client import ControllerClient
+from p4reduce.controller.jobs import JobManager, Settings
+from p4reduce.controller.p4rt import P4RuntimeSwitch, load_p4info
+from p4reduce.controller.store import Store
+from p4reduce.controller.topology import parse
+from p4reduce.worker.frames import Endpoint, build_frame, parse_frame
+from p4reduce.worker.wire import FLAG_RESULT, AggHeader, pack_payload, unpack_payload
 
 pytestmark = pytest.mark.timeout(120)
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
         [
             sys.executable,
             "-m",
-            "softswitch.p4.cli",
+            "p4reduce.softswitch.p4.cli",
             str(REPO / "p4src" / "aggregator.p4"),
             "-o",
             str(out),
@@ -71,7 +71,7 @@ def switch(build: Path) -> Iterator[tuple[str, dict[int, int]]]:
         [
             sys.executable,
             "-m",
-            "softswitch.cli",
+            "p4reduce.softswitch.cli",
             "--grpc-server-addr",
             "127.0.0.1:0",
             "--log-level",
@@ -185,7 +185,7 @@ def test_serve_pushes_the_default_build_files_to_p4reduce_switch(
         [
             sys.executable,
             "-m",
-            "controller.cli",
+            "p4reduce.controller.cli",
             "serve",
             "--switch",
             address,
@@ -208,7 +208,7 @@ def test_serve_pushes_the_default_build_files_to_p4reduce_switch(
         assert "as primary" in line, line
         api = line.split("controller API on ")[1].split(";")[0]
         r = subprocess.run(
-            [sys.executable, "-m", "controller.cli", "--controller", api, "--json", "switch"],
+            [sys.executable, "-m", "p4reduce.controller.cli", "--controller", api, "--json", "switch"],
             capture_output=True,
             text=True,
             timeout=30,

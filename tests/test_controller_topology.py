@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 from support_softswitch_job import compiled
 
-from controller import p4names as n
-from controller.backend import MemorySwitch
-from controller.errors import InvalidArgument
-from controller.jobs import JobManager, Settings
-from controller.store import Store
-from controller.topology import load, parse
-from controller.validate import int_to_ipv4, int_to_mac, ipv4_to_int, mac_to_int
-from softswitch.runtime import Pipeline
-from softswitch.runtime.control import ActionCall, Exact, Replica, TableEntry
-from worker import wire
-from worker.frames import Endpoint, build_frame, parse_frame
-from worker.wire import AGG_UDP_PORT
+from p4reduce.controller import p4names as n
+from p4reduce.controller.backend import MemorySwitch
+from p4reduce.controller.errors import InvalidArgument
+from p4reduce.controller.jobs import JobManager, Settings
+from p4reduce.controller.store import Store
+from p4reduce.controller.topology import load, parse
+from p4reduce.controller.validate import int_to_ipv4, int_to_mac, ipv4_to_int, mac_to_int
+from p4reduce.softswitch.runtime import Pipeline
+from p4reduce.softswitch.runtime.control import ActionCall, Exact, Replica, TableEntry
+from p4reduce.worker import wire
+from p4reduce.worker.frames import Endpoint, build_frame, parse_frame
+from p4reduce.worker.wire import AGG_UDP_PORT
 
 H1 = {"name": "h1", "mac": "02:00:00:00:00:01", "ipv4": "10.0.0.1", "port": 1}
 GOOD: dict[str, object] = {

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from controller import p4names as n
-from controller.api import ApiServer
-from controller.backend import MemorySwitch
-from controller.cli import main
-from controller.jobs import JobManager, Settings
-from controller.store import Store
-from controller.topology import parse
+from p4reduce.controller import p4names as n
+from p4reduce.controller.api import ApiServer
+from p4reduce.controller.backend import MemorySwitch
+from p4reduce.controller.cli import main
+from p4reduce.controller.jobs import JobManager, Settings
+from p4reduce.controller.store import Store
+from p4reduce.controller.topology import parse
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -268,7 +268,7 @@ def test_serve_without_pipeline_files_or_switch_is_a_clear_error(
 
 
 def test_client_keepalive_renews_the_lease(ctl: tuple[JobManager, MemorySwitch]) -> None:
-    from controller.client import ControllerClient, KeepAlive
+    from p4reduce.controller.client import ControllerClient, KeepAlive
 
     mgr, _ = ctl
     with ControllerClient() as cl:
@@ -314,7 +314,7 @@ def test_32_workers_joining_with_wait_all_get_in(tmp_path: Path) -> None:
     results: dict[int, Any] = {}
 
     def worker(rank: int) -> None:
-        from controller.client import ControllerClient
+        from p4reduce.controller.client import ControllerClient
 
         with ControllerClient(api.address, timeout=30) as cl:
             results[rank] = cl.join(
@@ -336,7 +336,7 @@ def test_32_workers_joining_with_wait_all_get_in(tmp_path: Path) -> None:
         assert sorted(results) == list(range(32))
         assert all(r.ready and len(r.members) == 32 for r in results.values())
         assert len({r.epoch for r in results.values()}) == 1
-        from controller.client import ControllerCallError, ControllerClient
+        from p4reduce.controller.client import ControllerCallError, ControllerClient
 
         with ControllerClient(api.address) as cl, pytest.raises(ControllerCallError) as e:
             cl.join("wide", 32, 33, "02:00:00:00:01:21", "10.0.1.33", 9000)
@@ -349,7 +349,7 @@ def test_32_workers_joining_with_wait_all_get_in(tmp_path: Path) -> None:
 def test_client_refuses_values_the_api_cannot_carry(ctl: tuple[JobManager, MemorySwitch]) -> None:
     import grpc
 
-    from controller.client import ControllerCallError, ControllerClient
+    from p4reduce.controller.client import ControllerCallError, ControllerClient
 
     with ControllerClient() as cl:
         with pytest.raises(ControllerCallError) as e:
@@ -367,7 +367,7 @@ def test_wait_ready_returns_a_typed_assignment_or_names_missing_ranks(
 ) -> None:
     import grpc
 
-    from controller.client import ControllerCallError, ControllerClient, JobAssignment
+    from p4reduce.controller.client import ControllerCallError, ControllerClient, JobAssignment
 
     with ControllerClient() as cl:
         first = cl.join("w", 0, 3, "02:00:00:00:00:01", "10.0.0.1", 7000)

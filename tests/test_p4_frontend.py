@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from softswitch.p4 import CompileError, compile_file, compile_source
-from softswitch.p4.ir import dumps
+from p4reduce.softswitch.p4 import CompileError, compile_file, compile_source
+from p4reduce.softswitch.p4.ir import dumps
 
 HERE = Path(__file__).parent / "p4"
 GOOD = sorted((HERE / "good").glob("*.p4"))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from softswitch.p4 import CompileError, compile_file
-from softswitch.p4.ir import dumps
+from p4reduce.softswitch.p4 import CompileError, compile_file
+from p4reduce.softswitch.p4.ir import dumps
 
 SRC = Path(__file__).resolve().parent.parent / "p4src" / "aggregator.p4"
 

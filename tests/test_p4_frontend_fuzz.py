@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from softswitch.p4 import CompileError, compile_source
+from p4reduce.softswitch.p4 import CompileError, compile_source
 
 GOOD = sorted((Path(__file__).parent / "p4" / "good").glob("*.p4"))
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from softswitch.p4 import CompileError
-from softswitch.p4.lexer import tokenize
-from softswitch.p4.preprocess import preprocess
+from p4reduce.softswitch.p4 import CompileError
+from p4reduce.softswitch.p4.lexer import tokenize
+from p4reduce.softswitch.p4.preprocess import preprocess
 
 
 def texts(src: str, defines: dict[str, str] | None = None, include_dirs: list[Path] | None = None,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from softswitch.p4.cli import main
+from p4reduce.softswitch.p4.cli import main
 
 GOOD = Path(__file__).parent / "p4" / "good"
 
@@ -51,7 +51,7 @@ def test_p4runtime_files_option(tmp_path: Path) -> None:
     assert main([str(GOOD / "basic.p4"), "-o", str(tmp_path), "--p4runtime-files", str(target)]) == 0
     assert (tmp_path / "basic.json").exists()
     try:
-        import softswitch.p4.p4info  # noqa: F401
+        import p4reduce.softswitch.p4.p4info  # noqa: F401
     except ImportError:
         return
     assert "ipv4_forward" in target.read_text()
@@ -126,7 +126,7 @@ def test_subprocess_byte_identical(tmp_path: Path) -> None:
     outs = []
     for k in range(2):
         d = tmp_path / f"o{k}"
-        r = subprocess.run([sys.executable, "-m", "softswitch.p4.cli", str(GOOD / "subcontrol_inline.p4"), "-o", str(d)],
+        r = subprocess.run([sys.executable, "-m", "p4reduce.softswitch.p4.cli", str(GOOD / "subcontrol_inline.p4"), "-o", str(d)],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         outs.append((d / "subcontrol_inline.json").read_bytes())

@@ -9,8 +9,8 @@ import pytest
 from finsy.proto import p4i
 from google.protobuf import text_format
 
-from softswitch.p4.p4ids import Prefix, SymbolTable, hashed_id, jenkins_one_at_a_time
-from softswitch.p4.p4info import P4InfoError, emit, to_text
+from p4reduce.softswitch.p4.p4ids import Prefix, SymbolTable, hashed_id, jenkins_one_at_a_time
+from p4reduce.softswitch.p4.p4info import P4InfoError, emit, to_text
 
 DATA = Path(__file__).parent / "data"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 from finsy.proto import p4i
 from google.protobuf import text_format
 
-from softswitch.p4 import compile_source
-from softswitch.p4.p4ids import Prefix, hashed_id
-from softswitch.p4.p4info import emit, to_text
+from p4reduce.softswitch.p4 import compile_source
+from p4reduce.softswitch.p4.p4ids import Prefix, hashed_id
+from p4reduce.softswitch.p4.p4info import emit, to_text
 
 DATA = Path(__file__).parent / "data"
 

@@ -23,8 +23,8 @@ from test_p4runtime_fakes import (
     set_pipeline,
 )
 
-from softswitch.p4runtime import P4RUNTIME_API_VERSION, RunningServer, serve
-from softswitch.runtime.control import (
+from p4reduce.softswitch.p4runtime import P4RUNTIME_API_VERSION, RunningServer, serve
+from p4reduce.softswitch.runtime.control import (
     ActionCall,
     CounterValue,
     DigestMessage,

@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 from finsy.proto import p4i, p4r, p4r_grpc
 
-from softswitch.runtime.control import (
+from p4reduce.softswitch.runtime.control import (
     ActionCall,
     AlreadyExistsError,
     CloneSession,

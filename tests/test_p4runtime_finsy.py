@@ -20,8 +20,8 @@ from finsy import (
 from google.protobuf import text_format
 from test_p4runtime_fakes import DEVICE_CONFIG, FakeDevice, FakePipeline, make_p4info
 
-from softswitch.p4runtime import RunningServer, serve
-from softswitch.runtime.control import ActionCall, CounterValue, Exact, Replica
+from p4reduce.softswitch.p4runtime import RunningServer, serve
+from p4reduce.softswitch.runtime.control import ActionCall, CounterValue, Exact, Replica
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,10 +11,10 @@ import pytest
 from finsy.proto import p4d, p4r, p4r_grpc
 from test_p4runtime_fakes import Stream
 
-from softswitch.p4 import compile_source
-from softswitch.p4.p4info import emit
-from softswitch.p4runtime import RunningServer, serve
-from softswitch.runtime import Device, MemoryPort
+from p4reduce.softswitch.p4 import compile_source
+from p4reduce.softswitch.p4.p4info import emit
+from p4reduce.softswitch.p4runtime import RunningServer, serve
+from p4reduce.softswitch.runtime import Device, MemoryPort
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -29,8 +29,8 @@ from pipeline.scenarios import JOB, round_steps, wrap_sum
 from pipeline.targets import SoftswitchTarget, Target, run_case
 from pipeline.topo import NUM_PORTS, base_entities, hosts, job_entities, mac_int
 
-from controller import p4names as n
-from worker import wire
+from p4reduce.controller import p4names as n
+from p4reduce.worker import wire
 
 INSTALL = os.environ.get("P4REDUCE_TEST_INSTALL", "p4runtime")
 K = 8  # lanes of the test build: the same program, fewer copies of the lane control

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from pipeline.targets import P4_MAIN, compile_ir, p4info_of
 
-from controller import p4names as n
-from softswitch.p4.diag import CompileError
-from worker import wire
+from p4reduce.controller import p4names as n
+from p4reduce.softswitch.p4.diag import CompileError
+from p4reduce.worker import wire
 
 TABLE_KEYS = {
     n.TABLE_JOBS: [("hdr.agg.job_id", 16)],

@@ -24,8 +24,8 @@ from pipeline.scenarios import JOB, round_steps, wrap_sum
 from pipeline.targets import run_case
 from pipeline.topo import base_entities, hosts, job_entities, mac_int
 
-from controller import p4names as n
-from worker import wire
+from p4reduce.controller import p4names as n
+from p4reduce.worker import wire
 
 PORTS = 4
 K = 8

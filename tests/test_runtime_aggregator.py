@@ -11,11 +11,11 @@ import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from controller import p4names as n
-from softswitch.p4 import compile_file
-from softswitch.runtime import Pipeline
-from softswitch.runtime.control import ActionCall, Exact, Replica, TableEntry
-from worker.wire import AGG_UDP_PORT, FLAG_RESULT, AggHeader, pack_payload, unpack_payload
+from p4reduce.controller import p4names as n
+from p4reduce.softswitch.p4 import compile_file
+from p4reduce.softswitch.runtime import Pipeline
+from p4reduce.softswitch.runtime.control import ActionCall, Exact, Replica, TableEntry
+from p4reduce.worker.wire import AGG_UDP_PORT, FLAG_RESULT, AggHeader, pack_payload, unpack_payload
 
 ROOT = Path(__file__).resolve().parent.parent
 W = 3

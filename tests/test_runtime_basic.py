@@ -17,8 +17,8 @@ from runtime_ir import (
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from softswitch.runtime import Pipeline, PipelineError
-from softswitch.runtime.control import (
+from p4reduce.softswitch.runtime import Pipeline, PipelineError
+from p4reduce.softswitch.runtime.control import (
     ActionCall,
     AlreadyExistsError,
     Exact,

@@ -18,10 +18,10 @@ from runtime_ir import (
     program,
 )
 
-from softswitch.p4 import compile_source
-from softswitch.runtime import Pipeline
-from softswitch.runtime.control import ActionCall, Exact, TableEntry
-from softswitch.runtime.hashing import csum16
+from p4reduce.softswitch.p4 import compile_source
+from p4reduce.softswitch.runtime import Pipeline
+from p4reduce.softswitch.runtime.control import ActionCall, Exact, TableEntry
+from p4reduce.softswitch.runtime.hashing import csum16
 
 STACK_P4 = """
 header ethernet_t { bit<48> dst; bit<48> src; bit<16> etherType; }
@@ -74,7 +74,7 @@ def test_stack_overflow_is_a_parser_error_not_a_crash(stack_pipe: Pipeline) -> N
 
 
 def test_log_msg_goes_to_the_logger(stack_pipe: Pipeline, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="softswitch.runtime.p4"):
+    with caplog.at_level(logging.INFO, logger="p4reduce.softswitch.runtime.p4"):
         stack_pipe.process(0, ETH_MPLS + b"\x05\x01")
     assert "x=42" in caplog.text
 

@@ -11,10 +11,10 @@ import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from softswitch.p4 import compile_file
-from softswitch.runtime import Pipeline
-from softswitch.runtime.control import ActionCall, Lpm, TableEntry
-from worker.wire import AGG_UDP_PORT, AggHeader, pack_payload
+from p4reduce.softswitch.p4 import compile_file
+from p4reduce.softswitch.runtime import Pipeline
+from p4reduce.softswitch.runtime.control import ActionCall, Lpm, TableEntry
+from p4reduce.worker.wire import AGG_UDP_PORT, AggHeader, pack_payload
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAMES = 100_000

@@ -9,10 +9,10 @@ import struct
 import pytest
 from runtime_ir import V1_PRELUDE, lanes_frame, lanes_p4
 
-from softswitch.p4 import compile_source
-from softswitch.runtime import Pipeline
-from softswitch.runtime.control import Replica
-from softswitch.runtime.vectorize import live_functions, packed_conflicts
+from p4reduce.softswitch.p4 import compile_source
+from p4reduce.softswitch.runtime import Pipeline
+from p4reduce.softswitch.runtime.control import Replica
+from p4reduce.softswitch.runtime.vectorize import live_functions, packed_conflicts
 
 K = 8
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from runtime_ir import assign, c, f, program
 
-from softswitch.runtime import Device, MemoryPort, Pipeline, PortSpecError, parse_port_spec
-from softswitch.runtime.ports import FaultyPort, UdpPort
+from p4reduce.softswitch.runtime import Device, MemoryPort, Pipeline, PortSpecError, parse_port_spec
+from p4reduce.softswitch.runtime.ports import FaultyPort, UdpPort
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -174,7 +174,7 @@ AF_PACKET_SCRIPT = textwrap.dedent("""
     import socket, sys, time
     sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[1] + "/tests")
     from runtime_ir import assign, f, program
-    from softswitch.runtime import Device, Pipeline, parse_port_spec
+    from p4reduce.softswitch.runtime import Device, Pipeline, parse_port_spec
     dev = Device()
     n, port = parse_port_spec("1@veth0")
     if sys.argv[2] == "userspace":

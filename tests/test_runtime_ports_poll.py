@@ -10,9 +10,9 @@ import time
 import pytest
 from runtime_ir import assign, f, program
 
-from softswitch.runtime import Device, MemoryPort, Pipeline
-from softswitch.runtime.device import BATCH
-from softswitch.runtime.ports import FaultyPort, UdpPort, pollable
+from p4reduce.softswitch.runtime import Device, MemoryPort, Pipeline
+from p4reduce.softswitch.runtime.device import BATCH
+from p4reduce.softswitch.runtime.ports import FaultyPort, UdpPort, pollable
 
 
 def _reflect() -> Pipeline:
@@ -69,7 +69,7 @@ def test_duplicates_beyond_a_batch_are_not_stranded(monkeypatch: pytest.MonkeyPa
     """Each received frame becomes two. With an odd batch the cut falls between the two
     copies of the last frame, which then is only in the FaultyPort, not in the socket:
     the loop must come back for it without waiting for the socket."""
-    import softswitch.runtime.device as device
+    import p4reduce.softswitch.runtime.device as device
 
     monkeypatch.setattr(device, "BATCH", 3)
     dev = Device()

@@ -13,9 +13,9 @@ from runtime_ir import ETH, V1_PRELUDE, assign, bin_, bit, c, extern, extract, f
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from softswitch.p4 import compile_file, compile_source
-from softswitch.runtime import Pipeline
-from softswitch.runtime.control import (
+from p4reduce.softswitch.p4 import compile_file, compile_source
+from p4reduce.softswitch.runtime import Pipeline
+from p4reduce.softswitch.runtime.control import (
     ActionCall,
     CloneSession,
     CounterValue,
@@ -24,7 +24,7 @@ from softswitch.runtime.control import (
     Replica,
     TableEntry,
 )
-from softswitch.runtime.hashing import crc16
+from p4reduce.softswitch.runtime.hashing import crc16
 
 BASIC = Path(__file__).parent / "p4" / "good" / "basic.p4"
 
@@ -254,7 +254,7 @@ def test_registers_through_control_api() -> None:
     p.process(0, eth())
     assert p.register_read("I.r", 1) == 42
     assert p.register_size("I.r") == 4
-    from softswitch.runtime.control import InvalidArgumentError, NotFoundError
+    from p4reduce.softswitch.runtime.control import InvalidArgumentError, NotFoundError
     with pytest.raises(InvalidArgumentError):
         p.register_read("I.r", 4)
     with pytest.raises(InvalidArgumentError):

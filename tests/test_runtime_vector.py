@@ -8,8 +8,8 @@ import struct
 import pytest
 from runtime_ir import lanes_frame, lanes_p4
 
-from softswitch.p4 import compile_source
-from softswitch.runtime import Pipeline
+from p4reduce.softswitch.p4 import compile_source
+from p4reduce.softswitch.runtime import Pipeline
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ FAKE_RUNNER = f"""
 import sys
 sys.path.insert(0, {str(TESTS)!r})
 from test_p4runtime_fakes import FakeDevice, FakePipeline
-from softswitch import cli
+from p4reduce.softswitch import cli
 
 class Dev(FakeDevice):
     def start(self): pass
@@ -51,7 +51,7 @@ def _env() -> dict[str, str]:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "softswitch.cli", *args],
+        [sys.executable, "-m", "p4reduce.softswitch.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -186,7 +186,7 @@ def test_real_switch_over_udp_tunnel_ports(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "softswitch.cli",
+            "p4reduce.softswitch.cli",
             "--p4",
             str(src),
             "--cpu-port",

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch_harness import DTYPES, Cluster, rank_input, run_ranks
 
-from worker import quant
+from p4reduce.worker import quant
 
 WORLD = 3
 

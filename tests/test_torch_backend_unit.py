@@ -17,11 +17,11 @@ import torch
 import torch.distributed as dist
 from torch._C._distributed_c10d import HashStore
 
-import worker.torch.engine as engine_mod
-from controller.client import ControllerUnreachable
-from worker.torch import BackendError, ConfigError, FutureWork, from_env
-from worker.torch.config import default_job_name
-from worker.torch.engine import SwitchEngine, reduce_into
+import p4reduce.worker.torch.engine as engine_mod
+from p4reduce.controller.client import ControllerUnreachable
+from p4reduce.worker.torch import BackendError, ConfigError, FutureWork, from_env
+from p4reduce.worker.torch.config import default_job_name
+from p4reduce.worker.torch.engine import SwitchEngine, reduce_into
 
 BASE = {"P4REDUCE_CONTROLLER": "127.0.0.1:50051", "P4REDUCE_MAC": "02:00:00:00:00:01",
         "P4REDUCE_IPV4": "10.0.0.1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
@@ -293,8 +293,8 @@ def test_import_worker_does_not_import_torch() -> None:
 
 def test_autoload_failure_warns_instead_of_breaking_import_torch(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import worker.torch.autoload as autoload
-    import worker.torch.backend as backend
+    import p4reduce.worker.torch.autoload as autoload
+    import p4reduce.worker.torch.backend as backend
 
     def broken() -> None:
         raise ImportError("half-installed")
@@ -308,7 +308,7 @@ def test_entry_point_is_declared() -> None:
     from importlib.metadata import entry_points
 
     (ep,) = [e for e in entry_points(group="torch.backends") if e.name == "p4reduce"]
-    assert ep.value == "worker.torch.autoload:register"
+    assert ep.value == "p4reduce.worker.torch.autoload:register"
 
 
 @pytest.mark.timeout(120)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from worker import wire
+from p4reduce.worker import wire
 
 
 def test_header_is_twelve_bytes() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from worker import Communicator, JobSpec
-from worker.transport import TunnelTransport
+from p4reduce.worker import Communicator, JobSpec
+from p4reduce.worker.transport import TunnelTransport
 
 
 class NoWire:
@@ -76,7 +76,7 @@ def test_int64_outside_int32_is_refused_naming_the_element() -> None:
 
 def test_first_window_is_sent_then_timeout() -> None:
     c, wire = comm()
-    from worker import AllreduceTimeout
+    from p4reduce.worker import AllreduceTimeout
 
     with pytest.raises(AllreduceTimeout, match="job 1: no result"):
         c.allreduce(np.ones(64 * 10, np.float32))

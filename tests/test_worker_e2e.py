@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from refswitch import DUPLICATES, RESENT, Faults, RefSwitch, RefSwitchServer
 
-from worker import AllreduceTimeout, Communicator, JobSpec, NonFiniteError, quant
+from p4reduce.worker import AllreduceTimeout, Communicator, JobSpec, NonFiniteError, quant
 
 JOB = 42
 

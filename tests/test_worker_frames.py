@@ -6,7 +6,7 @@ import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from worker.frames import Endpoint, FrameError, build_frame, mac_bytes, parse_frame
+from p4reduce.worker.frames import Endpoint, FrameError, build_frame, mac_bytes, parse_frame
 
 SRC = Endpoint("02:00:00:00:00:01", "10.0.0.1", 40000)
 DST = Endpoint("02:00:00:00:00:fe", "10.0.0.254", 48879)

@@ -12,7 +12,7 @@ import pytest
 from refswitch import Faults, RefSwitch, RefSwitchServer
 from support_softswitch_job import SoftswitchJob
 
-from worker import Communicator, JobSpec
+from p4reduce.worker import Communicator, JobSpec
 
 JOB = 9
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker import quant
+from p4reduce.worker import quant
 
 
 def simulate(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

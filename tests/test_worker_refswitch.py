@@ -15,7 +15,7 @@ from refswitch import (
     RefSwitch,
 )
 
-from worker import wire
+from p4reduce.worker import wire
 
 K = 4
 

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from refswitch import RefSwitch
 from support_softswitch_job import SWITCH_IP, SWITCH_MAC, SoftswitchJob
 
-from worker import wire
-from worker.frames import Endpoint, build_frame, udp_payload
+from p4reduce.worker import wire
+from p4reduce.worker.frames import Endpoint, build_frame, udp_payload
 
 JOB, WORLD, SLOTS = 5, 3, 2
 

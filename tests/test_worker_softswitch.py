@@ -9,8 +9,8 @@ import pytest
 from support_softswitch_job import SoftswitchJob
 from test_worker_e2e import check_float, inputs, run_ranks
 
-from controller import p4names as n
-from worker import AllreduceTimeout, Communicator, NonFiniteError
+from p4reduce.controller import p4names as n
+from p4reduce.worker import AllreduceTimeout, Communicator, NonFiniteError
 
 JOB = 21
 

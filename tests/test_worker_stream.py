@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from refswitch import RefSwitch
 
-from worker import AllreduceError, Communicator, JobSpec, wire
-from worker.stream import RtoEstimator
+from p4reduce.worker import AllreduceError, Communicator, JobSpec, wire
+from p4reduce.worker.stream import RtoEstimator
 
 
 class LossyMemory:

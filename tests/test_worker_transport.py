@@ -10,8 +10,8 @@ import pytest
 from refswitch import RefSwitch
 from test_worker_e2e import run_ranks
 
-from worker import Communicator, JobSpec, wire
-from worker.mmsg import BatchSocket
+from p4reduce.worker import Communicator, JobSpec, wire
+from p4reduce.worker.mmsg import BatchSocket
 
 
 class UdpRefSwitch:
@@ -130,8 +130,8 @@ def test_send_rows_sends_buffer_rows_in_the_given_order(use_mmsg: bool, prefix: 
 
 @pytest.mark.timeout(30)
 def test_tunnel_recv_rows_keeps_only_aggregation_payloads_for_this_worker() -> None:
-    from worker.frames import Endpoint, build_frame
-    from worker.transport import TunnelTransport
+    from p4reduce.worker.frames import Endpoint, build_frame
+    from p4reduce.worker.transport import TunnelTransport
 
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     peer.bind(("127.0.0.1", 0))

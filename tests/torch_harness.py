@@ -58,7 +58,7 @@ class Cluster:
         self.procs: list[subprocess.Popen[str]] = []
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         build = workdir / "build"
-        subprocess.run([PY, "-m", "softswitch.p4.cli", str(ROOT / "p4src" / "aggregator.p4"),
+        subprocess.run([PY, "-m", "p4reduce.softswitch.p4.cli", str(ROOT / "p4src" / "aggregator.p4"),
                         "-o", str(build)], check=True, cwd=ROOT, env=env, timeout=120,
                        capture_output=True)
         self._faults = ["--drop", str(drop), "--seed", str(seed)] if drop else []
@@ -77,7 +77,7 @@ class Cluster:
         env, build, faults = self._env, self._build, self._faults
         workdir = self.workdir
         try:
-            sw = self._start([PY, "-m", "softswitch.cli", "--grpc-server-addr", "127.0.0.1:0",
+            sw = self._start([PY, "-m", "p4reduce.softswitch.cli", "--grpc-server-addr", "127.0.0.1:0",
                               "--log-level", "warn", *faults,
                               *[a for r, p in enumerate(self.tunnels)
                                 for a in ("-i", f"{r + 1}@udp:127.0.0.1:{p}")]], env)
@@ -89,7 +89,7 @@ class Cluster:
                            "ipv4": f"10.0.1.{r + 1}", "port": r + 1,
                            "tunnel": f"127.0.0.1:{p}"} for r, p in enumerate(self.tunnels)],
             }))
-            ctl = self._start([PY, "-m", "controller.cli", "serve", "--switch", switch_addr,
+            ctl = self._start([PY, "-m", "p4reduce.controller.cli", "serve", "--switch", switch_addr,
                                "--p4info", str(build / "aggregator.p4info.txtpb"),
                                "--device-config", str(build / "aggregator.json"),
                                "--topology", str(self.topology),
@@ -208,7 +208,7 @@ def collectives() -> dict[str, Any]:
     import torch
     import torch.distributed as dist
 
-    autoloaded = "worker.torch" in sys.modules  # put there by torch's entry point only
+    autoloaded = "p4reduce.worker.torch" in sys.modules  # put there by torch's entry point only
     dist.init_process_group(backend="p4reduce")
     rank, world = dist.get_rank(), dist.get_world_size()
     gloo = dist.new_group(backend="gloo")
@@ -352,7 +352,7 @@ def ddp_hook() -> dict[str, Any]:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from worker.torch import HookState, allreduce_hook
+    from p4reduce.worker.torch import HookState, allreduce_hook
 
     dist.init_process_group(backend="gloo")
     rank = dist.get_rank()

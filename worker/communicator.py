@@ -3,7 +3,7 @@
 Two packet plans share the streamer. Integers (int32, and int64 whose values fit int32)
 go as they are, one packet per chunk, and come back as the switch's wrapping int32 sum,
 bit-exact with a host int32 sum. Floats (float16, bfloat16, float32, float64) go through
-block floating point (`worker.quant`): a first window of exponent-only packets proposes the
+block floating point (`p4reduce.worker.quant`): a first window of exponent-only packets proposes the
 exponents of chunks 0..S-1, and the data packet of chunk c carries the proposal for chunk
 c+S, so the agreed exponent of every later chunk is back before its data may leave.
 
@@ -24,12 +24,12 @@ import ml_dtypes
 import numpy as np
 import numpy.typing as npt
 
-from worker import quant, wire
-from worker.errors import AllreduceError, NonFiniteError
-from worker.job import JobSpec
-from worker.stats import CallStats
-from worker.stream import MissingRanks, RtoEstimator, Streamer
-from worker.transport import Transport, make_transport
+from p4reduce.worker import quant, wire
+from p4reduce.worker.errors import AllreduceError, NonFiniteError
+from p4reduce.worker.job import JobSpec
+from p4reduce.worker.stats import CallStats
+from p4reduce.worker.stream import MissingRanks, RtoEstimator, Streamer
+from p4reduce.worker.transport import Transport, make_transport
 
 log = logging.getLogger(__name__)
 

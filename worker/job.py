@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from worker import wire
-from worker.frames import Endpoint, ipv4_bytes, mac_bytes
+from p4reduce.worker import wire
+from p4reduce.worker.frames import Endpoint, ipv4_bytes, mac_bytes
 
 TransportKind = Literal["udp", "tunnel"]
 

@@ -41,11 +41,11 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from worker import wire
-from worker.errors import AllreduceError, AllreduceTimeout, CommunicatorBroken
-from worker.job import JobSpec
-from worker.stats import CallStats
-from worker.transport import RowTransport, Transport
+from p4reduce.worker import wire
+from p4reduce.worker.errors import AllreduceError, AllreduceTimeout, CommunicatorBroken
+from p4reduce.worker.job import JobSpec
+from p4reduce.worker.stats import CallStats
+from p4reduce.worker.transport import RowTransport, Transport
 
 log = logging.getLogger(__name__)
 

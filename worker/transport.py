@@ -15,10 +15,10 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from worker import wire
-from worker.frames import ETH_HEADER_LEN, FRAME_OVERHEAD, IPPROTO_UDP, frame_header, udp_payload
-from worker.job import JobSpec
-from worker.mmsg import BatchSocket
+from p4reduce.worker import wire
+from p4reduce.worker.frames import ETH_HEADER_LEN, FRAME_OVERHEAD, IPPROTO_UDP, frame_header, udp_payload
+from p4reduce.worker.job import JobSpec
+from p4reduce.worker.mmsg import BatchSocket
 
 U8 = npt.NDArray[np.uint8]
 

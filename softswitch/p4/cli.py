@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"p4reduce-p4c: error: P4Info emitter failed: {e}", file=sys.stderr)
             return 1
         if text is None:
-            print("p4reduce-p4c: warning: P4Info emitter (softswitch.p4.p4info) is missing; "
+            print("p4reduce-p4c: warning: P4Info emitter (p4reduce.softswitch.p4.p4info) is missing; "
                   "wrote the JSON IR only", file=sys.stderr)
         else:
             target = Path(args.p4runtime_files) if args.p4runtime_files else out / f"{stem}.p4info.txtpb"

@@ -35,7 +35,7 @@ from typing import Any
 from finsy.proto import p4i, p4t
 from google.protobuf import text_format  # type: ignore[import-untyped, unused-ignore]
 
-from softswitch.p4.p4ids import P4IdError, Prefix, SymbolTable, control_plane_name
+from p4reduce.softswitch.p4.p4ids import P4IdError, Prefix, SymbolTable, control_plane_name
 
 __all__ = ["P4InfoError", "emit", "to_text"]
 

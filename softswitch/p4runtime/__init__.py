@@ -16,7 +16,7 @@ Where it knowingly differs from PI, and why:
   wildcard reads of them return nothing).
 """
 
-from softswitch.p4runtime.server import RunningServer, serve
-from softswitch.p4runtime.service import P4RUNTIME_API_VERSION, P4RuntimeService
+from p4reduce.softswitch.p4runtime.server import RunningServer, serve
+from p4reduce.softswitch.p4runtime.service import P4RUNTIME_API_VERSION, P4RuntimeService
 
 __all__ = ["P4RUNTIME_API_VERSION", "P4RuntimeService", "RunningServer", "serve"]

@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from finsy.proto import p4r, rpc_code
 
-from softswitch.p4runtime.errors import P4RTError, invalid
+from p4reduce.softswitch.p4runtime.errors import P4RTError, invalid
 
 # PI's limit of stream clients per device; the gRPC pool is sized above it.
 MAX_CONNECTIONS = 16

@@ -11,17 +11,17 @@ from __future__ import annotations
 import grpc
 from finsy.proto import p4d, p4r
 
-from softswitch.p4runtime import translate as tr
-from softswitch.p4runtime.errors import (
+from p4reduce.softswitch.p4runtime import translate as tr
+from p4reduce.softswitch.p4runtime.errors import (
     P4RTError,
     already_exists,
     invalid,
     not_found,
     unimplemented,
 )
-from softswitch.p4runtime.pipeline_config import Loaded
-from softswitch.p4runtime.schema import IndexedInfo, TableInfo, decode_bits, encode_bits
-from softswitch.runtime.control import ControlError, FieldMatch, TableEntry
+from p4reduce.softswitch.p4runtime.pipeline_config import Loaded
+from p4reduce.softswitch.p4runtime.schema import IndexedInfo, TableInfo, decode_bits, encode_bits
+from p4reduce.softswitch.runtime.control import ControlError, FieldMatch, TableEntry
 
 U = p4r.Update
 DigestConfig = dict[int, p4r.DigestEntry.Config]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import grpc
 
-from softswitch.runtime.control import (
+from p4reduce.softswitch.runtime.control import (
     AlreadyExistsError,
     ControlError,
     InvalidArgumentError,

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from finsy.proto import p4r
 
-from softswitch.p4runtime.errors import invalid
-from softswitch.p4runtime.schema import ControllerHeader, decode_bits, encode_bits
+from p4reduce.softswitch.p4runtime.errors import invalid
+from p4reduce.softswitch.p4runtime.schema import ControllerHeader, decode_bits, encode_bits
 
 
 def header_bytes(hdr: ControllerHeader) -> int:

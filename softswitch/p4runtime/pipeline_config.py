@@ -13,15 +13,15 @@ from typing import Any
 
 from finsy.proto import p4r
 
-from softswitch.p4runtime.errors import invalid
-from softswitch.p4runtime.schema import Schema, build_schema
-from softswitch.runtime.control import PipelineControl
+from p4reduce.softswitch.p4runtime.errors import invalid
+from p4reduce.softswitch.p4runtime.schema import Schema, build_schema
+from p4reduce.softswitch.runtime.control import PipelineControl
 
 PipelineFactory = Callable[[dict[str, Any]], PipelineControl]
 
 
 def default_factory(ir: dict[str, Any]) -> PipelineControl:
-    from softswitch.runtime import Pipeline  # type: ignore[attr-defined,unused-ignore]  # imported late: the runtime is optional here
+    from p4reduce.softswitch.runtime import Pipeline  # type: ignore[attr-defined,unused-ignore]  # imported late: the runtime is optional here
 
     pipe: PipelineControl = Pipeline(ir)
     return pipe

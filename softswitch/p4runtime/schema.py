@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from finsy.proto import p4i
 
-from softswitch.p4runtime.errors import invalid
+from p4reduce.softswitch.p4runtime.errors import invalid
 
 
 def decode_bits(data: bytes, bitwidth: int, what: str) -> int:

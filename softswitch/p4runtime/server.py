@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import grpc
 from finsy.proto import p4r_grpc
 
-from softswitch.p4runtime.pipeline_config import PipelineFactory
-from softswitch.p4runtime.service import DeviceLike, P4RuntimeService
+from p4reduce.softswitch.p4runtime.pipeline_config import PipelineFactory
+from p4reduce.softswitch.p4runtime.service import DeviceLike, P4RuntimeService
 
 
 @dataclass

@@ -18,22 +18,22 @@ from typing import Any, Protocol
 import grpc
 from finsy.proto import p4d, p4r, p4r_grpc, rpc_code, rpc_status
 
-from softswitch.p4runtime import entities
-from softswitch.p4runtime.arbitration import Arbitration, Connection, from_u128
-from softswitch.p4runtime.errors import P4RTError, from_control, invalid, no_pipeline
-from softswitch.p4runtime.packetio import build_packet_out, parse_packet_in
-from softswitch.p4runtime.pipeline_config import Loaded, PipelineFactory, default_factory, load
-from softswitch.p4runtime.schema import encode_bits
-from softswitch.runtime.control import ControlError
+from p4reduce.softswitch.p4runtime import entities
+from p4reduce.softswitch.p4runtime.arbitration import Arbitration, Connection, from_u128
+from p4reduce.softswitch.p4runtime.errors import P4RTError, from_control, invalid, no_pipeline
+from p4reduce.softswitch.p4runtime.packetio import build_packet_out, parse_packet_in
+from p4reduce.softswitch.p4runtime.pipeline_config import Loaded, PipelineFactory, default_factory, load
+from p4reduce.softswitch.p4runtime.schema import encode_bits
+from p4reduce.softswitch.runtime.control import ControlError
 
-LOG = logging.getLogger("softswitch.p4runtime")
+LOG = logging.getLogger("p4reduce.softswitch.p4runtime")
 
 P4RUNTIME_API_VERSION = "1.3.0"
 _END = object()
 
 
 class DeviceLike(Protocol):
-    """What the service needs of `softswitch.runtime.Device`."""
+    """What the service needs of `p4reduce.softswitch.runtime.Device`."""
 
     device_id: int
     cpu_port: int | None

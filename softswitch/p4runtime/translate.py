@@ -1,4 +1,4 @@
-"""P4Runtime entities <-> the runtime's control types (softswitch.runtime.control).
+"""P4Runtime entities <-> the runtime's control types (p4reduce.softswitch.runtime.control).
 
 Validation lives here, before anything reaches the runtime, so a malformed entity fails
 with INVALID_ARGUMENT and a message naming the offending field, as PI does: unknown ids,
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from finsy.proto import p4i, p4r
 
-from softswitch.p4runtime.errors import invalid, unimplemented
-from softswitch.p4runtime.schema import (
+from p4reduce.softswitch.p4runtime.errors import invalid, unimplemented
+from p4reduce.softswitch.p4runtime.schema import (
     ActionInfo,
     MatchField,
     Schema,
@@ -19,7 +19,7 @@ from softswitch.p4runtime.schema import (
     decode_bits,
     encode_bits,
 )
-from softswitch.runtime.control import (
+from p4reduce.softswitch.runtime.control import (
     ActionCall,
     CloneSession,
     CounterValue,

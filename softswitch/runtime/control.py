@@ -1,8 +1,8 @@
 """The control surface of the softswitch runtime: what a P4Runtime server (or a test) may
 change or read on a running pipeline.
 
-This module is the contract between `softswitch.runtime` (which implements it) and
-`softswitch.p4runtime` (which translates P4Runtime messages into it). Names are the
+This module is the contract between `p4reduce.softswitch.runtime` (which implements it) and
+`p4reduce.softswitch.p4runtime` (which translates P4Runtime messages into it). Names are the
 P4Info names of the IR (`MyIngress.ipv4_lpm`); ids never appear here, so the runtime does
 not depend on P4Info and the server owns the id <-> name mapping.
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from .pipeline import Pipeline
 from .ports import Port, pollable
 
-log = logging.getLogger("softswitch.runtime.device")
+log = logging.getLogger("p4reduce.softswitch.runtime.device")
 
 POLL = 0.1  # seconds a receive thread waits before re-checking for stop
 BATCH = 64  # frames taken from one port before the others get their turn

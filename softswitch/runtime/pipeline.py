@@ -53,8 +53,8 @@ from .vectorize import (
     packed_conflicts,
 )
 
-log = logging.getLogger("softswitch.runtime")
-p4log = logging.getLogger("softswitch.runtime.p4")
+log = logging.getLogger("p4reduce.softswitch.runtime")
+p4log = logging.getLogger("p4reduce.softswitch.runtime.p4")
 
 MAX_PASSES = 64  # resubmits + recirculations per input frame (BMv2 has no limit; a loop would hang)
 MAX_EGRESS = 4096  # copies per input frame

@@ -1,5 +1,5 @@
 """Frames of the test topology, built with scapy. The agg header class is generated from
-`worker.wire.AGG_FIELDS`, so the tests cannot drift from the wire contract."""
+`p4reduce.worker.wire.AGG_FIELDS`, so the tests cannot drift from the wire contract."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet, bind_layers
 
-from worker import wire
+from p4reduce.worker import wire
 
 
 class Agg(Packet):

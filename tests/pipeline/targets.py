@@ -27,7 +27,7 @@ class Target(Protocol):
 
 @functools.lru_cache(maxsize=8)
 def _compile(defines: tuple[tuple[str, str], ...]) -> str:
-    from softswitch.p4 import compile_file
+    from p4reduce.softswitch.p4 import compile_file
 
     return json.dumps(compile_file(P4_MAIN, dict(defines)))
 
@@ -39,7 +39,7 @@ def compile_ir(**defines: int) -> dict[str, Any]:
 
 
 def p4info_of(ir: dict[str, Any]) -> Any:
-    from softswitch.p4.p4info import emit
+    from p4reduce.softswitch.p4.p4info import emit
 
     return emit(ir)
 
@@ -74,7 +74,7 @@ class _DirectInstaller:
         self.params = {a["name"]: [p["name"] for p in a["params"]] for a in ir["actions"]}
 
     def write(self, entities: Sequence[Entity], *, modify: bool = False) -> None:
-        from softswitch.runtime.control import ActionCall, Exact, Replica, TableEntry
+        from p4reduce.softswitch.runtime.control import ActionCall, Exact, Replica, TableEntry
 
         for e in entities:
             if isinstance(e, Group):
@@ -105,13 +105,13 @@ class SoftswitchTarget:
     def __init__(self, install: str = "p4runtime", **defines: int) -> None:
         self.ir = compile_ir(**defines)
         if install == "direct":
-            from softswitch.runtime import Pipeline
+            from p4reduce.softswitch.runtime import Pipeline
 
             self.pipe = Pipeline(self.ir)
             self.client: Any = _DirectInstaller(self.pipe, self.ir)
             self.server: Any = None
             return
-        from softswitch.p4runtime import serve
+        from p4reduce.softswitch.p4runtime import serve
 
         self.p4info = p4info_of(self.ir)
         self.device = _TestDevice()

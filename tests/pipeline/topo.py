@@ -3,7 +3,7 @@ flooding, and jobs (jobs + members + multicast group + per-replica rewrite)."""
 
 from __future__ import annotations
 
-from controller import p4names as n
+from p4reduce.controller import p4names as n
 from pipeline.case import Entity, Entry, Group
 from pipeline.packets import AGG_IP, AGG_MAC, Host, host
 

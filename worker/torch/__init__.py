@@ -8,14 +8,14 @@ parts that pull in gRPC (engine, hook) load on first attribute access, to keep t
 
 from typing import Any
 
-from worker.torch.backend import BACKEND_NAME, FutureWork, P4ReduceProcessGroup, register
-from worker.torch.config import ConfigError, RankConfig, from_env
+from p4reduce.worker.torch.backend import BACKEND_NAME, FutureWork, P4ReduceProcessGroup, register
+from p4reduce.worker.torch.config import ConfigError, RankConfig, from_env
 
 _LAZY = {
-    "BackendError": "worker.torch.engine",
-    "SwitchEngine": "worker.torch.engine",
-    "HookState": "worker.torch.hook",
-    "allreduce_hook": "worker.torch.hook",
+    "BackendError": "p4reduce.worker.torch.engine",
+    "SwitchEngine": "p4reduce.worker.torch.engine",
+    "HookState": "p4reduce.worker.torch.hook",
+    "allreduce_hook": "p4reduce.worker.torch.hook",
 }
 
 
@@ -24,7 +24,7 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'worker.torch' has no attribute {name!r}")
+    raise AttributeError(f"module 'p4reduce.worker.torch' has no attribute {name!r}")
 
 
 register()

@@ -7,13 +7,21 @@ into a RuntimeError for every torch user, so a broken install only warns, and
 
 from __future__ import annotations
 
+import sys
 import warnings
+
+_BACKEND = "p4reduce.worker.torch.backend"
 
 
 def register() -> None:
     """Register the "p4reduce" backend name; the switch machinery loads on first use."""
+    mod = sys.modules.get(_BACKEND)
+    if mod is not None and not hasattr(mod, "register"):
+        # `import p4reduce.worker.torch` came first: its backend module is importing torch,
+        # which runs this entry point; the package registers once that import completes.
+        return
     try:
-        from worker.torch.backend import register as _register
+        from p4reduce.worker.torch.backend import register as _register
 
         _register()
     except Exception as e:  # never break `import torch` for everyone

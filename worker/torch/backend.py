@@ -17,7 +17,7 @@ import torch.distributed as dist
 from torch._C._distributed_c10d import PrefixStore, Store
 
 if TYPE_CHECKING:
-    from worker.torch.config import RankConfig
+    from p4reduce.worker.torch.config import RankConfig
 
 BACKEND_NAME = "p4reduce"
 #: dtypes the switch path reduces; everything else goes to gloo.
@@ -93,8 +93,8 @@ class P4ReduceProcessGroup(dist.ProcessGroup):
     def __init__(self, store: Store, rank: int, world_size: int, timeout: timedelta,
                  cfg: RankConfig | None = None) -> None:
         # imported here: `register` runs inside `import torch` and must stay cheap
-        from worker.torch.config import from_env
-        from worker.torch.engine import SwitchEngine, live_engine
+        from p4reduce.worker.torch.config import from_env
+        from p4reduce.worker.torch.engine import SwitchEngine, live_engine
 
         super().__init__(rank, world_size)  # type: ignore[call-arg]
         self.gloo = dist.ProcessGroupGloo(PrefixStore("p4reduce/gloo/", store), rank,

@@ -19,9 +19,9 @@ import ml_dtypes
 import numpy as np
 import torch
 
-from controller.client import ControllerCallError, ControllerClient
-from worker import Communicator, JobSpec
-from worker.torch.config import RankConfig
+from p4reduce.controller.client import ControllerCallError, ControllerClient
+from p4reduce.worker import Communicator, JobSpec
+from p4reduce.worker.torch.config import RankConfig
 
 log = logging.getLogger(__name__)
 

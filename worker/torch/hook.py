@@ -14,8 +14,8 @@ import torch
 import torch.distributed as dist
 from torch._C._distributed_c10d import GradBucket
 
-from worker.torch.config import RankConfig, from_env
-from worker.torch.engine import SwitchEngine
+from p4reduce.worker.torch.config import RankConfig, from_env
+from p4reduce.worker.torch.engine import SwitchEngine
 
 
 class HookState:
