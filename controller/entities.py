@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from p4reduce.controller import p4names as n
+from p4reduce import contract as n
 from p4reduce.controller.store import Job, Member
 from p4reduce.controller.topology import Topology
 
@@ -16,11 +16,11 @@ BROADCAST_MAC = 0xFFFF_FFFF_FFFF
 
 # Tables the controller owns entirely: entries in them that no job or host explains are removed.
 OWNED_TABLES: tuple[str, ...] = (
-    n.TABLE_JOBS,
-    n.TABLE_MEMBERS,
-    n.TABLE_RESULT_REWRITE,
-    n.TABLE_L2,
-    n.TABLE_ARP,
+    n.TABLE_JOBS.name,
+    n.TABLE_MEMBERS.name,
+    n.TABLE_RESULT_REWRITE.name,
+    n.TABLE_L2.name,
+    n.TABLE_ARP.name,
 )
 
 
@@ -53,9 +53,9 @@ def desired(topo: Topology, jobs: list[Job], members: list[Member]) -> Desired:
     rows: list[Row] = []
     groups: dict[int, Replicas] = {}
     for h in topo.hosts:
-        rows.append(Row(n.TABLE_L2, (h.mac,), n.ACTION_FORWARD, (h.port,)))
-    rows.append(Row(n.TABLE_L2, (BROADCAST_MAC,), n.ACTION_FLOOD, ()))
-    rows.append(Row(n.TABLE_ARP, (topo.agg_ipv4,), n.ACTION_ARP_REPLY, (topo.agg_mac,)))
+        rows.append(Row(n.TABLE_L2.name, (h.mac,), n.ACTION_FORWARD.name, (h.port,)))
+    rows.append(Row(n.TABLE_L2.name, (BROADCAST_MAC,), n.ACTION_FLOOD.name, ()))
+    rows.append(Row(n.TABLE_ARP.name, (topo.agg_ipv4,), n.ACTION_ARP_REPLY.name, (topo.agg_mac,)))
     if topo.hosts:
         groups[n.FLOOD_MCAST_GRP] = frozenset((h.port, 0) for h in topo.hosts)
     by_job: dict[int, list[Member]] = {}
@@ -65,20 +65,20 @@ def desired(topo: Topology, jobs: list[Job], members: list[Member]) -> Desired:
         grp = job_group(j.id)
         rows.append(
             Row(
-                n.TABLE_JOBS,
+                n.TABLE_JOBS.name,
                 (j.id,),
-                n.ACTION_SET_JOB,
+                n.ACTION_SET_JOB.name,
                 (j.base, j.count, j.world_size, grp, j.epoch),
             )
         )
         ms = by_job.get(j.id, [])
         for m in ms:
-            rows.append(Row(n.TABLE_MEMBERS, (j.id, m.rank, m.ipv4), n.ACTION_MEMBER_OK, ()))
+            rows.append(Row(n.TABLE_MEMBERS.name, (j.id, m.rank, m.ipv4), n.ACTION_MEMBER_OK.name, ()))
             rows.append(
                 Row(
-                    n.TABLE_RESULT_REWRITE,
+                    n.TABLE_RESULT_REWRITE.name,
                     (j.id, m.rank),
-                    n.ACTION_SET_WORKER_ADDR,
+                    n.ACTION_SET_WORKER_ADDR.name,
                     (m.mac, m.ipv4, m.udp_port),
                 )
             )

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from p4reduce.controller import p4names as n
+from p4reduce import contract as n
 from p4reduce.controller.allocator import Extent, SlotAllocator
 from p4reduce.controller.backend import SwitchBackend
 from p4reduce.controller.entities import Desired, desired
@@ -28,8 +28,6 @@ from p4reduce.controller.reconcile import Plan, reconcile
 from p4reduce.controller.store import Job, Member, Store
 from p4reduce.controller.topology import Topology
 from p4reduce.controller.validate import int_to_ipv4, int_to_mac, ipv4_to_int, job_name, mac_to_int, udp_port
-
-MAX_WORKERS = 32
 
 
 @dataclass(frozen=True)
@@ -136,8 +134,8 @@ class JobManager:
 
     # -- changes -------------------------------------------------------------------
     def _check_world(self, world_size: int) -> None:
-        if not 1 <= world_size <= MAX_WORKERS:
-            raise InvalidArgument(f"world size {world_size} is out of range 1..{MAX_WORKERS}")
+        if not 1 <= world_size <= n.MAX_WORKERS:
+            raise InvalidArgument(f"world size {world_size} is out of range 1..{n.MAX_WORKERS}")
 
     def _new_job(self, name: str, world_size: int, slots: int, leased: bool) -> Job:
         self._check_world(world_size)
@@ -391,11 +389,6 @@ class JobManager:
         return {j.name: {c: got[(c, j.id)] for c in n.PER_JOB_COUNTERS} for j in jobs}
 
     def rejected(self) -> dict[str, tuple[int, int]]:
-        reasons = {
-            n.REJECT_UNKNOWN_JOB: "unknown_job",
-            n.REJECT_BAD_SLOT: "bad_slot",
-            n.REJECT_NOT_MEMBER: "not_member",
-            n.REJECT_BAD_WORKER: "bad_worker",
-        }
+        reasons = dict(enumerate(n.REJECT_REASONS))
         got = self.switch.read_counters([(n.COUNTER_REJECTED, i) for i in reasons])
         return {name: got[(n.COUNTER_REJECTED, i)] for i, name in reasons.items()}

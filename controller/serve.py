@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from p4reduce.controller import p4names as n
+from p4reduce import contract as n
 from p4reduce.controller.api import ApiServer
 from p4reduce.controller.backend import MemorySwitch, SwitchBackend
 from p4reduce.controller.errors import ControllerError

@@ -6,9 +6,6 @@
 #define ADMISSION_P4
 
 control Admission(inout headers_t hdr, inout metadata_t meta) {
-    // Names are absolute (leading dot) so P4Info shows them as members of AggIngress,
-    // the contract in controller/p4names.py, whichever sub-control implements them.
-    @name(".AggIngress.set_job")
     action set_job(bit<32> base, bit<16> num_slots, bit<8> num_workers,
                    bit<16> mcast_grp, bit<24> epoch) {
         meta.base = base;
@@ -18,12 +15,10 @@ control Admission(inout headers_t hdr, inout metadata_t meta) {
         meta.epoch = epoch;
     }
 
-    @name(".AggIngress.member_ok")
     action member_ok() {
         meta.verdict = V_ADMITTED;
     }
 
-    @name(".AggIngress.jobs")
     table jobs {
         key = { hdr.agg.job_id: exact; }
         actions = { set_job; @defaultonly NoAction; }
@@ -31,7 +26,6 @@ control Admission(inout headers_t hdr, inout metadata_t meta) {
         size = MAX_JOBS;
     }
 
-    @name(".AggIngress.members")
     table members {
         key = {
             hdr.agg.job_id: exact;

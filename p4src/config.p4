@@ -1,6 +1,7 @@
-// Compile-time constants of the aggregation pipeline. Each can be overridden with -D;
-// the defaults mirror controller/p4names.py (DEFAULT_K, DEFAULT_SLOT_PAIRS, MAX_JOBS,
-// FLOOD_MCAST_GRP), which the control plane reads instead of parsing this file.
+// Compile-time constants of the aggregation pipeline. The first three can be overridden
+// with -D. Every value here is also in p4reduce/contract.py (NUM_LANES is DEFAULT_K,
+// NUM_SLOTS is DEFAULT_SLOT_PAIRS), which the control plane reads instead of parsing this
+// file; tests/test_contract.py checks that the two agree.
 #ifndef CONFIG_P4
 #define CONFIG_P4
 
@@ -36,7 +37,7 @@
 
 // Typed (8w, 2w) so they can be the arms of ?: expressions.
 // Outcome of an aggregation packet (metadata.verdict). Rejections are REJECT_BASE + the
-// reason index of the global `rejected` counter (p4names.REJECT_*).
+// reason index of the global `rejected` counter (contract.REJECT_REASONS).
 #define V_NONE 8w0
 #define V_ADMITTED 8w1
 #define V_AGGREGATED 8w2
@@ -49,6 +50,7 @@
 #define REJECT_BAD_SLOT 1
 #define REJECT_NOT_MEMBER 2
 #define REJECT_BAD_WORKER 3
+#define NUM_REJECT_REASONS 4
 
 // What each lane does with its register (metadata.lane_op).
 #define LANE_SKIP 2w0

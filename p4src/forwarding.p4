@@ -5,24 +5,20 @@
 
 control Forwarding(inout headers_t hdr, inout metadata_t meta,
                    inout standard_metadata_t standard_metadata) {
-    @name(".AggIngress.forward")
     action forward(bit<9> port) {
         standard_metadata.egress_spec = port;
     }
 
     // Egress prunes the copy that would go back out the ingress port (meta.flood).
-    @name(".AggIngress.flood")
     action flood() {
         standard_metadata.mcast_grp = FLOOD_MCAST_GRP;
         meta.flood = 1;
     }
 
-    @name(".AggIngress.drop")
     action drop() {
         mark_to_drop(standard_metadata);
     }
 
-    @name(".AggIngress.l2_forward")
     table l2_forward {
         key = { hdr.ethernet.dstAddr: exact; }
         actions = { forward; flood; drop; }
@@ -31,7 +27,6 @@ control Forwarding(inout headers_t hdr, inout metadata_t meta,
     }
 
     // Turns the request into its reply in place and sends it back where it came from.
-    @name(".AggIngress.send_arp_reply")
     action send_arp_reply(bit<48> mac) {
         bit<32> asked = hdr.arp.tpa;
         hdr.arp.oper = ARP_OP_REPLY;
@@ -44,7 +39,6 @@ control Forwarding(inout headers_t hdr, inout metadata_t meta,
         standard_metadata.egress_spec = standard_metadata.ingress_port;
     }
 
-    @name(".AggIngress.arp_reply")
     table arp_reply {
         key = { hdr.arp.tpa: exact; }
         actions = { send_arp_reply; @defaultonly NoAction; }

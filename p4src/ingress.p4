@@ -1,12 +1,12 @@
 // AggIngress: routes a packet to aggregation (admission, then the state machine) or to
 // ordinary forwarding, and does all counting and the final send/drop in one place, so
-// each outcome maps to exactly one counter update (controller/p4names.py).
+// each outcome maps to exactly one counter update (p4reduce/contract.py).
 #ifndef INGRESS_P4
 #define INGRESS_P4
 
 control AggIngress(inout headers_t hdr, inout metadata_t meta,
                    inout standard_metadata_t standard_metadata) {
-    counter(4, CounterType.packets_and_bytes) rejected;  // indexed by REJECT_* reason
+    counter(NUM_REJECT_REASONS, CounterType.packets_and_bytes) rejected;  // indexed by REJECT_* reason
     counter(MAX_JOBS, CounterType.packets_and_bytes) aggregated;
     counter(MAX_JOBS, CounterType.packets_and_bytes) results;
     counter(MAX_JOBS, CounterType.packets_and_bytes) resent;

@@ -13,7 +13,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from p4reduce.controller import p4names as n
+from p4reduce import contract as n
 from p4reduce.softswitch.p4.frontend import compile_file
 from p4reduce.softswitch.runtime import Device, Pipeline, parse_port_spec
 from p4reduce.softswitch.runtime.control import ActionCall, Exact, Replica, TableEntry
@@ -81,15 +81,15 @@ class SoftswitchJob:
     def _install(self) -> None:
         p, job = self.pipeline, self.job_id
         group = n.JOB_MCAST_BASE + job
-        p.table_insert(n.TABLE_JOBS, TableEntry(
+        p.table_insert(n.TABLE_JOBS.name, TableEntry(
             (Exact(job),),
-            ActionCall(n.ACTION_SET_JOB, (self.base, self.num_slots, self.world, group, self.epoch))))
+            ActionCall(n.ACTION_SET_JOB.name, (self.base, self.num_slots, self.world, group, self.epoch))))
         for w in range(self.world):
-            p.table_insert(n.TABLE_MEMBERS, TableEntry(
-                (Exact(job), Exact(w), Exact(_ip(self.worker_ip(w)))), ActionCall(n.ACTION_MEMBER_OK)))
-            p.table_insert(n.TABLE_RESULT_REWRITE, TableEntry(
+            p.table_insert(n.TABLE_MEMBERS.name, TableEntry(
+                (Exact(job), Exact(w), Exact(_ip(self.worker_ip(w)))), ActionCall(n.ACTION_MEMBER_OK.name)))
+            p.table_insert(n.TABLE_RESULT_REWRITE.name, TableEntry(
                 (Exact(job), Exact(w)),
-                ActionCall(n.ACTION_SET_WORKER_ADDR,
+                ActionCall(n.ACTION_SET_WORKER_ADDR.name,
                            (_mac(self.worker_mac(w)), _ip(self.worker_ip(w)), 40000 + w))))
         p.mc_group_set(group, tuple(Replica(w + 1, w) for w in range(self.world)))
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_controller_fakes import FakeSwitch, host, start_switch, write_topology
 
-from p4reduce.controller import p4names as n
+from p4reduce import contract as n
 from p4reduce.controller.api import ApiServer
 from p4reduce.controller.client import ControllerCallError, ControllerClient
 from p4reduce.controller.errors import NotPrimary, SwitchError
@@ -99,20 +99,20 @@ def test_join_over_grpc_installs_entries_groups_and_reads_counters(
         jid = first.job_id
         rows = switch_rows(fake.pipe)
         assert (
-            n.TABLE_JOBS,
+            n.TABLE_JOBS.name,
             (jid,),
-            n.ACTION_SET_JOB,
+            n.ACTION_SET_JOB.name,
             (0, 64, 2, n.JOB_MCAST_BASE + jid, first.epoch),
         ) in rows
-        assert (n.TABLE_MEMBERS, (jid, 1, 0x0A000002), n.ACTION_MEMBER_OK, ()) in rows
+        assert (n.TABLE_MEMBERS.name, (jid, 1, 0x0A000002), n.ACTION_MEMBER_OK.name, ()) in rows
         assert (
-            n.TABLE_RESULT_REWRITE,
+            n.TABLE_RESULT_REWRITE.name,
             (jid, 0),
-            n.ACTION_SET_WORKER_ADDR,
+            n.ACTION_SET_WORKER_ADDR.name,
             (0x020000000001, 0x0A000001, 6000),
         ) in rows
-        assert (n.TABLE_ARP, (0x0A0000FE,), n.ACTION_ARP_REPLY, (0x0200000000FE,)) in rows
-        assert (n.TABLE_L2, (0x020000000003,), n.ACTION_FORWARD, (3,)) in rows
+        assert (n.TABLE_ARP.name, (0x0A0000FE,), n.ACTION_ARP_REPLY.name, (0x0200000000FE,)) in rows
+        assert (n.TABLE_L2.name, (0x020000000003,), n.ACTION_FORWARD.name, (3,)) in rows
         groups = fake.pipe.groups
         assert set(groups[n.JOB_MCAST_BASE + jid]) == {Replica(1, 0), Replica(2, 1)}
         assert len(groups[n.FLOOD_MCAST_GRP]) == 8
@@ -123,7 +123,7 @@ def test_join_over_grpc_installs_entries_groups_and_reads_counters(
         c.client.leave("train", 0)
         c.client.leave("train", 1)
         assert c.client.jobs() == []
-        assert not fake.pipe.entries[n.TABLE_JOBS] and n.JOB_MCAST_BASE + jid not in groups
+        assert not fake.pipe.entries[n.TABLE_JOBS.name] and n.JOB_MCAST_BASE + jid not in groups
     finally:
         c.close()
 
@@ -184,14 +184,14 @@ def test_second_controller_is_backup_and_cannot_write(fake: FakeSwitch, tmp_path
         with pytest.raises(ControllerCallError) as e:
             backup.client.create_job("j", 2)
         assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION and "backup" in e.value.message
-        assert backup.client.jobs() == [] and not fake.pipe.entries[n.TABLE_JOBS]
+        assert backup.client.jobs() == [] and not fake.pipe.entries[n.TABLE_JOBS.name]
         # even bypassing the controller's own check, the switch refuses its writes
         backup.switch._primary = True
         with pytest.raises(NotPrimary):
             backup.mgr.create("j", 2)
         assert backup.mgr.jobs() == []
         primary.client.create_job("j", 2)
-        assert len(fake.pipe.entries[n.TABLE_JOBS]) == 1
+        assert len(fake.pipe.entries[n.TABLE_JOBS.name]) == 1
     finally:
         backup.close()
         primary.close()
@@ -206,7 +206,7 @@ def test_full_switch_refuses_over_api(fake: FakeSwitch, tmp_path: Path) -> None:
         assert e.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "100 of 1000 slots free" in e.value.message and "big 900" in e.value.message
         assert [j.name for j in c.client.jobs()] == ["big"]
-        assert len(fake.pipe.entries[n.TABLE_JOBS]) == 1
+        assert len(fake.pipe.entries[n.TABLE_JOBS.name]) == 1
     finally:
         c.close()
 
@@ -241,7 +241,7 @@ def test_random_create_delete_over_grpc_never_overlaps(
                 )
             ranges = sorted(
                 (e.action.args[0], e.action.args[1])
-                for e in fake.pipe.entries[n.TABLE_JOBS].values()
+                for e in fake.pipe.entries[n.TABLE_JOBS.name].values()
             )
             for (b1, c1), (b2, _) in itertools.pairwise(ranges):
                 assert b1 + c1 <= b2
@@ -302,13 +302,13 @@ def test_sigkill_restart_keeps_jobs_and_reconciles_switch(fake: FakeSwitch, tmp_
         proc.wait(10)
         # behind the controller's back: drop a member, corrupt a job, add strays
         pipe = fake.pipe
-        members = pipe.entries[n.TABLE_MEMBERS]
+        members = pipe.entries[n.TABLE_MEMBERS.name]
         del members[next(iter(members))]
-        jobs = pipe.entries[n.TABLE_JOBS]
+        jobs = pipe.entries[n.TABLE_JOBS.name]
         k = next(k for k, e in jobs.items() if e.keys[0] == Exact(b.job_id))
-        jobs[k] = TableEntry(k[0], ActionCall(n.ACTION_SET_JOB, (5, 5, 5, 5, 5)))
+        jobs[k] = TableEntry(k[0], ActionCall(n.ACTION_SET_JOB.name, (5, 5, 5, 5, 5)))
         jobs[((Exact(99),), 0)] = TableEntry(
-            (Exact(99),), ActionCall(n.ACTION_SET_JOB, (0, 1, 1, 1, 1))
+            (Exact(99),), ActionCall(n.ACTION_SET_JOB.name, (0, 1, 1, 1, 1))
         )
         pipe.groups[n.JOB_MCAST_BASE + 99] = (Replica(1, 0),)
         proc, addr = _serve(fake, tmp_path)
@@ -340,7 +340,7 @@ def test_expired_lease_frees_slots_and_switch_state(fake: FakeSwitch, tmp_path: 
         assert c.mgr.reap() == ["a"]
         assert [j.name for j in c.client.jobs()] == ["b"]
         assert not any(
-            e.keys[0] == Exact(a.job_id) for e in fake.pipe.entries[n.TABLE_JOBS].values()
+            e.keys[0] == Exact(a.job_id) for e in fake.pipe.entries[n.TABLE_JOBS.name].values()
         )
         assert n.JOB_MCAST_BASE + a.job_id not in fake.pipe.groups
         assert c.client.create_job("c", 1, slots=400).slot_base == 0
@@ -360,7 +360,7 @@ def test_serve_reclaims_expired_jobs_by_itself(fake: FakeSwitch, tmp_path: Path)
             while cl.jobs() and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert cl.jobs() == []
-            assert not fake.pipe.entries[n.TABLE_JOBS]
+            assert not fake.pipe.entries[n.TABLE_JOBS.name]
     finally:
         proc.terminate()
         assert proc.wait(10) == 0

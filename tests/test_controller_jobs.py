@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from p4reduce.controller import p4names as n
+from p4reduce import contract as n
 from p4reduce.controller.backend import MemorySwitch
 from p4reduce.controller.entities import Row
 from p4reduce.controller.errors import (
@@ -68,17 +68,17 @@ def test_join_installs_job_members_rewrite_and_group(tmp_path: Path) -> None:
     join(mgr, "a", 1, 2)
     v = mgr.job("a")
     assert v.ready and v.job.id == 1 and v.job.base == 0 and v.job.count == 256
-    jobs = [r for r in sw.rows.values() if r.table == n.TABLE_JOBS]
+    jobs = [r for r in sw.rows.values() if r.table == n.TABLE_JOBS.name]
     assert jobs == [
-        Row(n.TABLE_JOBS, (1,), n.ACTION_SET_JOB, (0, 256, 2, n.JOB_MCAST_BASE + 1, v.job.epoch))
+        Row(n.TABLE_JOBS.name, (1,), n.ACTION_SET_JOB.name, (0, 256, 2, n.JOB_MCAST_BASE + 1, v.job.epoch))
     ]
-    members = sorted(r.keys for r in sw.rows.values() if r.table == n.TABLE_MEMBERS)
+    members = sorted(r.keys for r in sw.rows.values() if r.table == n.TABLE_MEMBERS.name)
     assert members == [(1, 0, 0x0A000001), (1, 1, 0x0A000002)]
-    rw = sw.rows[(n.TABLE_RESULT_REWRITE, (1, 1))]
+    rw = sw.rows[(n.TABLE_RESULT_REWRITE.name, (1, 1))]
     assert rw.args == (0x020000000002, 0x0A000002, 5001)
     assert sw.groups[n.JOB_MCAST_BASE + 1] == frozenset({(1, 0), (2, 1)})
     assert sw.groups[n.FLOOD_MCAST_GRP] == frozenset({(p, 0) for p in range(1, 5)})
-    assert sw.rows[(n.TABLE_ARP, (0x0A0000FE,))].args == (0x0200000000FE,)
+    assert sw.rows[(n.TABLE_ARP.name, (0x0A0000FE,))].args == (0x0200000000FE,)
 
 
 def test_epochs_change_at_every_allocation_and_survive_restart(tmp_path: Path) -> None:
@@ -195,7 +195,7 @@ def test_expired_leases_free_slots_and_entries(tmp_path: Path) -> None:
     clock.t += 5
     assert mgr.reap() == ["a"]
     assert [v.job.name for v in mgr.jobs()] == ["b"]
-    assert not any(r.keys[0] == 1 for r in sw.rows.values() if r.table == n.TABLE_JOBS)
+    assert not any(r.keys[0] == 1 for r in sw.rows.values() if r.table == n.TABLE_JOBS.name)
     assert n.JOB_MCAST_BASE + 1 not in sw.groups
     assert [e.owner for e in mgr.occupancy()] == ["", "b", ""]
 
@@ -205,9 +205,9 @@ def test_leave_last_member_deletes_job(tmp_path: Path) -> None:
     join(mgr, "a", 0, 2)
     join(mgr, "a", 1, 2)
     mgr.leave("a", 1)
-    assert n.JOB_MCAST_BASE + 1 in sw.groups and (n.TABLE_RESULT_REWRITE, (1, 1)) not in sw.rows
+    assert n.JOB_MCAST_BASE + 1 in sw.groups and (n.TABLE_RESULT_REWRITE.name, (1, 1)) not in sw.rows
     mgr.leave("a", 0)
-    assert mgr.jobs() == [] and not [r for r in sw.rows.values() if r.table == n.TABLE_JOBS]
+    assert mgr.jobs() == [] and not [r for r in sw.rows.values() if r.table == n.TABLE_JOBS.name]
 
 
 def test_wait_ready_times_out_naming_missing_ranks(tmp_path: Path) -> None:
@@ -225,10 +225,10 @@ def test_restart_keeps_jobs_and_repairs_switch(tmp_path: Path) -> None:
     good_rows, good_groups = dict(sw.rows), dict(sw.groups)
     mgr.store.close()
     # behind the controller's back: remove an entry, alter one, add a stray one and a group
-    del sw.rows[(n.TABLE_MEMBERS, (1, 0, 0x0A000001))]
-    k = (n.TABLE_JOBS, (1,))
-    sw.rows[k] = Row(k[0], k[1], n.ACTION_SET_JOB, (9, 9, 9, 9, 9))
-    sw.rows[(n.TABLE_JOBS, (77,))] = Row(n.TABLE_JOBS, (77,), n.ACTION_SET_JOB, (0, 1, 1, 1, 1))
+    del sw.rows[(n.TABLE_MEMBERS.name, (1, 0, 0x0A000001))]
+    k = (n.TABLE_JOBS.name, (1,))
+    sw.rows[k] = Row(k[0], k[1], n.ACTION_SET_JOB.name, (9, 9, 9, 9, 9))
+    sw.rows[(n.TABLE_JOBS.name, (77,))] = Row(n.TABLE_JOBS.name, (77,), n.ACTION_SET_JOB.name, (0, 1, 1, 1, 1))
     sw.groups[n.JOB_MCAST_BASE + 77] = frozenset({(1, 0)})
     mgr2, _, _ = make(tmp_path, sw)
     assert (dict(sw.rows), dict(sw.groups)) == (good_rows, good_groups)
@@ -283,7 +283,7 @@ def test_jobs_without_workers_are_moved_to_make_room(tmp_path: Path) -> None:
     assert after["c"] == epochs["c"]  # nor one that was not in the way
     assert after["a"] != epochs["a"]
     assert new.job.epoch not in {after["a"], after["c"], after["d"]}
-    a_row = sw.rows[(n.TABLE_JOBS, (mgr.job("a").job.id,))]
+    a_row = sw.rows[(n.TABLE_JOBS.name, (mgr.job("a").job.id,))]
     assert a_row.args[0] == 80 and a_row.args[4] == after["a"]
     with pytest.raises(Exhausted, match="10 of 100 slots free"):
         mgr.create("f", 1, slots=20)
@@ -325,7 +325,7 @@ def test_random_jobs_never_overlap_and_busy_jobs_never_move(
         for v in views:
             if v.job.name in busy_before:
                 assert (v.job.base, v.job.epoch) == busy_before[v.job.name]
-        rows = {r.keys[0]: r.args for r in sw.rows.values() if r.table == n.TABLE_JOBS}
+        rows = {r.keys[0]: r.args for r in sw.rows.values() if r.table == n.TABLE_JOBS.name}
         assert rows == {
             v.job.id: (v.job.base, v.job.count, 2, n.JOB_MCAST_BASE + v.job.id, v.job.epoch)
             for v in views
@@ -345,7 +345,7 @@ def test_changes_write_only_their_difference_and_watch_repairs_drift(tmp_path: P
     assert sw.reads == reads  # no read-back per change
     assert sw.writes - writes == 3  # member + rewrite inserts, group modify
     good = dict(sw.rows)
-    del sw.rows[(n.TABLE_MEMBERS, (1, 0, 0x0A000001))]
+    del sw.rows[(n.TABLE_MEMBERS.name, (1, 0, 0x0A000001))]
     Watch(mgr, None, resync_seconds=3600).tick()
     assert dict(sw.rows) != good  # not yet time for a full read-back
     Watch(mgr, None, resync_seconds=0).tick()

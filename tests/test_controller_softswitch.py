@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from p4reduce.controller import p4names as n
+from p4reduce import contract as n
 from p4reduce.controller.api import ApiServer
 from p4reduce.controller.cli import main as ctl_main
 from p4reduce.controller.client import ControllerClient

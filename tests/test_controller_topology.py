@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from support_softswitch_job import compiled
 
-from p4reduce.controller import p4names as n
+from p4reduce import contract as n
 from p4reduce.controller.backend import MemorySwitch
 from p4reduce.controller.errors import InvalidArgument
 from p4reduce.controller.jobs import JobManager, Settings
@@ -132,10 +132,10 @@ def test_shared_ports_give_one_job_replica_per_worker_and_one_flood_replica_per_
     assert sw.groups[n.JOB_MCAST_BASE + job.id] == frozenset({(1, 0), (1, 1), (2, 2), (2, 3)})
     # the flood group must not send a frame twice down one port
     assert sw.groups[n.FLOOD_MCAST_GRP] == frozenset({(1, 0), (2, 0)})
-    rewrite = {r.keys: r.args for r in sw.rows.values() if r.table == n.TABLE_RESULT_REWRITE}
+    rewrite = {r.keys: r.args for r in sw.rows.values() if r.table == n.TABLE_RESULT_REWRITE.name}
     assert rewrite == {(job.id, r): (0x020000000001 + r, 0x0A000001 + r, 5000 + r)
                        for r in range(4)}
-    l2 = {r.keys[0]: r.args for r in sw.rows.values() if r.table == n.TABLE_L2 and r.args}
+    l2 = {r.keys[0]: r.args for r in sw.rows.values() if r.table == n.TABLE_L2.name and r.args}
     assert l2 == {0x020000000001: (1,), 0x020000000002: (1,), 0x020000000003: (2,),
                   0x020000000004: (2,)}
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from p4reduce.controller import p4names as n
+from p4reduce import contract as n
 from p4reduce.controller.api import ApiServer
 from p4reduce.controller.backend import MemorySwitch
 from p4reduce.controller.cli import main

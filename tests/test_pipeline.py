@@ -29,7 +29,7 @@ from pipeline.scenarios import JOB, round_steps, wrap_sum
 from pipeline.targets import SoftswitchTarget, Target, run_case
 from pipeline.topo import NUM_PORTS, base_entities, hosts, job_entities, mac_int
 
-from p4reduce.controller import p4names as n
+from p4reduce import contract as n
 from p4reduce.worker import wire
 
 INSTALL = os.environ.get("P4REDUCE_TEST_INSTALL", "p4runtime")
@@ -237,8 +237,8 @@ def test_l2_forwarding_flooding_and_arp_reply(target: Target) -> None:
         return tuple(Expect(p, frame) for p in range(1, NUM_PORTS + 1) if p != port)
     case = Case(
         "l2",
-        [*base_entities(), Entry(n.TABLE_L2, {"hdr.ethernet.dstAddr": mac_int(h2.mac)},
-                                 n.ACTION_FORWARD, {"port": h2.port})],
+        [*base_entities(), Entry(n.TABLE_L2.name, {"hdr.ethernet.dstAddr": mac_int(h2.mac)},
+                                 n.ACTION_FORWARD.name, {"port": h2.port})],
         [
             Send(1, known, (Expect(2, known),)),
             Send(2, unknown, flood(unknown, 2)),
@@ -285,7 +285,7 @@ def test_traffic_that_is_not_a_contribution_is_never_aggregated(target: Target) 
                          / full[42:])
     from pipeline.case import Entry
 
-    forward_agg = Entry(n.TABLE_L2, {"hdr.ethernet.dstAddr": mac_int(AGG_MAC)}, n.ACTION_FORWARD,
+    forward_agg = Entry(n.TABLE_L2.name, {"hdr.ethernet.dstAddr": mac_int(AGG_MAC)}, n.ACTION_FORWARD.name,
                         {"port": 30})
     steps = [
         Send(1, short),
@@ -307,7 +307,7 @@ def test_replica_without_an_address_is_dropped(target: Target) -> None:
 
     ws = hosts(3)
     entities = [e for e in job_entities(JOB, ws, base=0, num_slots=1)
-                if not (isinstance(e, Entry) and e.table == n.TABLE_RESULT_REWRITE
+                if not (isinstance(e, Entry) and e.table == n.TABLE_RESULT_REWRITE.name
                         and e.match["standard_metadata.egress_rid"] == 1)]
     assert any(isinstance(e, Group) for e in entities)
     v = [np.full(K, i, np.int32) for i in range(3)]

@@ -1,5 +1,5 @@
-"""Every name of controller/p4names.py exists in the compiled P4Info, with the documented
-key fields and action parameters (names and widths)."""
+"""Every P4 name of p4reduce.contract exists in the compiled P4Info, with the contract's
+key fields and action parameters (names, widths and order)."""
 
 from __future__ import annotations
 
@@ -11,65 +11,54 @@ from typing import Any
 import pytest
 from pipeline.targets import P4_MAIN, compile_ir, p4info_of
 
-from p4reduce.controller import p4names as n
+from p4reduce import contract as n
 from p4reduce.softswitch.p4.diag import CompileError
 from p4reduce.worker import wire
-
-TABLE_KEYS = {
-    n.TABLE_JOBS: [("hdr.agg.job_id", 16)],
-    n.TABLE_MEMBERS: [("hdr.agg.job_id", 16), ("hdr.agg.worker_id", 8), ("hdr.ipv4.srcAddr", 32)],
-    n.TABLE_L2: [("hdr.ethernet.dstAddr", 48)],
-    n.TABLE_ARP: [("hdr.arp.tpa", 32)],
-    n.TABLE_RESULT_REWRITE: [("hdr.agg.job_id", 16), ("standard_metadata.egress_rid", 16)],
-}
-ACTION_PARAMS = {
-    n.ACTION_SET_JOB: [("base", 32), ("num_slots", 16), ("num_workers", 8), ("mcast_grp", 16),
-                       ("epoch", 24)],
-    n.ACTION_MEMBER_OK: [],
-    n.ACTION_FORWARD: [("port", 9)],
-    n.ACTION_FLOOD: [],
-    n.ACTION_ARP_REPLY: [("mac", 48)],
-    n.ACTION_SET_WORKER_ADDR: [("mac", 48), ("ip", 32), ("udp_port", 16)],
-}
-TABLE_ACTIONS = {
-    n.TABLE_JOBS: n.ACTION_SET_JOB,
-    n.TABLE_MEMBERS: n.ACTION_MEMBER_OK,
-    n.TABLE_L2: n.ACTION_FORWARD,
-    n.TABLE_ARP: n.ACTION_ARP_REPLY,
-    n.TABLE_RESULT_REWRITE: n.ACTION_SET_WORKER_ADDR,
-}
-
 
 @pytest.fixture(scope="module")
 def p4info() -> Any:
     return p4info_of(compile_ir())
 
 
-def test_tables_have_the_documented_keys(p4info: Any) -> None:
+def test_tables_have_the_contract_keys(p4info: Any) -> None:
     tables = {t.preamble.name: t for t in p4info.tables}
-    for name, keys in TABLE_KEYS.items():
-        assert name in tables, f"{name} missing from P4Info"
-        got = [(m.name, m.bitwidth) for m in tables[name].match_fields]
-        assert got == keys, name
+    for table in n.TABLES:
+        assert table.name in tables, f"{table.name} missing from P4Info"
+        got = [(m.name, m.bitwidth) for m in tables[table.name].match_fields]
+        assert got == [(k.name, k.bits) for k in table.keys], table.name
 
 
-def test_actions_have_the_documented_params_and_belong_to_their_tables(p4info: Any) -> None:
+def test_actions_have_the_contract_params_and_belong_to_their_tables(p4info: Any) -> None:
     actions = {a.preamble.name: a for a in p4info.actions}
     by_id = {a.preamble.id: a.preamble.name for a in p4info.actions}
-    for name, params in ACTION_PARAMS.items():
-        assert name in actions, f"{name} missing from P4Info"
-        assert [(p.name, p.bitwidth) for p in actions[name].params] == params, name
     tables = {t.preamble.name: t for t in p4info.tables}
-    for table, action in TABLE_ACTIONS.items():
-        assert action in {by_id[ref.id] for ref in tables[table].action_refs}, (table, action)
-    assert n.ACTION_FLOOD in {by_id[ref.id] for ref in tables[n.TABLE_L2].action_refs}
+    for table in n.TABLES:
+        refs = {by_id[ref.id] for ref in tables[table.name].action_refs}
+        for action in (table.action, *table.other_actions):
+            assert action.name in actions, f"{action.name} missing from P4Info"
+            got = [(p.name, p.bitwidth) for p in actions[action.name].params]
+            assert got == [(p.name, p.bits) for p in action.params], action.name
+            assert action.name in refs, (table.name, action.name)
+
+
+def test_registers_have_the_contract_names(p4info: Any) -> None:
+    regs = {r.preamble.name for r in p4info.registers}
+    for name in (n.REGISTER_TAG, n.REGISTER_BITMAP, n.REGISTER_COUNT, n.REGISTER_EXP_MAX,
+                 n.lane_register(0), n.lane_register(n.DEFAULT_K - 1)):
+        assert name in regs, name
+
+
+def test_no_object_is_renamed_with_a_name_annotation() -> None:
+    """One naming convention: instance paths, as p4c names objects by default."""
+    for f in P4_MAIN.parent.glob("*.p4"):
+        assert "@name" not in f.read_text(), f.name
 
 
 def test_counters_have_the_documented_sizes(p4info: Any) -> None:
     counters = {c.preamble.name: c for c in p4info.counters}
     for name in n.PER_JOB_COUNTERS:
         assert counters[name].size == n.MAX_JOBS, name
-    assert counters[n.COUNTER_REJECTED].size == 4
+    assert counters[n.COUNTER_REJECTED].size == len(n.REJECT_REASONS)
 
 
 def test_control_type_names(p4info: Any) -> None:

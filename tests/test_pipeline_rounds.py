@@ -15,7 +15,7 @@ from pipeline.packets import agg_frame, parse_result
 from pipeline.targets import SoftswitchTarget
 from pipeline.topo import base_entities, hosts, job_entities
 
-from p4reduce.controller import p4names as n
+from p4reduce import contract as n
 from p4reduce.worker import wire
 
 K = 8

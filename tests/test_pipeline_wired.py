@@ -24,7 +24,7 @@ from pipeline.scenarios import JOB, round_steps, wrap_sum
 from pipeline.targets import run_case
 from pipeline.topo import base_entities, hosts, job_entities, mac_int
 
-from p4reduce.controller import p4names as n
+from p4reduce import contract as n
 from p4reduce.worker import wire
 
 PORTS = 4
@@ -70,8 +70,8 @@ def test_wired_l2_flood_and_arp(target: wired.WiredTarget) -> None:
     known, unknown = tcp_frame(h1, h2), tcp_frame(h3, host(99))
     case = Case(
         "wired l2",
-        [*base_entities(PORTS), Entry(n.TABLE_L2, {"hdr.ethernet.dstAddr": mac_int(h2.mac)},
-                                      n.ACTION_FORWARD, {"port": 2})],
+        [*base_entities(PORTS), Entry(n.TABLE_L2.name, {"hdr.ethernet.dstAddr": mac_int(h2.mac)},
+                                      n.ACTION_FORWARD.name, {"port": 2})],
         [
             Send(1, known, (Expect(2, known),)),
             Send(3, unknown, tuple(Expect(p, unknown) for p in (1, 2, 4))),

@@ -11,7 +11,7 @@ import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from p4reduce.controller import p4names as n
+from p4reduce import contract as n
 from p4reduce.softswitch.p4 import compile_file
 from p4reduce.softswitch.runtime import Pipeline
 from p4reduce.softswitch.runtime.control import ActionCall, Exact, Replica, TableEntry
@@ -23,12 +23,12 @@ JOB = 1
 
 
 def _setup(p: Pipeline) -> None:
-    p.table_insert(n.TABLE_JOBS, TableEntry((Exact(JOB),), ActionCall(n.ACTION_SET_JOB, (0, 4, W, 1, 5))))
+    p.table_insert(n.TABLE_JOBS.name, TableEntry((Exact(JOB),), ActionCall(n.ACTION_SET_JOB.name, (0, 4, W, 1, 5))))
     for w in range(W):
-        p.table_insert(n.TABLE_MEMBERS, TableEntry(
-            (Exact(JOB), Exact(w), Exact(0x0A000001 + w)), ActionCall(n.ACTION_MEMBER_OK)))
-        p.table_insert(n.TABLE_RESULT_REWRITE, TableEntry(
-            (Exact(JOB), Exact(w)), ActionCall(n.ACTION_SET_WORKER_ADDR, (0x020000000001 + w, 0x0A000001 + w, 40000 + w))))
+        p.table_insert(n.TABLE_MEMBERS.name, TableEntry(
+            (Exact(JOB), Exact(w), Exact(0x0A000001 + w)), ActionCall(n.ACTION_MEMBER_OK.name)))
+        p.table_insert(n.TABLE_RESULT_REWRITE.name, TableEntry(
+            (Exact(JOB), Exact(w)), ActionCall(n.ACTION_SET_WORKER_ADDR.name, (0x020000000001 + w, 0x0A000001 + w, 40000 + w))))
     p.mc_group_set(1, tuple(Replica(w + 1, w) for w in range(W)))
 
 

@@ -9,7 +9,7 @@ import pytest
 from support_softswitch_job import SoftswitchJob
 from test_worker_e2e import check_float, inputs, run_ranks
 
-from p4reduce.controller import p4names as n
+from p4reduce import contract as n
 from p4reduce.worker import AllreduceTimeout, Communicator, NonFiniteError
 
 JOB = 21

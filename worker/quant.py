@@ -36,8 +36,9 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-EXP_ZERO = -128
-EXP_POISON = 127
+from p4reduce.contract import EXP_POISON as EXP_POISON
+from p4reduce.contract import EXP_ZERO as EXP_ZERO
+
 MIN_EXP = -127
 MAX_EXP = 126  # |x| < 2^126 is representable; larger magnitudes are refused (poison)
 

@@ -41,6 +41,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from p4reduce.contract import FIELD_OFFSETS
 from p4reduce.worker import wire
 from p4reduce.worker.errors import AllreduceError, AllreduceTimeout, CommunicatorBroken
 from p4reduce.worker.job import JobSpec
@@ -414,12 +415,26 @@ def _key_bytes(raw: bytes) -> int:
     return int(np.frombuffer(raw, dtype=np.uint64 if len(raw) == 8 else np.uint32)[0])
 
 
-# header bytes: flags, job (2), worker, slot (2), round | offset (4), exp
-_MASK8 = np.uint64(_key_bytes(bytes([wire.FLAG_RESULT | wire.FLAG_EXP_ONLY, 255, 255, 0,
-                                     255, 255, 255, 255])))
-_RESULT8 = np.uint64(_key_bytes(bytes([wire.FLAG_RESULT, 0, 0, 0, 0, 0, 0, 0])))
-_MASK4 = np.uint32(_key_bytes(bytes([255, 255, 255, 0])))
-_NO_KEY8 = np.uint64(_key_bytes(bytes([0, 0, 0, 1, 0, 0, 0, 0])))  # outside the mask
+def _header_bytes(**fields: int) -> bytes:
+    """The agg header with the given fields set, as bytes (a mask or a pattern)."""
+    out = bytearray(wire.AGG_HEADER_LEN)
+    sizes = dict(wire.AGG_FIELDS)
+    for name, value in fields.items():
+        at, width = FIELD_OFFSETS[name], sizes[name] // 8
+        out[at:at + width] = value.to_bytes(width, "big")
+    return bytes(out)
+
+
+# A result matches the packet sent for its slot when these header bits agree: the RESULT
+# and EXP_ONLY flags, job, slot, round and offset (not the worker id, not the exponent).
+# Compared as one 8-byte and one 4-byte word per row.
+_MATCH = _header_bytes(flags=wire.FLAG_RESULT | wire.FLAG_EXP_ONLY, job_id=0xFFFF,
+                       slot=0xFFFF, round=0xFF, offset=0xFFFF_FFFF)
+_MASK8 = np.uint64(_key_bytes(_MATCH[:8]))
+_RESULT8 = np.uint64(_key_bytes(_header_bytes(flags=wire.FLAG_RESULT)[:8]))
+_MASK4 = np.uint32(_key_bytes(_MATCH[8:]))
+_NO_KEY8 = np.uint64(_key_bytes(_header_bytes(worker_id=1)[:8]))  # outside the mask
+assert len(_MATCH) == 12 and not _NO_KEY8 & _MASK8
 _NO_ROWS = np.zeros(0, dtype=np.intp)
 
 

@@ -1,9 +1,8 @@
-"""The p4reduce wire format, version 1 (DESIGN.md section 2).
+"""numpy views of the p4reduce wire format (the layout itself is `p4reduce.contract`).
 
-This module is the only description of the `agg` header in Python: the worker, the tests
-and the benchmarks import it, and `p4src/headers.p4` mirrors it field by field (a test
-compares the two). Layout on the wire, after Ethernet / IPv4 / UDP (destination port
-AGG_UDP_PORT):
+The worker, the tests and the benchmarks build and read packets through these helpers;
+`p4src/headers.p4` declares the same fields (a test compares the two). Layout on the
+wire, after Ethernet / IPv4 / UDP (destination port AGG_UDP_PORT):
 
     flags:8 job_id:16 worker_id:8 slot:16 round:8 offset:32 exp:8 (signed) | K x int32
 
@@ -18,29 +17,28 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-AGG_UDP_PORT = 48879
-DEFAULT_K = 64
-MAX_WORKERS = 32
-
-FLAG_RESULT = 0x01
-FLAG_RETRANSMIT = 0x02
-FLAG_EXP_ONLY = 0x04
-
-# (name, bits) in wire order; the P4 header must declare the same fields.
-AGG_FIELDS: tuple[tuple[str, int], ...] = (
-    ("flags", 8),
-    ("job_id", 16),
-    ("worker_id", 8),
-    ("slot", 16),
-    ("round", 8),
-    ("offset", 32),
-    ("exp", 8),
+from p4reduce.contract import (
+    AGG_FIELDS,
+    AGG_HEADER_LEN,
+    AGG_UDP_PORT,
+    DEFAULT_K,
+    FLAG_EXP_ONLY,
+    FLAG_RESULT,
+    FLAG_RETRANSMIT,
+    HEADER_FORMAT,
+    MAX_WORKERS,
+    SIGNED_FIELDS,
+    agg_payload_len,
 )
 
+__all__ = [
+    "AGG_FIELDS", "AGG_HEADER_LEN", "AGG_UDP_PORT", "DEFAULT_K", "FLAG_EXP_ONLY",
+    "FLAG_RESULT", "FLAG_RETRANSMIT", "HEADER_STRUCT", "MAX_WORKERS", "VALUES_DTYPE",
+    "AggHeader", "agg_dtype", "agg_payload_len", "pack_payload", "unpack_payload",
+]
+
 # Public so hot paths can unpack to a plain tuple without building an AggHeader.
-HEADER_STRUCT = struct.Struct("!BHBHBIb")
-AGG_HEADER_LEN = HEADER_STRUCT.size  # 12 bytes
-assert sum(bits for _, bits in AGG_FIELDS) == AGG_HEADER_LEN * 8
+HEADER_STRUCT = struct.Struct(HEADER_FORMAT)
 
 VALUES_DTYPE = np.dtype(">i4")
 
@@ -48,16 +46,15 @@ VALUES_DTYPE = np.dtype(">i4")
 def agg_dtype(k: int = DEFAULT_K) -> np.dtype[np.void]:
     """The whole payload as one packed numpy record (the fields of AGG_FIELDS, then
     `values`), so that a batch of packets is built or read as arrays instead of one
-    struct call per packet."""
-    dt = np.dtype([
-        ("flags", "u1"), ("job_id", ">u2"), ("worker_id", "u1"), ("slot", ">u2"),
-        ("round", "u1"), ("offset", ">u4"), ("exp", "i1"), ("values", VALUES_DTYPE, (k,)),
-    ])
-    assert dt.itemsize == agg_payload_len(k) and dt.names is not None
-    assert tuple(dt.names[:-1]) == tuple(name for name, _ in AGG_FIELDS)
+    struct call per packet. Derived from the contract's layout."""
+    def code(name: str, bits: int) -> str:
+        kind = "i" if name in SIGNED_FIELDS else "u"
+        return f"{kind}1" if bits == 8 else f">{kind}{bits // 8}"
+
+    dt = np.dtype([*((name, code(name, bits)) for name, bits in AGG_FIELDS),
+                   ("values", VALUES_DTYPE, (k,))])
+    assert dt.itemsize == agg_payload_len(k)
     return dt
-
-
 @dataclass(frozen=True, slots=True)
 class AggHeader:
     flags: int
@@ -76,11 +73,6 @@ class AggHeader:
     @classmethod
     def unpack(cls, data: bytes | memoryview, offset: int = 0) -> AggHeader:
         return cls(*HEADER_STRUCT.unpack_from(data, offset))
-
-
-def agg_payload_len(k: int = DEFAULT_K) -> int:
-    """Bytes of the UDP payload of one aggregation packet carrying k values."""
-    return AGG_HEADER_LEN + 4 * k
 
 
 def pack_payload(header: AggHeader, values: npt.NDArray[np.int32]) -> bytes:

@@ -3,7 +3,7 @@ flooding, and jobs (jobs + members + multicast group + per-replica rewrite)."""
 
 from __future__ import annotations
 
-from p4reduce.controller import p4names as n
+from p4reduce import contract as n
 from pipeline.case import Entity, Entry, Group
 from pipeline.packets import AGG_IP, AGG_MAC, Host, host
 
@@ -23,7 +23,7 @@ def base_entities(ports: int = NUM_PORTS) -> list[Entity]:
     """Flood group over every port and the ARP answer for the aggregation address."""
     return [
         Group(n.FLOOD_MCAST_GRP, tuple((p, 0) for p in range(1, ports + 1))),
-        Entry(n.TABLE_ARP, {"hdr.arp.tpa": ip_int(AGG_IP)}, n.ACTION_ARP_REPLY,
+        Entry(n.TABLE_ARP.name, {"hdr.arp.tpa": ip_int(AGG_IP)}, n.ACTION_ARP_REPLY.name,
               {"mac": mac_int(AGG_MAC)}),
     ]
 
@@ -32,18 +32,18 @@ def job_entities(job: int, workers: list[Host], *, base: int, num_slots: int,
                  epoch: int = 1) -> list[Entity]:
     group = n.JOB_MCAST_BASE + job
     out: list[Entity] = [
-        Entry(n.TABLE_JOBS, {"hdr.agg.job_id": job}, n.ACTION_SET_JOB,
+        Entry(n.TABLE_JOBS.name, {"hdr.agg.job_id": job}, n.ACTION_SET_JOB.name,
               {"base": base, "num_slots": num_slots, "num_workers": len(workers),
                "mcast_grp": group, "epoch": epoch}),
         Group(group, tuple((h.port, w) for w, h in enumerate(workers))),
     ]
     for w, h in enumerate(workers):
-        out.append(Entry(n.TABLE_MEMBERS, {"hdr.agg.job_id": job, "hdr.agg.worker_id": w,
+        out.append(Entry(n.TABLE_MEMBERS.name, {"hdr.agg.job_id": job, "hdr.agg.worker_id": w,
                                            "hdr.ipv4.srcAddr": ip_int(h.ip)},
-                         n.ACTION_MEMBER_OK))
-        out.append(Entry(n.TABLE_RESULT_REWRITE,
+                         n.ACTION_MEMBER_OK.name))
+        out.append(Entry(n.TABLE_RESULT_REWRITE.name,
                          {"hdr.agg.job_id": job, "standard_metadata.egress_rid": w},
-                         n.ACTION_SET_WORKER_ADDR,
+                         n.ACTION_SET_WORKER_ADDR.name,
                          {"mac": mac_int(h.mac), "ip": ip_int(h.ip), "udp_port": h.udp_port}))
     return out
 

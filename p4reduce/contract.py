@@ -1,0 +1,193 @@
+"""The contracts every part of p4reduce shares, defined once.
+
+The worker, the controller, the tests and the benchmarks agree with each other and with
+`p4src/` only through this module: the `agg` wire layout, the protocol constants, and the
+P4 names of the aggregation pipeline (tables with their key fields in key order, actions
+with their parameters in parameter order, counters). It imports nothing of ours and only
+the standard library, so importing it is free and it can never join an import cycle.
+
+`p4src/config.p4` and `p4src/headers.p4` state the same values for P4; tests compare them
+with this module (`tests/test_contract.py`) and the compiled P4Info with the names here
+(`tests/softswitch/test_pipeline_names.py`). The design behind the numbers is
+`docs/DESIGN.md` (sections "Wire format" and "Switch algorithm").
+
+P4 names follow one convention, p4c's default: a table, action or extern declared in a
+sub-control is named by its instance path (`AggIngress.admission.jobs`); nothing in
+`p4src/` renames objects with `@name`.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+# --------------------------------------------------------------------------------------
+# Protocol constants
+# --------------------------------------------------------------------------------------
+
+#: UDP destination port of aggregation packets (the switch answers from it)
+AGG_UDP_PORT: Final = 48879
+#: values (int32 lanes) per packet unless the program is compiled with another NUM_LANES
+DEFAULT_K: Final = 64
+#: most workers of one job on one switch (the bitmap register is 32 bits wide)
+MAX_WORKERS: Final = 32
+#: job ids are 1..MAX_JOBS-1 (0 is never assigned); per-job counters have MAX_JOBS cells
+MAX_JOBS: Final = 1024
+#: register space of the default program, in slots (each slot has a shadow pair)
+DEFAULT_SLOT_PAIRS: Final = 16384
+#: multicast group of the `flood` action; job groups are JOB_MCAST_BASE + job id
+FLOOD_MCAST_GRP: Final = 1
+JOB_MCAST_BASE: Final = 0x1000
+
+# Bits of the `flags` field.
+FLAG_RESULT: Final = 0x01  # set by the switch on a result
+FLAG_RETRANSMIT: Final = 0x02  # set by a worker resending a contribution
+FLAG_EXP_ONLY: Final = 0x04  # exponent round: values carry the call descriptor
+
+# Reserved values of the signed 8-bit `exp` field (the switch keeps their maximum).
+EXP_ZERO: Final = -128  # "nothing to scale": an all-zero chunk
+EXP_POISON: Final = 127  # a rank has NaN, an infinity or a value >= 2^126 in the chunk
+
+# Why the switch dropped an aggregation packet: index = the cell of the global `rejected`
+# counter and the reason code the pipeline computes (p4src/config.p4 REJECT_*).
+REJECT_REASONS: Final = ("unknown_job", "bad_slot", "not_member", "bad_worker")
+REJECT_UNKNOWN_JOB: Final = 0
+REJECT_BAD_SLOT: Final = 1
+REJECT_NOT_MEMBER: Final = 2
+REJECT_BAD_WORKER: Final = 3  # worker_id >= the job's number of workers
+
+# --------------------------------------------------------------------------------------
+# Wire layout: Ethernet / IPv4 / UDP (dst AGG_UDP_PORT) / agg header / K x int32
+# --------------------------------------------------------------------------------------
+
+#: (name, bits) of the agg header in wire order; all fields big-endian, `exp` signed
+AGG_FIELDS: Final[tuple[tuple[str, int], ...]] = (
+    ("flags", 8),
+    ("job_id", 16),
+    ("worker_id", 8),
+    ("slot", 16),
+    ("round", 8),
+    ("offset", 32),
+    ("exp", 8),
+)
+#: fields read as signed two's complement
+SIGNED_FIELDS: Final = frozenset({"exp"})
+#: the header as one struct format (hot paths unpack to a tuple with it)
+HEADER_FORMAT: Final = "!BHBHBIb"
+AGG_HEADER_LEN: Final = struct.calcsize(HEADER_FORMAT)  # 12 bytes
+#: byte offset of each header field inside the agg header
+FIELD_OFFSETS: Final[dict[str, int]] = {}
+_at = 0
+for _name, _bits in AGG_FIELDS:
+    FIELD_OFFSETS[_name] = _at
+    _at += _bits // 8
+del _at, _name, _bits
+#: bytes of one value lane (two's-complement int32, network byte order)
+VALUE_BYTES: Final = 4
+
+
+def agg_payload_len(k: int = DEFAULT_K) -> int:
+    """Bytes of the UDP payload of one aggregation packet carrying k values."""
+    return AGG_HEADER_LEN + VALUE_BYTES * k
+
+
+# --------------------------------------------------------------------------------------
+# P4 names of p4src/aggregator.p4 (as P4Info shows them)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class P4Param:
+    """A match field or an action parameter: its P4Info name and bit width."""
+
+    name: str
+    bits: int
+
+
+@dataclass(frozen=True)
+class P4Action:
+    name: str
+    params: tuple[P4Param, ...] = ()
+
+
+@dataclass(frozen=True)
+class P4Table:
+    """A table the control plane writes: exact keys in key order, the action it installs."""
+
+    name: str
+    keys: tuple[P4Param, ...]
+    action: P4Action
+    other_actions: tuple[P4Action, ...] = ()
+
+
+# Control type names of the v1model package instance.
+INGRESS: Final = "AggIngress"
+EGRESS: Final = "AggEgress"
+
+ACTION_SET_JOB: Final = P4Action("AggIngress.admission.set_job", (
+    P4Param("base", 32), P4Param("num_slots", 16), P4Param("num_workers", 8),
+    P4Param("mcast_grp", 16), P4Param("epoch", 24)))
+ACTION_MEMBER_OK: Final = P4Action("AggIngress.admission.member_ok")
+ACTION_FORWARD: Final = P4Action("AggIngress.forwarding.forward", (P4Param("port", 9),))
+#: multicast to FLOOD_MCAST_GRP, pruned at egress
+ACTION_FLOOD: Final = P4Action("AggIngress.forwarding.flood")
+ACTION_ARP_REPLY: Final = P4Action("AggIngress.forwarding.send_arp_reply",
+                                   (P4Param("mac", 48),))
+ACTION_SET_WORKER_ADDR: Final = P4Action("AggEgress.set_worker_addr", (
+    P4Param("mac", 48), P4Param("ip", 32), P4Param("udp_port", 16)))
+
+#: job admission: base, slot count, workers, multicast group, allocation epoch
+TABLE_JOBS: Final = P4Table("AggIngress.admission.jobs",
+                            (P4Param("hdr.agg.job_id", 16),), ACTION_SET_JOB)
+#: membership: (job, worker, source IPv4) may contribute
+TABLE_MEMBERS: Final = P4Table("AggIngress.admission.members", (
+    P4Param("hdr.agg.job_id", 16), P4Param("hdr.agg.worker_id", 8),
+    P4Param("hdr.ipv4.srcAddr", 32)), ACTION_MEMBER_OK)
+#: L2 forwarding of ordinary traffic by destination MAC; unknown destinations flood
+TABLE_L2: Final = P4Table("AggIngress.forwarding.l2_forward",
+                          (P4Param("hdr.ethernet.dstAddr", 48),), ACTION_FORWARD,
+                          (ACTION_FLOOD,))
+#: ARP replies for the switch's aggregation address
+TABLE_ARP: Final = P4Table("AggIngress.forwarding.arp_reply",
+                           (P4Param("hdr.arp.tpa", 32),), ACTION_ARP_REPLY)
+#: per-replica destination of a result (replica id = worker id)
+TABLE_RESULT_REWRITE: Final = P4Table("AggEgress.result_rewrite", (
+    P4Param("hdr.agg.job_id", 16), P4Param("standard_metadata.egress_rid", 16)),
+    ACTION_SET_WORKER_ADDR)
+
+#: every table the controller owns, in the order it installs them
+TABLES: Final = (TABLE_JOBS, TABLE_MEMBERS, TABLE_L2, TABLE_ARP, TABLE_RESULT_REWRITE)
+
+# Counters indexed by job id (MAX_JOBS cells), packets and bytes.
+COUNTER_AGGREGATED: Final = "AggIngress.aggregated"  # contributions added to a slot
+COUNTER_RESULTS: Final = "AggIngress.results"  # completed slots multicast
+COUNTER_RESENT: Final = "AggIngress.resent"  # stored results unicast to a retransmitter
+COUNTER_DUPLICATES: Final = "AggIngress.duplicates"  # retransmission before completion
+COUNTER_STALE: Final = "AggIngress.stale"  # packet of an older round
+COUNTER_BAD_SLOT: Final = "AggIngress.bad_slot"  # slot out of the job's range
+COUNTER_NOT_MEMBER: Final = "AggIngress.not_member"  # (job, worker, source) not a member
+#: global rejections indexed by reason (len(REJECT_REASONS) cells)
+COUNTER_REJECTED: Final = "AggIngress.rejected"
+
+PER_JOB_COUNTERS: Final = (
+    COUNTER_AGGREGATED,
+    COUNTER_RESULTS,
+    COUNTER_RESENT,
+    COUNTER_DUPLICATES,
+    COUNTER_STALE,
+    COUNTER_BAD_SLOT,
+    COUNTER_NOT_MEMBER,
+)
+
+#: the pipeline's registers (the controller never needs them: BMv2 cannot read them over
+#: P4Runtime; tests and the softswitch's register extension can)
+REGISTER_TAG: Final = "AggIngress.aggregation.tag"
+REGISTER_BITMAP: Final = "AggIngress.aggregation.bitmap"
+REGISTER_COUNT: Final = "AggIngress.aggregation.worker_count"
+REGISTER_EXP_MAX: Final = "AggIngress.aggregation.exp_max"
+
+
+def lane_register(i: int) -> str:
+    """Name of lane i's register array (one array per lane: carries never spill)."""
+    return f"AggIngress.aggregation.lane_{i}.sum"
