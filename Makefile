@@ -33,9 +33,17 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# mypy and import-linter see the installed layout through a link tree: setuptools maps
+# p4reduce.worker to worker/ and so on, which neither tool can follow in the checkout.
+LINT_TREE := $(BUILD)/lint
 lint: $(STAMP)
-	$(VENV)/bin/ruff check softswitch controller worker tests
-	$(VENV)/bin/mypy
+	$(VENV)/bin/ruff check .
+	@rm -rf $(LINT_TREE) && mkdir -p $(LINT_TREE)/p4reduce
+	@for d in worker controller softswitch p4src; do ln -s $(CURDIR)/$$d $(LINT_TREE)/p4reduce/$$d; done
+	@for f in p4reduce/*; do ln -s $(CURDIR)/$$f $(LINT_TREE)/p4reduce/; done
+	cd $(LINT_TREE) && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml \
+	  --cache-dir $(CURDIR)/.mypy_cache -p p4reduce
+	cd $(LINT_TREE) && PYTHONPATH=. $(CURDIR)/$(VENV)/bin/lint-imports $(CURDIR)/pyproject.toml --no-cache
 
 typecheck: lint
 

@@ -6,17 +6,13 @@ result through egress. Entities are installed over P4Runtime, as in the tests.""
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from pipeline.packets import agg_frame
-from pipeline.targets import SoftswitchTarget
-from pipeline.topo import base_entities, hosts, job_entities
+from tests.pipeline.packets import agg_frame
+from tests.pipeline.targets import SoftswitchTarget
+from tests.pipeline.topo import base_entities, hosts, job_entities
 
 WORKERS = 4
 SLOTS = 16

@@ -11,7 +11,6 @@ as network numbers. `--softswitch` runs them through aggregator.p4 on the softsw
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ import numpy as np
 from p4reduce.worker import Communicator, JobSpec, quant, wire
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the reference switch lives with the tests
 
 KB = 1024
 MB = 1024 * KB
@@ -52,7 +50,7 @@ class _InMemorySwitch:
     left is the worker's own cost per packet (plus the model's), without sockets."""
 
     def __init__(self, slots: int, k: int = 64) -> None:
-        from refswitch import RefSwitch
+        from tests.support.refswitch import RefSwitch
 
         self.switch = RefSwitch(k=k)
         self.switch.add_job(1, slots, 1)
@@ -113,17 +111,17 @@ def bench_worker_only(nbytes: int = 4 * MB, slots: int = 64, k: int = 64, repeat
 
 def _allreduce_row(world: int, slots: int, nbytes: int, softswitch: bool,
                    k: int = 64) -> dict[str, Any]:
-    from test_worker_e2e import run_ranks
+    from tests.e2e.test_worker_e2e import run_ranks
 
     arrays = [np.random.default_rng(r).standard_normal(max(1, nbytes // 4)).astype(np.float32)
               for r in range(world)]
     if softswitch:
-        from support_softswitch_job import SoftswitchJob
+        from tests.support.softswitch_job import SoftswitchJob
 
         ctx: Any = SoftswitchJob(7, world, slots)
         specs = [ctx.spec(r) for r in range(world)]
     else:
-        from refswitch import RefSwitch, RefSwitchServer
+        from tests.support.refswitch import RefSwitch, RefSwitchServer
 
         ref = RefSwitch(k=k)
         ref.add_job(7, slots, world)

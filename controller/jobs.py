@@ -27,7 +27,14 @@ from p4reduce.controller.errors import (
 from p4reduce.controller.reconcile import Plan, reconcile
 from p4reduce.controller.store import Job, Member, Store
 from p4reduce.controller.topology import Topology
-from p4reduce.controller.validate import int_to_ipv4, int_to_mac, ipv4_to_int, job_name, mac_to_int, udp_port
+from p4reduce.controller.validate import (
+    int_to_ipv4,
+    int_to_mac,
+    ipv4_to_int,
+    job_name,
+    mac_to_int,
+    udp_port,
+)
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped]
 
+from p4reduce.contract import AGG_UDP_PORT
 from p4reduce.controller.errors import InvalidArgument
 from p4reduce.controller.validate import int_to_ipv4, int_to_mac, ipv4_to_int, mac_to_int, udp_port
-from p4reduce.contract import AGG_UDP_PORT
 
 DEFAULT_AGG_UDP_PORT = AGG_UDP_PORT  # the wire format's port, unless a topology says otherwise
 

@@ -16,7 +16,13 @@ import numpy as np
 import numpy.typing as npt
 
 from p4reduce.worker import wire
-from p4reduce.worker.frames import ETH_HEADER_LEN, FRAME_OVERHEAD, IPPROTO_UDP, frame_header, udp_payload
+from p4reduce.worker.frames import (
+    ETH_HEADER_LEN,
+    FRAME_OVERHEAD,
+    IPPROTO_UDP,
+    frame_header,
+    udp_payload,
+)
 from p4reduce.worker.job import JobSpec
 from p4reduce.worker.mmsg import BatchSocket
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .diag import Loc
+from p4reduce.softswitch.p4.diag import Loc
 
 
 @dataclass

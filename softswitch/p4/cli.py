@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .diag import CompileError
-from .frontend import compile_file
-from .ir import dumps
+from p4reduce.softswitch.p4.diag import CompileError
+from p4reduce.softswitch.p4.frontend import compile_file
+from p4reduce.softswitch.p4.ir import dumps
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,7 +40,9 @@ def _build_parser() -> _Parser:
 
 def _emit_p4info(ir: dict[str, Any]) -> str | None:
     try:
-        from . import p4info  # written separately; may be absent in a partial checkout
+        from p4reduce.softswitch.p4 import (
+            p4info,  # written separately; may be absent in a partial checkout
+        )
     except ImportError:
         return None
     emit = getattr(p4info, "emit", None)

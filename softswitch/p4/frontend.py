@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .diag import CompileError, Diagnostic
-from .lower import lower
-from .parser import parse
-from .preprocess import Preprocessor
+from p4reduce.softswitch.p4.diag import CompileError, Diagnostic
+from p4reduce.softswitch.p4.lower import lower
+from p4reduce.softswitch.p4.parser import parse
+from p4reduce.softswitch.p4.preprocess import Preprocessor
 
 
 def compile_source(text: str, filename: str = "<input>", defines: dict[str, str] | None = None,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .diag import Loc, error
+from p4reduce.softswitch.p4.diag import Loc, error
 
 PUNCT = [
     "&&&", "|+|", "|-|", "...", "..", "++", "<<", "<=", ">=", "==", "!=", "&&", "||",

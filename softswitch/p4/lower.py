@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any, ClassVar
 
-from . import ast as A
-from .diag import CompileError, Loc, error
-from .types import (
+from p4reduce.softswitch.p4 import ast as A
+from p4reduce.softswitch.p4.diag import CompileError, Loc, error
+from p4reduce.softswitch.p4.types import (
     BOOL,
     ERROR,
     INTLIT,

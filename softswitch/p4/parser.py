@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from . import ast as A
-from .diag import CompileError, Loc, error
-from .lexer import Token
+from p4reduce.softswitch.p4 import ast as A
+from p4reduce.softswitch.p4.diag import CompileError, Loc, error
+from p4reduce.softswitch.p4.lexer import Token
 
 BUILTIN_TYPES = {"bit", "int", "bool", "varbit", "error", "string", "void", "match_kind"}
 DIRECTIONS = {"in", "out", "inout"}

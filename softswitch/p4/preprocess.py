@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .diag import CompileError, error
-from .lexer import Token, tokenize
+from p4reduce.softswitch.p4.diag import CompileError, error
+from p4reduce.softswitch.p4.lexer import Token, tokenize
 
 INCLUDE_DIR = Path(__file__).parent / "include"
 MAX_INCLUDE_DEPTH = 50

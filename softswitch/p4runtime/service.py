@@ -22,7 +22,12 @@ from p4reduce.softswitch.p4runtime import entities
 from p4reduce.softswitch.p4runtime.arbitration import Arbitration, Connection, from_u128
 from p4reduce.softswitch.p4runtime.errors import P4RTError, from_control, invalid, no_pipeline
 from p4reduce.softswitch.p4runtime.packetio import build_packet_out, parse_packet_in
-from p4reduce.softswitch.p4runtime.pipeline_config import Loaded, PipelineFactory, default_factory, load
+from p4reduce.softswitch.p4runtime.pipeline_config import (
+    Loaded,
+    PipelineFactory,
+    default_factory,
+    load,
+)
 from p4reduce.softswitch.p4runtime.schema import encode_bits
 from p4reduce.softswitch.runtime.control import ControlError
 

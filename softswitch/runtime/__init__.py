@@ -15,11 +15,11 @@ Modules, one job each:
   (one epoll loop draining every socket port without blocking).
 """
 
-from .control import DigestMessage
-from .device import Device
-from .errors import PipelineError
-from .pipeline import Pipeline
-from .ports import MemoryPort, Port, PortSpecError, parse_port_spec
+from p4reduce.softswitch.runtime.control import DigestMessage
+from p4reduce.softswitch.runtime.device import Device
+from p4reduce.softswitch.runtime.errors import PipelineError
+from p4reduce.softswitch.runtime.pipeline import Pipeline
+from p4reduce.softswitch.runtime.ports import MemoryPort, Port, PortSpecError, parse_port_spec
 
 __all__ = ["Device", "DigestMessage", "MemoryPort", "Pipeline", "PipelineError", "Port",
            "PortSpecError", "parse_port_spec"]

@@ -12,9 +12,9 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import PipelineError
-from .layout import FieldSlot, HeaderSlots, Layout
-from .vectorize import VectorPlan
+from p4reduce.softswitch.runtime.errors import PipelineError
+from p4reduce.softswitch.runtime.layout import FieldSlot, HeaderSlots, Layout
+from p4reduce.softswitch.runtime.vectorize import VectorPlan
 
 Expr = dict[str, Any]
 Stmt = dict[str, Any]
@@ -649,7 +649,7 @@ class Codegen:
         raise PipelineError("hash algorithm must be a HashAlgorithm constant")
 
     def _algo_fn(self, name: str) -> str:
-        from .hashing import ALGORITHMS
+        from p4reduce.softswitch.runtime.hashing import ALGORITHMS
 
         if name == "random":
             return "_hash_random"

@@ -18,8 +18,8 @@ import select
 import threading
 from collections.abc import Callable
 
-from .pipeline import Pipeline
-from .ports import Port, pollable
+from p4reduce.softswitch.runtime.pipeline import Pipeline
+from p4reduce.softswitch.runtime.ports import Port, pollable
 
 log = logging.getLogger("p4reduce.softswitch.runtime.device")
 

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .control import ActionCall, Exact, FieldMatch, Lpm, Range, TableEntry, Ternary
-from .errors import PipelineError
+from p4reduce.softswitch.runtime.control import (
+    ActionCall,
+    Exact,
+    FieldMatch,
+    Lpm,
+    Range,
+    TableEntry,
+    Ternary,
+)
+from p4reduce.softswitch.runtime.errors import PipelineError
 
 
 def const_entry(table: dict[str, Any], ce: dict[str, Any]) -> TableEntry:

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from . import hashing
-from .codegen import (
+from p4reduce.softswitch.runtime import hashing
+from p4reduce.softswitch.runtime.codegen import (
     DROP_PORT,
     EGRESS_CLONE,
     INGRESS_CLONE,
@@ -29,7 +29,7 @@ from .codegen import (
     Generated,
     width_of,
 )
-from .control import (
+from p4reduce.softswitch.runtime.control import (
     ActionCall,
     CloneSession,
     ControlError,
@@ -41,10 +41,10 @@ from .control import (
     Replica,
     TableEntry,
 )
-from .entries import const_entry
-from .errors import PipelineError
-from .tables import ActionInfo, KeySpec, Table
-from .vectorize import (
+from p4reduce.softswitch.runtime.entries import const_entry
+from p4reduce.softswitch.runtime.errors import PipelineError
+from p4reduce.softswitch.runtime.tables import ActionInfo, KeySpec, Table
+from p4reduce.softswitch.runtime.vectorize import (
     VectorPlan,
     analyse,
     constant_subscripts,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .control import (
+from p4reduce.softswitch.runtime.control import (
     ActionCall,
     AlreadyExistsError,
     CounterValue,

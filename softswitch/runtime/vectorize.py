@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .errors import PipelineError
+from p4reduce.softswitch.runtime.errors import PipelineError
 
 Stmt = dict[str, Any]
 Expr = dict[str, Any]
@@ -172,7 +172,7 @@ class _Flat:
         self._stmt(stmt, None)
 
     def _stmt(self, s: Stmt, action: dict[str, Any] | None) -> None:
-        from .codegen import _Ctx
+        from p4reduce.softswitch.runtime.codegen import _Ctx
 
         kind = s["stmt"]
         if kind == "block":

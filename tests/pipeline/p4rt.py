@@ -19,7 +19,7 @@ from finsy import (
 from finsy.p4entity import P4Replica
 from finsy.proto import p4i, p4r, p4r_grpc
 
-from pipeline.case import DefaultAction, Entity, Entry, Group
+from tests.pipeline.case import DefaultAction, Entity, Entry, Group
 
 _ELECTION = p4r.Uint128(high=0, low=1)
 

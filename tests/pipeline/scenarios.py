@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.case import Expect, Send
-from pipeline.packets import Host, agg_frame, result_frame
+from tests.pipeline.case import Expect, Send
+from tests.pipeline.packets import Host, agg_frame, result_frame
 
 JOB = 7
 

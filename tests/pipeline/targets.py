@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.case import Case, DefaultAction, Entity, Group, mismatch
-from pipeline.p4rt import P4RuntimeClient
+from tests.pipeline.case import Case, DefaultAction, Entity, Group, mismatch
+from tests.pipeline.p4rt import P4RuntimeClient
 
 ROOT = Path(__file__).resolve().parents[2]
 P4_MAIN = ROOT / "p4src" / "aggregator.p4"

@@ -4,8 +4,8 @@ flooding, and jobs (jobs + members + multicast group + per-replica rewrite)."""
 from __future__ import annotations
 
 from p4reduce import contract as n
-from pipeline.case import Entity, Entry, Group
-from pipeline.packets import AGG_IP, AGG_MAC, Host, host
+from tests.pipeline.case import Entity, Entry, Group
+from tests.pipeline.packets import AGG_IP, AGG_MAC, Host, host
 
 NUM_PORTS = 34  # room for 32 workers plus an outsider
 

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.case import Entity
-from pipeline.p4rt import P4RuntimeClient
-from pipeline.targets import P4_MAIN, ROOT, compile_ir, p4info_of
+from tests.pipeline.case import Entity
+from tests.pipeline.p4rt import P4RuntimeClient
+from tests.pipeline.targets import P4_MAIN, ROOT, compile_ir, p4info_of
 
 _serial = itertools.count()
 SETTLE = 0.15  # seconds without a frame after which a port is considered quiet

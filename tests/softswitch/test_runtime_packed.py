@@ -1,0 +1,177 @@
+"""Packed header fields (one numpy array per lane run instead of one int per field) must
+behave exactly like the plain slot per field: same frames out, same register contents."""
+
+from __future__ import annotations
+
+import random
+import struct
+
+import pytest
+
+from p4reduce.softswitch.p4 import compile_source
+from p4reduce.softswitch.runtime import Pipeline
+from p4reduce.softswitch.runtime.control import Replica
+from p4reduce.softswitch.runtime.vectorize import live_functions, packed_conflicts
+from tests.support.runtime_ir import V1_PRELUDE, lanes_frame, lanes_p4
+
+K = 8
+
+
+def _mixed_p4(k: int = K, scalar_touch: bool = False) -> str:
+    """Lanes between sub-byte fields, a lane run in ingress and another in egress (per
+    multicast replica), so packed arrays are shared by replicas and replaced per copy.
+    With `scalar_touch` one lane field is also written by plain code: packing must back off."""
+    fields = "".join(f"bit<32> v{i}; " for i in range(k))
+    ing = "".join(f"Lane() l{i}; " for i in range(k))
+    egr = "".join(f"Bump() b{i}; " for i in range(k))
+    ing_apply = "".join(f"l{i}.apply(hdr.vals.v{i}, hdr.vals.idx); " for i in range(k))
+    egr_apply = "".join(f"b{i}.apply(hdr.vals.v{i}, (bit<32>)std.egress_rid); " for i in range(k))
+    touch = "hdr.vals.v3 = hdr.vals.v3 ^ 32w0x5a5a;" if scalar_touch else ""
+    return V1_PRELUDE + f"""
+header ethernet_t {{ bit<48> dst; bit<48> src; bit<16> etherType; }}
+header vals_t {{ bit<4> hi; bit<4> lo; bit<8> idx; {fields} bit<3> t0; bit<13> t1; }}
+struct headers {{ ethernet_t ethernet; vals_t vals; }}
+struct metadata {{ bit<8> unused; }}
+parser P(packet_in pkt, out headers hdr, inout metadata meta, inout standard_metadata_t std) {{
+    state start {{ pkt.extract(hdr.ethernet);
+        transition select(hdr.ethernet.etherType) {{ 0x88B5: parse_vals; default: accept; }} }}
+    state parse_vals {{ pkt.extract(hdr.vals); transition accept; }}
+}}
+control Lane(inout bit<32> value, in bit<8> idx) {{
+    register<bit<32>>(16) r;
+    action add() {{ bit<32> x; r.read(x, (bit<32>)idx); x = x + value; r.write((bit<32>)idx, x); value = x; }}
+    apply {{ add(); }}
+}}
+control Bump(inout bit<32> value, in bit<32> rid) {{
+    register<bit<32>>(4) seen;
+    action bump() {{ bit<32> c; seen.read(c, 0); c = c + 1; seen.write(0, c); value = value * 3 + rid + c; }}
+    apply {{ bump(); }}
+}}
+control I(inout headers hdr, inout metadata meta, inout standard_metadata_t std) {{
+    {ing}
+    apply {{
+        if (hdr.vals.isValid()) {{ {ing_apply} {touch} hdr.vals.lo = hdr.vals.hi; }}
+        if (hdr.vals.isValid() && hdr.vals.hi == 1) {{ std.mcast_grp = 7; }}
+        else {{ std.egress_spec = std.ingress_port; }}
+    }}
+}}
+control E(inout headers hdr, inout metadata meta, inout standard_metadata_t std) {{
+    {egr}
+    apply {{ if (hdr.vals.isValid()) {{ {egr_apply} hdr.vals.t0 = 5; }} }}
+}}
+control V(inout headers hdr, inout metadata meta) {{ apply {{ }} }}
+control C(inout headers hdr, inout metadata meta) {{ apply {{ }} }}
+control D(packet_out pkt, in headers hdr) {{ apply {{ pkt.emit(hdr.ethernet); pkt.emit(hdr.vals); }} }}
+V1Switch(P(), V(), I(), E(), C(), D()) main;
+"""
+
+
+def _mixed_frame(rng: random.Random, k: int = K) -> bytes:
+    eth = bytes(6) + bytes(6) + b"\x88\xb5"
+    first = rng.choice([0x10, 0x1F, 0x23, 0x05])  # hi == 1: multicast
+    idx = rng.choice([0, 3, 15, 16, 255])  # 16 and 255 are out of the registers' range
+    body = struct.pack(f"!BB{k}IH", first, idx, *(rng.getrandbits(32) for _ in range(k)), rng.getrandbits(16))
+    cut = rng.random()
+    if cut < 0.1:  # too short for vals: parser error, vals invalid
+        return eth + body[: rng.randrange(len(body))]
+    return eth + body + bytes(rng.randrange(3))
+
+
+def _three(ir: dict[str, object]) -> tuple[Pipeline, Pipeline, Pipeline]:
+    pipes = (Pipeline(ir), Pipeline(ir, pack=False), Pipeline(ir, vectorize=False))
+    for p in pipes:
+        p.mc_group_set(7, (Replica(1, 0), Replica(2, 1), Replica(3, 2)))
+    return pipes
+
+
+def _same_registers(pipes: tuple[Pipeline, ...]) -> None:
+    names = pipes[0].plan.registers
+    for name in names:
+        size = pipes[0].register_size(name)
+        ref = [pipes[-1].register_read(name, i) for i in range(size)]
+        for p in pipes[:-1]:
+            assert [p.register_read(name, i) for i in range(size)] == ref, name
+
+
+def test_lane_program_is_packed_and_agrees() -> None:
+    ir = compile_source(lanes_p4(k=16, reg_size=8))
+    packed, plain, scalar = Pipeline(ir), Pipeline(ir, pack=False), Pipeline(ir, vectorize=False)
+    assert packed.plan.packed and not plain.plan.packed and not scalar.plan.packed
+    assert "_PK" in packed.source and ".tolist()" not in packed.source
+    # the lane actions are dead (their calls became one vector run): their 16 locals
+    # are cut off the packet template
+    assert len(packed._init) == len(scalar._init) - 16
+    rng = random.Random(3)
+    for _ in range(300):
+        frame = lanes_frame(rng.choice([0, 1, 7, 8, 1 << 31]), [rng.getrandbits(32) for _ in range(16)])
+        if rng.random() < 0.1:
+            frame = frame[: rng.randrange(len(frame))]
+        out = scalar.process(2, frame)
+        assert packed.process(2, frame) == out
+        assert plain.process(2, frame) == out
+    _same_registers((packed, plain, scalar))
+
+
+def test_mixed_header_multicast_and_egress_runs_agree() -> None:
+    ir = compile_source(_mixed_p4())
+    pipes = _three(ir)
+    assert pipes[0].plan.packed  # both runs use the same slice: one packed run
+    assert len(pipes[0].plan.runs) == 2
+    rng = random.Random(11)
+    multicast = 0
+    for _ in range(400):
+        frame = _mixed_frame(rng)
+        outs = [p.process(1, frame) for p in pipes]
+        assert outs[0] == outs[2] and outs[1] == outs[2]
+        multicast += len(outs[2]) == 3
+    assert multicast > 50
+    _same_registers(pipes)
+    assert pipes[0].stats == pipes[2].stats
+
+
+def test_scalar_access_to_a_lane_disables_packing() -> None:
+    ir = compile_source(_mixed_p4(scalar_touch=True))
+    pipes = _three(ir)
+    assert not pipes[0].plan.packed
+    rng = random.Random(5)
+    for _ in range(150):
+        frame = _mixed_frame(rng)
+        outs = [p.process(1, frame) for p in pipes]
+        assert outs[0] == outs[2] and outs[1] == outs[2]
+    _same_registers(pipes)
+
+
+def test_conflict_scan_sees_scalar_and_slice_uses() -> None:
+    packed = {10: (20, 32)}
+    src = "def _ctl_ingress(S):\n    S[9] = S[20]\n    S[_PK10] = 1\n"
+    assert packed_conflicts(src, packed, set()) == []
+    assert packed_conflicts(src + "    S[0:11] = S[30:41]\n", packed, set()) == ["_ctl_ingress: S[0:11]"]
+    dead = "def _act_3(S):\n    S[12] = 0\n"
+    assert packed_conflicts(src + dead, packed, set()) == []  # nothing can call it
+    assert packed_conflicts(src + dead, packed, {"_act_3"}) == ["_act_3: S[12]"]
+    called = src + "    _act_3(S)\n" + dead
+    assert packed_conflicts(called, packed, set()) == ["_act_3: S[12]"]
+
+
+def test_live_functions_follow_calls_from_tables_and_live_code() -> None:
+    src = ("def _ctl_ingress(S):\n    _act_1(S)\n"
+           "def _act_1(S):\n    _act_2(S)\n"
+           "def _act_2(S):\n    pass\n"
+           "def _act_3(S):\n    pass\n"
+           "def _act_4(S):\n    _act_5(S)\n"
+           "def _act_5(S):\n    pass\n")
+    live = set(live_functions(src, set())) - {""}  # "": code outside any function
+    assert live == {"_ctl_ingress", "_act_1", "_act_2"}
+    assert set(live_functions(src, {"_act_4"})) - {""} == {"_ctl_ingress", "_act_1", "_act_2", "_act_4", "_act_5"}
+
+
+@pytest.mark.parametrize("k", [64, 256])
+def test_aggregator_lanes_are_packed(k: int) -> None:
+    """The program the benchmarks run: every lane field is packed, nothing falls back."""
+    from tests.pipeline.targets import compile_ir
+
+    ir = compile_ir(NUM_LANES=k)
+    p = Pipeline(ir)
+    assert [b - a for a, (b, _) in p.plan.packed.items()] == [k]
+    # each lane action's two locals (cur, updated) are off the template
+    assert len(p._init) <= len(Pipeline(ir, vectorize=False)._init) - 2 * k
