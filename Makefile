@@ -60,12 +60,15 @@ bench: $(STAMP)
 	@mkdir -p bench/results
 	$(PY) -m bench.run $(BENCH)
 
-# make run [MODE=auto|loopback|mininet] [HOSTS=4] [LOSS=0] [STEPS=300] [TOPO=star|twotier]
+# make run [MODEL=wide|small] [MODE=auto|loopback|mininet] [HOSTS=4] [LOSS=0]
+#          [STEPS=40 for wide, 300 for small] [LANES=256] [TOPO=star|twotier]
 #          [BW=Mbit/s, per host link] [DELAY=1ms] [SWITCH=softswitch|bmv2]  (TOPO, BW, DELAY: Mininet only)
+MODEL ?= wide
 MODE ?= auto
 HOSTS ?= 4
 LOSS ?= 0
-STEPS ?= 300
+STEPS ?=
+LANES ?= 256
 TOPO ?= star
 BW ?= 100
 DELAY ?= 1ms
@@ -78,7 +81,8 @@ run: $(STAMP) p4
 	  { echo "installing Debian's mininet and ethtool"; apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mininet ethtool; }; \
 	fi
-	$(PY) mininet/demo.py --mode $(MODE) --hosts $(HOSTS) --loss $(LOSS) --steps $(STEPS) \
+	$(PY) mininet/demo.py --model $(MODEL) --mode $(MODE) --hosts $(HOSTS) --loss $(LOSS) \
+	  $(if $(STEPS),--steps $(STEPS)) --lanes $(LANES) \
 	  --topo $(TOPO) --bw $(BW) --delay $(DELAY) --switch $(SWITCH)
 
 # make bench-mininet [BENCH_ARGS="--workers 2,4 --sizes 1M,16M ..."]  (root; see --help)

@@ -128,7 +128,24 @@ def compile_p4(run_dir: Path, lanes: int | None = None) -> Path:
     return build
 
 
-def start_loopback(procs: Procs, hosts: int, loss: float, build: Path) -> dict[str, str]:
+def compile_p4c(build: Path, lanes: int | None = None) -> Path:
+    """BMv2 runs p4c's JSON, not our IR: compile the same program with the real p4c into
+    build/p4c (the controller pushes these files with --target bmv2)."""
+    out = build / "p4c"
+    out.mkdir(parents=True, exist_ok=True)
+    defines = [f"-DNUM_LANES={lanes}"] if lanes is not None else []
+    r = subprocess.run(["p4c", "--target", "bmv2", "--arch", "v1model", *defines,
+                        "--p4runtime-files", str(out / "aggregator.p4info.txtpb"),
+                        "-o", str(out), str(ROOT / "p4src" / "aggregator.p4")],
+                       capture_output=True, text=True, timeout=600)
+    (build.parent / "p4c-bmv2.log").write_text(r.stdout + r.stderr)
+    if r.returncode != 0:
+        raise DemoError(f"p4c failed on p4src/aggregator.p4, see {build.parent / 'p4c-bmv2.log'}")
+    return out
+
+
+def start_loopback(procs: Procs, hosts: int, loss: float, build: Path,
+                   lanes: int | None = None) -> dict[str, str]:
     """Softswitch + controller on 127.0.0.1; the P4REDUCE_* variables ranks need."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     tunnels = [free_port() for _ in range(hosts)]
@@ -145,7 +162,8 @@ def start_loopback(procs: Procs, hosts: int, loss: float, build: Path) -> dict[s
                    "ipv4": f"10.0.1.{r + 1}", "port": r + 1, "tunnel": f"127.0.0.1:{p}"}
                   for r, p in enumerate(tunnels)],
     }, indent=2))
-    controller = start_controller(procs, switch_addr, build, topology, "127.0.0.1")
+    controller = start_controller(procs, switch_addr, build, topology, "127.0.0.1",
+                                  lanes=lanes)
     return {"P4REDUCE_CONTROLLER": controller, "P4REDUCE_TOPOLOGY": str(topology),
             "P4REDUCE_JOB": f"demo-{os.getpid()}", "P4REDUCE_TIMEOUT": "30"}
 
@@ -154,9 +172,9 @@ def start_controller(procs: Procs, switch_addr: str, build: Path, topology: Path
                      listen_ip: str, target: str = "softswitch", lanes: int | None = None) -> str:
     """`p4reduce-ctl serve` in the root namespace; its API address once it is up."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    files = (["--target", "bmv2"] if target == "bmv2" else
-             ["--p4info", str(build / "aggregator.p4info.txtpb"),
-              "--device-config", str(build / "aggregator.json")])
+    files_dir = build / "p4c" if target == "bmv2" else build
+    files = ["--target", target, "--p4info", str(files_dir / "aggregator.p4info.txtpb"),
+             "--device-config", str(files_dir / "aggregator.json")]
     if lanes is not None:
         files += ["--k", str(lanes)]
     ctl = procs.start("controller", [
@@ -180,7 +198,7 @@ def start_mininet(procs: Procs, args: argparse.Namespace, build: Path,
     switch_addr = mn.switch_ready()
     topology = mn.topology(procs.run_dir / "topology.json")
     controller = start_controller(procs, switch_addr, build, topology, mn.mgmt_ip,
-                                  args.switch)
+                                  args.switch, args.lanes)
     # rendezvous, gloo (and the backend's own gloo group) on the data links through the
     # P4 switch, like p4reduce's packets; only the controller API is on the management bridge
     common = mnrun.data_env(tag)
@@ -192,7 +210,7 @@ def start_mininet(procs: Procs, args: argparse.Namespace, build: Path,
 
 def train(procs: Procs, progress: Progress, backend: str, hosts: int, steps: int,
           extra_env: dict[str, str], timeout_s: float,
-          net: Any = None) -> list[dict[str, Any]]:
+          net: Any = None, model: str = "wide") -> list[dict[str, Any]]:
     """Run the ranks of one training; each rank's summary, by rank.
 
     With a Mininet `net`, rank r runs on its host r+1 and `extra_env` values that hold
@@ -205,7 +223,7 @@ def train(procs: Procs, progress: Progress, backend: str, hosts: int, steps: int
     outs = [procs.run_dir / f"{backend}-rank{r}.json" for r in range(hosts)]
     ranks = [procs.start(f"{backend}-rank{r}", [
         PY, str(ROOT / "mininet" / "demo_rank.py"), "--backend", backend,
-        "--steps", str(steps), "--out", str(outs[r])],
+        "--steps", str(steps), "--model", model, "--out", str(outs[r])],
         {**{k: v.replace("{r}", str(r + 1)) for k, v in base.items()},
          "RANK": str(r), "LOCAL_RANK": str(r)}, mn_hosts[r]) for r in range(hosts)]
     task = progress.add_task(f"{backend:9s}", total=steps)
@@ -239,11 +257,14 @@ def summarize(name: str, ranks: list[dict[str, Any]]) -> dict[str, Any]:
         "allreduce_ms": 1000 * sum(r["allreduce_s"] for r in ranks) / n,
         "packets_sent": sum(r["packets_sent"] for r in ranks),
         "retransmitted": sum(r["retransmitted"] for r in ranks),
+        "grad_bytes": ranks[0].get("grad_bytes", 0),
     }
 
 
 def table(rows: list[dict[str, Any]], args: argparse.Namespace, run_dir: Path) -> Table:
-    t = Table(title=f"p4reduce demo: {args.hosts} ranks, {args.steps} steps, "
+    t = Table(title=f"p4reduce demo: {args.model} model "
+                    f"({rows[0].get('grad_bytes', 0) / 1e6:.2f} MB of gradient), "
+                    f"{args.hosts} ranks, {args.steps} steps, K={args.lanes}, "
                     f"{summary_mode(args)}, drop {args.loss}")
     for col in ("backend", "final loss", "accuracy", "ms/step", "allreduce ms",
                 "packets", "resent"):
@@ -280,7 +301,8 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"make run: {message}\n")
 
 
-MAKE_VARS = {"--mode": "MODE", "--hosts": "HOSTS", "--loss": "LOSS", "--steps": "STEPS",
+DEFAULT_STEPS = {"wide": 40, "small": 300}
+MAKE_VARS = {"--model": "MODEL", "--lanes": "LANES", "--mode": "MODE", "--hosts": "HOSTS", "--loss": "LOSS", "--steps": "STEPS",
              "--topo": "TOPO", "--bw": "BW", "--delay": "DELAY", "--switch": "SWITCH"}
 MAX_TC_MBIT = 1000.0  # Mininet's TCLink ignores a rate above this (with a warning)
 
@@ -290,7 +312,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mode", choices=("auto", "loopback", "mininet"), default="auto")
     p.add_argument("--hosts", type=int, default=4)
     p.add_argument("--loss", type=float, default=0.0, help="drop probability on switch ports")
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--model", choices=("wide", "small"), default="wide",
+                   help="wide: 1.09 M parameters, 4.4 MB of gradient per step (default); "
+                        "small: examples/train_ddp.py's model, 27 KB")
+    p.add_argument("--steps", type=int, help="default: 40 for wide, 300 for small")
+    p.add_argument("--lanes", type=int, default=256,
+                   help="values per packet K the program is compiled with (default 256)")
     p.add_argument("--timeout", type=float, default=200.0, help="seconds per training")
     p.add_argument("--run-dir", type=Path, help="default: a new build/run/<time>-<pid>")
     p.add_argument("--json", type=Path, help="also write the summary here")
@@ -304,14 +331,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--hosts must be 2..32, not {a.hosts}")
     if not 0.0 <= a.loss < 1.0:
         p.error(f"--loss is a drop probability in [0, 1), not {a.loss}")
+    if a.steps is None:
+        a.steps = DEFAULT_STEPS[a.model]
     if a.steps < 1:
         p.error("--steps must be at least 1")
+    if a.lanes not in range(8, 257, 8):
+        p.error(f"--lanes must be a multiple of 8 in 8..256, not {a.lanes}")
     if not 0.0 < a.bw <= MAX_TC_MBIT:
         p.error(f"--bw is a link rate in Mbit/s, in (0, {MAX_TC_MBIT:g}], not {a.bw:g}")
     if not re.fullmatch(r"\d+(\.\d+)?(us|ms|s)", a.delay):
         p.error(f"--delay must be a time such as 1ms, 500us or 0.1s, not {a.delay!r}")
-    if a.switch == "bmv2" and shutil.which("simple_switch_grpc") is None:
-        p.error("--switch bmv2 needs BMv2's simple_switch_grpc, which is not on PATH")
+    if a.switch == "bmv2":
+        for tool in ("simple_switch_grpc", "p4c"):
+            if shutil.which(tool) is None:
+                p.error(f"--switch bmv2 needs {tool} (BMv2 and p4c), which is not on PATH")
     return a
 
 
@@ -349,7 +382,9 @@ def main(argv: list[str] | None = None) -> int:
                                "loss": args.loss, "run_dir": str(run_dir), "ok": False}
     status = 1
     try:
-        build = compile_p4(run_dir)
+        build = compile_p4(run_dir, args.lanes)
+        if args.switch == "bmv2":
+            compile_p4c(build, args.lanes)
         net: Any = None
         gloo_env: dict[str, str] = {}
         if mode == "mininet":
@@ -357,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             summary["tag"] = tag = f"d{os.getpid() % 10000}"
             net, env, gloo_env = start_mininet(procs, args, build, tag)
         else:
-            env = start_loopback(procs, args.hosts, args.loss, build)
+            env = start_loopback(procs, args.hosts, args.loss, build, args.lanes)
         console.print(f"switch and controller up ({env['P4REDUCE_CONTROLLER']}); logs in {run_dir}")
         with Progress(TextColumn("{task.description}"), BarColumn(),
                       TextColumn("{task.completed}/{task.total} steps"), TimeElapsedColumn(),
@@ -366,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
             for backend, benv in (("p4reduce", env), ("gloo", gloo_env)):
                 before = net.switch_rx_packets() if net is not None else 0
                 ranks = train(procs, progress, backend, args.hosts, args.steps, benv,
-                              args.timeout, net)
+                              args.timeout, net, args.model)
                 rows.append(summarize(backend, ranks))
                 if net is not None:  # proof that this backend's traffic crossed the P4 switch
                     rows[-1]["switch_rx_packets"] = net.switch_rx_packets() - before

@@ -1,9 +1,15 @@
-"""One rank of the demo's training run: the model of examples/train_ddp.py under DDP.
+"""One rank of the demo's training run under DDP: a wide MLP, or the example's small one.
 
 Run as a script by `mininet/demo.py` with torchrun's variables (RANK, WORLD_SIZE,
 MASTER_ADDR, MASTER_PORT) and, for the p4reduce backend, the P4REDUCE_* ones:
 
-    python mininet/demo_rank.py --backend p4reduce --steps 100 --out rank0.json
+    python mininet/demo_rank.py --backend p4reduce --steps 100 --out rank0.json [--model small]
+
+The default model (`wide`) has 1.09 M parameters, a 4.4 MB gradient per step: enough that
+the allreduce, not the computation, sets the pace on a 100 Mbit/s network, which is the
+situation in-network aggregation is for. `small` is examples/train_ddp.py's own model
+(27 KB of gradient), where no allreduce method can matter much. Both learn the same
+generated data (the example's teacher map), so their losses read the same way.
 
 The gradients' allreduce goes through a DDP communication hook that only times the
 call, so that both backends are measured the same way (issue to completion). Packets and
@@ -37,6 +43,23 @@ def train_module() -> Any:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+#: the demo's models: name -> (hidden width, hidden layers); `small` is the example's own
+MODELS = {"wide": 1024, "small": 0}
+
+
+def make_model(name: str, seed: int) -> torch.nn.Module:
+    """The named model with the same initial weights on every rank."""
+    if name == "small":
+        model: torch.nn.Module = train_module().make_model(seed)
+        return model
+    width = MODELS[name]
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Linear(32, width), torch.nn.ReLU(), torch.nn.Linear(width, width),
+        torch.nn.ReLU(), torch.nn.Linear(width, 8),
+    )
 
 
 def held_out(module: torch.nn.Module, seed: int, w_true: torch.Tensor) -> tuple[float, float]:
@@ -92,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--model", choices=sorted(MODELS), default="wide")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, type=Path)
     args = p.parse_args(argv)
@@ -102,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo_rank: cannot start the {args.backend!r} process group: {e}", file=sys.stderr)
         return 1
     rank, world = dist.get_rank(), dist.get_world_size()
-    model = DistributedDataParallel(ex.make_model(args.seed))
+    model = DistributedDataParallel(make_model(args.model, args.seed))
     timer = Timer(world)
     model.register_comm_hook(timer, timed_allreduce)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
@@ -127,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     train_s = time.perf_counter() - t_start
     final_loss, accuracy = held_out(model.module, args.seed, w_true)
     result = {
-        "rank": rank, "backend": args.backend, "steps": args.steps,
+        "rank": rank, "backend": args.backend, "steps": args.steps, "model": args.model,
+        "grad_bytes": 4 * sum(p.numel() for p in model.parameters()),
         "final_loss": final_loss, "accuracy": accuracy,
         "step_s": train_s / max(args.steps, 1),
         "allreduce_s": timer.total / max(timer.calls, 1),

@@ -181,18 +181,31 @@ class MininetRun:
         return int(self.switch.ports[peer])
 
     def switch_ready(self) -> str:
-        """gRPC address of the switch once it says it is ready."""
+        """gRPC address of the switch once its P4Runtime server accepts a connection.
+
+        Readiness is the gRPC channel becoming ready, never a line of the switch's log:
+        BMv2's stdout is block-buffered when it goes to a file, so a log line can arrive
+        long after the server listens (or never, before the process exits)."""
+        import grpc
+
+        addr = f"127.0.0.1:{topos.P4Switch.grpc_port}"
         path = topos.P4Switch.log_path
         deadline = time.monotonic() + START_TIMEOUT_S
         proc = self.switch.proc
-        while time.monotonic() < deadline:
-            text = path.read_text(errors="replace") if path.exists() else ""
-            if "ready" in text or "Server listening" in text:
-                return f"127.0.0.1:{topos.P4Switch.grpc_port}"
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"the switch exited with {proc.returncode}: {text.strip()[-300:]}")
-            time.sleep(0.1)
-        raise RuntimeError(f"the switch did not start within {START_TIMEOUT_S:.0f} s")
+        with grpc.insecure_channel(addr) as channel:
+            ready = grpc.channel_ready_future(channel)
+            while time.monotonic() < deadline:
+                try:
+                    ready.result(timeout=0.2)
+                    return addr
+                except grpc.FutureTimeoutError:
+                    pass
+                if proc is not None and proc.poll() is not None:
+                    text = path.read_text(errors="replace") if path.exists() else ""
+                    raise RuntimeError(
+                        f"the switch exited with {proc.returncode}: {text.strip()[-300:]}")
+        raise RuntimeError(f"the switch's P4Runtime server at {addr} did not answer within "
+                           f"{START_TIMEOUT_S:.0f} s (log: {path})")
 
     def topology(self, path: Path) -> Path:
         path.write_text(json.dumps({

@@ -24,7 +24,7 @@ DEMO = ROOT / "mininet" / "demo.py"
 def _run(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
     out = tmp_path / "summary.json"
     proc = subprocess.run([sys.executable, str(DEMO), "--mode", "loopback", "--hosts", "3",
-                           "--steps", "8", "--run-dir", str(tmp_path / "run"), "--json", str(out),
+                           "--model", "small", "--steps", "8", "--run-dir", str(tmp_path / "run"), "--json", str(out),
                            *extra], cwd=ROOT, capture_output=True, text=True, timeout=150)
     return proc, json.loads(out.read_text())
 
@@ -67,7 +67,7 @@ def test_a_failing_training_is_one_line_and_leaves_nothing(tmp_path: Path) -> No
 def test_interrupt_stops_every_process(tmp_path: Path, sig: int) -> None:
     out = tmp_path / "summary.json"
     proc = subprocess.Popen([sys.executable, str(DEMO), "--mode", "loopback", "--hosts", "2",
-                             "--steps", "100000", "--run-dir", str(tmp_path / "run"),
+                             "--model", "small", "--steps", "100000", "--run-dir", str(tmp_path / "run"),
                              "--json", str(out)], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:

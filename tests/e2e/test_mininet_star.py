@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(mininet_missing() is not None, reason=str(minine
 def test_star_allreduce_through_softswitch_and_nothing_left(tmp_path: Path) -> None:
     out = tmp_path / "summary.json"
     proc = subprocess.run([sys.executable, str(DEMO), "--mode", "mininet", "--topo", "star",
-                           "--hosts", "4", "--steps", "6", "--loss", "0.02", "--timeout", "120",
+                           "--hosts", "4", "--model", "small", "--steps", "6", "--loss", "0.02", "--timeout", "120",
                            "--run-dir", str(tmp_path / "run"), "--json", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=280)
     summary = json.loads(out.read_text())
@@ -55,7 +55,7 @@ def test_star_allreduce_through_softswitch_and_nothing_left(tmp_path: Path) -> N
 def test_sigterm_mid_training_removes_the_network(tmp_path: Path) -> None:
     out = tmp_path / "summary.json"
     proc = subprocess.Popen([sys.executable, str(DEMO), "--mode", "mininet", "--hosts", "2",
-                             "--steps", "100000", "--timeout", "150",
+                             "--model", "small", "--steps", "100000", "--timeout", "150",
                              "--run-dir", str(tmp_path / "run"), "--json", str(out)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rank0 = tmp_path / "run" / "p4reduce-rank0.log"

@@ -36,7 +36,7 @@ def test_twotier_allreduce_through_the_spine_and_nothing_left(tmp_path: Path) ->
     out = tmp_path / "summary.json"
     run = tmp_path / "run"
     proc = subprocess.run([sys.executable, str(DEMO), "--mode", "mininet", "--topo", "twotier",
-                           "--hosts", "4", "--steps", "6", "--timeout", "120",
+                           "--hosts", "4", "--model", "small", "--steps", "6", "--timeout", "120",
                            "--run-dir", str(run), "--json", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=280)
     summary = json.loads(out.read_text())
