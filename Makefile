@@ -60,10 +60,10 @@ bench: $(STAMP)
 	@mkdir -p bench/results
 	$(PY) -m bench.run $(BENCH)
 
-# make run [MODEL=wide|small] [MODE=auto|loopback|mininet] [HOSTS=4] [LOSS=0]
+# make run [MODEL=wide|small (small with bmv2)] [MODE=auto|loopback|mininet] [HOSTS=4] [LOSS=0]
 #          [STEPS=40 for wide, 300 for small] [LANES=256] [TOPO=star|twotier]
 #          [BW=Mbit/s, per host link] [DELAY=1ms] [SWITCH=softswitch|bmv2]  (TOPO, BW, DELAY: Mininet only)
-MODEL ?= wide
+MODEL ?=
 MODE ?= auto
 HOSTS ?= 4
 LOSS ?= 0
@@ -81,7 +81,7 @@ run: $(STAMP) p4
 	  { echo "installing Debian's mininet and ethtool"; apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mininet ethtool; }; \
 	fi
-	$(PY) mininet/demo.py --model $(MODEL) --mode $(MODE) --hosts $(HOSTS) --loss $(LOSS) \
+	$(PY) mininet/demo.py $(if $(MODEL),--model $(MODEL)) --mode $(MODE) --hosts $(HOSTS) --loss $(LOSS) \
 	  $(if $(STEPS),--steps $(STEPS)) --lanes $(LANES) \
 	  --topo $(TOPO) --bw $(BW) --delay $(DELAY) --switch $(SWITCH)
 
