@@ -61,14 +61,14 @@ bench: $(STAMP)
 	$(PY) -m bench.run $(BENCH)
 
 # make run [MODEL=wide|small (small with bmv2)] [MODE=auto|loopback|mininet] [HOSTS=4] [LOSS=0]
-#          [STEPS=40 for wide, 300 for small] [LANES=256] [TOPO=star|twotier]
+#          [STEPS=40 for wide, 300 for small] [LANES=256 (64 with bmv2)] [TOPO=star|twotier]
 #          [BW=Mbit/s, per host link] [DELAY=1ms] [SWITCH=softswitch|bmv2]  (TOPO, BW, DELAY: Mininet only)
 MODEL ?=
 MODE ?= auto
 HOSTS ?= 4
 LOSS ?= 0
 STEPS ?=
-LANES ?= 256
+LANES ?=
 TOPO ?= star
 BW ?= 100
 DELAY ?= 1ms
@@ -82,7 +82,7 @@ run: $(STAMP) p4
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mininet ethtool; }; \
 	fi
 	$(PY) mininet/demo.py $(if $(MODEL),--model $(MODEL)) --mode $(MODE) --hosts $(HOSTS) --loss $(LOSS) \
-	  $(if $(STEPS),--steps $(STEPS)) --lanes $(LANES) \
+	  $(if $(STEPS),--steps $(STEPS)) $(if $(LANES),--lanes $(LANES)) \
 	  --topo $(TOPO) --bw $(BW) --delay $(DELAY) --switch $(SWITCH)
 
 # make bench-mininet [BENCH_ARGS="--workers 2,4 --sizes 1M,16M ..."]  (root; see --help)
