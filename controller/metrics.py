@@ -73,8 +73,9 @@ class ControllerCollector:
         try:
             per_job = mgr.counters(None)
             global_rejects = mgr.rejected()
-        except (ControllerError, OSError) as e:  # the switch is away: the rest still counts
-            log.debug("metrics: counters unavailable: %s", e)
+        except Exception as e:  # the switch is away or mid-reconnect: the rest still counts
+            log.debug("metrics: counters unavailable: %s",
+                      e.message if isinstance(e, ControllerError) else e)
             per_job, global_rejects, ok = {}, {}, 0.0
         gauges = {
             name: GaugeMetricFamily(f"{PREFIX}_job_{name}", text, labels=labels)

@@ -135,3 +135,19 @@ def test_unreachable_metrics_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["top", "--once", "--metrics", f"127.0.0.1:{port}"]) == 3
     err = capsys.readouterr().err
     assert "cannot read metrics" in err and err.count("\n") == 1
+
+
+def test_a_switch_that_cannot_be_read_leaves_the_rest(
+        served: tuple[JobManager, MemorySwitch, MetricsServer],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from p4reduce.controller.errors import SwitchError
+
+    mgr, sw, server = served
+    _join(mgr, "j", 1, range(1))
+
+    def fail(keys: object) -> None:
+        raise SwitchError("the switch went away")
+
+    monkeypatch.setattr(sw, "read_counters", fail)
+    snap = scrape(server.address)
+    assert not snap.counters_ok and snap.jobs["j"].workers == 1 and snap.jobs["j"].packets == {}
