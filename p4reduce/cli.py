@@ -161,6 +161,8 @@ def up(opts: Options, command: list[str]) -> int:
                 if dead:
                     raise UpError(f"{dead[0]} (log: {cluster.run_dir})")
             status = 0
+        elif stop.event.is_set():  # interrupted while starting: do not start the command
+            status = 128 + stop.signum
         else:
             _say(" ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()))
             status = _run(command, env, stop)
