@@ -39,7 +39,7 @@ LINT_TREE := $(BUILD)/lint
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	@rm -rf $(LINT_TREE) && mkdir -p $(LINT_TREE)/p4reduce
-	@for d in worker controller softswitch p4src; do ln -s $(CURDIR)/$$d $(LINT_TREE)/p4reduce/$$d; done
+	@for d in worker controller softswitch p4src examples; do ln -s $(CURDIR)/$$d $(LINT_TREE)/p4reduce/$$d; done
 	@for f in p4reduce/*; do ln -s $(CURDIR)/$$f $(LINT_TREE)/p4reduce/; done
 	cd $(LINT_TREE) && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml \
 	  --cache-dir $(CURDIR)/.mypy_cache -p p4reduce

@@ -29,47 +29,63 @@ from p4reduce.controller.topology import load as load_topology
 
 log = logging.getLogger("p4reduce.controller")
 
-DEFAULT_FILES = {
-    "softswitch": ("build/aggregator.p4info.txtpb", "build/aggregator.json"),
-    "bmv2": ("build/p4c/aggregator.p4info.txtpb", "build/p4c/aggregator.json"),
-}
+#: where `make p4` puts p4c's output for --target bmv2 (softswitch needs no files: the
+#: shipped program is compiled into the user's cache, see controller/pipeline.py)
+BMV2_FILES = ("build/p4c/aggregator.p4info.txtpb", "build/p4c/aggregator.json")
+TARGETS = ("softswitch", "bmv2")
 
 
-def add_serve_parser(sub: Any) -> None:
+def add_serve_parser(sub: Any, parents: list[argparse.ArgumentParser] | None = None) -> None:
+    from p4reduce.controller import argtypes as at
+    from p4reduce.controller.metrics import DEFAULT_METRICS
+    from p4reduce.examples import LOOPBACK_TOPOLOGY
+
     s = sub.add_parser(
         "serve",
+        parents=parents or [],
         help="run the controller: P4Runtime primary of one switch, and the controller API",
         description="Run the controller. It pushes the pipeline, installs forwarding for the"
-        " topology's hosts, and serves the controller API until SIGINT/SIGTERM.",
+        " topology's hosts, and serves the controller API (default 127.0.0.1:50051) and"
+        f" Prometheus metrics (default {DEFAULT_METRICS}) until SIGINT/SIGTERM. With no"
+        " arguments it pushes the shipped aggregator.p4, compiled once into"
+        " ~/.cache/p4reduce, to a switch on 127.0.0.1:9559, for the shipped loopback"
+        " topology.",
     )
     s.add_argument(
         "--switch",
-        metavar="ADDR",
+        metavar="HOST:PORT",
+        type=at.address,
         default="127.0.0.1:9559",
         help="P4Runtime server of the switch (default 127.0.0.1:9559)",
     )
-    s.add_argument("--device-id", type=int, default=0)
+    s.add_argument("--device-id", type=at.count(0, 2**64 - 1), default=0,
+                   help="P4Runtime device id (default 0)")
     s.add_argument(
         "--connect-timeout",
-        type=float,
+        type=at.seconds,
         default=10.0,
+        metavar="SECONDS",
         help="seconds to wait for the switch at start (default 10)",
     )
     s.add_argument(
         "--election-id",
-        type=int,
+        type=at.count(1, 2**64 - 1),
         default=1,
         help="P4Runtime election id; the highest connected id is primary (default 1)",
     )
     s.add_argument(
         "--target",
-        choices=sorted(DEFAULT_FILES),
+        choices=TARGETS,
         default="softswitch",
-        help="which compiler's files to push: softswitch (p4reduce-p4c IR) or bmv2 (p4c JSON)",
+        help="which compiler's files to push: softswitch (p4reduce-p4c IR; default: the"
+        " shipped program, compiled into the cache) or bmv2 (p4c JSON, default"
+        f" {BMV2_FILES[1]} from `make p4`)",
     )
     s.add_argument("--p4info", type=Path, help="P4Info text file (default by --target)")
     s.add_argument("--device-config", type=Path, help="device config (default by --target)")
-    s.add_argument("--topology", type=Path, required=True, help="hosts file, YAML or JSON")
+    s.add_argument("--topology", type=Path, default=LOOPBACK_TOPOLOGY,
+                   help="hosts file, YAML or JSON (default: the shipped loopback topology,"
+                   " 4 ranks on UDP tunnels 127.0.0.1:9001..9004)")
     s.add_argument(
         "--state",
         type=Path,
@@ -77,28 +93,44 @@ def add_serve_parser(sub: Any) -> None:
         help="SQLite state file (default ./p4reduce-controller.db)",
     )
     s.add_argument(
-        "--listen", default="127.0.0.1:50051", help="controller API address (port 0: any free port)"
+        "--listen",
+        type=at.listen_address,
+        metavar="HOST:PORT",
+        default="127.0.0.1:50051",
+        help="controller API address (default 127.0.0.1:50051; port 0: any free port)",
+    )
+    s.add_argument(
+        "--metrics",
+        metavar="HOST:PORT|off",
+        type=_metrics_address,
+        default=None,
+        help=f"Prometheus metrics address, http://HOST:PORT/metrics (default {DEFAULT_METRICS},"
+        " or any free port when that one is taken; port 0: any free port; off: none)",
     )
     s.add_argument(
         "--num-slots",
-        type=int,
+        type=at.count(1, 2**31),
         default=n.DEFAULT_SLOT_PAIRS,
         help=f"register space in slots, NUM_SLOTS of the program (default {n.DEFAULT_SLOT_PAIRS})",
     )
     s.add_argument(
-        "--default-slots", type=int, default=256, help="slots per job when not asked (default 256)"
+        "--default-slots", type=at.count(1, 2**31), default=256,
+        help="slots per job when not asked (default 256)",
     )
     s.add_argument(
         "--k",
-        type=int,
+        type=at.count(1, 4096),
         default=n.DEFAULT_K,
-        help=f"values per packet of the program (default {n.DEFAULT_K})",
+        help=f"values per packet of the program (default {n.DEFAULT_K}); the shipped program"
+        " is compiled with this NUM_LANES",
     )
-    s.add_argument("--lease", type=float, default=60.0, help="job lease in seconds (default 60)")
+    s.add_argument("--lease", type=at.seconds, default=60.0, metavar="SECONDS",
+                   help="job lease in seconds (default 60)")
     s.add_argument(
         "--resync",
-        type=float,
+        type=at.seconds,
         default=60.0,
+        metavar="SECONDS",
         help="seconds between full read-backs that repair entries changed behind the"
         " controller's back (default 60)",
     )
@@ -107,7 +139,27 @@ def add_serve_parser(sub: Any) -> None:
         action="store_true",
         help="no switch: keep entries in memory (to try the API and CLI)",
     )
-    s.add_argument("-v", "--verbose", action="store_true")
+
+
+def _metrics_address(text: str) -> str:
+    from p4reduce.controller import argtypes as at
+
+    return text if text.strip().lower() == "off" else at.listen_address(text)
+
+
+def _pipeline_files(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The P4Info and device config to push: as given, else the target's default."""
+    if args.p4info is not None and args.device_config is not None:
+        return args.p4info, args.device_config
+    if args.target == "bmv2":
+        return args.p4info or Path(BMV2_FILES[0]), args.device_config or Path(BMV2_FILES[1])
+    from p4reduce.controller.pipeline import shipped
+
+    built = shipped(args.k)
+    if built.compiled_now:
+        print(f"p4reduce-ctl serve: compiled the shipped aggregator.p4 (K={args.k}) into"
+              f" {built.device_config.parent}", flush=True)
+    return args.p4info or built.p4info, args.device_config or built.device_config
 
 
 def connect(args: argparse.Namespace) -> SwitchBackend:
@@ -115,9 +167,7 @@ def connect(args: argparse.Namespace) -> SwitchBackend:
         return MemorySwitch()
     from p4reduce.controller.p4rt import P4RuntimeSwitch, load_p4info
 
-    p4info_path, config_path = DEFAULT_FILES[args.target]
-    p4info_file = args.p4info or Path(p4info_path)
-    config_file = args.device_config or Path(config_path)
+    p4info_file, config_file = _pipeline_files(args)
     info = load_p4info(p4info_file)
     try:
         config = config_file.read_bytes()
@@ -134,6 +184,30 @@ def connect(args: argparse.Namespace) -> SwitchBackend:
         raise
     log.info("pipeline %s", "pushed" if pushed else "kept")
     return sw
+
+
+def start_metrics(args: argparse.Namespace, mgr: JobManager) -> Any:
+    """The metrics server of --metrics, or None for `off`. The default address falls back
+    to any free port when taken (a second controller on the machine); an address the user
+    asked for must be free."""
+    from p4reduce.controller.argtypes import split_hostport
+    from p4reduce.controller.metrics import DEFAULT_METRICS, MetricsServer
+
+    if args.metrics is not None and args.metrics.strip().lower() == "off":
+        return None
+    host, port = split_hostport(args.metrics or DEFAULT_METRICS, allow_port_zero=True)
+    host = host.strip("[]")
+    try:
+        return MetricsServer(mgr, host, port)
+    except OSError as e:
+        if args.metrics is not None:
+            raise ControllerError(f"--metrics {args.metrics}: {e.strerror or e}") from None
+        log.warning("metrics: %s is in use (%s); serving them on a free port", DEFAULT_METRICS,
+                    e.strerror or e)
+        try:
+            return MetricsServer(mgr, host, 0)
+        except OSError as e2:
+            raise ControllerError(f"metrics: cannot listen on {host}: {e2.strerror}") from None
 
 
 class Watch:
@@ -198,6 +272,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    api: ApiServer | None = None
     try:
         topo = load_topology(args.topology)
         switch = connect(args)
@@ -211,12 +286,17 @@ def run_serve(args: argparse.Namespace) -> int:
         mgr = JobManager(store, switch, topo, settings)
         plan = mgr.start()
         api = ApiServer(mgr, args.listen)
+        metrics = start_metrics(args, mgr)
     except ControllerError as e:
+        if api is not None:
+            api.stop()
         print(f"p4reduce-ctl serve: error: {e.message}", file=sys.stderr)
         return 1
     role = "primary" if switch.is_primary() else "backup (read-only)"
+    shown = f"; metrics on {metrics.url}" if metrics is not None else ""
     print(
-        f"p4reduce-ctl serve: controller API on {api.address}; switch {args.switch if not args.memory_switch else 'in memory'}"
+        f"p4reduce-ctl serve: controller API on {api.address}{shown}; switch"
+        f" {args.switch if not args.memory_switch else 'in memory'}"
         f" as {role}; {len(mgr.jobs())} jobs restored; reconcile {plan.summary()}",
         flush=True,
     )
@@ -227,6 +307,8 @@ def run_serve(args: argparse.Namespace) -> int:
             watch.tick()
         except ControllerError as e:
             log.warning("%s", e.message)
+    if metrics is not None:
+        metrics.stop()
     api.stop()
     close = getattr(mgr.switch, "close", None)
     if close is not None:

@@ -1,5 +1,6 @@
 """p4reduce-ctl against an in-process controller (in-memory switch) over real gRPC:
-every command, --json, --help, and the documented exit codes."""
+every command, --json, --help, global flags on either side of the command, bad input of
+every command (exit 2, one line naming the flag), and the documented exit codes."""
 
 from __future__ import annotations
 
@@ -73,6 +74,7 @@ HELP_COMMANDS = [
     ["counters"],
     ["workers"],
     ["switch"],
+    ["top"],
 ]
 
 
@@ -144,12 +146,8 @@ def test_job_lifecycle_tables_and_json(
         (["job", "show", "ghost"], "unknown job 'ghost'"),
         (["job", "delete", "ghost"], "unknown job 'ghost'"),
         (["counters", "ghost"], "unknown job 'ghost'"),
-        (["job", "create", "x", "--workers", "0"], "world size 0"),
-        (["job", "create", "x", "--workers", "33"], "world size 33"),
         (["job", "create", "x", "--workers", "2", "--slots", "5000"], "slot count 5000"),
         (["job", "create", "bad/name", "--workers", "2"], "job name"),
-        (["job", "create", "x", "--workers", "-1"], "invalid request"),
-        (["job", "create", "x", "--workers", "2", "--slots", str(1 << 40)], "invalid request"),
     ],
 )
 def test_controller_errors_exit_1_with_message_and_change_nothing(
@@ -162,6 +160,7 @@ def test_controller_errors_exit_1_with_message_and_change_nothing(
     before = dict(sw.rows)
     code, out, err = run(capsys, *argv)
     assert code == 1 and text in err and "Traceback" not in err and out == ""
+    assert err.count("\n") == 1 and err.startswith("p4reduce-ctl: error: ")
     assert dict(sw.rows) == before and mgr.jobs() == []
 
 
@@ -174,13 +173,151 @@ def test_duplicate_job_exit_1(
     assert [v.job.world_size for v in ctl[0].jobs()] == [2]
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [["nonsense"], ["job", "create", "x"], ["job", "create", "x", "--workers", "two"], ["job"]],
-)
-def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
-    code, _, err = run(capsys, *argv)
-    assert code == 2 and "usage:" in err
+BAD_INPUT = [
+    # global flags, before and after the command
+    (["--controller", "127.0.0.1:99999", "jobs"], "--controller", "port 99999"),
+    (["jobs", "--controller", "localhost"], "--controller", "not host:port"),
+    (["--controller", "300.1.2.3:50051", "slots"], "--controller", "not an IPv4 address"),
+    (["workers", "--controller", "[::1:50051"], "--controller", "[v6 address]:port"),
+    (["--controller", "bad_host!:50051", "switch"], "--controller", "not a host name"),
+    (["--controller", "127.0.0.1:", "jobs"], "--controller", "not a number"),
+    (["--timeout", "0", "jobs"], "--timeout", "more than 0"),
+    (["switch", "--timeout", "-1"], "--timeout", "more than 0"),
+    (["counters", "--timeout", "nan"], "--timeout", "more than 0"),
+    (["slots", "--timeout", "soon"], "--timeout", "not a number"),
+    # job
+    (["job", "create", "x", "--workers", "-1"], "--workers", "out of range 1..32"),
+    (["job", "create", "x", "--workers", "0"], "--workers", "out of range 1..32"),
+    (["job", "create", "x", "--workers", "33"], "--workers", "out of range 1..32"),
+    (["job", "create", "x", "--workers", "two"], "--workers", "not a whole number"),
+    (["job", "create", "x", "--workers", "2", "--slots", "-5"], "--slots", "out of range"),
+    (["job", "create", "x", "--workers", "2", "--slots", str(1 << 40)], "--slots", "out of range"),
+    (["job", "create", "x"], "--workers", "required"),
+    (["job", "show"], "name", "required"),
+    (["job", "delete"], "name", "required"),
+    (["job"], "ACTION", "required"),
+    (["job", "rename", "x"], "ACTION", "invalid choice"),
+    ([], "COMMAND", "required"),
+    (["nonsense"], "COMMAND", "invalid choice"),
+    (["slots", "--bogus"], "--bogus", "unrecognized"),
+    (["counters", "a", "b"], "b", "unrecognized"),
+    # top
+    (["top", "--metrics", "127.0.0.1:0"], "--metrics", "out of range 1..65535"),
+    (["top", "--metrics", "metrics"], "--metrics", "not host:port"),
+    (["top", "--interval", "0"], "--interval", "more than 0"),
+    # serve
+    (["serve", "--switch", "127.0.0.1:99999"], "--switch", "out of range"),
+    (["serve", "--listen", "1.2.3:5"], "--listen", "not an IPv4 address"),
+    (["serve", "--listen", "127.0.0.1:-1"], "--listen", "not a number"),
+    (["serve", "--metrics", "127.0.0.1:70000"], "--metrics", "out of range 0..65535"),
+    (["serve", "--lease", "0"], "--lease", "more than 0"),
+    (["serve", "--resync", "-1"], "--resync", "more than 0"),
+    (["serve", "--connect-timeout", "0"], "--connect-timeout", "more than 0"),
+    (["serve", "--k", "-1"], "--k", "out of range"),
+    (["serve", "--num-slots", "-3"], "--num-slots", "out of range"),
+    (["serve", "--default-slots", "0"], "--default-slots", "out of range"),
+    (["serve", "--election-id", "-1"], "--election-id", "out of range"),
+    (["serve", "--device-id", "-1"], "--device-id", "out of range"),
+    (["serve", "--target", "tofino"], "--target", "invalid choice"),
+]
+
+
+@pytest.mark.parametrize(("argv", "flag", "why"), BAD_INPUT, ids=lambda x: " ".join(x)
+                         if isinstance(x, list) else None)
+def test_bad_input_is_one_line_naming_the_flag_and_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], flag: str, why: str
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 2, err
+    assert out == "" and err.count("\n") == 1 and err.endswith("\n"), err
+    assert err.startswith("p4reduce-ctl") and ": error: " in err
+    assert flag in err and why in err, err
+
+
+def test_a_malformed_controller_variable_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("P4REDUCE_CONTROLLER", "127.0.0.1:99999")
+    code, out, err = run(capsys, "jobs")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "$P4REDUCE_CONTROLLER" in err and "port 99999" in err
+
+
+def test_global_flags_go_before_or_after_the_command(
+    ctl: tuple[JobManager, MemorySwitch],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    assert run(capsys, "job", "create", "alpha", "--workers", "2")[0] == 0
+    address = os.environ["P4REDUCE_CONTROLLER"]
+    monkeypatch.delenv("P4REDUCE_CONTROLLER")
+    outputs = set()
+    for argv in (
+        ["--json", "--controller", address, "jobs"],
+        ["jobs", "--json", "--controller", address],
+        ["--controller", address, "jobs", "--json", "--timeout", "5"],
+        ["--timeout", "5", "--json", "jobs", "--controller", address],
+    ):
+        code, out, err = run(capsys, *argv)
+        assert code == 0, err
+        outputs.add(out)
+    (only,) = outputs
+    assert [j["name"] for j in json.loads(only)] == ["alpha"]
+    code, out, err = run(capsys, "job", "show", "alpha", "--controller", address, "--json")
+    assert code == 0 and json.loads(out)["name"] == "alpha"
+
+
+def test_tables_are_never_cut_when_stdout_is_not_a_terminal(
+    ctl: tuple[JobManager, MemorySwitch],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mgr, sw = ctl
+    monkeypatch.setenv("COLUMNS", "30")  # a narrow terminal would have to cut or wrap
+    name = "a-rather-long-job-name-that-no-narrow-table-could-hold-whole"
+    assert run(capsys, "job", "create", name, "--workers", "3", "--slots", "1000")[0] == 0
+    sw.counters[(n.COUNTER_AGGREGATED, mgr.job(name).job.id)] = (123456789012, 1)
+    for argv in (["jobs"], ["slots"], ["counters"], ["job", "show", name]):
+        code, out, _ = run(capsys, *argv)
+        assert code == 0
+        assert name in out, out  # whole, on one line
+        assert "…" not in out and "│" not in out  # plain columns, not a rich table
+    code, out, _ = run(capsys, "counters")
+    assert "123456789012" in out
+    header, row = out.splitlines()[1:3]
+    assert header.split()[:2] == ["job", "id"] and row.split()[0] == name
+
+
+def test_serve_help_shows_the_api_and_metrics_addresses(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, "serve", "--help")
+    text = " ".join(out.split())
+    assert code == 0 and "127.0.0.1:50051" in text and "127.0.0.1:9464" in text
+    assert "loopback topology" in text
+
+
+def test_grpc_core_log_lines_only_with_verbose(tmp_path: Path) -> None:
+    """A port already taken makes gRPC's C core log its own error line; only --verbose
+    lets it through, the controller's one line is there either way."""
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = s.getsockname()[1]
+        env = {k: v for k, v in __import__("os").environ.items() if k != "GRPC_VERBOSITY"}
+        base = [sys.executable, "-m", "p4reduce.controller.cli", "serve", "--memory-switch",
+                "--listen", f"127.0.0.1:{taken}", "--metrics", "off",
+                "--state", str(tmp_path / "s.db")]
+        quiet = subprocess.run(base, capture_output=True, text=True, env=env, timeout=60)
+        loud = subprocess.run([*base, "-v"], capture_output=True, text=True, env=env, timeout=60)
+    assert quiet.returncode == loud.returncode == 1
+    assert quiet.stderr.count("\n") == 1 and "cannot listen on" in quiet.stderr
+    assert len(loud.stderr.splitlines()) > 1 and "cannot listen on" in loud.stderr
 
 
 def test_unreachable_controller_exits_3(
@@ -192,6 +329,10 @@ def test_unreachable_controller_exits_3(
     monkeypatch.delenv("P4REDUCE_CONTROLLER", raising=False)
     code, _, err = run(capsys, "--controller", f"127.0.0.1:{port}", "--timeout", "2", "jobs")
     assert code == 3 and "cannot reach the controller" in err
+    assert err.count("\n") == 1 and f"127.0.0.1:{port}" in err
+    code, _, err = run(capsys, "--controller", "no-such-host.invalid:50051", "--timeout", "5",
+                       "jobs")
+    assert code == 3 and "cannot resolve no-such-host.invalid" in err and err.count("\n") == 1
 
 
 def test_serve_with_bad_topology_is_a_clear_error(

@@ -91,7 +91,17 @@ def test_tunnel_transport_without_tunnel_is_refused() -> None:
 
 def test_no_address_is_refused() -> None:
     with pytest.raises(ConfigError, match="has no address"):
-        from_env(0, 1, {"P4REDUCE_CONTROLLER": "h:1"})
+        from_env(0, 1, {"P4REDUCE_CONTROLLER": "h:1", "P4REDUCE_TRANSPORT": "udp"})
+
+
+def test_no_topology_nor_address_means_the_shipped_loopback_topology() -> None:
+    """The same default as `p4reduce-ctl serve --topology`: rank r is host r+1, on its tunnel."""
+    env = {"P4REDUCE_CONTROLLER": "h:1"}
+    cfg = from_env(2, 3, env)
+    assert (cfg.ipv4, cfg.mac, cfg.transport) == ("10.0.1.3", "02:00:00:00:01:03", "tunnel")
+    assert (cfg.tunnel_host, cfg.tunnel_port) == ("127.0.0.1", 9003)
+    with pytest.raises(ConfigError, match="rank 4 has no address: the default loopback"):
+        from_env(4, 5, env)
 
 
 # --- Work -----------------------------------------------------------------------------

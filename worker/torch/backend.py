@@ -3,11 +3,21 @@
 allreduce (and allreduce_coalesced) of float32/float16/bfloat16/int32 with SUM or AVG go
 to the switch; every other collective, op or dtype goes to a gloo group built on the same
 store under its own prefix, so a script using broadcast, barrier or MAX still runs, only
-without in-network aggregation for those calls (a one-time warning says which and why).
+without in-network aggregation for those calls.
+
+Which of those calls deserve a warning: a collective the user's code issues that goes to
+gloo (a MAX, an int64 tensor, a broadcast: once per kind and reason, pointing at the
+user's line), and a gradient allreduce that cannot use the switch. Not the collectives
+torch issues for its own set-up, such as DDP's parameter-shape check (an allgather) and
+its initial state sync (a broadcast), nor barriers, which carry no data to aggregate:
+those are logged at debug level only, so a plain DDP script starts without warnings.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 import warnings
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -24,13 +34,56 @@ BACKEND_NAME = "p4reduce"
 SWITCH_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.int32)
 _SWITCH_OPS = {dist.ReduceOp.SUM: False, dist.ReduceOp.AVG: True}  # op -> average?
 _warned: set[str] = set()
+_logged: set[str] = set()
+log = logging.getLogger("p4reduce.worker.torch")
+
+#: collectives without data to reduce: the switch could never take them
+_SYNC_ONLY = frozenset({"barrier", "monitored_barrier"})
+#: torch functions that issue collectives of their own while setting groups up
+_TORCH_SETUP = frozenset({"init_process_group", "new_group", "_new_group_with_tag",
+                          "new_subgroups", "new_subgroups_by_enumeration",
+                          "destroy_process_group", "_store_based_barrier"})
+#: torch modules whose collectives are the library's own bookkeeping (DDP's set-up checks,
+#: its state and buffer syncs), never a call the user wrote
+_TORCH_INTERNAL = (os.sep + os.path.join("nn", "parallel") + os.sep,)
+_OURS = os.path.dirname(os.path.abspath(__file__))
+_TORCH = os.path.dirname(os.path.abspath(torch.__file__))
 
 
-def _warn_once(key: str, why: str) -> None:
+def _caller() -> tuple[bool, int]:
+    """(issued by torch itself, stacklevel of the first frame outside torch and us),
+    seen from `_fallback`'s caller. Frames are walked outwards until the user's code: a
+    torch set-up function or a DDP-internal module on the way means torch issued it."""
+    frame = sys._getframe(2)
+    level = 2  # stacklevel 2 is the frame below: _fallback's caller
+    internal = False
+    while frame is not None:
+        path = frame.f_code.co_filename
+        if not path.startswith(_OURS):
+            if not path.startswith(_TORCH):
+                break
+            if frame.f_code.co_name in _TORCH_SETUP or any(
+                    part in path[len(_TORCH):] for part in _TORCH_INTERNAL):
+                internal = True
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return internal, level
+
+
+def _fallback(key: str, why: str, collective: str) -> None:
+    """Say once per `key` that a call goes to gloo: a warning at the user's line when
+    the user (or a gradient allreduce) issued it, a debug line when torch did."""
+    internal, level = _caller()
+    text = f"p4reduce: {why}; this call goes through gloo instead of the switch"
+    if internal or collective in _SYNC_ONLY:
+        if key not in _logged:
+            _logged.add(key)
+            log.debug("%s (%s)", text, "a barrier" if collective in _SYNC_ONLY
+                      else "issued by torch itself")
+        return
     if key not in _warned:
         _warned.add(key)
-        warnings.warn(f"p4reduce: {why}; this call goes through gloo instead of the switch",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(text, RuntimeWarning, stacklevel=level)
 
 
 class FutureWork(dist.Work):
@@ -79,7 +132,7 @@ class FutureWork(dist.Work):
 
 def _delegate(name: str) -> Any:
     def method(self: P4ReduceProcessGroup, *args: Any, **kwargs: Any) -> Any:
-        _warn_once(name, f"{name} is not aggregated by the switch (only allreduce is)")
+        _fallback(name, f"{name} is not aggregated by the switch (only allreduce is)", name)
         return getattr(self.gloo, name)(*args, **kwargs)
 
     method.__name__ = name
@@ -135,7 +188,7 @@ class P4ReduceProcessGroup(dist.ProcessGroup):
                    opts: Any) -> dist.Work:
         reason = self._switch_reason(tensors, op)
         if reason is not None:
-            _warn_once(f"{gloo_call}:{reason}", reason)
+            _fallback(f"{gloo_call}:{reason}", reason, gloo_call)
             if op == dist.ReduceOp.AVG:
                 return self._gloo_average(tensors, gloo_call, opts)
             work: dist.Work = getattr(self.gloo, gloo_call)(tensors, opts)

@@ -8,7 +8,10 @@ of its children the same environment.
 
     P4REDUCE_CONTROLLER   host:port of `p4reduce-ctl serve` (required)
     P4REDUCE_JOB          job name (default torch-MASTER_ADDR-MASTER_PORT)
-    P4REDUCE_TOPOLOGY     the controller's hosts file; rank r is host r (or P4REDUCE_HOST)
+    P4REDUCE_TOPOLOGY     the controller's hosts file; rank r is host r (or P4REDUCE_HOST).
+                          Default, when no address is given either: the shipped loopback
+                          topology (4 ranks on tunnels 127.0.0.1:9001..9004), which is
+                          also `p4reduce-ctl serve`'s default; `p4reduce up` sets its own
     P4REDUCE_HOST         name of this rank's host in the topology (list: by rank)
     P4REDUCE_MAC, P4REDUCE_IPV4   this rank's address, instead of the topology (lists ok)
     P4REDUCE_UDP_PORT     UDP port results are sent to (list ok; default 40000 + rank)
@@ -83,8 +86,21 @@ def _hostport(text: str, name: str) -> tuple[str, int]:
     return host, _int(port, name, 1, 65535)
 
 
+def _default_topology(env: Mapping[str, str], rank: int) -> str | None:
+    """The shipped loopback topology, for a rank given neither a topology nor an address
+    and not told to use plain UDP: it matches `p4reduce-ctl serve`'s default, so the
+    loopback quick start needs no file at all."""
+    if any(_pick(env, k, rank) for k in ("P4REDUCE_MAC", "P4REDUCE_IPV4")):
+        return None
+    if _pick(env, "P4REDUCE_TRANSPORT", rank) == "udp":
+        return None
+    from p4reduce.examples import LOOPBACK_TOPOLOGY
+
+    return str(LOOPBACK_TOPOLOGY)
+
+
 def _topology_host(env: Mapping[str, str], rank: int) -> dict[str, Any] | None:
-    path = env.get("P4REDUCE_TOPOLOGY")
+    path = env.get("P4REDUCE_TOPOLOGY") or _default_topology(env, rank)
     if not path:
         return None
     try:
@@ -103,6 +119,11 @@ def _topology_host(env: Mapping[str, str], rank: int) -> dict[str, Any] | None:
                 return dict(h)
         raise ConfigError(f"P4REDUCE_HOST={name!r} is not a host of {path}")
     if rank >= len(hosts):
+        if not env.get("P4REDUCE_TOPOLOGY"):
+            raise ConfigError(
+                f"rank {rank} has no address: the default loopback topology has {len(hosts)} "
+                "hosts; set P4REDUCE_TOPOLOGY (`p4reduce up --ranks N` writes one) or "
+                "P4REDUCE_MAC and P4REDUCE_IPV4")
         raise ConfigError(f"P4REDUCE_TOPOLOGY: {path} lists {len(hosts)} hosts; rank {rank} has none")
     return dict(hosts[rank])
 
