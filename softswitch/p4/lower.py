@@ -11,10 +11,11 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import CompileError, Loc, error
+from p4reduce.softswitch.p4.ir import Program
 from p4reduce.softswitch.p4.types import (
     BOOL,
     ERROR,
@@ -1597,9 +1598,9 @@ class Lowerer:
         }
 
 
-def lower(prog: A.Program, source: str) -> IR:
+def lower(prog: A.Program, source: str) -> Program:
     try:
-        return Lowerer(prog, source).run()
+        return cast(Program, Lowerer(prog, source).run())
     except RecursionError:
         raise error(Loc(source, 1, 1), "program nested too deeply") from None
 
