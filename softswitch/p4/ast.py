@@ -1,5 +1,5 @@
 """Abstract syntax tree of the P4_16 subset. Nodes are plain dataclasses that keep a
-location; the checker/lowering pass (`lower.py`) gives them meaning."""
+location; the checker/lowering pass (`lower/`) gives them meaning."""
 
 from __future__ import annotations
 

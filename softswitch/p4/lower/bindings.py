@@ -1,0 +1,117 @@
+"""What names are bound to while lowering (values, actions, tables, extern, control and
+parser instances, packets), lexical scopes, the place code is being lowered at (`Ctx`),
+and small helpers on annotations and IR field paths shared by the lowering modules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from p4reduce.softswitch.p4 import ast as A
+from p4reduce.softswitch.p4.types import T
+
+IR = dict[str, Any]
+
+
+# ---- bindings ----------------------------------------------------------------------------
+@dataclass
+class Val:
+    ir: IR
+    writable: bool
+    what: str  # for messages: "in parameter 'x'", "constant 'C'"
+
+
+@dataclass
+class ActionB:
+    qname: str
+    decl: A.ActionDecl
+    scope: Scope
+
+
+@dataclass
+class TableB:
+    qname: str
+    decl: A.TableDecl
+    ir: IR
+
+
+@dataclass
+class ExternInst:
+    qname: str
+    ext: A.ExternDecl
+    env: dict[str, T]
+    ir: IR | None
+
+
+@dataclass
+class BlockInst:
+    decl: A.ControlDecl | A.ParserDecl
+    path: str  # instance path below the top-level block
+    ctor: dict[str, Val]
+    applied: bool = False
+
+
+@dataclass
+class PacketB:
+    out: bool
+
+
+Binding = Val | ActionB | TableB | ExternInst | BlockInst | PacketB
+
+
+@dataclass
+class Scope:
+    names: dict[str, Binding] = field(default_factory=dict)
+    parent: Scope | None = None
+
+    def lookup(self, name: str) -> Binding | None:
+        s: Scope | None = self
+        while s is not None:
+            b = s.names.get(name)
+            if b is not None:
+                return b
+            s = s.parent
+        return None
+
+
+@dataclass
+class Ctx:
+    """Where code is being lowered: the top-level block, the instance path and scope."""
+
+    kind: str  # "control", "parser", "action"
+    top: str
+    prefix: str  # qualified-name prefix for objects: "MyIngress." / "MyIngress.lane0."
+    scope: Scope
+    locals: list[IR]
+    local_names: set[str]
+    pre: list[IR] = field(default_factory=list)
+    action: A.ActionDecl | None = None
+    label: str | None = None
+    is_deparser: bool = False
+
+
+def field_paths(e: Any) -> list[list[Any]]:
+    """Root-based paths of every field an expression reads or names."""
+    out: list[list[Any]] = []
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, dict):
+            if x.get("op") == "field" and "base" not in x:
+                out.append(list(x["path"]))
+            else:
+                stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+    return out
+
+
+def anno_ir(annos: list[A.Annotation]) -> list[IR]:
+    return [{"name": a.name, "body": a.body} for a in annos]
+
+
+def anno_get(annos: list[A.Annotation], name: str) -> A.Annotation | None:
+    for a in annos:
+        if a.name == name:
+            return a
+    return None

@@ -1,0 +1,160 @@
+"""Calls: argument binding against extern and action signatures, extern methods and
+functions, direct action calls and packet_in/packet_out methods."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from p4reduce.softswitch.p4 import ast as A
+from p4reduce.softswitch.p4.diag import error
+from p4reduce.softswitch.p4.lower.bindings import IR, ActionB, Ctx, ExternInst, PacketB
+from p4reduce.softswitch.p4.types import VOID, T, bit, show
+
+if TYPE_CHECKING:
+    from p4reduce.softswitch.p4.lower.context import Lowering
+
+
+class Calls:
+    def __init__(self, cx: Lowering) -> None:
+        self.cx = cx
+
+    def nargs(self, c: A.Call, n: int) -> None:
+        if len(c.args) != n:
+            raise error(c.loc, f"expected {n} argument(s), got {len(c.args)}")
+
+    def pick(self, methods: list[A.MethodDecl], c: A.Call, what: str) -> A.MethodDecl:
+        fits = [m for m in methods if sum(1 for p in m.params if p.default is None) <= len(c.args) <= len(m.params)]
+        if not fits:
+            counts = sorted({len(m.params) for m in methods})
+            exp = " or ".join(str(n) for n in counts)
+            raise error(c.loc, f"{what} expects {exp} argument(s), got {len(c.args)}")
+        return fits[0]
+
+    def bind_args(self, m: A.MethodDecl, c: A.Call, ctx: Ctx, env: dict[str, T], what: str) -> list[IR]:
+        env = dict(env)
+        # A method's type parameters shadow global types of the same name (v1model's
+        # `hash<O, T, D, M>` next to a program's deparser control `D`).
+        for tp in m.type_params:
+            env.setdefault(tp, {"kind": "typevar", "name": tp})
+        for tp, ta in zip(m.type_params, c.type_args, strict=False):
+            env[tp] = self.cx.typerefs.resolve_type(ta, {})
+        out: list[IR] = []
+        for p, a in zip(m.params, c.args, strict=False):
+            pt = self.cx.typerefs.resolve_type(p.type, env)
+            if p.direction in ("out", "inout"):
+                ir = self.cx.exprs.lvalue(a, ctx)
+            else:
+                ir = self.cx.exprs.expr(a, ctx, pt if pt["kind"] != "typevar" else None)
+            if pt["kind"] == "typevar":
+                if ir["type"]["kind"] == "intlit":
+                    if pt.get("default32"):
+                        ir = self.cx.exprs.const(ir["value"], bit(32))
+                    else:
+                        raise error(a.loc, f"cannot infer the type of argument '{p.name}' of {what} from an integer literal; add a cast")
+                env[pt["name"]] = ir["type"]
+                pt = ir["type"]
+            ir = self.cx.exprs.coerce(ir, pt, a.loc, f"for parameter '{p.name}' of {what}")
+            out.append(ir)
+        return out
+
+    def extern_method(self, c: A.Call, b: ExternInst, ctx: Ctx, out: list[IR], want_value: bool) -> IR:
+        assert isinstance(c.func, A.Member)
+        mname = c.func.member
+        methods = [m for m in b.ext.methods if m.name == mname and m.ret is not None]
+        if not methods:
+            raise error(c.func.mloc or c.func.loc, f"extern '{b.ext.name}' has no method '{mname}'")
+        if want_value:
+            methods = [m for m in methods if m.ret is not None and not (isinstance(m.ret, A.NamedType) and m.ret.name == "void")] or methods
+        else:
+            methods = [m for m in methods if isinstance(m.ret, A.NamedType) and m.ret.name == "void"] or methods
+        m = self.pick(methods, c, f"{b.ext.name}.{mname}")
+        env = dict(b.env)
+        args = self.bind_args(m, c, ctx, env, f"{b.ext.name}.{mname}")
+        for k, v in b.env.items():
+            if v["kind"] == "typevar":
+                for p, a in zip(m.params, args, strict=False):
+                    if isinstance(p.type, A.NamedType) and p.type.name == k:
+                        b.env[k] = a["type"]
+                        if b.ir is not None and b.ext.name == "register" and k == "T":
+                            b.ir["type"] = a["type"]
+        assert m.ret is not None
+        rt = self.cx.typerefs.resolve_type(m.ret, b.env)
+        stmt: IR = {"stmt": "method", "object": b.qname, "kind": b.ext.name, "method": mname, "args": args}
+        if rt["kind"] != "void":
+            if not want_value:
+                raise error(c.loc, f"the result of {b.ext.name}.{mname}() is not used")
+            tmp = self.cx.new_local(f"tmp_{mname}_{self.cx.next_tmp()}", rt, ctx)
+            stmt["args"] = [tmp, *args]
+            out.append(stmt)
+            return tmp
+        if want_value:
+            raise error(c.loc, f"{b.ext.name}.{mname}() does not return a value")
+        out.append(stmt)
+        return {"op": "const", "value": 0, "type": dict(VOID)}
+
+    def extern_func(self, c: A.Call, name: str, ctx: Ctx) -> list[IR]:
+        m = self.pick(self.cx.funcs[name], c, name)
+        if name == "verify":
+            if ctx.kind != "parser":
+                raise error(c.loc, "verify() may only be called in a parser")
+            args = self.bind_args(m, c, ctx, {}, name)
+            if args[1]["op"] != "const":
+                raise error(c.args[1].loc, "verify() needs a constant error, e.g. error.NoMatch")
+            return [{"stmt": "verify", "cond": args[0], "error": args[1]["value"]}]
+        if ctx.kind == "parser" and name not in ("log_msg", "assert", "assume", "hash", "random", "verify_checksum", "verify_checksum_with_payload"):
+            raise error(c.loc, f"{name}() cannot be called in a parser")
+        args = self.bind_args(m, c, ctx, {}, name)
+        st: IR = {"stmt": "extern", "name": name, "args": args}
+        if name == "digest":
+            dt = args[1]["type"]
+            if c.type_args:
+                dt = self.cx.typerefs.resolve_type(c.type_args[0], {})
+            if dt["kind"] != "struct" and dt["kind"] != "header":
+                raise error(c.args[1].loc, "digest data must be a struct (declare one for the fields you send)")
+            names = [d["name"] for d in self.cx.out.digests]
+            if dt["name"] not in names:
+                self.cx.out.digests.append({"name": dt["name"], "type": dt})
+                names.append(dt["name"])
+            st["digest"] = names.index(dt["name"])
+        if name == "log_msg" and args[0]["op"] != "string":
+            raise error(c.args[0].loc, "log_msg needs a string literal as its format")
+        return [st]
+
+    def action_call(self, c: A.Call, b: ActionB, ctx: Ctx) -> IR:
+        if ctx.action is not None and ctx.top == b.qname:
+            raise error(c.loc, f"action '{b.decl.name}' calls itself; recursion is not allowed in P4")
+        params = b.decl.params
+        if len(c.args) != len(params):
+            raise error(c.loc, f"action '{b.decl.name}' expects {len(params)} argument(s), got {len(c.args)}")
+        self.cx.decls.lower_action(b)
+        args: list[IR] = []
+        for p, a in zip(params, c.args, strict=True):
+            pt = self.cx.typerefs.resolve_type(p.type, {})
+            ir = self.cx.exprs.lvalue(a, ctx) if p.direction in ("out", "inout") else self.cx.exprs.expr(a, ctx, pt)
+            ir = self.cx.exprs.coerce(ir, pt, a.loc, f"for parameter '{p.name}' of action '{b.decl.name}'")
+            args.append({"dir": "in" if p.direction == "none" else p.direction, "expr": ir})
+        return {"stmt": "call", "action": b.qname, "args": args}
+
+    def packet_call(self, c: A.Call, b: PacketB, m: str, ctx: Ctx) -> list[IR]:
+        if not b.out:
+            if m == "extract":
+                if len(c.args) != 1:
+                    raise error(c.loc, "extract takes one header argument (varbit extraction is not supported)")
+                h = self.cx.exprs.lvalue(c.args[0], ctx)
+                if h["type"]["kind"] != "header":
+                    raise error(c.args[0].loc, f"extract needs a header, not {show(h['type'])}")
+                return [{"stmt": "extract", "header": h}]
+            if m == "advance":
+                self.nargs(c, 1)
+                n = self.cx.exprs.coerce(self.cx.exprs.expr(c.args[0], ctx, bit(32)), bit(32), c.args[0].loc, "in advance()")
+                return [{"stmt": "advance", "bits": n}]
+            if m == "lookahead":
+                raise error(c.loc, "the result of lookahead() is not used")
+            raise error(c.func.loc, f"packet_in has no method '{m}'")
+        if m == "emit":
+            self.nargs(c, 1)
+            h = self.cx.exprs.expr(c.args[0], ctx, None)
+            if h["type"]["kind"] not in ("header", "struct", "stack"):
+                raise error(c.args[0].loc, f"emit needs a header, header stack or struct, not {show(h['type'])}")
+            return [{"stmt": "emit", "header": h}]
+        raise error(c.func.loc, f"packet_out has no method '{m}'")

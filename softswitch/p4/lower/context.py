@@ -1,0 +1,125 @@
+"""The shared context of the lowering modules: the program-wide symbol tables, the IR
+objects collected so far, and one lowerer per construct, which reach each other through
+it (`cx.exprs.expr(...)`, `cx.tables.lower_table(...)`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+from p4reduce.softswitch.p4 import ast as A
+from p4reduce.softswitch.p4.diag import Loc, error
+from p4reduce.softswitch.p4.lower.bindings import IR, Binding, Ctx, Scope, anno_get
+from p4reduce.softswitch.p4.lower.calls import Calls
+from p4reduce.softswitch.p4.lower.controls import Controls
+from p4reduce.softswitch.p4.lower.decls import Decls
+from p4reduce.softswitch.p4.lower.exprs import Exprs
+from p4reduce.softswitch.p4.lower.parsers import Parsers
+from p4reduce.softswitch.p4.lower.program import ProgramLowering
+from p4reduce.softswitch.p4.lower.stmts import Stmts
+from p4reduce.softswitch.p4.lower.tables import Tables
+from p4reduce.softswitch.p4.lower.typerefs import TypeRefs
+from p4reduce.softswitch.p4.types import T
+
+
+@dataclass
+class Outputs:
+    """Program-level IR objects, filled in as declarations and instances are lowered."""
+
+    types: IR = field(default_factory=lambda: {"headers": {}, "structs": {}})
+    actions: dict[str, IR] = field(default_factory=dict)
+    tables: dict[str, IR] = field(default_factory=dict)
+    registers: list[IR] = field(default_factory=list)
+    counters: list[IR] = field(default_factory=list)
+    direct_counters: list[IR] = field(default_factory=list)
+    meters: list[IR] = field(default_factory=list)
+    direct_meters: list[IR] = field(default_factory=list)
+    digests: list[IR] = field(default_factory=list)
+
+
+class Lowering:
+    def __init__(self, prog: A.Program, source: str):
+        self.prog = prog
+        self.source = PurePath(source).name
+        self.typedefs: dict[str, T] = {}
+        self.headers: dict[str, A.HeaderDecl] = {}
+        self.enums: dict[str, list[str]] = {}
+        self.serenums: dict[str, IR] = {}
+        self.errors: list[str] = []
+        self.match_kinds: list[str] = []
+        self.externs: dict[str, A.ExternDecl] = {}
+        self.funcs: dict[str, list[A.MethodDecl]] = {}
+        self.control_decls: dict[str, A.ControlDecl] = {}
+        self.parser_decls: dict[str, A.ParserDecl] = {}
+        self.packages: dict[str, A.PackageDecl] = {}
+        self.glob = Scope()
+        self.global_names: dict[str, Loc] = {}
+        self.out = Outputs()
+        self.obj_names: dict[str, Loc] = {}
+        self.tmp_counter = 0
+        self.main: A.InstanceDecl | None = None
+        # Declaration position of every action, table and extern instance, in source order:
+        # the P4Info emitter lists objects in p4c's declaration order, which the IR's sorted
+        # lists would otherwise lose. Keyed by identity because inlining lowers one
+        # declaration under several names.
+        self.decl_order: dict[int, int] = {}
+        self.action_decls: dict[str, A.ActionDecl] = {}
+        # one lowerer per construct
+        self.typerefs = TypeRefs(self)
+        self.exprs = Exprs(self)
+        self.calls = Calls(self)
+        self.stmts = Stmts(self)
+        self.decls = Decls(self)
+        self.tables = Tables(self)
+        self.controls = Controls(self)
+        self.parsers = Parsers(self)
+        self.program = ProgramLowering(self)
+
+    def declare_global(self, name: str, loc: Loc) -> None:
+        if name in self.global_names:
+            prev = self.global_names[name]
+            raise error(loc, f"duplicate declaration of '{name}' (first declared at {prev.file}:{prev.line})")
+        self.global_names[name] = loc
+
+    def global_ctx(self) -> Ctx:
+        return Ctx("global", "", "", self.glob, [], set())
+
+    def new_local(self, name: str, t: T, ctx: Ctx) -> IR:
+        base = f"{ctx.prefix}{name}"
+        q = base
+        k = 0
+        while q in ctx.local_names:
+            k += 1
+            q = f"{base}_{k}"
+        ctx.local_names.add(q)
+        ctx.locals.append({"name": q, "type": t})
+        return {"op": "field", "path": ["local", q], "type": t}
+
+    def bind(self, scope: Scope, name: str, b: Binding, loc: Loc) -> None:
+        if name in scope.names:
+            raise error(loc, f"duplicate declaration of '{name}'")
+        scope.names[name] = b
+
+    def next_tmp(self) -> int:
+        self.tmp_counter += 1
+        return self.tmp_counter
+
+    def qualified(self, d: A.Decl, prefix: str) -> str:
+        n = anno_get(d.annotations, "name")
+        if n is not None and n.string is not None:
+            s = n.string
+            return s[1:] if s.startswith(".") else prefix + s
+        return prefix + d.name
+
+    def obj_id(self, d: A.Decl) -> int | None:
+        a = anno_get(d.annotations, "id")
+        if a is None:
+            return None
+        if a.integer is None:
+            raise error(a.loc, "@id needs an integer")
+        return a.integer
+
+    def claim(self, name: str, loc: Loc) -> None:
+        if name in self.obj_names:
+            raise error(loc, f"two objects are named '{name}'")
+        self.obj_names[name] = loc

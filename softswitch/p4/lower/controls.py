@@ -1,0 +1,96 @@
+"""Control bodies and the inlining of control instances (parameters bound to the
+caller's arguments, copy-in where an argument aliases)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from p4reduce.softswitch.p4 import ast as A
+from p4reduce.softswitch.p4.diag import error
+from p4reduce.softswitch.p4.lower.bindings import (
+    IR,
+    BlockInst,
+    Ctx,
+    PacketB,
+    Scope,
+    Val,
+    field_paths,
+)
+
+if TYPE_CHECKING:
+    from p4reduce.softswitch.p4.lower.context import Lowering
+
+
+class Controls:
+    def __init__(self, cx: Lowering) -> None:
+        self.cx = cx
+
+    def control_body(self, decl: A.ControlDecl, ctx: Ctx) -> list[IR]:
+        out: list[IR] = []
+        for d in decl.locals:
+            out.extend(self.cx.decls.declare_local(d, ctx))
+            out.extend(ctx.pre)
+            ctx.pre.clear()
+        assert decl.body is not None
+        out.extend(self.cx.stmts.stmts(decl.body.body, ctx))
+        return out
+
+    def bind_block_params(self, b: BlockInst, c: A.Call, ctx: Ctx) -> Scope:
+        """Scope of an inlined control/parser instance: its parameters name the caller's
+        arguments (lvalues for out/inout), its constructor parameters their constants."""
+        decl = b.decl
+        if len(c.args) != len(decl.params):
+            kind = "control" if isinstance(decl, A.ControlDecl) else "parser"
+            raise error(c.loc, f"{kind} '{decl.name}' expects {len(decl.params)} argument(s), got {len(c.args)}")
+        scope = Scope(dict(b.ctor), parent=self.cx.glob)
+        for p, a in zip(decl.params, c.args, strict=True):
+            pt = self.cx.typerefs.resolve_type(p.type, {})
+            if pt["kind"] == "object" and pt["name"] in ("packet_in", "packet_out"):
+                pb = ctx.scope.lookup(a.name) if isinstance(a, A.Name) else None
+                if not isinstance(pb, PacketB):
+                    raise error(a.loc, f"argument for '{p.name}' must be a {pt['name']}")
+                scope.names[p.name] = pb
+                continue
+            if p.direction in ("out", "inout"):
+                ir = self.cx.exprs.lvalue(a, ctx)
+                writable = True
+            else:
+                ir = self.cx.exprs.expr(a, ctx, pt)
+                writable = False
+            ir = self.cx.exprs.coerce(ir, pt, a.loc, f"for parameter '{p.name}' of control '{decl.name}'")
+            scope.names[p.name] = Val(ir, writable, f"'{p.name}': it is an 'in' parameter" if p.direction == "in" else f"'{p.name}': it is a directionless parameter")
+        self.copy_in_aliased(b, scope, ctx)
+        return scope
+
+    def copy_in_aliased(self, b: BlockInst, scope: Scope, ctx: Ctx) -> None:
+        """Inlining substitutes arguments for parameters, which equals P4's copy-in only
+        while the callee cannot change what an `in` argument reads. When an out/inout
+        argument overlaps it, copy the `in` value into a local first, as the spec requires."""
+        written: list[list[Any]] = []
+        for p in b.decl.params:
+            v = scope.names.get(p.name)
+            if p.direction in ("out", "inout") and isinstance(v, Val):
+                written.extend(field_paths(v.ir))
+        if not written:
+            return
+        for p in b.decl.params:
+            v = scope.names.get(p.name)
+            if p.direction in ("out", "inout") or not isinstance(v, Val) or v.ir["op"] == "const":
+                continue
+            reads = field_paths(v.ir)
+            if any(r[: len(w)] == w or w[: len(r)] == r for r in reads for w in written):
+                ref = self.cx.new_local(b.path[len(ctx.prefix):] + p.name, v.ir["type"], ctx)
+                ctx.pre.append({"stmt": "assign", "lhs": ref, "rhs": v.ir})
+                scope.names[p.name] = Val(ref, False, v.what)
+
+    def inline_control(self, c: A.Call, b: BlockInst, ctx: Ctx) -> list[IR]:
+        decl = b.decl
+        assert isinstance(decl, A.ControlDecl)
+        if b.applied:
+            raise error(c.loc, "a control instance can be applied only once")
+        b.applied = True
+        scope = self.bind_block_params(b, c, ctx)
+        label = b.path.rstrip(".")
+        sub = Ctx("control", ctx.top, b.path, scope, ctx.locals, ctx.local_names, label=label)
+        body = self.control_body(decl, sub)
+        return [{"stmt": "block", "label": label, "body": body}]

@@ -1,0 +1,245 @@
+"""Declarations: the program's top level, and the locals of controls and parsers
+(actions, tables, variables, control/parser/extern instances)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from p4reduce.softswitch.p4 import ast as A
+from p4reduce.softswitch.p4.diag import error
+from p4reduce.softswitch.p4.lower.bindings import (
+    IR,
+    ActionB,
+    BlockInst,
+    Ctx,
+    ExternInst,
+    Scope,
+    TableB,
+    Val,
+    anno_ir,
+)
+from p4reduce.softswitch.p4.types import T, show
+
+if TYPE_CHECKING:
+    from p4reduce.softswitch.p4.lower.context import Lowering
+
+
+class Decls:
+    def __init__(self, cx: Lowering) -> None:
+        self.cx = cx
+
+    def number_decls(self, decls: list[A.Decl]) -> None:
+        for d in decls:
+            self.cx.decl_order[id(d)] = len(self.cx.decl_order)
+            if isinstance(d, (A.ControlDecl, A.ParserDecl)):
+                self.number_decls(d.locals)
+
+    def top_decl(self, d: A.Decl) -> None:
+        if isinstance(d, A.ErrorDecl):
+            target = self.cx.match_kinds if d.match_kind else self.cx.errors
+            for name, loc in d.members:
+                if name in target:
+                    raise error(loc, f"duplicate {'match_kind' if d.match_kind else 'error'} member '{name}'")
+                target.append(name)
+            return
+        if isinstance(d, A.FunctionExternDecl):
+            assert d.method is not None
+            self.cx.funcs.setdefault(d.name, []).append(d.method)
+            if d.name not in self.cx.global_names:
+                self.cx.declare_global(d.name, d.loc)
+            return
+        self.cx.declare_global(d.name, d.loc)
+        if isinstance(d, A.HeaderDecl):
+            if d.is_union:
+                raise error(d.loc, "header_union is not supported by this compiler")
+            self.cx.headers[d.name] = d
+            fields: list[IR] = []
+            seen: set[str] = set()
+            for f in d.fields:
+                if f.name in seen:
+                    raise error(f.loc, f"duplicate field '{f.name}' in '{d.name}'")
+                seen.add(f.name)
+                ft = self.cx.typerefs.resolve_type(f.type, {})
+                if not d.is_struct and ft["kind"] not in ("bit", "int", "serenum"):
+                    raise error(f.loc, f"header field '{f.name}' must have a bit<>, int<> or serializable enum type, not {show(ft)}")
+                if ft["kind"] == "void":
+                    raise error(f.loc, "a field cannot have type void")
+                fields.append({"name": f.name, "type": ft, "annotations": anno_ir(f.annotations)})
+            key = "structs" if d.is_struct else "headers"
+            self.cx.out.types[key][d.name] = {"fields": fields, "annotations": anno_ir(d.annotations)}
+        elif isinstance(d, A.TypedefDecl):
+            assert d.type is not None
+            self.cx.typedefs[d.name] = self.cx.typerefs.resolve_type(d.type, {})
+        elif isinstance(d, A.EnumDecl):
+            self.enum_decl(d)
+        elif isinstance(d, A.ConstDecl):
+            assert d.type is not None and d.value is not None
+            t = self.cx.typerefs.resolve_type(d.type, {})
+            v = self.cx.exprs.coerce(self.cx.exprs.expr(d.value, self.cx.global_ctx(), t), t, d.value.loc)
+            if v["op"] not in ("const", "enum_member"):
+                raise error(d.value.loc, f"the value of constant '{d.name}' is not a compile-time constant")
+            self.cx.glob.names[d.name] = Val(v, False, f"constant '{d.name}'")
+        elif isinstance(d, A.ExternDecl):
+            self.cx.externs[d.name] = d
+        elif isinstance(d, A.ControlDecl):
+            if not d.is_type:
+                self.cx.control_decls[d.name] = d
+        elif isinstance(d, A.ParserDecl):
+            if not d.is_type:
+                self.cx.parser_decls[d.name] = d
+        elif isinstance(d, A.PackageDecl):
+            self.cx.packages[d.name] = d
+        elif isinstance(d, A.ActionDecl):
+            ab = ActionB(d.name, d, self.cx.glob)
+            self.cx.glob.names[d.name] = ab
+            self.lower_action(ab)  # check it now; it is listed only once something uses it
+            del self.cx.out.actions[d.name]
+        elif isinstance(d, A.InstanceDecl):
+            if d.name != "main":
+                raise error(d.loc, f"top-level instance '{d.name}' is not supported; only 'main' may be instantiated here")
+            self.cx.main = d
+        elif isinstance(d, A.TableDecl):
+            raise error(d.loc, "tables must be declared inside a control")
+        else:
+            raise error(d.loc, f"unsupported top-level declaration '{d.name}'")
+
+    def enum_decl(self, d: A.EnumDecl) -> None:
+        names = [m[0] for m in d.members]
+        for k, (name, _, loc) in enumerate(d.members):
+            if name in names[:k]:
+                raise error(loc, f"duplicate member '{name}' in enum '{d.name}'")
+        if d.underlying is None:
+            self.cx.enums[d.name] = names
+            return
+        ut = self.cx.typerefs.resolve_type(d.underlying, {})
+        if ut["kind"] not in ("bit", "int"):
+            raise error(d.underlying.loc, f"a serializable enum needs a bit<> or int<> type, not {show(ut)}")
+        members: dict[str, int] = {}
+        for name, val, loc in d.members:
+            if val is None:
+                raise error(loc, f"member '{name}' of serializable enum '{d.name}' needs a value")
+            v = self.cx.exprs.coerce(self.cx.exprs.expr(val, self.cx.global_ctx(), ut), ut, val.loc)
+            if v["op"] != "const":
+                raise error(val.loc, "enum member values must be compile-time constants")
+            members[name] = v["value"]
+        self.cx.serenums[d.name] = {"type": ut, "members": members}
+
+    def lower_action(self, b: ActionB) -> IR:
+        d = b.decl
+        first = self.cx.action_decls.setdefault(b.qname, d)
+        if first is not d:
+            # p4c refuses this too: one P4Info name would stand for two different bodies.
+            raise error(d.loc, f"two actions are named '{b.qname}' (the other is at "
+                               f"{first.loc.file}:{first.loc.line})")
+        if b.qname in self.cx.out.actions:
+            return self.cx.out.actions[b.qname]
+        params_ir: list[IR] = []
+        scope = Scope(parent=b.scope)
+        for p in d.params:
+            pt = self.cx.typerefs.resolve_type(p.type, {})
+            if pt["kind"] in ("object", "typevar", "void"):
+                raise error(p.loc, f"action parameter '{p.name}' cannot have type {show(pt)}")
+            self.cx.bind(scope, p.name, Val({"op": "field", "path": ["param", p.name], "type": pt},
+                                         p.direction in ("out", "inout"),
+                                         f"'{p.name}': it is {'a directionless' if p.direction == 'none' else 'an in'} action parameter"), p.loc)
+            params_ir.append({"name": p.name, "type": pt, "dir": p.direction, "annotations": anno_ir(p.annotations)})
+        ir: IR = {"name": b.qname, "annotations": anno_ir(d.annotations), "params": params_ir,
+                  "locals": [], "body": [], "id": self.cx.obj_id(d), "order": self.cx.decl_order.get(id(d))}
+        self.cx.out.actions[b.qname] = ir
+        ctx = Ctx("action", b.qname, b.qname + ".", scope, ir["locals"], set(), action=d)
+        assert d.body is not None
+        ir["body"] = self.cx.stmts.stmts(d.body.body, ctx)
+        return ir
+
+    def declare_local(self, d: A.Decl, ctx: Ctx) -> list[IR]:
+        """Declarations of a control/parser body; returns statements (var initialisers)."""
+        if isinstance(d, A.ActionDecl):
+            q = self.cx.qualified(d, ctx.prefix)
+            ab = ActionB(q, d, ctx.scope)
+            self.cx.bind(ctx.scope, d.name, ab, d.loc)
+            self.lower_action(ab)
+            return []
+        if isinstance(d, A.TableDecl):
+            if ctx.kind != "control":
+                raise error(d.loc, "tables may only be declared in a control")
+            q = self.cx.qualified(d, ctx.prefix)
+            self.cx.claim(q, d.loc)
+            tb = TableB(q, d, {})
+            self.cx.bind(ctx.scope, d.name, tb, d.loc)
+            self.cx.tables.lower_table(tb, ctx)
+            return []
+        if isinstance(d, A.InstanceDecl):
+            return self.instance(d, ctx)
+        if isinstance(d, A.VarDecl | A.ConstDecl):
+            return self.cx.stmts.stmt(d, ctx)
+        raise error(d.loc, f"'{d.name}' cannot be declared here")
+
+    def instance(self, d: A.InstanceDecl, ctx: Ctx) -> list[IR]:
+        assert d.type is not None
+        t = self.cx.typerefs.resolve_type(d.type, {})
+        if t["kind"] != "object":
+            raise error(d.loc, f"cannot instantiate {show(t)}")
+        name = t["name"]
+        if name in self.cx.control_decls or name in self.cx.parser_decls:
+            decl: A.ControlDecl | A.ParserDecl = self.cx.control_decls.get(name) or self.cx.parser_decls[name]
+            if isinstance(decl, A.ControlDecl) and ctx.kind != "control":
+                raise error(d.loc, "controls can only be instantiated inside controls")
+            if len(d.args) != len(decl.ctor_params):
+                raise error(d.loc, f"'{name}' expects {len(decl.ctor_params)} constructor argument(s), got {len(d.args)}")
+            cvals: dict[str, Val] = {}
+            for p, a in zip(decl.ctor_params, d.args, strict=True):
+                pt = self.cx.typerefs.resolve_type(p.type, {})
+                v = self.cx.exprs.coerce(self.cx.exprs.expr(a, ctx, pt), pt, a.loc, f"for constructor parameter '{p.name}'")
+                if v["op"] not in ("const", "enum_member"):
+                    raise error(a.loc, "constructor arguments must be compile-time constants")
+                cvals[p.name] = Val(v, False, f"constructor parameter '{p.name}'")
+            self.cx.bind(ctx.scope, d.name, BlockInst(decl, ctx.prefix + d.name + ".", cvals), d.loc)
+            return []
+        ext = self.cx.externs.get(name)
+        if ext is None:
+            raise error(d.loc, f"cannot instantiate '{name}' here")
+        env: dict[str, T] = {}
+        for k, tp in enumerate(ext.type_params):
+            if k < len(t["args"]):
+                env[tp] = t["args"][k]
+            else:
+                env[tp] = {"kind": "typevar", "name": tp, "default32": True}
+        if len(t["args"]) > len(ext.type_params):
+            raise error(d.loc, f"'{name}' takes {len(ext.type_params)} type argument(s)")
+        ctors = [m for m in ext.methods if m.ret is None]
+        if not ctors:
+            raise error(d.loc, f"extern '{name}' has no constructor")
+        call = A.Call(d.loc, A.Name(d.loc, name), [], d.args)
+        m = self.cx.calls.pick(ctors, call, f"constructor of '{name}'")
+        args = self.cx.calls.bind_args(m, call, ctx, env, f"constructor of '{name}'")
+        q = self.cx.qualified(d, ctx.prefix)
+        self.cx.claim(q, d.loc)
+        common = {"name": q, "annotations": anno_ir(d.annotations), "id": self.cx.obj_id(d),
+                  "order": self.cx.decl_order.get(id(d))}
+        ir: IR | None = None
+        if name == "register":
+            ir = {**common, "size": self.size_arg(args[0], d), "type": env["T"]}
+            if env["T"]["kind"] == "typevar":
+                raise error(d.loc, "register needs its value type: register<bit<32>>(N)")
+            self.cx.out.registers.append(ir)
+        elif name == "counter":
+            ir = {**common, "size": self.size_arg(args[0], d), "counter_type": args[1]["member"]}
+            self.cx.out.counters.append(ir)
+        elif name == "meter":
+            ir = {**common, "size": self.size_arg(args[0], d), "meter_type": args[1]["member"]}
+            self.cx.out.meters.append(ir)
+        elif name == "direct_counter":
+            ir = {**common, "table": None, "counter_type": args[0]["member"]}
+            self.cx.out.direct_counters.append(ir)
+        elif name == "direct_meter":
+            ir = {**common, "table": None, "meter_type": args[0]["member"]}
+            self.cx.out.direct_meters.append(ir)
+        elif name in ("packet_in", "packet_out"):
+            raise error(d.loc, f"cannot instantiate {name}")
+        self.cx.bind(ctx.scope, d.name, ExternInst(q, ext, env, ir), d.loc)
+        return []
+
+    def size_arg(self, a: IR, d: A.Decl) -> int:
+        if a["op"] != "const" or a["value"] <= 0:
+            raise error(d.loc, "the size must be a positive compile-time constant")
+        return int(a["value"])

@@ -1,0 +1,119 @@
+"""Parsers: states, select transitions, and sub-parser instances inlined as states."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from p4reduce.softswitch.p4 import ast as A
+from p4reduce.softswitch.p4.diag import error
+from p4reduce.softswitch.p4.lower.bindings import IR, BlockInst, Ctx, Scope
+from p4reduce.softswitch.p4.types import show
+
+if TYPE_CHECKING:
+    from p4reduce.softswitch.p4.lower.context import Lowering
+
+
+class Parsers:
+    def __init__(self, cx: Lowering) -> None:
+        self.cx = cx
+
+    def lower_parser(self, decl: A.ParserDecl, scope: Scope) -> IR:
+        locals_: list[IR] = []
+        ctx = Ctx("parser", decl.name, decl.name + ".", scope, locals_, set())
+        states: dict[str, IR] = {}
+        self.parser_states(decl, ctx, "", "accept", states)
+        return {"name": decl.name, "locals": locals_, "start": "start", "states": states}
+
+    def parser_states(self, decl: A.ParserDecl, ctx: Ctx, sprefix: str, accept_to: str,
+                      states: dict[str, IR]) -> None:
+        """Lower a parser's states into `states`, names prefixed by `sprefix`; `accept` goes to
+        `accept_to`. Sub-parser calls split the calling state in two around the sub-parser's
+        inlined states, which is how sub-parsers get inlined without a call stack."""
+        init: list[IR] = []
+        for d in decl.locals:
+            init.extend(self.cx.decls.declare_local(d, ctx))
+            init.extend(ctx.pre)
+            ctx.pre.clear()
+        names = [s.name for s in decl.states]
+        for k, s in enumerate(decl.states):
+            if s.name in names[:k]:
+                raise error(s.loc, f"duplicate state '{s.name}'")
+            if s.name in ("accept", "reject"):
+                raise error(s.loc, f"state '{s.name}' is predefined and cannot be declared")
+        if "start" not in names:
+            raise error(decl.loc, f"parser '{decl.name}' has no 'start' state")
+        valid = set(names) | {"accept", "reject"}
+
+        def target(n: str) -> str:
+            return accept_to if n == "accept" else "reject" if n == "reject" else sprefix + n
+
+        for s in decl.states:
+            cur = sprefix + s.name
+            body: list[IR] = list(init) if s.name == "start" else []
+            saved = ctx.scope
+            ctx.scope = Scope(parent=saved)
+            for st in s.body:
+                sub = self.subparser_call(st, ctx)
+                if sub is None:
+                    body.extend(self.cx.stmts.stmt(st, ctx))
+                    body.extend(ctx.pre)
+                    ctx.pre.clear()
+                    continue
+                inst, sub_ctx_scope, call = sub
+                body.extend(ctx.pre)
+                ctx.pre.clear()
+                inst_name = inst.path[len(ctx.prefix):].rstrip(".")
+                sub_prefix = sprefix + inst_name + "."
+                cont = f"{cur}.after_{inst_name}"
+                states[cur] = {"body": body, "transition": {"kind": "direct", "next": sub_prefix + "start"}}
+                assert isinstance(inst.decl, A.ParserDecl)
+                sub_ctx = Ctx("parser", ctx.top, inst.path, sub_ctx_scope, ctx.locals, ctx.local_names)
+                self.parser_states(inst.decl, sub_ctx, sub_prefix, cont, states)
+                del call
+                cur = cont
+                body = []
+            tr: IR
+            if s.transition is None:
+                tr = {"kind": "direct", "next": "reject"}
+            elif isinstance(s.transition, A.Name):
+                if s.transition.name not in valid:
+                    raise error(s.transition.loc, f"unknown state '{s.transition.name}'")
+                tr = {"kind": "direct", "next": target(s.transition.name)}
+            else:
+                sel = s.transition
+                assert isinstance(sel, A.Select)
+                keys = [self.cx.exprs.expr(k, ctx, None) for k in sel.keys]
+                for kir, ke in zip(keys, sel.keys, strict=True):
+                    if kir["type"]["kind"] not in ("bit", "int", "bool", "serenum", "error", "enum"):
+                        raise error(ke.loc, f"cannot select on a value of type {show(kir['type'])}")
+                    if kir["type"]["kind"] == "intlit":
+                        raise error(ke.loc, "a select key needs a known width")
+                body.extend(ctx.pre)
+                ctx.pre.clear()
+                cases: list[IR] = []
+                for c in sel.cases:
+                    if c.state not in valid:
+                        raise error(c.loc, f"unknown state '{c.state}'")
+                    items = c.keyset.items if isinstance(c.keyset, A.ListExpr) else [c.keyset]
+                    if len(items) == 1 and isinstance(items[0], A.Default):
+                        items = [items[0]] * len(keys)
+                    if len(items) != len(keys):
+                        raise error(c.loc, f"keyset has {len(items)} element(s), the select has {len(keys)} key(s)")
+                    kss = [self.cx.exprs.keyset(i, k["type"], ctx, "ternary") for i, k in zip(items, keys, strict=True)]
+                    cases.append({"keysets": kss, "next": target(c.state)})
+                tr = {"kind": "select", "keys": keys, "cases": cases}
+            ctx.scope = saved
+            states[cur] = {"body": body, "transition": tr}
+
+    def subparser_call(self, st: A.Stmt | A.Decl, ctx: Ctx) -> tuple[BlockInst, Scope, A.Call] | None:
+        """If `st` is `p.apply(...)` of a sub-parser instance, bind its parameters."""
+        if not (isinstance(st, A.CallStmt) and isinstance(st.call.func, A.Member)
+                and st.call.func.member == "apply" and isinstance(st.call.func.obj, A.Name)):
+            return None
+        b = ctx.scope.lookup(st.call.func.obj.name)
+        if not (isinstance(b, BlockInst) and isinstance(b.decl, A.ParserDecl)):
+            return None
+        if b.applied:
+            raise error(st.loc, "a parser instance can be applied only once")
+        b.applied = True
+        return b, self.cx.controls.bind_block_params(b, st.call, ctx), st.call

@@ -1,0 +1,206 @@
+"""Statements of action, control and parser bodies."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from p4reduce.softswitch.p4 import ast as A
+from p4reduce.softswitch.p4.diag import error
+from p4reduce.softswitch.p4.lower.bindings import (
+    IR,
+    ActionB,
+    BlockInst,
+    Ctx,
+    ExternInst,
+    PacketB,
+    Scope,
+    TableB,
+    Val,
+)
+from p4reduce.softswitch.p4.types import BOOL, show
+
+if TYPE_CHECKING:
+    from p4reduce.softswitch.p4.lower.context import Lowering
+
+
+class Stmts:
+    def __init__(self, cx: Lowering) -> None:
+        self.cx = cx
+
+    def stmts(self, body: list[A.Stmt | A.Decl], ctx: Ctx) -> list[IR]:
+        out: list[IR] = []
+        saved = ctx.scope
+        ctx.scope = Scope(parent=saved)
+        try:
+            for s in body:
+                res = self.stmt(s, ctx)
+                out.extend(ctx.pre)
+                ctx.pre.clear()
+                out.extend(res)
+        finally:
+            ctx.scope = saved
+        return out
+
+    def stmt(self, s: A.Stmt | A.Decl, ctx: Ctx) -> list[IR]:
+        if isinstance(s, A.VarDecl):
+            assert s.type is not None
+            t = self.cx.typerefs.resolve_type(s.type, {})
+            if t["kind"] in ("object", "void", "typevar", "string"):
+                raise error(s.loc, f"cannot declare a variable of type {show(t)}")
+            out: list[IR] = []
+            init = None
+            if s.init is not None:
+                init = self.cx.exprs.coerce(self.cx.exprs.expr(s.init, ctx, t), t, s.init.loc, f"initializing '{s.name}'")
+            ref = self.cx.new_local(s.name, t, ctx)
+            self.cx.bind(ctx.scope, s.name, Val(ref, True, f"'{s.name}'"), s.loc)
+            if init is not None:
+                out.append({"stmt": "assign", "lhs": ref, "rhs": init})
+            return out
+        if isinstance(s, A.ConstDecl):
+            assert s.type is not None and s.value is not None
+            t = self.cx.typerefs.resolve_type(s.type, {})
+            v = self.cx.exprs.coerce(self.cx.exprs.expr(s.value, ctx, t), t, s.value.loc)
+            if v["op"] not in ("const", "enum_member"):
+                raise error(s.value.loc, f"the value of constant '{s.name}' is not a compile-time constant")
+            self.cx.bind(ctx.scope, s.name, Val(v, False, f"constant '{s.name}'"), s.loc)
+            return []
+        if isinstance(s, A.Decl):
+            raise error(s.loc, f"'{s.name}' cannot be declared inside a block")
+        if isinstance(s, A.Assign):
+            lhs = self.cx.exprs.lvalue(s.lhs, ctx)
+            rhs = self.cx.exprs.coerce(self.cx.exprs.expr(s.rhs, ctx, lhs["type"]), lhs["type"], s.rhs.loc, "in assignment")
+            return [{"stmt": "assign", "lhs": lhs, "rhs": rhs}]
+        if isinstance(s, A.If):
+            c = self.cx.exprs.coerce(self.cx.exprs.expr(s.cond, ctx, BOOL), BOOL, s.cond.loc, "in the if condition")
+            pre = list(ctx.pre)
+            ctx.pre.clear()
+            th = self.stmts([s.then], ctx)
+            el = self.stmts([s.other], ctx) if s.other is not None else []
+            return [*pre, {"stmt": "if", "cond": c, "then": th, "else": el}]
+        if isinstance(s, A.Block):
+            return [{"stmt": "block", "body": self.stmts(s.body, ctx)}]
+        if isinstance(s, A.Empty):
+            return []
+        if isinstance(s, A.Exit):
+            if ctx.kind == "parser":
+                raise error(s.loc, "'exit' is not allowed in a parser")
+            return [{"stmt": "exit"}]
+        if isinstance(s, A.Return):
+            if ctx.kind == "parser":
+                raise error(s.loc, "'return' is not allowed in a parser")
+            if s.value is not None:
+                raise error(s.value.loc, "'return' with a value is not allowed in an action or control")
+            r: IR = {"stmt": "return"}
+            if ctx.label is not None and ctx.action is None:
+                r["label"] = ctx.label
+            return [r]
+        if isinstance(s, A.Switch):
+            return self.switch_stmt(s, ctx)
+        if isinstance(s, A.CallStmt):
+            return self.call_stmt(s.call, ctx)
+        raise error(s.loc, "unsupported statement")
+
+    def switch_stmt(self, s: A.Switch, ctx: Ctx) -> list[IR]:
+        e = s.expr
+        if not (isinstance(e, A.Member) and e.member == "action_run" and isinstance(e.obj, A.Call)):
+            raise error(s.loc, "switch is only supported on t.apply().action_run")
+        tb = self.cx.exprs.table_of_apply(e.obj, ctx)
+        if tb is None:
+            raise error(e.loc, "switch expression must be t.apply().action_run of a table")
+        allowed = {a["name"]: a for a in tb.ir["actions"]}
+        short = {}
+        for a in tb.decl.actions:
+            b = ctx.scope.lookup(a.name.lstrip("."))
+            if isinstance(b, ActionB):
+                short[a.name.lstrip(".")] = b.qname
+        cases: list[IR] = []
+        default: list[IR] | None = None
+        pending: list[str] = []
+        seen: set[str] = set()
+        for k, c in enumerate(s.cases):
+            if c.label is None:
+                if default is not None:
+                    raise error(c.loc, "duplicate default label")
+                if c.body is None:
+                    raise error(c.loc, "the default label needs a body")
+                if k != len(s.cases) - 1:
+                    raise error(c.loc, "default must be the last switch label")
+                default = self.stmts([c.body], ctx)
+                continue
+            if not isinstance(c.label, A.Name):
+                raise error(c.label.loc, "a switch label must be an action name")
+            q = short.get(c.label.name)
+            if q is None or q not in allowed:
+                raise error(c.label.loc, f"'{c.label.name}' is not an action of table '{tb.decl.name}'")
+            if q in seen:
+                raise error(c.label.loc, f"duplicate switch label '{c.label.name}'")
+            seen.add(q)
+            pending.append(q)
+            if c.body is not None:
+                cases.append({"actions": pending, "body": self.stmts([c.body], ctx)})
+                pending = []
+        if pending:
+            cases.append({"actions": pending, "body": []})
+        return [{"stmt": "switch", "table": tb.qname, "cases": cases, "default": default}]
+
+    def call_stmt(self, c: A.Call, ctx: Ctx) -> list[IR]:
+        f = c.func
+        if isinstance(f, A.Name):
+            b = (self.cx.glob if f.dot_prefix else ctx.scope).lookup(f.name)
+            if isinstance(b, ActionB):
+                return [self.cx.calls.action_call(c, b, ctx)]
+            if f.name in self.cx.funcs and b is None:
+                return self.cx.calls.extern_func(c, f.name, ctx)
+            if b is None:
+                raise error(f.loc, f"'{f.name}' is not declared")
+            raise error(f.loc, f"'{f.name}' cannot be called")
+        if not isinstance(f, A.Member):
+            raise error(c.loc, "this expression cannot be called")
+        m = f.member
+        if isinstance(f.obj, A.Name):
+            b = ctx.scope.lookup(f.obj.name)
+            if b is None and f.obj.name not in self.cx.enums and f.obj.name != "error":
+                raise error(f.obj.loc, f"'{f.obj.name}' is not declared")
+            if isinstance(b, TableB):
+                if m != "apply":
+                    raise error(f.loc, f"tables have no method '{m}'")
+                if ctx.action is not None:
+                    raise error(c.loc, "tables cannot be applied inside an action")
+                self.cx.calls.nargs(c, 0)
+                return [{"stmt": "apply", "table": b.qname}]
+            if isinstance(b, ExternInst):
+                out: list[IR] = []
+                self.cx.calls.extern_method(c, b, ctx, out, want_value=False)
+                return out
+            if isinstance(b, BlockInst):
+                if ctx.action is not None:
+                    raise error(c.loc, "control instances cannot be applied inside an action")
+                if m != "apply":
+                    raise error(f.loc, f"'{f.obj.name}' has no method '{m}'")
+                if isinstance(b.decl, A.ParserDecl):
+                    raise error(f.loc, "a sub-parser can only be applied directly in a parser state")
+                return self.cx.controls.inline_control(c, b, ctx)
+            if isinstance(b, PacketB):
+                return self.cx.calls.packet_call(c, b, m, ctx)
+            if isinstance(b, ActionB):
+                raise error(f.loc, "actions have no methods")
+        if m in ("setValid", "setInvalid"):
+            self.cx.calls.nargs(c, 0)
+            h = self.cx.exprs.lvalue(f.obj, ctx)
+            if h["type"]["kind"] != "header":
+                raise error(f.loc, f"{m}() needs a header, not {show(h['type'])}")
+            return [{"stmt": "set_valid" if m == "setValid" else "set_invalid", "header": h}]
+        if m in ("push_front", "pop_front"):
+            st = self.cx.exprs.lvalue(f.obj, ctx)
+            if st["type"]["kind"] != "stack":
+                raise error(f.loc, f"{m}() needs a header stack")
+            self.cx.calls.nargs(c, 1)
+            n = self.cx.typerefs.const_int(c.args[0], ctx, "the count")
+            if n < 0:
+                raise error(c.args[0].loc, "the count must not be negative")
+            return [{"stmt": m, "stack": st, "count": n}]
+        if m == "apply":
+            raise error(f.loc, "apply() of something that is not a table or a control instance")
+        if m == "isValid":
+            raise error(f.loc, "the result of isValid() is not used")
+        raise error(f.loc, f"unknown method '{m}'")

@@ -1,0 +1,66 @@
+"""Type references resolved to the checker's type values (typedefs, headers, enums,
+widths), and compile-time integer constants."""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING
+
+from p4reduce.softswitch.p4 import ast as A
+from p4reduce.softswitch.p4.diag import error
+from p4reduce.softswitch.p4.lower.bindings import Ctx
+from p4reduce.softswitch.p4.types import BOOL, ERROR, STRING, VOID, T, bit, show, signed_value, sint
+
+if TYPE_CHECKING:
+    from p4reduce.softswitch.p4.lower.context import Lowering
+
+
+class TypeRefs:
+    def __init__(self, cx: Lowering) -> None:
+        self.cx = cx
+
+    def resolve_type(self, t: A.TypeRef, env: dict[str, T]) -> T:
+        if isinstance(t, A.BitsType):
+            w = self.const_int(t.width, self.cx.global_ctx(), "a width")
+            if w <= 0 or (t.signed and w < 1) or w > 2048:
+                raise error(t.width.loc, f"invalid width {w}: widths must be between 1 and 2048")
+            return sint(w) if t.signed else bit(w)
+        if isinstance(t, A.BoolType):
+            return dict(BOOL)
+        if isinstance(t, A.VarbitType):
+            raise error(t.loc, "varbit is not supported by this compiler")
+        if isinstance(t, A.StackType):
+            et = self.resolve_type(t.elem, env)
+            if et["kind"] != "header":
+                raise error(t.loc, f"header stack elements must be headers, not {show(et)}")
+            n = self.const_int(t.size, self.cx.global_ctx(), "a stack size")
+            if n <= 0:
+                raise error(t.size.loc, "a header stack needs a positive size")
+            return {"kind": "stack", "header": et["name"], "size": n}
+        assert isinstance(t, A.NamedType)
+        nm = t.name
+        if nm in env:
+            return env[nm]
+        if nm in self.cx.typedefs:
+            return copy.deepcopy(self.cx.typedefs[nm])
+        if nm in self.cx.headers:
+            return {"kind": "struct" if self.cx.headers[nm].is_struct else "header", "name": nm}
+        if nm in self.cx.enums:
+            return {"kind": "enum", "name": nm}
+        if nm in self.cx.serenums:
+            return {"kind": "serenum", "name": nm, "width": self.cx.serenums[nm]["type"]["width"]}
+        if nm == "error":
+            return dict(ERROR)
+        if nm == "string":
+            return dict(STRING)
+        if nm == "void":
+            return dict(VOID)
+        if nm in self.cx.externs or nm in self.cx.control_decls or nm in self.cx.parser_decls or nm in self.cx.packages:
+            return {"kind": "object", "name": nm, "args": [self.resolve_type(a, env) for a in t.args]}
+        return {"kind": "typevar", "name": nm}
+
+    def const_int(self, e: A.Expr, ctx: Ctx, what: str) -> int:
+        v = self.cx.exprs.expr(e, ctx, None)
+        if v["op"] != "const" or v["type"]["kind"] not in ("intlit", "bit", "int"):
+            raise error(e.loc, f"{what} must be a compile-time integer constant")
+        return int(signed_value(v["value"], v["type"]))
