@@ -4,6 +4,7 @@ location; the checker/lowering pass (`lower/`) gives them meaning."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from p4reduce.softswitch.p4.diag import Loc
 
@@ -272,9 +273,12 @@ class VarDecl(Decl):
     init: Expr | None = None
 
 
+Direction = Literal["in", "out", "inout", "none"]
+
+
 @dataclass
 class Param:
-    direction: str  # "in", "out", "inout", "none"
+    direction: Direction
     type: TypeRef
     name: str
     annotations: list[Annotation]

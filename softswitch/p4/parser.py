@@ -10,7 +10,7 @@ from p4reduce.softswitch.p4.diag import CompileError, Loc, error
 from p4reduce.softswitch.p4.lexer import Token
 
 BUILTIN_TYPES = {"bit", "int", "bool", "varbit", "error", "string", "void", "match_kind"}
-DIRECTIONS = {"in", "out", "inout"}
+DIRECTIONS: dict[str, A.Direction] = {"in": "in", "out": "out", "inout": "inout"}
 MAX_NESTING = 500
 
 
@@ -236,9 +236,9 @@ class Parser:
             return out
         while True:
             pa = self.annotations()
-            d = "none"
+            d: A.Direction = "none"
             if self.peek().kind == "id" and self.peek().text in DIRECTIONS:
-                d = self.next().text
+                d = DIRECTIONS[self.next().text]
             ty = self.type_ref()
             name = self.ident("a parameter name")
             dflt = self.expression() if self.accept("=") else None

@@ -10,8 +10,6 @@ controls, parsers, the program), each a class around the shared `context.Lowerin
 
 from __future__ import annotations
 
-from typing import cast
-
 from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import CompileError, Loc, error
 from p4reduce.softswitch.p4.ir import Program
@@ -20,7 +18,7 @@ from p4reduce.softswitch.p4.lower.context import Lowering
 
 def lower(prog: A.Program, source: str) -> Program:
     try:
-        return cast(Program, Lowering(prog, source).program.run())
+        return Lowering(prog, source).program.run()
     except RecursionError:
         raise error(Loc(source, 1, 1), "program nested too deeply") from None
 

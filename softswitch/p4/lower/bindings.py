@@ -5,18 +5,31 @@ and small helpers on annotations and IR field paths shared by the lowering modul
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeAlias
 
 from p4reduce.softswitch.p4 import ast as A
-from p4reduce.softswitch.p4.types import T
+from p4reduce.softswitch.p4.ir import (
+    Annotation,
+    Counter,
+    DirectCounter,
+    DirectMeter,
+    Expr,
+    Local,
+    Meter,
+    Register,
+    Stmt,
+    Table,
+)
+from p4reduce.softswitch.p4.types import AnyT
 
-IR = dict[str, Any]
+#: the IR object an extern instance declares, for the externs the IR lists
+InstanceIR: TypeAlias = Register | Counter | Meter | DirectCounter | DirectMeter
 
 
 # ---- bindings ----------------------------------------------------------------------------
 @dataclass
 class Val:
-    ir: IR
+    ir: Expr
     writable: bool
     what: str  # for messages: "in parameter 'x'", "constant 'C'"
 
@@ -32,15 +45,15 @@ class ActionB:
 class TableB:
     qname: str
     decl: A.TableDecl
-    ir: IR
+    ir: Table | None = None  # set once the table is lowered
 
 
 @dataclass
 class ExternInst:
     qname: str
     ext: A.ExternDecl
-    env: dict[str, T]
-    ir: IR | None
+    env: dict[str, AnyT]
+    ir: InstanceIR | None
 
 
 @dataclass
@@ -82,18 +95,18 @@ class Ctx:
     top: str
     prefix: str  # qualified-name prefix for objects: "MyIngress." / "MyIngress.lane0."
     scope: Scope
-    locals: list[IR]
+    locals: list[Local]
     local_names: set[str]
-    pre: list[IR] = field(default_factory=list)
+    pre: list[Stmt] = field(default_factory=list)
     action: A.ActionDecl | None = None
     label: str | None = None
     is_deparser: bool = False
 
 
-def field_paths(e: Any) -> list[list[Any]]:
+def field_paths(e: object) -> list[list[str]]:
     """Root-based paths of every field an expression reads or names."""
-    out: list[list[Any]] = []
-    stack = [e]
+    out: list[list[str]] = []
+    stack: list[object] = [e]
     while stack:
         x = stack.pop()
         if isinstance(x, dict):
@@ -106,7 +119,7 @@ def field_paths(e: Any) -> list[list[Any]]:
     return out
 
 
-def anno_ir(annos: list[A.Annotation]) -> list[IR]:
+def anno_ir(annos: list[A.Annotation]) -> list[Annotation]:
     return [{"name": a.name, "body": a.body} for a in annos]
 
 
@@ -115,3 +128,10 @@ def anno_get(annos: list[A.Annotation], name: str) -> A.Annotation | None:
         if a.name == name:
             return a
     return None
+
+
+def ival(e: Expr) -> int:
+    """The integer of a `const` expression (the IR's `value` key also holds strings)."""
+    v = e["value"]
+    assert isinstance(v, int), e
+    return v

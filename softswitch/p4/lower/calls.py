@@ -3,12 +3,21 @@ functions, direct action calls and packet_in/packet_out methods."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import error
-from p4reduce.softswitch.p4.lower.bindings import IR, ActionB, Ctx, ExternInst, PacketB
-from p4reduce.softswitch.p4.types import VOID, T, bit, show
+from p4reduce.softswitch.p4.ir import (
+    CallArg,
+    CallStmt,
+    Expr,
+    ExternStmt,
+    MethodStmt,
+    Register,
+    Stmt,
+)
+from p4reduce.softswitch.p4.lower.bindings import ActionB, Ctx, ExternInst, PacketB, ival
+from p4reduce.softswitch.p4.types import VOID, AnyT, bit, is_data, show
 
 if TYPE_CHECKING:
     from p4reduce.softswitch.p4.lower.context import Lowering
@@ -30,7 +39,7 @@ class Calls:
             raise error(c.loc, f"{what} expects {exp} argument(s), got {len(c.args)}")
         return fits[0]
 
-    def bind_args(self, m: A.MethodDecl, c: A.Call, ctx: Ctx, env: dict[str, T], what: str) -> list[IR]:
+    def bind_args(self, m: A.MethodDecl, c: A.Call, ctx: Ctx, env: dict[str, AnyT], what: str) -> list[Expr]:
         env = dict(env)
         # A method's type parameters shadow global types of the same name (v1model's
         # `hash<O, T, D, M>` next to a program's deparser control `D`).
@@ -38,17 +47,17 @@ class Calls:
             env.setdefault(tp, {"kind": "typevar", "name": tp})
         for tp, ta in zip(m.type_params, c.type_args, strict=False):
             env[tp] = self.cx.typerefs.resolve_type(ta, {})
-        out: list[IR] = []
+        out: list[Expr] = []
         for p, a in zip(m.params, c.args, strict=False):
             pt = self.cx.typerefs.resolve_type(p.type, env)
             if p.direction in ("out", "inout"):
                 ir = self.cx.exprs.lvalue(a, ctx)
             else:
-                ir = self.cx.exprs.expr(a, ctx, pt if pt["kind"] != "typevar" else None)
+                ir = self.cx.exprs.expr(a, ctx, pt if is_data(pt) else None)
             if pt["kind"] == "typevar":
                 if ir["type"]["kind"] == "intlit":
                     if pt.get("default32"):
-                        ir = self.cx.exprs.const(ir["value"], bit(32))
+                        ir = self.cx.exprs.const(ival(ir), bit(32))
                     else:
                         raise error(a.loc, f"cannot infer the type of argument '{p.name}' of {what} from an integer literal; add a cast")
                 env[pt["name"]] = ir["type"]
@@ -57,7 +66,7 @@ class Calls:
             out.append(ir)
         return out
 
-    def extern_method(self, c: A.Call, b: ExternInst, ctx: Ctx, out: list[IR], want_value: bool) -> IR:
+    def extern_method(self, c: A.Call, b: ExternInst, ctx: Ctx, out: list[Stmt], want_value: bool) -> Expr:
         assert isinstance(c.func, A.Member)
         mname = c.func.member
         methods = [m for m in b.ext.methods if m.name == mname and m.ret is not None]
@@ -76,13 +85,15 @@ class Calls:
                     if isinstance(p.type, A.NamedType) and p.type.name == k:
                         b.env[k] = a["type"]
                         if b.ir is not None and b.ext.name == "register" and k == "T":
-                            b.ir["type"] = a["type"]
+                            cast(Register, b.ir)["type"] = a["type"]
         assert m.ret is not None
         rt = self.cx.typerefs.resolve_type(m.ret, b.env)
-        stmt: IR = {"stmt": "method", "object": b.qname, "kind": b.ext.name, "method": mname, "args": args}
+        stmt: MethodStmt = {"stmt": "method", "object": b.qname, "kind": b.ext.name, "method": mname, "args": args}
         if rt["kind"] != "void":
             if not want_value:
                 raise error(c.loc, f"the result of {b.ext.name}.{mname}() is not used")
+            if not is_data(rt):
+                raise error(c.loc, f"cannot infer the result type of {b.ext.name}.{mname}(); give the instance its type arguments")
             tmp = self.cx.new_local(f"tmp_{mname}_{self.cx.next_tmp()}", rt, ctx)
             stmt["args"] = [tmp, *args]
             out.append(stmt)
@@ -90,9 +101,9 @@ class Calls:
         if want_value:
             raise error(c.loc, f"{b.ext.name}.{mname}() does not return a value")
         out.append(stmt)
-        return {"op": "const", "value": 0, "type": dict(VOID)}
+        return {"op": "const", "value": 0, "type": VOID.copy()}
 
-    def extern_func(self, c: A.Call, name: str, ctx: Ctx) -> list[IR]:
+    def extern_func(self, c: A.Call, name: str, ctx: Ctx) -> list[Stmt]:
         m = self.pick(self.cx.funcs[name], c, name)
         if name == "verify":
             if ctx.kind != "parser":
@@ -100,16 +111,16 @@ class Calls:
             args = self.bind_args(m, c, ctx, {}, name)
             if args[1]["op"] != "const":
                 raise error(c.args[1].loc, "verify() needs a constant error, e.g. error.NoMatch")
-            return [{"stmt": "verify", "cond": args[0], "error": args[1]["value"]}]
+            return [{"stmt": "verify", "cond": args[0], "error": ival(args[1])}]
         if ctx.kind == "parser" and name not in ("log_msg", "assert", "assume", "hash", "random", "verify_checksum", "verify_checksum_with_payload"):
             raise error(c.loc, f"{name}() cannot be called in a parser")
         args = self.bind_args(m, c, ctx, {}, name)
-        st: IR = {"stmt": "extern", "name": name, "args": args}
+        st: ExternStmt = {"stmt": "extern", "name": name, "args": args}
         if name == "digest":
-            dt = args[1]["type"]
+            dt: AnyT = args[1]["type"]
             if c.type_args:
                 dt = self.cx.typerefs.resolve_type(c.type_args[0], {})
-            if dt["kind"] != "struct" and dt["kind"] != "header":
+            if not is_data(dt) or (dt["kind"] != "struct" and dt["kind"] != "header"):
                 raise error(c.args[1].loc, "digest data must be a struct (declare one for the fields you send)")
             names = [d["name"] for d in self.cx.out.digests]
             if dt["name"] not in names:
@@ -120,22 +131,22 @@ class Calls:
             raise error(c.args[0].loc, "log_msg needs a string literal as its format")
         return [st]
 
-    def action_call(self, c: A.Call, b: ActionB, ctx: Ctx) -> IR:
+    def action_call(self, c: A.Call, b: ActionB, ctx: Ctx) -> CallStmt:
         if ctx.action is not None and ctx.top == b.qname:
             raise error(c.loc, f"action '{b.decl.name}' calls itself; recursion is not allowed in P4")
         params = b.decl.params
         if len(c.args) != len(params):
             raise error(c.loc, f"action '{b.decl.name}' expects {len(params)} argument(s), got {len(c.args)}")
         self.cx.decls.lower_action(b)
-        args: list[IR] = []
+        args: list[CallArg] = []
         for p, a in zip(params, c.args, strict=True):
-            pt = self.cx.typerefs.resolve_type(p.type, {})
+            pt = self.cx.typerefs.data_type(p.type)
             ir = self.cx.exprs.lvalue(a, ctx) if p.direction in ("out", "inout") else self.cx.exprs.expr(a, ctx, pt)
             ir = self.cx.exprs.coerce(ir, pt, a.loc, f"for parameter '{p.name}' of action '{b.decl.name}'")
             args.append({"dir": "in" if p.direction == "none" else p.direction, "expr": ir})
         return {"stmt": "call", "action": b.qname, "args": args}
 
-    def packet_call(self, c: A.Call, b: PacketB, m: str, ctx: Ctx) -> list[IR]:
+    def packet_call(self, c: A.Call, b: PacketB, m: str, ctx: Ctx) -> list[Stmt]:
         if not b.out:
             if m == "extract":
                 if len(c.args) != 1:

@@ -9,7 +9,20 @@ from pathlib import PurePath
 
 from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import Loc, error
-from p4reduce.softswitch.p4.lower.bindings import IR, Binding, Ctx, Scope, anno_get
+from p4reduce.softswitch.p4.ir import (
+    Action,
+    Counter,
+    Digest,
+    DirectCounter,
+    DirectMeter,
+    Expr,
+    Meter,
+    Register,
+    SerializableEnum,
+    Table,
+    Types,
+)
+from p4reduce.softswitch.p4.lower.bindings import Binding, Ctx, Scope, anno_get
 from p4reduce.softswitch.p4.lower.calls import Calls
 from p4reduce.softswitch.p4.lower.controls import Controls
 from p4reduce.softswitch.p4.lower.decls import Decls
@@ -19,32 +32,32 @@ from p4reduce.softswitch.p4.lower.program import ProgramLowering
 from p4reduce.softswitch.p4.lower.stmts import Stmts
 from p4reduce.softswitch.p4.lower.tables import Tables
 from p4reduce.softswitch.p4.lower.typerefs import TypeRefs
-from p4reduce.softswitch.p4.types import T
+from p4reduce.softswitch.p4.types import AnyT, T
 
 
 @dataclass
 class Outputs:
     """Program-level IR objects, filled in as declarations and instances are lowered."""
 
-    types: IR = field(default_factory=lambda: {"headers": {}, "structs": {}})
-    actions: dict[str, IR] = field(default_factory=dict)
-    tables: dict[str, IR] = field(default_factory=dict)
-    registers: list[IR] = field(default_factory=list)
-    counters: list[IR] = field(default_factory=list)
-    direct_counters: list[IR] = field(default_factory=list)
-    meters: list[IR] = field(default_factory=list)
-    direct_meters: list[IR] = field(default_factory=list)
-    digests: list[IR] = field(default_factory=list)
+    types: Types = field(default_factory=lambda: Types(headers={}, structs={}))
+    actions: dict[str, Action] = field(default_factory=dict)
+    tables: dict[str, Table] = field(default_factory=dict)
+    registers: list[Register] = field(default_factory=list)
+    counters: list[Counter] = field(default_factory=list)
+    direct_counters: list[DirectCounter] = field(default_factory=list)
+    meters: list[Meter] = field(default_factory=list)
+    direct_meters: list[DirectMeter] = field(default_factory=list)
+    digests: list[Digest] = field(default_factory=list)
 
 
 class Lowering:
     def __init__(self, prog: A.Program, source: str):
         self.prog = prog
         self.source = PurePath(source).name
-        self.typedefs: dict[str, T] = {}
+        self.typedefs: dict[str, AnyT] = {}
         self.headers: dict[str, A.HeaderDecl] = {}
         self.enums: dict[str, list[str]] = {}
-        self.serenums: dict[str, IR] = {}
+        self.serenums: dict[str, SerializableEnum] = {}
         self.errors: list[str] = []
         self.match_kinds: list[str] = []
         self.externs: dict[str, A.ExternDecl] = {}
@@ -84,7 +97,7 @@ class Lowering:
     def global_ctx(self) -> Ctx:
         return Ctx("global", "", "", self.glob, [], set())
 
-    def new_local(self, name: str, t: T, ctx: Ctx) -> IR:
+    def new_local(self, name: str, t: T, ctx: Ctx) -> Expr:
         base = f"{ctx.prefix}{name}"
         q = base
         k = 0

@@ -3,12 +3,12 @@ caller's arguments, copy-in where an argument aliases)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import error
+from p4reduce.softswitch.p4.ir import Stmt
 from p4reduce.softswitch.p4.lower.bindings import (
-    IR,
     BlockInst,
     Ctx,
     PacketB,
@@ -16,6 +16,7 @@ from p4reduce.softswitch.p4.lower.bindings import (
     Val,
     field_paths,
 )
+from p4reduce.softswitch.p4.types import is_data, show
 
 if TYPE_CHECKING:
     from p4reduce.softswitch.p4.lower.context import Lowering
@@ -25,8 +26,8 @@ class Controls:
     def __init__(self, cx: Lowering) -> None:
         self.cx = cx
 
-    def control_body(self, decl: A.ControlDecl, ctx: Ctx) -> list[IR]:
-        out: list[IR] = []
+    def control_body(self, decl: A.ControlDecl, ctx: Ctx) -> list[Stmt]:
+        out: list[Stmt] = []
         for d in decl.locals:
             out.extend(self.cx.decls.declare_local(d, ctx))
             out.extend(ctx.pre)
@@ -51,6 +52,8 @@ class Controls:
                     raise error(a.loc, f"argument for '{p.name}' must be a {pt['name']}")
                 scope.names[p.name] = pb
                 continue
+            if not is_data(pt):
+                raise error(p.loc, f"not supported: a parameter of type {show(pt)}")
             if p.direction in ("out", "inout"):
                 ir = self.cx.exprs.lvalue(a, ctx)
                 writable = True
@@ -66,7 +69,7 @@ class Controls:
         """Inlining substitutes arguments for parameters, which equals P4's copy-in only
         while the callee cannot change what an `in` argument reads. When an out/inout
         argument overlaps it, copy the `in` value into a local first, as the spec requires."""
-        written: list[list[Any]] = []
+        written: list[list[str]] = []
         for p in b.decl.params:
             v = scope.names.get(p.name)
             if p.direction in ("out", "inout") and isinstance(v, Val):
@@ -83,7 +86,7 @@ class Controls:
                 ctx.pre.append({"stmt": "assign", "lhs": ref, "rhs": v.ir})
                 scope.names[p.name] = Val(ref, False, v.what)
 
-    def inline_control(self, c: A.Call, b: BlockInst, ctx: Ctx) -> list[IR]:
+    def inline_control(self, c: A.Call, b: BlockInst, ctx: Ctx) -> list[Stmt]:
         decl = b.decl
         assert isinstance(decl, A.ControlDecl)
         if b.applied:

@@ -3,22 +3,37 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import error
+from p4reduce.softswitch.p4.ir import (
+    Action,
+    Counter,
+    CounterType,
+    DirectCounter,
+    DirectMeter,
+    Expr,
+    FieldDecl,
+    Meter,
+    MeterType,
+    Param,
+    Register,
+    Stmt,
+)
 from p4reduce.softswitch.p4.lower.bindings import (
-    IR,
     ActionB,
     BlockInst,
     Ctx,
     ExternInst,
+    InstanceIR,
     Scope,
     TableB,
     Val,
     anno_ir,
+    ival,
 )
-from p4reduce.softswitch.p4.types import T, show
+from p4reduce.softswitch.p4.types import AnyT, is_data, show
 
 if TYPE_CHECKING:
     from p4reduce.softswitch.p4.lower.context import Lowering
@@ -53,20 +68,22 @@ class Decls:
             if d.is_union:
                 raise error(d.loc, "header_union is not supported by this compiler")
             self.cx.headers[d.name] = d
-            fields: list[IR] = []
+            fields: list[FieldDecl] = []
             seen: set[str] = set()
             for f in d.fields:
                 if f.name in seen:
                     raise error(f.loc, f"duplicate field '{f.name}' in '{d.name}'")
                 seen.add(f.name)
                 ft = self.cx.typerefs.resolve_type(f.type, {})
+                if not is_data(ft):
+                    raise error(f.loc, f"a field cannot have type {show(ft)}")
                 if not d.is_struct and ft["kind"] not in ("bit", "int", "serenum"):
                     raise error(f.loc, f"header field '{f.name}' must have a bit<>, int<> or serializable enum type, not {show(ft)}")
                 if ft["kind"] == "void":
                     raise error(f.loc, "a field cannot have type void")
                 fields.append({"name": f.name, "type": ft, "annotations": anno_ir(f.annotations)})
-            key = "structs" if d.is_struct else "headers"
-            self.cx.out.types[key][d.name] = {"fields": fields, "annotations": anno_ir(d.annotations)}
+            group = self.cx.out.types["structs" if d.is_struct else "headers"]
+            group[d.name] = {"fields": fields, "annotations": anno_ir(d.annotations)}
         elif isinstance(d, A.TypedefDecl):
             assert d.type is not None
             self.cx.typedefs[d.name] = self.cx.typerefs.resolve_type(d.type, {})
@@ -74,7 +91,7 @@ class Decls:
             self.enum_decl(d)
         elif isinstance(d, A.ConstDecl):
             assert d.type is not None and d.value is not None
-            t = self.cx.typerefs.resolve_type(d.type, {})
+            t = self.cx.typerefs.data_type(d.type)
             v = self.cx.exprs.coerce(self.cx.exprs.expr(d.value, self.cx.global_ctx(), t), t, d.value.loc)
             if v["op"] not in ("const", "enum_member"):
                 raise error(d.value.loc, f"the value of constant '{d.name}' is not a compile-time constant")
@@ -112,7 +129,7 @@ class Decls:
             self.cx.enums[d.name] = names
             return
         ut = self.cx.typerefs.resolve_type(d.underlying, {})
-        if ut["kind"] not in ("bit", "int"):
+        if not is_data(ut) or ut["kind"] not in ("bit", "int"):
             raise error(d.underlying.loc, f"a serializable enum needs a bit<> or int<> type, not {show(ut)}")
         members: dict[str, int] = {}
         for name, val, loc in d.members:
@@ -121,10 +138,10 @@ class Decls:
             v = self.cx.exprs.coerce(self.cx.exprs.expr(val, self.cx.global_ctx(), ut), ut, val.loc)
             if v["op"] != "const":
                 raise error(val.loc, "enum member values must be compile-time constants")
-            members[name] = v["value"]
+            members[name] = ival(v)
         self.cx.serenums[d.name] = {"type": ut, "members": members}
 
-    def lower_action(self, b: ActionB) -> IR:
+    def lower_action(self, b: ActionB) -> Action:
         d = b.decl
         first = self.cx.action_decls.setdefault(b.qname, d)
         if first is not d:
@@ -133,25 +150,25 @@ class Decls:
                                f"{first.loc.file}:{first.loc.line})")
         if b.qname in self.cx.out.actions:
             return self.cx.out.actions[b.qname]
-        params_ir: list[IR] = []
+        params_ir: list[Param] = []
         scope = Scope(parent=b.scope)
         for p in d.params:
             pt = self.cx.typerefs.resolve_type(p.type, {})
-            if pt["kind"] in ("object", "typevar", "void"):
+            if not is_data(pt) or pt["kind"] == "void":
                 raise error(p.loc, f"action parameter '{p.name}' cannot have type {show(pt)}")
             self.cx.bind(scope, p.name, Val({"op": "field", "path": ["param", p.name], "type": pt},
                                          p.direction in ("out", "inout"),
                                          f"'{p.name}': it is {'a directionless' if p.direction == 'none' else 'an in'} action parameter"), p.loc)
             params_ir.append({"name": p.name, "type": pt, "dir": p.direction, "annotations": anno_ir(p.annotations)})
-        ir: IR = {"name": b.qname, "annotations": anno_ir(d.annotations), "params": params_ir,
-                  "locals": [], "body": [], "id": self.cx.obj_id(d), "order": self.cx.decl_order.get(id(d))}
+        ir: Action = {"name": b.qname, "annotations": anno_ir(d.annotations), "params": params_ir,
+                      "locals": [], "body": [], "id": self.cx.obj_id(d), "order": self.cx.decl_order[id(d)]}
         self.cx.out.actions[b.qname] = ir
         ctx = Ctx("action", b.qname, b.qname + ".", scope, ir["locals"], set(), action=d)
         assert d.body is not None
         ir["body"] = self.cx.stmts.stmts(d.body.body, ctx)
         return ir
 
-    def declare_local(self, d: A.Decl, ctx: Ctx) -> list[IR]:
+    def declare_local(self, d: A.Decl, ctx: Ctx) -> list[Stmt]:
         """Declarations of a control/parser body; returns statements (var initialisers)."""
         if isinstance(d, A.ActionDecl):
             q = self.cx.qualified(d, ctx.prefix)
@@ -164,7 +181,7 @@ class Decls:
                 raise error(d.loc, "tables may only be declared in a control")
             q = self.cx.qualified(d, ctx.prefix)
             self.cx.claim(q, d.loc)
-            tb = TableB(q, d, {})
+            tb = TableB(q, d)
             self.cx.bind(ctx.scope, d.name, tb, d.loc)
             self.cx.tables.lower_table(tb, ctx)
             return []
@@ -174,7 +191,7 @@ class Decls:
             return self.cx.stmts.stmt(d, ctx)
         raise error(d.loc, f"'{d.name}' cannot be declared here")
 
-    def instance(self, d: A.InstanceDecl, ctx: Ctx) -> list[IR]:
+    def instance(self, d: A.InstanceDecl, ctx: Ctx) -> list[Stmt]:
         assert d.type is not None
         t = self.cx.typerefs.resolve_type(d.type, {})
         if t["kind"] != "object":
@@ -189,6 +206,8 @@ class Decls:
             cvals: dict[str, Val] = {}
             for p, a in zip(decl.ctor_params, d.args, strict=True):
                 pt = self.cx.typerefs.resolve_type(p.type, {})
+                if not is_data(pt):
+                    raise error(p.loc, f"not supported: constructor parameter of type {show(pt)}")
                 v = self.cx.exprs.coerce(self.cx.exprs.expr(a, ctx, pt), pt, a.loc, f"for constructor parameter '{p.name}'")
                 if v["op"] not in ("const", "enum_member"):
                     raise error(a.loc, "constructor arguments must be compile-time constants")
@@ -198,7 +217,7 @@ class Decls:
         ext = self.cx.externs.get(name)
         if ext is None:
             raise error(d.loc, f"cannot instantiate '{name}' here")
-        env: dict[str, T] = {}
+        env: dict[str, AnyT] = {}
         for k, tp in enumerate(ext.type_params):
             if k < len(t["args"]):
                 env[tp] = t["args"][k]
@@ -214,32 +233,51 @@ class Decls:
         args = self.cx.calls.bind_args(m, call, ctx, env, f"constructor of '{name}'")
         q = self.cx.qualified(d, ctx.prefix)
         self.cx.claim(q, d.loc)
-        common = {"name": q, "annotations": anno_ir(d.annotations), "id": self.cx.obj_id(d),
-                  "order": self.cx.decl_order.get(id(d))}
-        ir: IR | None = None
+        annos, oid, order = anno_ir(d.annotations), self.cx.obj_id(d), self.cx.decl_order[id(d)]
+        ir: InstanceIR | None = None
         if name == "register":
-            ir = {**common, "size": self.size_arg(args[0], d), "type": env["T"]}
-            if env["T"]["kind"] == "typevar":
+            vt = env["T"]
+            if not is_data(vt):
                 raise error(d.loc, "register needs its value type: register<bit<32>>(N)")
-            self.cx.out.registers.append(ir)
+            reg: Register = {"name": q, "annotations": annos, "id": oid, "order": order,
+                             "size": self.size_arg(args[0], d), "type": vt}
+            self.cx.out.registers.append(reg)
+            ir = reg
         elif name == "counter":
-            ir = {**common, "size": self.size_arg(args[0], d), "counter_type": args[1]["member"]}
-            self.cx.out.counters.append(ir)
+            ctr: Counter = {"name": q, "annotations": annos, "id": oid, "order": order,
+                            "size": self.size_arg(args[0], d), "counter_type": counter_type(args[1])}
+            self.cx.out.counters.append(ctr)
+            ir = ctr
         elif name == "meter":
-            ir = {**common, "size": self.size_arg(args[0], d), "meter_type": args[1]["member"]}
-            self.cx.out.meters.append(ir)
+            mtr: Meter = {"name": q, "annotations": annos, "id": oid, "order": order,
+                          "size": self.size_arg(args[0], d), "meter_type": meter_type(args[1])}
+            self.cx.out.meters.append(mtr)
+            ir = mtr
         elif name == "direct_counter":
-            ir = {**common, "table": None, "counter_type": args[0]["member"]}
-            self.cx.out.direct_counters.append(ir)
+            dct: DirectCounter = {"name": q, "annotations": annos, "id": oid, "order": order,
+                                  "table": None, "counter_type": counter_type(args[0])}
+            self.cx.out.direct_counters.append(dct)
+            ir = dct
         elif name == "direct_meter":
-            ir = {**common, "table": None, "meter_type": args[0]["member"]}
-            self.cx.out.direct_meters.append(ir)
+            dmt: DirectMeter = {"name": q, "annotations": annos, "id": oid, "order": order,
+                                "table": None, "meter_type": meter_type(args[0])}
+            self.cx.out.direct_meters.append(dmt)
+            ir = dmt
         elif name in ("packet_in", "packet_out"):
             raise error(d.loc, f"cannot instantiate {name}")
         self.cx.bind(ctx.scope, d.name, ExternInst(q, ext, env, ir), d.loc)
         return []
 
-    def size_arg(self, a: IR, d: A.Decl) -> int:
-        if a["op"] != "const" or a["value"] <= 0:
+    def size_arg(self, a: Expr, d: A.Decl) -> int:
+        if a["op"] != "const" or ival(a) <= 0:
             raise error(d.loc, "the size must be a positive compile-time constant")
-        return int(a["value"])
+        return ival(a)
+
+
+def counter_type(e: Expr) -> CounterType:
+    """A CounterType argument (its type was checked against v1model's enum)."""
+    return cast(CounterType, e["member"])
+
+
+def meter_type(e: Expr) -> MeterType:
+    return cast(MeterType, e["member"])

@@ -1,15 +1,16 @@
-"""Expressions: type checking, constant folding and lowering to IR expressions, plus
+"""Expressions: type checking, constant folding and lowering to Expr expressions, plus
 lvalues and the key sets of select cases and table entries."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn, cast
 
 from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import Loc, error
-from p4reduce.softswitch.p4.lower.bindings import IR, Ctx, ExternInst, PacketB, TableB, Val
+from p4reduce.softswitch.p4.ir import Expr, ExprOp, KeySet, Stmt
+from p4reduce.softswitch.p4.lower.bindings import Ctx, ExternInst, PacketB, TableB, Val, ival
 from p4reduce.softswitch.p4.types import (
     BOOL,
     ERROR,
@@ -17,8 +18,10 @@ from p4reduce.softswitch.p4.types import (
     LIST,
     STRING,
     VOID,
+    AnyT,
     T,
     bit,
+    is_data,
     show,
     signed_value,
     sint,
@@ -47,10 +50,10 @@ class Exprs:
     def __init__(self, cx: Lowering) -> None:
         self.cx = cx
 
-    def const(self, v: int, t: T) -> IR:
+    def const(self, v: int, t: T) -> Expr:
         return {"op": "const", "value": wrap(v, t), "type": t}
 
-    def coerce(self, ir: IR, t: T, loc: Loc, what: str = "") -> IR:
+    def coerce(self, ir: Expr, t: AnyT, loc: Loc, what: str = "") -> Expr:
         """Give `ir` type `t`: integer literals take it, anything else must already have it."""
         st = ir["type"]
         if st == t:
@@ -58,25 +61,30 @@ class Exprs:
         if st["kind"] == "intlit" and t["kind"] in ("bit", "int"):
             if ir["op"] != "const":
                 raise error(loc, "cannot infer the width of this expression; add a cast")
-            return self.const(ir["value"], t)
+            return self.const(ival(ir), t)
         if st["kind"] == "intlit" and t["kind"] == "typevar":
             raise error(loc, "cannot infer the width of this integer literal; add a cast")
         if t["kind"] == "typevar":
             return ir
+        if t["kind"] == "object":
+            self.mismatch(st, t, loc, what)
         if st["kind"] == "list" and t["kind"] in ("struct", "header") and ir["op"] == "list":
             # a list expression initialises a struct or header field by field
-            fields = self.cx.headers[t["name"]].fields
+            fields = self.cx.typerefs.fields(t["name"])
             if len(fields) != len(ir["items"]):
                 raise error(loc, f"{show(t)} has {len(fields)} field(s), the list has {len(ir['items'])}")
-            items = [self.coerce(i, self.cx.typerefs.resolve_type(f.type, {}), loc, f"for field '{f.name}'")
+            items = [self.coerce(i, f["type"].copy(), loc, f"for field '{f['name']}'")
                      for i, f in zip(ir["items"], fields, strict=True)]
             return {"op": "list", "items": items, "type": t}
+        self.mismatch(st, t, loc, what)
+
+    def mismatch(self, st: T, t: AnyT, loc: Loc, what: str) -> NoReturn:
         where = f" {what}" if what else ""
         if st["kind"] in ("bit", "int") and t["kind"] in ("bit", "int"):
             raise error(loc, f"width mismatch{where}: expected {show(t)}, got {show(st)}; use a cast")
         raise error(loc, f"type mismatch{where}: expected {show(t)}, got {show(st)}")
 
-    def unify(self, a: IR, b: IR, loc: Loc) -> tuple[IR, IR]:
+    def unify(self, a: Expr, b: Expr, loc: Loc) -> tuple[Expr, Expr]:
         ta, tb = a["type"], b["type"]
         if ta == tb:
             return a, b
@@ -90,12 +98,12 @@ class Exprs:
             return a, b
         raise error(loc, f"type mismatch: {show(ta)} and {show(tb)}")
 
-    def expr(self, e: A.Expr, ctx: Ctx, want: T | None) -> IR:
+    def expr(self, e: A.Expr, ctx: Ctx, want: T | None) -> Expr:
         if isinstance(e, A.IntLit):
             if e.width is None:
                 if want is not None and want["kind"] in ("bit", "int"):
                     return self.const(e.value, want)
-                return {"op": "const", "value": e.value, "type": dict(INTLIT)}
+                return {"op": "const", "value": e.value, "type": INTLIT.copy()}
             if e.width <= 0:
                 raise error(e.loc, "an integer literal needs a positive width")
             t = sint(e.width) if e.signed else bit(e.width)
@@ -104,9 +112,9 @@ class Exprs:
                 raise error(e.loc, f"value {e.value} does not fit in {show(t)}")
             return self.const(e.value, t)
         if isinstance(e, A.BoolLit):
-            return {"op": "const", "value": int(e.value), "type": dict(BOOL)}
+            return {"op": "const", "value": int(e.value), "type": BOOL.copy()}
         if isinstance(e, A.StrLit):
-            return {"op": "string", "value": e.value, "type": dict(STRING)}
+            return {"op": "string", "value": e.value, "type": STRING.copy()}
         if isinstance(e, A.Name):
             return self.name_expr(e, ctx)
         if isinstance(e, A.Member):
@@ -118,7 +126,7 @@ class Exprs:
             idx = self.expr(e.index, ctx, bit(32))
             if idx["type"]["kind"] not in ("bit", "int", "intlit"):
                 raise error(e.index.loc, "a stack index must be an integer")
-            if idx["op"] == "const" and not 0 <= idx["value"] < base["type"]["size"]:
+            if idx["op"] == "const" and not 0 <= ival(idx) < base["type"]["size"]:
                 raise error(e.index.loc, f"index {idx['value']} is out of bounds of {show(base['type'])}")
             return {"op": "stack_elem", "stack": base, "index": idx,
                     "type": {"kind": "header", "name": base["type"]["header"]}}
@@ -134,21 +142,21 @@ class Exprs:
             b = self.expr(e.other, ctx, want)
             a, b = self.unify(a, b, e.loc)
             if c["op"] == "const":
-                return a if c["value"] else b
+                return a if ival(c) else b
             if a["type"]["kind"] == "intlit":
                 raise error(e.loc, "cannot infer the width of '?:' on integer literals; add a cast")
             return {"op": "mux", "cond": c, "then": a, "else": b, "type": a["type"]}
         if isinstance(e, A.Cast):
             return self.cast_expr(e, ctx)
         if isinstance(e, A.ListExpr):
-            return {"op": "list", "items": [self.expr(i, ctx, None) for i in e.items], "type": dict(LIST)}
+            return {"op": "list", "items": [self.expr(i, ctx, None) for i in e.items], "type": LIST.copy()}
         if isinstance(e, A.Call):
             return self.call_expr(e, ctx)
         if isinstance(e, A.Default):
-            return {"op": "default", "type": dict(VOID)}
+            return {"op": "default", "type": VOID.copy()}
         raise error(e.loc, "this kind of expression is not allowed here")
 
-    def name_expr(self, e: A.Name, ctx: Ctx) -> IR:
+    def name_expr(self, e: A.Name, ctx: Ctx) -> Expr:
         b = (self.cx.glob if e.dot_prefix else ctx.scope).lookup(e.name)
         if isinstance(b, Val):
             return copy.deepcopy(b.ir)
@@ -158,14 +166,14 @@ class Exprs:
             raise error(e.loc, f"'{e.name}' is not declared")
         raise error(e.loc, f"'{e.name}' is not a value here")
 
-    def member_expr(self, e: A.Member, ctx: Ctx) -> IR:
+    def member_expr(self, e: A.Member, ctx: Ctx) -> Expr:
         mloc = e.mloc or e.loc
         if isinstance(e.obj, A.Name) and ctx.scope.lookup(e.obj.name) is None:
             n = e.obj.name
             if n == "error":
                 if e.member not in self.cx.errors:
                     raise error(mloc, f"'error.{e.member}' is not declared")
-                return {"op": "const", "value": self.cx.errors.index(e.member), "type": dict(ERROR)}
+                return {"op": "const", "value": self.cx.errors.index(e.member), "type": ERROR.copy()}
             if n in self.cx.enums:
                 if e.member not in self.cx.enums[n]:
                     raise error(mloc, f"enum '{n}' has no member '{e.member}'")
@@ -179,27 +187,26 @@ class Exprs:
         if e.member in ("hit", "miss") and isinstance(e.obj, A.Call):
             tb = self.table_of_apply(e.obj, ctx)
             if tb is not None:
-                return {"op": "table_hit", "table": tb.qname, "negate": e.member == "miss", "type": dict(BOOL)}
+                return {"op": "table_hit", "table": tb.qname, "negate": e.member == "miss", "type": BOOL.copy()}
         base = self.expr(e.obj, ctx, None)
         bt = base["type"]
         if bt["kind"] in ("header", "struct"):
-            decl = self.cx.headers[bt["name"]]
-            for f in decl.fields:
-                if f.name == e.member:
-                    ft = self.cx.typerefs.resolve_type(f.type, {})
+            for fd in self.cx.typerefs.fields(bt["name"]):
+                if fd["name"] == e.member:
+                    ft = fd["type"].copy()
                     if (base["op"] == "stack_elem" and base["index"]["op"] == "const"
                             and base["stack"]["op"] == "field" and "base" not in base["stack"]):
                         # constant index: the element is a fixed place, named by a plain path
                         idx = str(base["index"]["value"])
-                        return {"op": "field", "path": [*base["stack"]["path"], idx, f.name], "type": ft}
+                        return {"op": "field", "path": [*base["stack"]["path"], idx, fd["name"]], "type": ft}
                     if base["op"] == "field" and "base" not in base:
-                        return {"op": "field", "path": [*base["path"], f.name], "type": ft}
+                        return {"op": "field", "path": [*base["path"], fd["name"]], "type": ft}
                     if base["op"] == "field":
-                        return {"op": "field", "base": base["base"], "path": [*base["path"], f.name], "type": ft}
-                    return {"op": "field", "base": base, "path": [f.name], "type": ft}
+                        return {"op": "field", "base": base["base"], "path": [*base["path"], fd["name"]], "type": ft}
+                    return {"op": "field", "base": base, "path": [fd["name"]], "type": ft}
             raise error(mloc, f"{'header' if bt['kind'] == 'header' else 'struct'} '{bt['name']}' has no field '{e.member}'")
         if bt["kind"] == "stack":
-            ht = {"kind": "header", "name": bt["header"]}
+            ht: T = {"kind": "header", "name": bt["header"]}
             if e.member == "last":
                 return {"op": "stack_last", "stack": base, "type": ht}
             if e.member == "lastIndex":
@@ -213,7 +220,7 @@ class Exprs:
             raise error(mloc, f"header stack has no member '{e.member}'")
         raise error(mloc, f"a value of type {show(bt)} has no member '{e.member}'")
 
-    def slice_expr(self, e: A.Slice, ctx: Ctx) -> IR:
+    def slice_expr(self, e: A.Slice, ctx: Ctx) -> Expr:
         base = self.expr(e.obj, ctx, None)
         bt = base["type"]
         if bt["kind"] not in ("bit", "int"):
@@ -224,43 +231,43 @@ class Exprs:
             raise error(e.loc, f"slice [{hi}:{lo}] is out of range for {show(bt)}")
         t = bit(hi - lo + 1)
         if base["op"] == "const":
-            return self.const(base["value"] >> lo, t)
+            return self.const(ival(base) >> lo, t)
         return {"op": "slice", "arg": base, "hi": hi, "lo": lo, "type": t}
 
-    def unary_expr(self, e: A.Unary, ctx: Ctx, want: T | None) -> IR:
+    def unary_expr(self, e: A.Unary, ctx: Ctx, want: T | None) -> Expr:
         a = self.expr(e.arg, ctx, want if e.op != "!" else BOOL)
         t = a["type"]
         if e.op == "!":
             a = self.coerce(a, BOOL, e.arg.loc, "in '!'")
             if a["op"] == "const":
-                return {"op": "const", "value": 1 - a["value"], "type": dict(BOOL)}
-            return {"op": "!", "arg": a, "type": dict(BOOL)}
+                return {"op": "const", "value": 1 - ival(a), "type": BOOL.copy()}
+            return {"op": "!", "arg": a, "type": BOOL.copy()}
         if t["kind"] not in ("bit", "int", "intlit"):
             raise error(e.loc, f"operator '{e.op}' needs an integer operand, not {show(t)}")
         if e.op == "+":
             return a
         if e.op == "~" and t["kind"] == "intlit":
             raise error(e.loc, "cannot infer the width for '~' on an integer literal; add a width")
-        op = "neg" if e.op == "-" else "~"
+        op: ExprOp = "neg" if e.op == "-" else "~"
         if a["op"] == "const":
-            v = -a["value"] if op == "neg" else ~a["value"]
+            v = -ival(a) if op == "neg" else ~ival(a)
             return self.const(v, t) if t["kind"] != "intlit" else {"op": "const", "value": v, "type": t}
         return {"op": op, "arg": a, "type": t}
 
-    def binary_expr(self, e: A.Binary, ctx: Ctx, want: T | None) -> IR:
-        op = e.op
+    def binary_expr(self, e: A.Binary, ctx: Ctx, want: T | None) -> Expr:
+        op = cast(ExprOp, e.op)  # the parser only builds binary nodes of P4's operators
         if op in ("&&", "||"):
             a = self.coerce(self.expr(e.left, ctx, BOOL), BOOL, e.left.loc, f"in '{op}'")
             b = self.coerce(self.expr(e.right, ctx, BOOL), BOOL, e.right.loc, f"in '{op}'")
             if a["op"] == "const" and b["op"] == "const":
-                r = (a["value"] and b["value"]) if op == "&&" else (a["value"] or b["value"])
-                return {"op": "const", "value": int(bool(r)), "type": dict(BOOL)}
-            return {"op": op, "left": a, "right": b, "type": dict(BOOL)}
+                r = (ival(a) and ival(b)) if op == "&&" else (ival(a) or ival(b))
+                return {"op": "const", "value": int(bool(r)), "type": BOOL.copy()}
+            return {"op": op, "left": a, "right": b, "type": BOOL.copy()}
         sub_want = want if op not in ("==", "!=", "<", "<=", ">", ">=", "++") else None
         a = self.expr(e.left, ctx, sub_want if op not in ("<<", ">>") else want)
         if op in ("<<", ">>"):
             b = self.expr(e.right, ctx, None)
-            if b["type"]["kind"] == "int" or (b["type"]["kind"] == "intlit" and b["value"] < 0):
+            if b["type"]["kind"] == "int" or (b["type"]["kind"] == "intlit" and ival(b) < 0):
                 raise error(e.right.loc, "the shift amount must be unsigned")
             if b["type"]["kind"] not in ("bit", "intlit"):
                 raise error(e.right.loc, f"the shift amount must be an integer, not {show(b['type'])}")
@@ -270,8 +277,8 @@ class Exprs:
             if ta["kind"] == "intlit" and b["op"] != "const":
                 raise error(e.left.loc, "the width of a shifted integer literal must be known; add a cast")
             if a["op"] == "const" and b["op"] == "const":
-                sa = signed_value(a["value"], ta)
-                v = sa << min(b["value"], 4096) if op == "<<" else sa >> b["value"]
+                sa = signed_value(ival(a), ta)
+                v = sa << min(ival(b), 4096) if op == "<<" else sa >> ival(b)
                 return self.const(v, ta) if ta["kind"] != "intlit" else {"op": "const", "value": v, "type": ta}
             return {"op": op, "left": a, "right": b, "type": ta}
         b = self.expr(e.right, ctx, sub_want)
@@ -279,9 +286,9 @@ class Exprs:
             for opnd, loc in ((a, e.left.loc), (b, e.right.loc)):
                 if opnd["type"]["kind"] not in ("bit", "int"):
                     raise error(loc, f"'++' needs operands of known width, not {show(opnd['type'])}")
-            t = {"kind": a["type"]["kind"], "width": a["type"]["width"] + b["type"]["width"]}
+            t: T = {"kind": a["type"]["kind"], "width": a["type"]["width"] + b["type"]["width"]}
             if a["op"] == "const" and b["op"] == "const":
-                return self.const((a["value"] << b["type"]["width"]) | b["value"], t)
+                return self.const((ival(a) << b["type"]["width"]) | ival(b), t)
             return {"op": "++", "left": a, "right": b, "type": t}
         a, b = self.unify(a, b, e.loc)
         t = a["type"]
@@ -290,23 +297,23 @@ class Exprs:
                 raise error(e.loc, f"cannot compare values of type {show(t)}")
             if a["op"] == "const" and b["op"] == "const":
                 r = (a["value"] == b["value"]) == (op == "==")
-                return {"op": "const", "value": int(r), "type": dict(BOOL)}
-            return {"op": op, "left": a, "right": b, "type": dict(BOOL)}
+                return {"op": "const", "value": int(r), "type": BOOL.copy()}
+            return {"op": op, "left": a, "right": b, "type": BOOL.copy()}
         if t["kind"] not in ("bit", "int", "intlit"):
             raise error(e.loc, f"operator '{op}' needs integer operands, not {show(t)}")
         if op in ("<", "<=", ">", ">="):
             if a["op"] == "const" and b["op"] == "const":
-                x, y = signed_value(a["value"], t), signed_value(b["value"], t)
+                x, y = signed_value(ival(a), t), signed_value(ival(b), t)
                 r = {"<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y}[op]
-                return {"op": "const", "value": int(r), "type": dict(BOOL)}
-            return {"op": op, "left": a, "right": b, "type": dict(BOOL)}
+                return {"op": "const", "value": int(r), "type": BOOL.copy()}
+            return {"op": op, "left": a, "right": b, "type": BOOL.copy()}
         if op in ("/", "%"):
-            if b["op"] != "const" or signed_value(b["value"], t) <= 0:
+            if b["op"] != "const" or signed_value(ival(b), t) <= 0:
                 raise error(e.loc, f"'{op}' needs a compile-time known positive divisor")
             if t["kind"] == "int" and a["op"] != "const":
                 raise error(e.loc, f"'{op}' on signed values is not supported on this target")
         if a["op"] == "const" and b["op"] == "const":
-            x, y = signed_value(a["value"], t), signed_value(b["value"], t)
+            x, y = signed_value(ival(a), t), signed_value(ival(b), t)
             if op == "|+|" or op == "|-|":
                 r = x + y if op == "|+|" else x - y
                 if t["kind"] == "bit":
@@ -320,18 +327,20 @@ class Exprs:
             raise error(e.loc, "cannot infer the width of this expression; add a cast")
         return {"op": op, "left": a, "right": b, "type": t}
 
-    def cast_expr(self, e: A.Cast, ctx: Ctx) -> IR:
+    def cast_expr(self, e: A.Cast, ctx: Ctx) -> Expr:
         to = self.cx.typerefs.resolve_type(e.to, {})
         a = self.expr(e.arg, ctx, None)
         ft = a["type"]
         if ft == to:
             return a
+        if not is_data(to):
+            raise error(e.loc, f"cannot cast {show(ft)} to {show(to)}")
         ok = False
         fk, tk = ft["kind"], to["kind"]
         if fk == "intlit" and tk in ("bit", "int", "serenum"):
-            return self.const(a["value"], to)
-        if fk == "intlit" and tk == "bool" and a["value"] in (0, 1):
-            return {"op": "const", "value": a["value"], "type": to}
+            return self.const(ival(a), to)
+        if fk == "intlit" and tk == "bool" and ival(a) in (0, 1):
+            return {"op": "const", "value": ival(a), "type": to}
         if fk in ("bit", "int") and tk in ("bit", "int"):
             ok = fk == tk or ft["width"] == to["width"]
         elif (fk, tk) in (("bool", "bit"), ("bit", "bool")):
@@ -344,7 +353,7 @@ class Exprs:
                 hint = f"; cast in two steps, e.g. ({show(to)})({tk}<{ft['width']}>)x"
             raise error(e.loc, f"cannot cast {show(ft)} to {show(to)}{hint}")
         if a["op"] == "const":
-            return self.const(signed_value(a["value"], ft), to)
+            return self.const(signed_value(ival(a), ft), to)
         return {"op": "cast", "arg": a, "type": to}
 
     def table_of_apply(self, c: A.Call, ctx: Ctx) -> TableB | None:
@@ -358,7 +367,7 @@ class Exprs:
                 return b
         return None
 
-    def call_expr(self, c: A.Call, ctx: Ctx) -> IR:
+    def call_expr(self, c: A.Call, ctx: Ctx) -> Expr:
         f = c.func
         if isinstance(f, A.Member):
             if f.member == "isValid":
@@ -366,19 +375,19 @@ class Exprs:
                 if h["type"]["kind"] != "header":
                     raise error(f.loc, f"isValid() needs a header, not {show(h['type'])}")
                 self.cx.calls.nargs(c, 0)
-                return {"op": "valid", "header": h, "type": dict(BOOL)}
+                return {"op": "valid", "header": h, "type": BOOL.copy()}
             if f.member == "lookahead" and isinstance(f.obj, A.Name) and isinstance(ctx.scope.lookup(f.obj.name), PacketB):
                 if len(c.type_args) != 1:
                     raise error(c.loc, "lookahead needs one type argument: lookahead<T>()")
                 self.cx.calls.nargs(c, 0)
                 t = self.cx.typerefs.resolve_type(c.type_args[0], {})
-                if t["kind"] not in ("bit", "int", "header", "bool"):
+                if not is_data(t) or t["kind"] not in ("bit", "int", "header", "bool"):
                     raise error(c.loc, f"cannot lookahead a value of type {show(t)}")
                 return {"op": "lookahead", "type": t}
             if isinstance(f.obj, A.Name):
                 b = ctx.scope.lookup(f.obj.name)
                 if isinstance(b, ExternInst):
-                    stmts: list[IR] = []
+                    stmts: list[Stmt] = []
                     res = self.cx.calls.extern_method(c, b, ctx, stmts, want_value=True)
                     ctx.pre.extend(stmts)
                     return res
@@ -386,7 +395,7 @@ class Exprs:
                     raise error(c.loc, "use t.apply().hit, .miss or switch (t.apply().action_run) to get a result from a table")
         raise error(c.loc, "this call does not return a value usable in an expression")
 
-    def lvalue(self, e: A.Expr, ctx: Ctx) -> IR:
+    def lvalue(self, e: A.Expr, ctx: Ctx) -> Expr:
         root = e
         while isinstance(root, A.Member | A.Index | A.Slice):
             root = root.obj
@@ -402,12 +411,12 @@ class Exprs:
             raise error(e.loc, "this expression cannot be assigned to")
         return ir
 
-    def keyset(self, e: A.Expr, t: T, ctx: Ctx, match_kind: str = "exact") -> IR:
+    def keyset(self, e: A.Expr, t: T, ctx: Ctx, match_kind: str = "exact") -> KeySet:
         def val(x: A.Expr) -> int:
             v = self.coerce(self.expr(x, ctx, t), t, x.loc, "in keyset")
             if v["op"] != "const":
                 raise error(x.loc, "keyset values must be compile-time constants")
-            return int(v["value"])
+            return ival(v)
         if isinstance(e, A.Default):
             return {"kind": "default"}
         if isinstance(e, A.Mask):

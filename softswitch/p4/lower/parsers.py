@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import error
-from p4reduce.softswitch.p4.lower.bindings import IR, BlockInst, Ctx, Scope
+from p4reduce.softswitch.p4.ir import Local, Parser, SelectCase, State, Stmt, Transition
+from p4reduce.softswitch.p4.lower.bindings import BlockInst, Ctx, Scope
 from p4reduce.softswitch.p4.types import show
 
 if TYPE_CHECKING:
@@ -17,19 +18,19 @@ class Parsers:
     def __init__(self, cx: Lowering) -> None:
         self.cx = cx
 
-    def lower_parser(self, decl: A.ParserDecl, scope: Scope) -> IR:
-        locals_: list[IR] = []
+    def lower_parser(self, decl: A.ParserDecl, scope: Scope) -> Parser:
+        locals_: list[Local] = []
         ctx = Ctx("parser", decl.name, decl.name + ".", scope, locals_, set())
-        states: dict[str, IR] = {}
+        states: dict[str, State] = {}
         self.parser_states(decl, ctx, "", "accept", states)
         return {"name": decl.name, "locals": locals_, "start": "start", "states": states}
 
     def parser_states(self, decl: A.ParserDecl, ctx: Ctx, sprefix: str, accept_to: str,
-                      states: dict[str, IR]) -> None:
+                      states: dict[str, State]) -> None:
         """Lower a parser's states into `states`, names prefixed by `sprefix`; `accept` goes to
         `accept_to`. Sub-parser calls split the calling state in two around the sub-parser's
         inlined states, which is how sub-parsers get inlined without a call stack."""
-        init: list[IR] = []
+        init: list[Stmt] = []
         for d in decl.locals:
             init.extend(self.cx.decls.declare_local(d, ctx))
             init.extend(ctx.pre)
@@ -49,7 +50,7 @@ class Parsers:
 
         for s in decl.states:
             cur = sprefix + s.name
-            body: list[IR] = list(init) if s.name == "start" else []
+            body: list[Stmt] = list(init) if s.name == "start" else []
             saved = ctx.scope
             ctx.scope = Scope(parent=saved)
             for st in s.body:
@@ -72,7 +73,7 @@ class Parsers:
                 del call
                 cur = cont
                 body = []
-            tr: IR
+            tr: Transition
             if s.transition is None:
                 tr = {"kind": "direct", "next": "reject"}
             elif isinstance(s.transition, A.Name):
@@ -84,13 +85,13 @@ class Parsers:
                 assert isinstance(sel, A.Select)
                 keys = [self.cx.exprs.expr(k, ctx, None) for k in sel.keys]
                 for kir, ke in zip(keys, sel.keys, strict=True):
-                    if kir["type"]["kind"] not in ("bit", "int", "bool", "serenum", "error", "enum"):
-                        raise error(ke.loc, f"cannot select on a value of type {show(kir['type'])}")
                     if kir["type"]["kind"] == "intlit":
                         raise error(ke.loc, "a select key needs a known width")
+                    if kir["type"]["kind"] not in ("bit", "int", "bool", "serenum", "error", "enum"):
+                        raise error(ke.loc, f"cannot select on a value of type {show(kir['type'])}")
                 body.extend(ctx.pre)
                 ctx.pre.clear()
-                cases: list[IR] = []
+                cases: list[SelectCase] = []
                 for c in sel.cases:
                     if c.state not in valid:
                         raise error(c.loc, f"unknown state '{c.state}'")

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import Loc, error
-from p4reduce.softswitch.p4.lower.bindings import IR, Ctx, PacketB, Scope, Val, anno_get, anno_ir
-from p4reduce.softswitch.p4.types import show
+from p4reduce.softswitch.p4.ir import Control, ControllerHeader, Local, Parser, Pipeline, Program
+from p4reduce.softswitch.p4.lower.bindings import Ctx, PacketB, Scope, Val, anno_get, anno_ir
+from p4reduce.softswitch.p4.types import AnyT, ObjectT, is_data, show
 
 if TYPE_CHECKING:
     from p4reduce.softswitch.p4.lower.context import Lowering
@@ -26,7 +27,7 @@ class ProgramLowering:
     def __init__(self, cx: Lowering) -> None:
         self.cx = cx
 
-    def run(self) -> IR:
+    def run(self) -> Program:
         self.cx.decls.number_decls(self.cx.prog.decls)
         for d in self.cx.prog.decls:
             self.cx.decls.top_decl(d)
@@ -35,7 +36,7 @@ class ProgramLowering:
             raise error(loc, "program has no 'main' package instance (e.g. V1Switch(...) main;)")
         return self.pipeline(self.cx.main)
 
-    def pipeline(self, main: A.InstanceDecl) -> IR:
+    def pipeline(self, main: A.InstanceDecl) -> Program:
         assert main.type is not None
         if not (isinstance(main.type, A.NamedType) and main.type.name == "V1Switch"):
             raise error(main.loc, "main must be a V1Switch(...) instance")
@@ -59,42 +60,44 @@ class ProgramLowering:
             raise error(pdecl.loc, f"parser '{pdecl.name}' must have 4 parameters (packet_in, out H, inout M, inout standard_metadata_t)")
         htype = self.cx.typerefs.resolve_type(pdecl.params[1].type, {})
         mtype = self.cx.typerefs.resolve_type(pdecl.params[2].type, {})
-        if htype["kind"] != "struct":
+        if not is_data(htype) or htype["kind"] != "struct":
             raise error(pdecl.params[1].loc, f"the headers parameter must be a struct, not {show(htype)}")
-        if mtype["kind"] != "struct":
+        if not is_data(mtype) or mtype["kind"] != "struct":
             raise error(pdecl.params[2].loc, f"the metadata parameter must be a struct, not {show(mtype)}")
-        rtypes = {"hdr": htype, "meta": mtype, "std": {"kind": "struct", "name": "standard_metadata_t"},
-                  "pkt_in": {"kind": "object", "name": "packet_in", "args": []},
-                  "pkt_out": {"kind": "object", "name": "packet_out", "args": []}}
-        out: IR = {"parsers": {}, "controls": {}}
-        pipe: dict[str, str] = {}
+        rtypes: dict[str, AnyT] = {
+            "hdr": htype, "meta": mtype, "std": {"kind": "struct", "name": "standard_metadata_t"},
+            "pkt_in": {"kind": "object", "name": "packet_in", "args": []},
+            "pkt_out": {"kind": "object", "name": "packet_out", "args": []}}
+        parsers: dict[str, Parser] = {}
+        controls: dict[str, Control] = {}
         for (role, roots), decl in zip(ROLES, blocks, strict=True):
             if len(decl.params) != len(roots):
                 raise error(decl.loc, f"'{decl.name}' has {len(decl.params)} parameters; the v1model {role} block takes {len(roots)}")
             scope = Scope(parent=self.cx.glob)
             for p, root in zip(decl.params, roots, strict=True):
                 pt = self.cx.typerefs.resolve_type(p.type, {})
-                if pt.get("kind") == "object":
-                    pt = {**pt, "args": []}
+                if pt["kind"] == "object":
+                    pt = ObjectT(kind="object", name=pt["name"], args=[])
                 if pt != rtypes[root]:
                     raise error(p.loc, f"parameter '{p.name}' of '{decl.name}' has type {show(pt)}; v1model expects {show(rtypes[root])} here")
-                if root.startswith("pkt"):
+                if root.startswith("pkt") or not is_data(pt):
                     scope.names[p.name] = PacketB(root == "pkt_out")
                 else:
                     writable = p.direction in ("out", "inout")
                     scope.names[p.name] = Val({"op": "field", "path": [root], "type": pt}, writable,
                                               f"'{p.name}': it is an '{p.direction}' parameter" if p.direction != "none" else f"'{p.name}'")
-            pipe[role] = decl.name
             if isinstance(decl, A.ParserDecl):
-                out["parsers"][decl.name] = self.cx.parsers.lower_parser(decl, scope)
+                parsers[decl.name] = self.cx.parsers.lower_parser(decl, scope)
             else:
-                if decl.name in out["controls"]:
+                if decl.name in controls:
                     raise error(decl.loc, f"control '{decl.name}' is used twice in V1Switch")
-                locals_: list[IR] = []
+                locals_: list[Local] = []
                 ctx = Ctx("control", decl.name, decl.name + ".", scope, locals_, set())
                 body = self.cx.controls.control_body(decl, ctx)
-                out["controls"][decl.name] = {"name": decl.name, "locals": locals_, "body": body}
-        ch: list[IR] = []
+                controls[decl.name] = {"name": decl.name, "locals": locals_, "body": body}
+        pipe = Pipeline(parser=blocks[0].name, verify_checksum=blocks[1].name, ingress=blocks[2].name,
+                        egress=blocks[3].name, compute_checksum=blocks[4].name, deparser=blocks[5].name)
+        ch: list[ControllerHeader] = []
         for hname, h in sorted(self.cx.headers.items()):
             ca = anno_get(h.annotations, "controller_header")
             if ca is not None:
@@ -103,7 +106,7 @@ class ProgramLowering:
             "ir_version": 1, "source": self.cx.source, "arch": "v1model", "types": self.cx.out.types,
             "errors": list(self.cx.errors), "enums": dict(self.cx.enums), "serializable_enums": dict(self.cx.serenums),
             "pipeline": pipe, "header_type": htype["name"], "meta_type": mtype["name"],
-            "parsers": out["parsers"], "controls": out["controls"],
+            "parsers": parsers, "controls": controls,
             "actions": sorted(self.cx.out.actions.values(), key=lambda a: a["name"]),
             "tables": sorted(self.cx.out.tables.values(), key=lambda a: a["name"]),
             "registers": self.cx.out.registers, "counters": self.cx.out.counters,

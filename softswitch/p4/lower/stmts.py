@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import error
+from p4reduce.softswitch.p4.ir import ReturnStmt, Stmt, SwitchCase
 from p4reduce.softswitch.p4.lower.bindings import (
-    IR,
     ActionB,
     BlockInst,
     Ctx,
@@ -17,7 +17,7 @@ from p4reduce.softswitch.p4.lower.bindings import (
     TableB,
     Val,
 )
-from p4reduce.softswitch.p4.types import BOOL, show
+from p4reduce.softswitch.p4.types import BOOL, is_data, show
 
 if TYPE_CHECKING:
     from p4reduce.softswitch.p4.lower.context import Lowering
@@ -27,8 +27,8 @@ class Stmts:
     def __init__(self, cx: Lowering) -> None:
         self.cx = cx
 
-    def stmts(self, body: list[A.Stmt | A.Decl], ctx: Ctx) -> list[IR]:
-        out: list[IR] = []
+    def stmts(self, body: list[A.Stmt | A.Decl], ctx: Ctx) -> list[Stmt]:
+        out: list[Stmt] = []
         saved = ctx.scope
         ctx.scope = Scope(parent=saved)
         try:
@@ -41,13 +41,13 @@ class Stmts:
             ctx.scope = saved
         return out
 
-    def stmt(self, s: A.Stmt | A.Decl, ctx: Ctx) -> list[IR]:
+    def stmt(self, s: A.Stmt | A.Decl, ctx: Ctx) -> list[Stmt]:
         if isinstance(s, A.VarDecl):
             assert s.type is not None
             t = self.cx.typerefs.resolve_type(s.type, {})
-            if t["kind"] in ("object", "void", "typevar", "string"):
+            if not is_data(t) or t["kind"] in ("void", "string"):
                 raise error(s.loc, f"cannot declare a variable of type {show(t)}")
-            out: list[IR] = []
+            out: list[Stmt] = []
             init = None
             if s.init is not None:
                 init = self.cx.exprs.coerce(self.cx.exprs.expr(s.init, ctx, t), t, s.init.loc, f"initializing '{s.name}'")
@@ -58,7 +58,7 @@ class Stmts:
             return out
         if isinstance(s, A.ConstDecl):
             assert s.type is not None and s.value is not None
-            t = self.cx.typerefs.resolve_type(s.type, {})
+            t = self.cx.typerefs.data_type(s.type)
             v = self.cx.exprs.coerce(self.cx.exprs.expr(s.value, ctx, t), t, s.value.loc)
             if v["op"] not in ("const", "enum_member"):
                 raise error(s.value.loc, f"the value of constant '{s.name}' is not a compile-time constant")
@@ -90,7 +90,7 @@ class Stmts:
                 raise error(s.loc, "'return' is not allowed in a parser")
             if s.value is not None:
                 raise error(s.value.loc, "'return' with a value is not allowed in an action or control")
-            r: IR = {"stmt": "return"}
+            r: ReturnStmt = {"stmt": "return"}
             if ctx.label is not None and ctx.action is None:
                 r["label"] = ctx.label
             return [r]
@@ -100,21 +100,22 @@ class Stmts:
             return self.call_stmt(s.call, ctx)
         raise error(s.loc, "unsupported statement")
 
-    def switch_stmt(self, s: A.Switch, ctx: Ctx) -> list[IR]:
+    def switch_stmt(self, s: A.Switch, ctx: Ctx) -> list[Stmt]:
         e = s.expr
         if not (isinstance(e, A.Member) and e.member == "action_run" and isinstance(e.obj, A.Call)):
             raise error(s.loc, "switch is only supported on t.apply().action_run")
         tb = self.cx.exprs.table_of_apply(e.obj, ctx)
         if tb is None:
             raise error(e.loc, "switch expression must be t.apply().action_run of a table")
+        assert tb.ir is not None  # tables are lowered where they are declared
         allowed = {a["name"]: a for a in tb.ir["actions"]}
         short = {}
         for a in tb.decl.actions:
             b = ctx.scope.lookup(a.name.lstrip("."))
             if isinstance(b, ActionB):
                 short[a.name.lstrip(".")] = b.qname
-        cases: list[IR] = []
-        default: list[IR] | None = None
+        cases: list[SwitchCase] = []
+        default: list[Stmt] | None = None
         pending: list[str] = []
         seen: set[str] = set()
         for k, c in enumerate(s.cases):
@@ -143,7 +144,7 @@ class Stmts:
             cases.append({"actions": pending, "body": []})
         return [{"stmt": "switch", "table": tb.qname, "cases": cases, "default": default}]
 
-    def call_stmt(self, c: A.Call, ctx: Ctx) -> list[IR]:
+    def call_stmt(self, c: A.Call, ctx: Ctx) -> list[Stmt]:
         f = c.func
         if isinstance(f, A.Name):
             b = (self.cx.glob if f.dot_prefix else ctx.scope).lookup(f.name)
@@ -169,7 +170,7 @@ class Stmts:
                 self.cx.calls.nargs(c, 0)
                 return [{"stmt": "apply", "table": b.qname}]
             if isinstance(b, ExternInst):
-                out: list[IR] = []
+                out: list[Stmt] = []
                 self.cx.calls.extern_method(c, b, ctx, out, want_value=False)
                 return out
             if isinstance(b, BlockInst):
@@ -198,7 +199,7 @@ class Stmts:
             n = self.cx.typerefs.const_int(c.args[0], ctx, "the count")
             if n < 0:
                 raise error(c.args[0].loc, "the count must not be negative")
-            return [{"stmt": m, "stack": st, "count": n}]
+            return [{"stmt": "push_front" if m == "push_front" else "pop_front", "stack": st, "count": n}]
         if m == "apply":
             raise error(f.loc, "apply() of something that is not a table or a control instance")
         if m == "isValid":

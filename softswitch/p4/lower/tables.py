@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, cast
 
 from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import error
+from p4reduce.softswitch.p4.ir import (
+    ConstEntry,
+    DefaultAction,
+    DirectCounter,
+    DirectMeter,
+    Key,
+    TableAction,
+)
 from p4reduce.softswitch.p4.lower.bindings import (
-    IR,
     ActionB,
     Ctx,
     ExternInst,
     TableB,
     anno_get,
     anno_ir,
+    ival,
 )
 from p4reduce.softswitch.p4.types import show
 
@@ -27,7 +35,7 @@ class Tables:
 
     def lower_table(self, tb: TableB, ctx: Ctx) -> None:
         d = tb.decl
-        keys: list[IR] = []
+        keys: list[Key] = []
         kinds: list[str] = []
         for k in d.keys:
             if k.match_kind not in self.cx.match_kinds:
@@ -35,15 +43,15 @@ class Tables:
             if k.match_kind == "selector":
                 raise error(k.loc, "match kind 'selector' needs action selectors, which are not supported")
             e = self.cx.exprs.expr(k.expr, ctx, None)
-            if e["type"]["kind"] not in ("bit", "int", "bool", "serenum", "error", "enum"):
-                raise error(k.loc, f"a table key cannot have type {show(e['type'])}")
             if e["type"]["kind"] == "intlit":
                 raise error(k.loc, "a table key needs a known width")
+            if e["type"]["kind"] not in ("bit", "int", "bool", "serenum", "error", "enum"):
+                raise error(k.loc, f"a table key cannot have type {show(e['type'])}")
             n = anno_get(k.annotations, "name")
             keys.append({"name": n.string if n is not None and n.string is not None else k.text,
                          "match_kind": k.match_kind, "expr": e, "annotations": anno_ir(k.annotations)})
             kinds.append(k.match_kind)
-        actions: list[IR] = []
+        actions: list[TableAction] = []
         by_short: dict[str, ActionB] = {}
         for a in d.actions:
             b = (self.cx.glob if a.name.startswith(".") else ctx.scope).lookup(a.name.lstrip("."))
@@ -56,7 +64,7 @@ class Tables:
             if any(p.direction != "none" for p in b.decl.params):
                 raise error(a.loc, f"action '{a.name}' has directional parameters, which a table cannot supply")
             self.cx.decls.lower_action(b)
-            scope = "table_and_default"
+            scope: Literal["table_and_default", "table_only", "default_only"] = "table_and_default"
             if anno_get(a.annotations, "tableonly"):
                 scope = "table_only"
             elif anno_get(a.annotations, "defaultonly"):
@@ -65,7 +73,7 @@ class Tables:
             by_short[a.name.lstrip(".")] = b
         if not d.actions:
             raise error(d.loc, f"table '{d.name}' has no actions property")
-        default: IR
+        default: DefaultAction
         if d.default_action is not None:
             da = d.default_action
             b = by_short.get(da.name.lstrip("."))
@@ -82,8 +90,8 @@ class Tables:
             self.cx.decls.lower_action(nb)
         size = 1024
         size_explicit = False
-        dcounter = None
-        dmeter = None
+        dcounter: str | None = None
+        dmeter: str | None = None
         for pname, (pe, ploc) in d.props.items():
             if pname == "size":
                 size = self.cx.typerefs.const_int(pe, ctx, "the table size")
@@ -97,9 +105,10 @@ class Tables:
                 want = "direct_counter" if pname == "counters" else "direct_meter"
                 if not isinstance(ib, ExternInst) or ib.ext.name != want or ib.ir is None:
                     raise error(pe.loc, f"'{pe.name}' is not a {want} instance")
-                if ib.ir["table"] is not None:
-                    raise error(pe.loc, f"{want} '{pe.name}' is already used by table {ib.ir['table']}")
-                ib.ir["table"] = tb.qname
+                direct = cast(DirectCounter | DirectMeter, ib.ir)
+                if direct["table"] is not None:
+                    raise error(pe.loc, f"{want} '{pe.name}' is already used by table {direct['table']}")
+                direct["table"] = tb.qname
                 if pname == "counters":
                     dcounter = ib.qname
                 else:
@@ -109,7 +118,7 @@ class Tables:
                     raise error(ploc, "table implementations (action profiles/selectors) are not supported")
             else:
                 raise error(ploc, f"unknown table property '{pname}'")
-        entries: list[IR] = []
+        entries: list[ConstEntry] = []
         if d.entries is not None:
             if not d.keys:
                 raise error(d.loc, "a table without keys cannot have entries")
@@ -131,13 +140,13 @@ class Tables:
                     prio = pa.integer
                 entries.append({"priority": prio, "keys": kss,
                                 "action": {"name": b.qname, "args": self.action_args(en.action, b, ctx)}})
-        tb.ir.update({
+        tb.ir = {
             "name": tb.qname, "annotations": anno_ir(d.annotations), "keys": keys, "actions": actions,
             "default_action": default, "const_entries": entries, "entries_const": d.entries_const,
             "size": size, "size_explicit": size_explicit, "direct_counter": dcounter,
             "direct_meter": dmeter, "implementation": None, "id": self.cx.obj_id(d),
-            "order": self.cx.decl_order.get(id(d)),
-        })
+            "order": self.cx.decl_order[id(d)],
+        }
         self.cx.out.tables[tb.qname] = tb.ir
 
     def action_args(self, ref: A.ActionRef, b: ActionB, ctx: Ctx) -> list[int]:
@@ -148,9 +157,9 @@ class Tables:
             raise error(ref.loc, f"action '{ref.name}' expects {len(cp)} argument(s), got {len(ref.args)}")
         out: list[int] = []
         for p, a in zip(cp, ref.args, strict=True):
-            pt = self.cx.typerefs.resolve_type(p.type, {})
+            pt = self.cx.typerefs.data_type(p.type)
             v = self.cx.exprs.coerce(self.cx.exprs.expr(a, ctx, pt), pt, a.loc, f"for parameter '{p.name}'")
             if v["op"] != "const":
                 raise error(a.loc, "action arguments here must be compile-time constants")
-            out.append(int(v["value"]))
+            out.append(ival(v))
         return out

@@ -8,8 +8,21 @@ from typing import TYPE_CHECKING
 
 from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import error
-from p4reduce.softswitch.p4.lower.bindings import Ctx
-from p4reduce.softswitch.p4.types import BOOL, ERROR, STRING, VOID, T, bit, show, signed_value, sint
+from p4reduce.softswitch.p4.ir import FieldDecl
+from p4reduce.softswitch.p4.lower.bindings import Ctx, ival
+from p4reduce.softswitch.p4.types import (
+    BOOL,
+    ERROR,
+    STRING,
+    VOID,
+    AnyT,
+    T,
+    bit,
+    is_data,
+    show,
+    signed_value,
+    sint,
+)
 
 if TYPE_CHECKING:
     from p4reduce.softswitch.p4.lower.context import Lowering
@@ -19,14 +32,14 @@ class TypeRefs:
     def __init__(self, cx: Lowering) -> None:
         self.cx = cx
 
-    def resolve_type(self, t: A.TypeRef, env: dict[str, T]) -> T:
+    def resolve_type(self, t: A.TypeRef, env: dict[str, AnyT]) -> AnyT:
         if isinstance(t, A.BitsType):
             w = self.const_int(t.width, self.cx.global_ctx(), "a width")
             if w <= 0 or (t.signed and w < 1) or w > 2048:
                 raise error(t.width.loc, f"invalid width {w}: widths must be between 1 and 2048")
             return sint(w) if t.signed else bit(w)
         if isinstance(t, A.BoolType):
-            return dict(BOOL)
+            return BOOL.copy()
         if isinstance(t, A.VarbitType):
             raise error(t.loc, "varbit is not supported by this compiler")
         if isinstance(t, A.StackType):
@@ -50,17 +63,31 @@ class TypeRefs:
         if nm in self.cx.serenums:
             return {"kind": "serenum", "name": nm, "width": self.cx.serenums[nm]["type"]["width"]}
         if nm == "error":
-            return dict(ERROR)
+            return ERROR.copy()
         if nm == "string":
-            return dict(STRING)
+            return STRING.copy()
         if nm == "void":
-            return dict(VOID)
+            return VOID.copy()
         if nm in self.cx.externs or nm in self.cx.control_decls or nm in self.cx.parser_decls or nm in self.cx.packages:
             return {"kind": "object", "name": nm, "args": [self.resolve_type(a, env) for a in t.args]}
         return {"kind": "typevar", "name": nm}
+
+    def data_type(self, t: A.TypeRef, env: dict[str, AnyT] | None = None) -> T:
+        """`t` resolved, where only a type of values (not an extern, control or parser
+        type, nor an unbound type parameter) makes sense."""
+        rt = self.resolve_type(t, env or {})
+        if not is_data(rt):
+            raise error(t.loc, f"'{show(rt)}' is not a type of values")
+        return rt
+
+    def fields(self, name: str) -> list[FieldDecl]:
+        """The fields of a declared header or struct type, with their resolved types."""
+        types = self.cx.out.types
+        decl = types["headers"].get(name) or types["structs"][name]
+        return decl["fields"]
 
     def const_int(self, e: A.Expr, ctx: Ctx, what: str) -> int:
         v = self.cx.exprs.expr(e, ctx, None)
         if v["op"] != "const" or v["type"]["kind"] not in ("intlit", "bit", "int"):
             raise error(e.loc, f"{what} must be a compile-time integer constant")
-        return int(signed_value(v["value"], v["type"]))
+        return int(signed_value(ival(v), v["type"]))
