@@ -295,6 +295,8 @@ class Action(TypedDict):
     body: list[Stmt]
     id: int | None
     order: NotRequired[int]
+    # false: only other actions call it (p4c inlines it into them), so P4Info omits it
+    control_plane: NotRequired[bool]
 
 
 class Key(TypedDict):

@@ -6,15 +6,12 @@ byte, so that controllers, saved table entries and tests move between the two
 targets unchanged. The rules below are p4c's (control-plane serializer, v1model
 arch handler), re-derived from its behaviour and output files:
 
-* Objects are listed in the order p4c's block walk meets them, not sorted:
-  pipeline controls in ``V1Switch`` parameter order (verify checksum, ingress,
-  egress, compute checksum, deparser), each control's actions in declaration
-  order with the top-level actions it uses (``NoAction``) first; then, one
-  nesting level down, tables and extern instances in declaration order, then
-  nested controls' objects; direct counters/meters follow their tables, and
-  digests their first ``digest()`` call.  The IR keeps its lists sorted by name, so each
-  object may carry an optional ``order`` (its declaration position); without it
-  the IR list position is used.
+* Objects are listed in the order the IR's ``order`` keys give (the front end sets
+  them to p4c's listing order, see softswitch/p4/lower/controlplane.py); without
+  them, in IR list order. Direct counters and meters follow their tables and are
+  left out when no table uses them; actions marked ``"control_plane": false``
+  (p4c inlines them into their callers) are left out entirely, and action
+  parameters with a direction are not control-plane parameters.
 * Every table has a default action (``NoAction`` when the source gave none, in
   which case ``NoAction`` joins the action list as ``@defaultonly``), emitted as
   ``initial_default_action``; ``const`` ones also set ``const_default_action_id``.
@@ -43,9 +40,6 @@ IR = Mapping[str, Any]
 
 # Printed by current p4c at the top of every text-format P4Info it writes.
 _TEXT_HEADER = "# proto-file: p4/config/v1/p4info.proto\n# proto-message: p4.config.v1.P4Info\n\n"
-
-# V1Switch(p, vr, ig, eg, ck, dep): the order p4c's block walk visits controls.
-_PIPELINE_CONTROLS = ("verify_checksum", "ingress", "egress", "compute_checksum", "deparser")
 
 _NOT_COPIED = frozenset({"name", "id", "brief", "description"})
 
@@ -91,8 +85,6 @@ _SCOPES = {
     "table_only": p4i.ActionRef.TABLE_ONLY,
     "default_only": p4i.ActionRef.DEFAULT_ONLY,
 }
-
-_FRONT = -(1 << 40)  # sort key offset that puts localized top-level actions first
 
 
 class P4InfoError(ValueError):
@@ -261,6 +253,14 @@ def _bitwidth(t: Mapping[str, Any], where: str) -> int | None:
     raise P4InfoError(f"{where}: type {kind} cannot be exposed to the control plane")
 
 
+def _plane_params(action: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The control-plane parameters: p4c turns directional ones into locals first."""
+    params = action.get("params") or []
+    if not isinstance(params, list):
+        raise P4InfoError(f"{action.get('name', '?')}: 'params' must be a list")
+    return [p for p in params if isinstance(p, Mapping) and p.get("dir", "none") == "none"]
+
+
 def _has_stmt(node: Any, kind: str) -> bool:
     if isinstance(node, Mapping):
         return node.get("stmt") == kind or any(_has_stmt(v, kind) for v in node.values())
@@ -295,12 +295,8 @@ class _Emitter:
         self.msg = p4i.P4Info()
         self.symbols = SymbolTable()
         self.types: Mapping[str, Any] = ir.get("types") or {}
-        pipeline = ir.get("pipeline") or {}
-        self.control_index: dict[str, int] = {}
-        for i, role in enumerate(_PIPELINE_CONTROLS):
-            if isinstance(pipeline.get(role), str):
-                self.control_index.setdefault(pipeline[role], i)
-        self.actions = self._unique(_list(ir, "actions"), "action", dedupe=True)
+        shown = [a for a in _list(ir, "actions") if a.get("control_plane", True) is not False]
+        self.actions = self._unique(shown, "action", dedupe=True)
         self.tables = self._unique(_list(ir, "tables"), "table")
         self.action_by_name = {a["name"]: a for a in self.actions}
         self.table_by_name = {t["name"]: t for t in self.tables}
@@ -318,65 +314,34 @@ class _Emitter:
                     continue
                 raise P4InfoError(f"name '{name}' is used for multiple {kind} objects")
             seen.add(name)
-            out.append({**item, "name": name, "_pos": i})
+            out.append({**item, "name": name})
         return out
 
     # ----------------------------------------------------------------- ordering
 
-    def _order(self, obj: Mapping[str, Any]) -> int:
-        order = obj.get("order")
-        return int(order) if isinstance(order, int) else int(obj["_pos"])
+    @staticmethod
+    def _sorted(items: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """By ``order`` where given, else by IR list position."""
 
-    def _owner(self, name: str) -> tuple[int, int] | None:
-        """(nesting depth, pipeline index) of the top-level control owning a name."""
-        parts = name.split(".")
-        if len(parts) >= 2 and parts[0] in self.control_index:
-            return len(parts) - 2, self.control_index[parts[0]]
-        return None
+        def key(pair: tuple[int, Mapping[str, Any]]) -> tuple[int, int]:
+            pos, obj = pair
+            order = obj.get("order")
+            return (int(order) if isinstance(order, int) else pos), pos
 
-    def _first_user(self, action: str) -> tuple[int, int]:
-        """Where p4c localizes a top-level action: the first control that uses it."""
-        best: tuple[int, int] | None = None
-        for table in self.tables:
-            refs = [r.get("name") for r in table.get("actions") or []]
-            default = (table.get("default_action") or {}).get("name", "NoAction")
-            if action in refs or action == default:
-                owner = self._owner(table["name"])
-                if owner is not None:
-                    cand = (owner[0], owner[1])
-                    best = cand if best is None or cand < best else best
-        for control, index in self.control_index.items():
-            body = (self.ir.get("controls") or {}).get(control, {})
-            if action in set(_walk_calls(body)):
-                cand = (0, index)
-                best = cand if best is None or cand < best else best
-        return best if best is not None else (0, 0)
-
-    def _action_key(self, action: Mapping[str, Any]) -> tuple[int, int, int]:
-        owner = self._owner(action["name"])
-        if owner is not None:
-            return owner[0], owner[1], self._order(action)
-        depth, index = self._first_user(action["name"])
-        return depth, index, _FRONT + self._order(action)
-
-    def _object_key(self, obj: Mapping[str, Any]) -> tuple[int, int, int]:
-        owner = self._owner(obj["name"])
-        depth, index = owner if owner is not None else (0, len(_PIPELINE_CONTROLS))
-        return depth, index, self._order(obj)
-
-    def _sorted(self, items: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-        placed = [{"_pos": i, **item} for i, item in enumerate(items)]
-        return sorted(placed, key=self._object_key)
+        return [obj for _, obj in sorted(enumerate(items), key=key)]
 
     def _by_table(self, items: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-        """Direct resources: p4c adds them while serializing their table, so table order."""
-        tables = {t["name"]: self._object_key(t) for t in self.tables}
+        """Direct resources: p4c adds them while serializing their table, so table order;
+        one no shown table uses is not listed."""
+        position = {t["name"]: i for i, t in enumerate(self._sorted(self.tables))}
 
-        def table_of(obj: Mapping[str, Any]) -> str:
-            return control_plane_name(str(_get(obj, "table", str(obj.get("name")))))
+        def table_of(obj: Mapping[str, Any]) -> str | None:
+            table = obj.get("table")
+            return control_plane_name(str(table)) if table is not None else None
 
-        shown = [o for o in items if not _has_annotation(self.table_by_name[table_of(o)], "hidden")]
-        return sorted(shown, key=lambda o: tables[table_of(o)])
+        shown = [o for o in items if table_of(o) in position
+                 and not _has_annotation(self.table_by_name[str(table_of(o))], "hidden")]
+        return sorted(shown, key=lambda o: position[str(table_of(o))])
 
     # ----------------------------------------------------------------- symbols
 
@@ -420,7 +385,7 @@ class _Emitter:
         self._extern_table_links()
         for table in self._sorted(self.tables):
             self._table(table)
-        for action in sorted(self.actions, key=self._action_key):
+        for action in self._sorted(self.actions):
             self._action(action)
         self._externs()
         for ch in _list(self.ir, "controller_headers"):
@@ -436,7 +401,7 @@ class _Emitter:
         instance, action parameter, digest, controller header or extern function
         call, so only a program with none of these lacks it.
         """
-        if self.tables or any(a.get("params") for a in self.actions):
+        if self.tables or any(_plane_params(a) for a in self.actions):
             return True
         for key in ("registers", "counters", "direct_counters", "meters", "direct_meters"):
             if _list(self.ir, key):
@@ -453,7 +418,10 @@ class _Emitter:
         for key, prefix in pairs:
             for obj in _list(self.ir, key):
                 name = control_plane_name(str(obj["name"]))
-                table = control_plane_name(str(_get(obj, "table", name)))
+                attached = _get(obj, "table", name)
+                if attached is None:
+                    continue  # declared, used by no table
+                table = control_plane_name(str(attached))
                 if table not in self.table_by_name:
                     raise P4InfoError(f"{name}: attached to unknown table {table!r}")
                 self.direct.setdefault(table, []).append(self.symbols.id_of(prefix, name))
@@ -554,9 +522,8 @@ class _Emitter:
         call = t.initial_default_action
         call.action_id = action_id
         action = self.action_by_name[action_name]
-        params = list(action.get("params") or [])
-        ids = _field_ids(params, action_name)
-        plane = [(p, i) for p, i in zip(params, ids, strict=True) if p.get("dir", "none") == "none"]
+        params = _plane_params(action)
+        plane = list(zip(params, _field_ids(params, action_name), strict=True))
         args = list(default.get("args") or [])
         if len(args) != len(plane):
             raise P4InfoError(
@@ -585,7 +552,7 @@ class _Emitter:
             return
         a = self.msg.actions.add()
         self._preamble(a.preamble, Prefix.ACTION, name, action)
-        params = list(action.get("params") or [])
+        params = _plane_params(action)
         for param, pid in zip(params, _field_ids(params, name), strict=True):
             where = f"{name}.{param.get('name', '?')}"
             p = a.params.add()

@@ -45,6 +45,7 @@ class ActionB:
 class TableB:
     qname: str
     decl: A.TableDecl
+    key: tuple[int, ...] = ()  # declaration position (see Ctx.key)
     ir: Table | None = None  # set once the table is lowered
 
 
@@ -61,6 +62,7 @@ class BlockInst:
     decl: A.ControlDecl | A.ParserDecl
     path: str  # instance path below the top-level block
     ctor: dict[str, Val]
+    key: tuple[int, ...] = ()  # declaration position (see Ctx.key)
     applied: bool = False
 
 
@@ -100,7 +102,13 @@ class Ctx:
     pre: list[Stmt] = field(default_factory=list)
     action: A.ActionDecl | None = None
     label: str | None = None
-    is_deparser: bool = False
+    # Where declarations made here sit in the top-level block once p4c has inlined every
+    # control/parser instance: `block` is the V1Switch parameter index of the top-level
+    # block, `key` the position of this (possibly inlined) block's locals, a path of
+    # indices through the instance declarations (p4c inserts an instance's locals right
+    # after its declaration). P4Info lists objects in this order.
+    block: int = -1
+    key: tuple[int, ...] = ()
 
 
 def field_paths(e: object) -> list[list[str]]:

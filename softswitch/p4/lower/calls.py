@@ -138,6 +138,9 @@ class Calls:
         if len(c.args) != len(params):
             raise error(c.loc, f"action '{b.decl.name}' expects {len(params)} argument(s), got {len(c.args)}")
         self.cx.decls.lower_action(b)
+        if ctx.action is None and b.scope is self.cx.glob:
+            self.cx.body_refs += 1
+            self.cx.ref_global_action(ctx.block, b.qname, (1, self.cx.body_refs))
         args: list[CallArg] = []
         for p, a in zip(params, c.args, strict=True):
             pt = self.cx.typerefs.data_type(p.type)

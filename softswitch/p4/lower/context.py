@@ -24,6 +24,7 @@ from p4reduce.softswitch.p4.ir import (
 )
 from p4reduce.softswitch.p4.lower.bindings import Binding, Ctx, Scope, anno_get
 from p4reduce.softswitch.p4.lower.calls import Calls
+from p4reduce.softswitch.p4.lower.controlplane import ControlPlane
 from p4reduce.softswitch.p4.lower.controls import Controls
 from p4reduce.softswitch.p4.lower.decls import Decls
 from p4reduce.softswitch.p4.lower.exprs import Exprs
@@ -71,11 +72,12 @@ class Lowering:
         self.obj_names: dict[str, Loc] = {}
         self.tmp_counter = 0
         self.main: A.InstanceDecl | None = None
-        # Declaration position of every action, table and extern instance, in source order:
-        # the P4Info emitter lists objects in p4c's declaration order, which the IR's sorted
-        # lists would otherwise lose. Keyed by identity because inlining lowers one
-        # declaration under several names.
-        self.decl_order: dict[int, int] = {}
+        # What p4c's P4Info order depends on (see controlplane.py): the inlined position
+        # (block, *Ctx.key) of every table, extern instance and control-local action by
+        # name, and for top-level actions the first reference from each top-level block.
+        self.decl_keys: dict[str, tuple[int, ...]] = {}
+        self.global_refs: list[tuple[int, str, tuple[int, ...], str | None]] = []
+        self.body_refs = 0
         self.action_decls: dict[str, A.ActionDecl] = {}
         # one lowerer per construct
         self.typerefs = TypeRefs(self)
@@ -87,6 +89,7 @@ class Lowering:
         self.controls = Controls(self)
         self.parsers = Parsers(self)
         self.program = ProgramLowering(self)
+        self.controlplane = ControlPlane(self)
 
     def declare_global(self, name: str, loc: Loc) -> None:
         if name in self.global_names:
@@ -131,6 +134,13 @@ class Lowering:
         if a.integer is None:
             raise error(a.loc, "@id needs an integer")
         return a.integer
+
+    def ref_global_action(self, block: int, name: str, key: tuple[int, ...],
+                          table: str | None = None) -> None:
+        """Note a use of top-level action `name` from top-level block `block` at `key`, in
+        `table`'s properties or (None) in an apply body: p4c copies the action into every
+        block using it, at the front, in first-use order."""
+        self.global_refs.append((block, name, key, table))
 
     def claim(self, name: str, loc: Loc) -> None:
         if name in self.obj_names:

@@ -28,8 +28,8 @@ class Controls:
 
     def control_body(self, decl: A.ControlDecl, ctx: Ctx) -> list[Stmt]:
         out: list[Stmt] = []
-        for d in decl.locals:
-            out.extend(self.cx.decls.declare_local(d, ctx))
+        for i, d in enumerate(decl.locals):
+            out.extend(self.cx.decls.declare_local(d, ctx, (*ctx.key, i)))
             out.extend(ctx.pre)
             ctx.pre.clear()
         assert decl.body is not None
@@ -94,6 +94,7 @@ class Controls:
         b.applied = True
         scope = self.bind_block_params(b, c, ctx)
         label = b.path.rstrip(".")
-        sub = Ctx("control", ctx.top, b.path, scope, ctx.locals, ctx.local_names, label=label)
+        sub = Ctx("control", ctx.top, b.path, scope, ctx.locals, ctx.local_names, label=label,
+                  block=ctx.block, key=b.key)
         body = self.control_body(decl, sub)
         return [{"stmt": "block", "label": label, "body": body}]

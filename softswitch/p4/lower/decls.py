@@ -43,12 +43,6 @@ class Decls:
     def __init__(self, cx: Lowering) -> None:
         self.cx = cx
 
-    def number_decls(self, decls: list[A.Decl]) -> None:
-        for d in decls:
-            self.cx.decl_order[id(d)] = len(self.cx.decl_order)
-            if isinstance(d, (A.ControlDecl, A.ParserDecl)):
-                self.number_decls(d.locals)
-
     def top_decl(self, d: A.Decl) -> None:
         if isinstance(d, A.ErrorDecl):
             target = self.cx.match_kinds if d.match_kind else self.cx.errors
@@ -161,37 +155,40 @@ class Decls:
                                          f"'{p.name}': it is {'a directionless' if p.direction == 'none' else 'an in'} action parameter"), p.loc)
             params_ir.append({"name": p.name, "type": pt, "dir": p.direction, "annotations": anno_ir(p.annotations)})
         ir: Action = {"name": b.qname, "annotations": anno_ir(d.annotations), "params": params_ir,
-                      "locals": [], "body": [], "id": self.cx.obj_id(d), "order": self.cx.decl_order[id(d)]}
+                      "locals": [], "body": [], "id": self.cx.obj_id(d)}
         self.cx.out.actions[b.qname] = ir
         ctx = Ctx("action", b.qname, b.qname + ".", scope, ir["locals"], set(), action=d)
         assert d.body is not None
         ir["body"] = self.cx.stmts.stmts(d.body.body, ctx)
         return ir
 
-    def declare_local(self, d: A.Decl, ctx: Ctx) -> list[Stmt]:
-        """Declarations of a control/parser body; returns statements (var initialisers)."""
+    def declare_local(self, d: A.Decl, ctx: Ctx, key: tuple[int, ...]) -> list[Stmt]:
+        """Declarations of a control/parser body, `key` their inlined position (Ctx.key);
+        returns statements (var initialisers)."""
         if isinstance(d, A.ActionDecl):
             q = self.cx.qualified(d, ctx.prefix)
             ab = ActionB(q, d, ctx.scope)
             self.cx.bind(ctx.scope, d.name, ab, d.loc)
             self.lower_action(ab)
+            self.cx.decl_keys.setdefault(q, (ctx.block, *key))
             return []
         if isinstance(d, A.TableDecl):
             if ctx.kind != "control":
                 raise error(d.loc, "tables may only be declared in a control")
             q = self.cx.qualified(d, ctx.prefix)
             self.cx.claim(q, d.loc)
-            tb = TableB(q, d)
+            tb = TableB(q, d, key)
+            self.cx.decl_keys[q] = (ctx.block, *key)
             self.cx.bind(ctx.scope, d.name, tb, d.loc)
             self.cx.tables.lower_table(tb, ctx)
             return []
         if isinstance(d, A.InstanceDecl):
-            return self.instance(d, ctx)
+            return self.instance(d, ctx, key)
         if isinstance(d, A.VarDecl | A.ConstDecl):
             return self.cx.stmts.stmt(d, ctx)
         raise error(d.loc, f"'{d.name}' cannot be declared here")
 
-    def instance(self, d: A.InstanceDecl, ctx: Ctx) -> list[Stmt]:
+    def instance(self, d: A.InstanceDecl, ctx: Ctx, key: tuple[int, ...]) -> list[Stmt]:
         assert d.type is not None
         t = self.cx.typerefs.resolve_type(d.type, {})
         if t["kind"] != "object":
@@ -212,7 +209,7 @@ class Decls:
                 if v["op"] not in ("const", "enum_member"):
                     raise error(a.loc, "constructor arguments must be compile-time constants")
                 cvals[p.name] = Val(v, False, f"constructor parameter '{p.name}'")
-            self.cx.bind(ctx.scope, d.name, BlockInst(decl, ctx.prefix + d.name + ".", cvals), d.loc)
+            self.cx.bind(ctx.scope, d.name, BlockInst(decl, ctx.prefix + d.name + ".", cvals, key), d.loc)
             return []
         ext = self.cx.externs.get(name)
         if ext is None:
@@ -233,33 +230,34 @@ class Decls:
         args = self.cx.calls.bind_args(m, call, ctx, env, f"constructor of '{name}'")
         q = self.cx.qualified(d, ctx.prefix)
         self.cx.claim(q, d.loc)
-        annos, oid, order = anno_ir(d.annotations), self.cx.obj_id(d), self.cx.decl_order[id(d)]
+        self.cx.decl_keys[q] = (ctx.block, *key)
+        annos, oid = anno_ir(d.annotations), self.cx.obj_id(d)
         ir: InstanceIR | None = None
         if name == "register":
             vt = env["T"]
             if not is_data(vt):
                 raise error(d.loc, "register needs its value type: register<bit<32>>(N)")
-            reg: Register = {"name": q, "annotations": annos, "id": oid, "order": order,
+            reg: Register = {"name": q, "annotations": annos, "id": oid,
                              "size": self.size_arg(args[0], d), "type": vt}
             self.cx.out.registers.append(reg)
             ir = reg
         elif name == "counter":
-            ctr: Counter = {"name": q, "annotations": annos, "id": oid, "order": order,
+            ctr: Counter = {"name": q, "annotations": annos, "id": oid,
                             "size": self.size_arg(args[0], d), "counter_type": counter_type(args[1])}
             self.cx.out.counters.append(ctr)
             ir = ctr
         elif name == "meter":
-            mtr: Meter = {"name": q, "annotations": annos, "id": oid, "order": order,
+            mtr: Meter = {"name": q, "annotations": annos, "id": oid,
                           "size": self.size_arg(args[0], d), "meter_type": meter_type(args[1])}
             self.cx.out.meters.append(mtr)
             ir = mtr
         elif name == "direct_counter":
-            dct: DirectCounter = {"name": q, "annotations": annos, "id": oid, "order": order,
+            dct: DirectCounter = {"name": q, "annotations": annos, "id": oid,
                                   "table": None, "counter_type": counter_type(args[0])}
             self.cx.out.direct_counters.append(dct)
             ir = dct
         elif name == "direct_meter":
-            dmt: DirectMeter = {"name": q, "annotations": annos, "id": oid, "order": order,
+            dmt: DirectMeter = {"name": q, "annotations": annos, "id": oid,
                                 "table": None, "meter_type": meter_type(args[0])}
             self.cx.out.direct_meters.append(dmt)
             ir = dmt

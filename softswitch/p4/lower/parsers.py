@@ -18,9 +18,9 @@ class Parsers:
     def __init__(self, cx: Lowering) -> None:
         self.cx = cx
 
-    def lower_parser(self, decl: A.ParserDecl, scope: Scope) -> Parser:
+    def lower_parser(self, decl: A.ParserDecl, scope: Scope, block: int) -> Parser:
         locals_: list[Local] = []
-        ctx = Ctx("parser", decl.name, decl.name + ".", scope, locals_, set())
+        ctx = Ctx("parser", decl.name, decl.name + ".", scope, locals_, set(), block=block)
         states: dict[str, State] = {}
         self.parser_states(decl, ctx, "", "accept", states)
         return {"name": decl.name, "locals": locals_, "start": "start", "states": states}
@@ -31,8 +31,8 @@ class Parsers:
         `accept_to`. Sub-parser calls split the calling state in two around the sub-parser's
         inlined states, which is how sub-parsers get inlined without a call stack."""
         init: list[Stmt] = []
-        for d in decl.locals:
-            init.extend(self.cx.decls.declare_local(d, ctx))
+        for i, d in enumerate(decl.locals):
+            init.extend(self.cx.decls.declare_local(d, ctx, (*ctx.key, i)))
             init.extend(ctx.pre)
             ctx.pre.clear()
         names = [s.name for s in decl.states]
@@ -68,7 +68,8 @@ class Parsers:
                 cont = f"{cur}.after_{inst_name}"
                 states[cur] = {"body": body, "transition": {"kind": "direct", "next": sub_prefix + "start"}}
                 assert isinstance(inst.decl, A.ParserDecl)
-                sub_ctx = Ctx("parser", ctx.top, inst.path, sub_ctx_scope, ctx.locals, ctx.local_names)
+                sub_ctx = Ctx("parser", ctx.top, inst.path, sub_ctx_scope, ctx.locals, ctx.local_names,
+                              block=ctx.block, key=inst.key)
                 self.parser_states(inst.decl, sub_ctx, sub_prefix, cont, states)
                 del call
                 cur = cont

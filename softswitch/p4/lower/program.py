@@ -28,7 +28,6 @@ class ProgramLowering:
         self.cx = cx
 
     def run(self) -> Program:
-        self.cx.decls.number_decls(self.cx.prog.decls)
         for d in self.cx.prog.decls:
             self.cx.decls.top_decl(d)
         if self.cx.main is None:
@@ -70,7 +69,7 @@ class ProgramLowering:
             "pkt_out": {"kind": "object", "name": "packet_out", "args": []}}
         parsers: dict[str, Parser] = {}
         controls: dict[str, Control] = {}
-        for (role, roots), decl in zip(ROLES, blocks, strict=True):
+        for block, ((role, roots), decl) in enumerate(zip(ROLES, blocks, strict=True)):
             if len(decl.params) != len(roots):
                 raise error(decl.loc, f"'{decl.name}' has {len(decl.params)} parameters; the v1model {role} block takes {len(roots)}")
             scope = Scope(parent=self.cx.glob)
@@ -87,12 +86,12 @@ class ProgramLowering:
                     scope.names[p.name] = Val({"op": "field", "path": [root], "type": pt}, writable,
                                               f"'{p.name}': it is an '{p.direction}' parameter" if p.direction != "none" else f"'{p.name}'")
             if isinstance(decl, A.ParserDecl):
-                parsers[decl.name] = self.cx.parsers.lower_parser(decl, scope)
+                parsers[decl.name] = self.cx.parsers.lower_parser(decl, scope, block)
             else:
                 if decl.name in controls:
                     raise error(decl.loc, f"control '{decl.name}' is used twice in V1Switch")
                 locals_: list[Local] = []
-                ctx = Ctx("control", decl.name, decl.name + ".", scope, locals_, set())
+                ctx = Ctx("control", decl.name, decl.name + ".", scope, locals_, set(), block=block)
                 body = self.cx.controls.control_body(decl, ctx)
                 controls[decl.name] = {"name": decl.name, "locals": locals_, "body": body}
         pipe = Pipeline(parser=blocks[0].name, verify_checksum=blocks[1].name, ingress=blocks[2].name,
@@ -102,7 +101,7 @@ class ProgramLowering:
             ca = anno_get(h.annotations, "controller_header")
             if ca is not None:
                 ch.append({"name": ca.string or ca.body, "header": hname, "annotations": anno_ir(h.annotations)})
-        return {
+        prog: Program = {
             "ir_version": 1, "source": self.cx.source, "arch": "v1model", "types": self.cx.out.types,
             "errors": list(self.cx.errors), "enums": dict(self.cx.enums), "serializable_enums": dict(self.cx.serenums),
             "pipeline": pipe, "header_type": htype["name"], "meta_type": mtype["name"],
@@ -114,3 +113,5 @@ class ProgramLowering:
             "direct_meters": self.cx.out.direct_meters, "digests": self.cx.out.digests,
             "controller_headers": ch, "value_sets": [],
         }
+        self.cx.controlplane.finish(prog)
+        return prog

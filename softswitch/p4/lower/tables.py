@@ -70,6 +70,8 @@ class Tables:
             elif anno_get(a.annotations, "defaultonly"):
                 scope = "default_only"
             actions.append({"name": b.qname, "scope": scope, "annotations": anno_ir(a.annotations)})
+            if b.scope is self.cx.glob:
+                self.cx.ref_global_action(ctx.block, b.qname, (0, *tb.key, len(actions)), tb.qname)
             by_short[a.name.lstrip(".")] = b
         if not d.actions:
             raise error(d.loc, f"table '{d.name}' has no actions property")
@@ -88,6 +90,8 @@ class Tables:
                 raise error(d.loc, f"table '{d.name}' has no default_action and NoAction is not declared")
             default = {"name": "NoAction", "args": [], "const": False}
             self.cx.decls.lower_action(nb)
+            # p4c adds it to the actions list (@defaultonly) when the list lacks it
+            self.cx.ref_global_action(ctx.block, "NoAction", (0, *tb.key, len(actions) + 1), tb.qname)
         size = 1024
         size_explicit = False
         dcounter: str | None = None
@@ -145,7 +149,6 @@ class Tables:
             "default_action": default, "const_entries": entries, "entries_const": d.entries_const,
             "size": size, "size_explicit": size_explicit, "direct_counter": dcounter,
             "direct_meter": dmeter, "implementation": None, "id": self.cx.obj_id(d),
-            "order": self.cx.decl_order[id(d)],
         }
         self.cx.out.tables[tb.qname] = tb.ir
 
