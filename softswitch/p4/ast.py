@@ -63,6 +63,7 @@ class IntLit(Expr):
     value: int
     width: int | None
     signed: bool
+    base: int = 10  # of the digits as written (p4c prints key names with it)
 
 
 @dataclass
@@ -303,6 +304,16 @@ class ExternDecl(Decl):
 @dataclass
 class FunctionExternDecl(Decl):
     method: MethodDecl | None = None
+
+
+@dataclass
+class FunctionDecl(Decl):
+    """A P4 function: `T name<T...>(params) { body }` at the top level."""
+
+    type_params: list[str] = field(default_factory=list)
+    ret: TypeRef | None = None
+    params: list[Param] = field(default_factory=list)
+    body: Block | None = None
 
 
 @dataclass

@@ -20,20 +20,23 @@ from typing import Literal, NotRequired, Required, TypeAlias, TypedDict
 
 TypeKind = Literal[
     "bit", "int", "bool", "error", "void", "string", "enum", "serenum",
-    "header", "struct", "stack", "list",
+    "header", "struct", "stack", "list", "header_union",
+    "varbit",  # a header field of up to `width` bits, its length set by extract
     "intlit",  # an integer literal whose width the context left open (e.g. a shift amount)
 ]
 
 
 class TypeT(TypedDict, total=False):
-    """A type. ``width`` for bit/int/serenum, ``name`` for enum/serenum/header/struct,
-    ``header`` and ``size`` for stack."""
+    """A type. ``width`` for bit/int/serenum/varbit (its maximum), ``name`` for
+    enum/serenum/header/struct/header_union, ``header`` and ``size`` for stack (whose
+    elements are header unions when ``union`` is true)."""
 
     kind: Required[TypeKind]
     width: int
     name: str
     header: str
     size: int
+    union: bool
 
 
 class Annotation(TypedDict):
@@ -57,6 +60,7 @@ class HeaderType(TypedDict):
 class Types(TypedDict):
     headers: dict[str, HeaderType]
     structs: dict[str, HeaderType]
+    header_unions: NotRequired[dict[str, HeaderType]]  # present when a program declares one
 
 
 class SerializableEnum(TypedDict):
@@ -189,6 +193,7 @@ class StackOpStmt(TypedDict):
 class ExtractStmt(TypedDict):
     stmt: Literal["extract"]
     header: Expr
+    bits: NotRequired[Expr]  # extract(h, n): the length of h's varbit field, in bits
 
 
 class AdvanceStmt(TypedDict):

@@ -253,6 +253,12 @@ def _bitwidth(t: Mapping[str, Any], where: str) -> int | None:
     raise P4InfoError(f"{where}: type {kind} cannot be exposed to the control plane")
 
 
+def _control_plane_name(obj: Mapping[str, Any], name: str) -> str:
+    """A parameter's or field's name as P4Runtime shows it: its @name, if it has one."""
+    alias = _annotation_body(obj, "name")
+    return control_plane_name(_unquote(alias)) if alias else name
+
+
 def _plane_params(action: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """The control-plane parameters: p4c turns directional ones into locals first."""
     params = action.get("params") or []
@@ -557,7 +563,7 @@ class _Emitter:
             where = f"{name}.{param.get('name', '?')}"
             p = a.params.add()
             p.id = pid
-            p.name = str(_get(param, "name", name))
+            p.name = _control_plane_name(param, str(_get(param, "name", name)))
             _copy_annotations(p, param)
             _set_doc(p, param)
             ptype = _get(param, "type", where)
@@ -646,7 +652,7 @@ class _Emitter:
                 continue
             md = cpm.metadata.add()
             md.id = fid
-            md.name = str(_get(f, "name", header))
+            md.name = _control_plane_name(f, str(_get(f, "name", header)))
             _copy_annotations(md, f)
             ftype = _get(f, "type", f"{header}.{md.name}")
             md.bitwidth = _bitwidth(ftype, f"{header}.{md.name}") or 0

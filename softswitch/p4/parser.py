@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import CompileError, Loc, error
-from p4reduce.softswitch.p4.lexer import Token
+from p4reduce.softswitch.p4.lexer import Token, int_base
 
 BUILTIN_TYPES = {"bit", "int", "bool", "varbit", "error", "string", "void", "match_kind"}
 DIRECTIONS: dict[str, A.Direction] = {"in": "in", "out": "out", "inout": "inout"}
@@ -170,6 +170,8 @@ class Parser:
             self.type_params.pop()
             self.expect(";")
             return A.PackageDecl(name.loc, name.text, annos, tps, params)
+        if top and self.looks_like_function():
+            return self.function_decl(annos)
         # instantiation or variable
         ty = self.type_ref()
         if self.at("("):
@@ -185,6 +187,52 @@ class Parser:
         if top:
             raise error(name.loc, f"variable '{name.text}' cannot be declared at the top level; use const")
         return A.VarDecl(name.loc, name.text, annos, ty, init)
+
+    def looks_like_function(self) -> bool:
+        """`T name(` or `T name<` after the return type: a function declaration."""
+        save = self.i
+        try:
+            self.type_params.append(self.early_type_params())
+            try:
+                self.type_ref()
+            finally:
+                self.type_params.pop()
+            return self.peek().kind == "id" and self.peek(1).text in ("(", "<")
+        except CompileError:
+            return False
+        finally:
+            self.i = save
+
+    def early_type_params(self) -> set[str]:
+        """Type parameters declared after the name (`T f<T>(...)`), already in scope in the
+        return type: the identifiers between the `<` `>` closing just before the first `(`."""
+        j = self.i
+        while self.peek(j - self.i).text not in ("(", ";", "{") and self.peek(j - self.i).kind != "eof":
+            j += 1
+        early: set[str] = set()
+        if j - 1 > self.i and self.toks[j - 1].text == ">":
+            k = j - 2
+            while k > self.i and self.toks[k].text != "<":
+                if self.toks[k].kind == "id":
+                    early.add(self.toks[k].text)
+                k -= 1
+        return early
+
+    def function_decl(self, annos: list[A.Annotation]) -> A.Decl:
+        self.type_params.append(self.early_type_params())
+        try:
+            ret = self.type_ref()
+            name = self.ident("a function name")
+            tps = self.opt_type_params()
+            self.type_params.append(set(tps))
+            try:
+                params = self.params()
+                body = self.block()
+            finally:
+                self.type_params.pop()
+        finally:
+            self.type_params.pop()
+        return A.FunctionDecl(name.loc, name.text, annos, tps, ret, params, body)
 
     def header_decl(self, annos: list[A.Annotation]) -> A.Decl:
         kw = self.next()
@@ -257,17 +305,7 @@ class Parser:
             self.expect(";")
             return A.MethodDecl(t.loc, ext, annos, [], None, params)
         # type parameters (`T lookahead<T>()`) are in scope in the return type already
-        j = self.i
-        while self.peek(j - self.i).text not in ("(", ";") and self.peek(j - self.i).kind != "eof":
-            j += 1
-        early: set[str] = set()
-        if j - 1 > self.i and self.toks[j - 1].text == ">":
-            k = j - 2
-            while k > self.i and self.toks[k].text != "<":
-                if self.toks[k].kind == "id":
-                    early.add(self.toks[k].text)
-                k -= 1
-        self.type_params.append(early)
+        self.type_params.append(self.early_type_params())
         ret = self.type_ref()
         name = self.ident("a method name")
         tps = self.opt_type_params()
@@ -742,7 +780,7 @@ class Parser:
     def primary(self) -> A.Expr:
         t = self.next()
         if t.kind == "int":
-            return A.IntLit(t.loc, t.value, t.width, t.signed)
+            return A.IntLit(t.loc, t.value, t.width, t.signed, int_base(t.text))
         if t.kind == "str":
             return A.StrLit(t.loc, t.text[1:-1])
         if t.kind == "id":

@@ -71,7 +71,12 @@ class PacketB:
     out: bool
 
 
-Binding = Val | ActionB | TableB | ExternInst | BlockInst | PacketB
+@dataclass
+class FuncB:
+    decl: A.FunctionDecl
+
+
+Binding = Val | ActionB | TableB | ExternInst | BlockInst | PacketB | FuncB
 
 
 @dataclass
@@ -109,6 +114,7 @@ class Ctx:
     # after its declaration). P4Info lists objects in this order.
     block: int = -1
     key: tuple[int, ...] = ()
+    result: Expr | None = None  # in an inlined function: where `return e` stores e
 
 
 def field_paths(e: object) -> list[list[str]]:

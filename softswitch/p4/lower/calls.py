@@ -12,6 +12,7 @@ from p4reduce.softswitch.p4.ir import (
     CallStmt,
     Expr,
     ExternStmt,
+    ExtractStmt,
     MethodStmt,
     Register,
     Stmt,
@@ -141,23 +142,32 @@ class Calls:
         if ctx.action is None and b.scope is self.cx.glob:
             self.cx.body_refs += 1
             self.cx.ref_global_action(ctx.block, b.qname, (1, self.cx.body_refs))
-        args: list[CallArg] = []
-        for p, a in zip(params, c.args, strict=True):
-            pt = self.cx.typerefs.data_type(p.type)
-            ir = self.cx.exprs.lvalue(a, ctx) if p.direction in ("out", "inout") else self.cx.exprs.expr(a, ctx, pt)
-            ir = self.cx.exprs.coerce(ir, pt, a.loc, f"for parameter '{p.name}' of action '{b.decl.name}'")
-            args.append({"dir": "in" if p.direction == "none" else p.direction, "expr": ir})
+        args = [self.call_arg(p, a, ctx, f"action '{b.decl.name}'") for p, a in zip(params, c.args, strict=True)]
         return {"stmt": "call", "action": b.qname, "args": args}
+
+    def call_arg(self, p: A.Param, a: A.Expr, ctx: Ctx, what: str) -> CallArg:
+        """An action argument: an lvalue for out/inout parameters, else a value."""
+        pt = self.cx.typerefs.data_type(p.type)
+        ir = self.cx.exprs.lvalue(a, ctx) if p.direction in ("out", "inout") else self.cx.exprs.expr(a, ctx, pt)
+        ir = self.cx.exprs.coerce(ir, pt, a.loc, f"for parameter '{p.name}' of {what}")
+        return {"dir": "in" if p.direction == "none" else p.direction, "expr": ir}
 
     def packet_call(self, c: A.Call, b: PacketB, m: str, ctx: Ctx) -> list[Stmt]:
         if not b.out:
             if m == "extract":
-                if len(c.args) != 1:
-                    raise error(c.loc, "extract takes one header argument (varbit extraction is not supported)")
+                if len(c.args) not in (1, 2):
+                    raise error(c.loc, f"extract takes a header and optionally a length, got {len(c.args)} argument(s)")
                 h = self.cx.exprs.lvalue(c.args[0], ctx)
                 if h["type"]["kind"] != "header":
                     raise error(c.args[0].loc, f"extract needs a header, not {show(h['type'])}")
-                return [{"stmt": "extract", "header": h}]
+                varbit = any(f["type"]["kind"] == "varbit" for f in self.cx.typerefs.fields(h["type"]["name"]))
+                if varbit != (len(c.args) == 2):
+                    raise error(c.loc, "a header with a varbit field is extracted with its length, extract(h, bits); others without"
+                                if varbit else "extract(h, bits) needs a header with a varbit field")
+                ex: ExtractStmt = {"stmt": "extract", "header": h}
+                if len(c.args) == 2:
+                    ex["bits"] = self.cx.exprs.coerce(self.cx.exprs.expr(c.args[1], ctx, bit(32)), bit(32), c.args[1].loc, "in extract()")
+                return [ex]
             if m == "advance":
                 self.nargs(c, 1)
                 n = self.cx.exprs.coerce(self.cx.exprs.expr(c.args[0], ctx, bit(32)), bit(32), c.args[0].loc, "in advance()")
@@ -168,7 +178,7 @@ class Calls:
         if m == "emit":
             self.nargs(c, 1)
             h = self.cx.exprs.expr(c.args[0], ctx, None)
-            if h["type"]["kind"] not in ("header", "struct", "stack"):
-                raise error(c.args[0].loc, f"emit needs a header, header stack or struct, not {show(h['type'])}")
+            if h["type"]["kind"] not in ("header", "struct", "stack", "header_union"):
+                raise error(c.args[0].loc, f"emit needs a header, header union, header stack or struct, not {show(h['type'])}")
             return [{"stmt": "emit", "header": h}]
         raise error(c.func.loc, f"packet_out has no method '{m}'")

@@ -11,6 +11,7 @@ from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import Loc, error
 from p4reduce.softswitch.p4.ir import (
     Action,
+    CallArg,
     Counter,
     Digest,
     DirectCounter,
@@ -28,6 +29,7 @@ from p4reduce.softswitch.p4.lower.controlplane import ControlPlane
 from p4reduce.softswitch.p4.lower.controls import Controls
 from p4reduce.softswitch.p4.lower.decls import Decls
 from p4reduce.softswitch.p4.lower.exprs import Exprs
+from p4reduce.softswitch.p4.lower.functions import Functions
 from p4reduce.softswitch.p4.lower.parsers import Parsers
 from p4reduce.softswitch.p4.lower.program import ProgramLowering
 from p4reduce.softswitch.p4.lower.stmts import Stmts
@@ -66,6 +68,7 @@ class Lowering:
         self.control_decls: dict[str, A.ControlDecl] = {}
         self.parser_decls: dict[str, A.ParserDecl] = {}
         self.packages: dict[str, A.PackageDecl] = {}
+        self.function_decls: list[A.FunctionDecl] = []
         self.glob = Scope()
         self.global_names: dict[str, Loc] = {}
         self.out = Outputs()
@@ -78,6 +81,9 @@ class Lowering:
         self.decl_keys: dict[str, tuple[int, ...]] = {}
         self.global_refs: list[tuple[int, str, tuple[int, ...], str | None]] = []
         self.body_refs = 0
+        self.inlined = 0  # function calls inlined so far, to name their locals
+        # actions a table's actions list binds arguments of: name -> (count, the arguments)
+        self.bound_actions: dict[str, tuple[int, list[CallArg]]] = {}
         self.action_decls: dict[str, A.ActionDecl] = {}
         # one lowerer per construct
         self.typerefs = TypeRefs(self)
@@ -87,6 +93,7 @@ class Lowering:
         self.decls = Decls(self)
         self.tables = Tables(self)
         self.controls = Controls(self)
+        self.functions = Functions(self)
         self.parsers = Parsers(self)
         self.program = ProgramLowering(self)
         self.controlplane = ControlPlane(self)

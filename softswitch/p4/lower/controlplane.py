@@ -65,6 +65,7 @@ class ControlPlane:
         self.first_use: dict[tuple[int, str], tuple[int, ...]] = {}
 
     def finish(self, prog: Program) -> None:
+        self._redirect_bound(prog)
         controls = prog["controls"]
         bodies = [c["body"] for c in controls.values()]
         used_tables = _tables_used(bodies)
@@ -73,7 +74,8 @@ class ControlPlane:
             if dres["table"] not in used_tables:
                 dres["table"] = None  # p4c lists only direct resources of a table it keeps
 
-        visible = set(_calls(bodies))
+        public = {f"{n}$body": n for n in self.cx.bound_actions}
+        visible = {public.get(n, n) for n in _calls(bodies)}
         for t in prog["tables"]:
             visible.update(a["name"] for a in t["actions"])
             visible.add(t["default_action"]["name"])
@@ -124,6 +126,17 @@ class ControlPlane:
         for dm in prog["direct_meters"]:
             dm["order"] = ranks[dm["name"]]
         self._order_digests(prog, by_name)
+
+    def _redirect_bound(self, prog: Program) -> None:
+        """Direct calls of an action whose arguments a table binds go to its body, under
+        the internal name; the public name is the table's wrapper (Tables.bind_action)."""
+        if not self.cx.bound_actions:
+            return
+        wrappers = {n for n in self.cx.bound_actions}
+        for n in _nodes([prog["controls"], prog["parsers"],
+                         [a for a in prog["actions"] if a["name"] not in wrappers]]):
+            if n.get("stmt") == "call" and n.get("action") in wrappers:
+                n["action"] = f"{n['action']}$body"
 
     def _action_key(self, name: str) -> tuple[int, ...]:
         """Local actions sit at their declaration; a top-level action at the front of the

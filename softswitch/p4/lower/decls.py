@@ -26,6 +26,7 @@ from p4reduce.softswitch.p4.lower.bindings import (
     BlockInst,
     Ctx,
     ExternInst,
+    FuncB,
     InstanceIR,
     Scope,
     TableB,
@@ -59,8 +60,6 @@ class Decls:
             return
         self.cx.declare_global(d.name, d.loc)
         if isinstance(d, A.HeaderDecl):
-            if d.is_union:
-                raise error(d.loc, "header_union is not supported by this compiler")
             self.cx.headers[d.name] = d
             fields: list[FieldDecl] = []
             seen: set[str] = set()
@@ -71,12 +70,23 @@ class Decls:
                 ft = self.cx.typerefs.resolve_type(f.type, {})
                 if not is_data(ft):
                     raise error(f.loc, f"a field cannot have type {show(ft)}")
-                if not d.is_struct and ft["kind"] not in ("bit", "int", "serenum"):
-                    raise error(f.loc, f"header field '{f.name}' must have a bit<>, int<> or serializable enum type, not {show(ft)}")
+                if d.is_union and ft["kind"] != "header":
+                    raise error(f.loc, f"header union member '{f.name}' must be a header, not {show(ft)}")
+                if not d.is_struct and not d.is_union and ft["kind"] not in ("bit", "int", "serenum", "varbit", "bool", "struct"):
+                    raise error(f.loc, f"header field '{f.name}' must have a bit<>, int<>, varbit<>, bool, "
+                                       f"serializable enum or struct type, not {show(ft)}")
+                if ft["kind"] == "varbit" and d.is_struct:
+                    raise error(f.loc, "varbit fields are allowed only in headers")
+                if not d.is_struct and not d.is_union and ft["kind"] == "struct" and not self.flat_struct(ft["name"]):
+                    raise error(f.loc, f"header field '{f.name}': struct {ft['name']} may only hold bit<>, int<>, "
+                                       "bool and serializable enum fields (or such structs)")
                 if ft["kind"] == "void":
                     raise error(f.loc, "a field cannot have type void")
                 fields.append({"name": f.name, "type": ft, "annotations": anno_ir(f.annotations)})
-            group = self.cx.out.types["structs" if d.is_struct else "headers"]
+            types = self.cx.out.types
+            group = types["structs"] if d.is_struct else types["headers"]
+            if d.is_union:
+                group = types.setdefault("header_unions", {})
             group[d.name] = {"fields": fields, "annotations": anno_ir(d.annotations)}
         elif isinstance(d, A.TypedefDecl):
             assert d.type is not None
@@ -100,11 +110,14 @@ class Decls:
                 self.cx.parser_decls[d.name] = d
         elif isinstance(d, A.PackageDecl):
             self.cx.packages[d.name] = d
+        elif isinstance(d, A.FunctionDecl):
+            self.cx.glob.names[d.name] = FuncB(d)
+            self.cx.function_decls.append(d)
         elif isinstance(d, A.ActionDecl):
-            ab = ActionB(d.name, d, self.cx.glob)
+            ab = ActionB(self.cx.qualified(d, ""), d, self.cx.glob)
             self.cx.glob.names[d.name] = ab
             self.lower_action(ab)  # check it now; it is listed only once something uses it
-            del self.cx.out.actions[d.name]
+            del self.cx.out.actions[ab.qname]
         elif isinstance(d, A.InstanceDecl):
             if d.name != "main":
                 raise error(d.loc, f"top-level instance '{d.name}' is not supported; only 'main' may be instantiated here")
@@ -113,6 +126,13 @@ class Decls:
             raise error(d.loc, "tables must be declared inside a control")
         else:
             raise error(d.loc, f"unsupported top-level declaration '{d.name}'")
+
+    def flat_struct(self, name: str) -> bool:
+        """Whether a struct holds only bit-strings, bools and serializable enums, directly or
+        in nested structs: what a header may contain."""
+        return all(f["type"]["kind"] in ("bit", "int", "bool", "serenum")
+                   or (f["type"]["kind"] == "struct" and self.flat_struct(f["type"]["name"]))
+                   for f in self.cx.typerefs.fields(name))
 
     def enum_decl(self, d: A.EnumDecl) -> None:
         names = [m[0] for m in d.members]

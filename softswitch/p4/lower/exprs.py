@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, NoReturn, cast
 from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import Loc, error
 from p4reduce.softswitch.p4.ir import Expr, ExprOp, KeySet, Stmt
-from p4reduce.softswitch.p4.lower.bindings import Ctx, ExternInst, PacketB, TableB, Val, ival
+from p4reduce.softswitch.p4.lower.bindings import Ctx, ExternInst, FuncB, PacketB, TableB, Val, ival
 from p4reduce.softswitch.p4.types import (
     BOOL,
     ERROR,
@@ -129,7 +129,7 @@ class Exprs:
             if idx["op"] == "const" and not 0 <= ival(idx) < base["type"]["size"]:
                 raise error(e.index.loc, f"index {idx['value']} is out of bounds of {show(base['type'])}")
             return {"op": "stack_elem", "stack": base, "index": idx,
-                    "type": {"kind": "header", "name": base["type"]["header"]}}
+                    "type": self.cx.typerefs.element(base["type"])}
         if isinstance(e, A.Slice):
             return self.slice_expr(e, ctx)
         if isinstance(e, A.Unary):
@@ -190,7 +190,7 @@ class Exprs:
                 return {"op": "table_hit", "table": tb.qname, "negate": e.member == "miss", "type": BOOL.copy()}
         base = self.expr(e.obj, ctx, None)
         bt = base["type"]
-        if bt["kind"] in ("header", "struct"):
+        if bt["kind"] in ("header", "struct", "header_union"):
             for fd in self.cx.typerefs.fields(bt["name"]):
                 if fd["name"] == e.member:
                     ft = fd["type"].copy()
@@ -204,9 +204,10 @@ class Exprs:
                     if base["op"] == "field":
                         return {"op": "field", "base": base["base"], "path": [*base["path"], fd["name"]], "type": ft}
                     return {"op": "field", "base": base, "path": [fd["name"]], "type": ft}
-            raise error(mloc, f"{'header' if bt['kind'] == 'header' else 'struct'} '{bt['name']}' has no field '{e.member}'")
+            what = {"header": "header", "struct": "struct"}.get(bt["kind"], "header union")
+            raise error(mloc, f"{what} '{bt['name']}' has no field '{e.member}'")
         if bt["kind"] == "stack":
-            ht: T = {"kind": "header", "name": bt["header"]}
+            ht = self.cx.typerefs.element(bt)
             if e.member == "last":
                 return {"op": "stack_last", "stack": base, "type": ht}
             if e.member == "lastIndex":
@@ -219,6 +220,16 @@ class Exprs:
                 return {"op": "stack_next", "stack": base, "type": ht}
             raise error(mloc, f"header stack has no member '{e.member}'")
         raise error(mloc, f"a value of type {show(bt)} has no member '{e.member}'")
+
+    def size_method(self, e: A.Member, ht: T) -> Expr:
+        """`h.minSizeInBits()` and friends: the header's size without / with its varbit
+        field at full width, a compile-time constant."""
+        fields = self.cx.typerefs.fields(ht["name"])
+        fixed = sum(f["type"].get("width", 1 if f["type"]["kind"] == "bool" else 0)
+                    for f in fields if f["type"]["kind"] != "varbit")
+        var = sum(f["type"]["width"] for f in fields if f["type"]["kind"] == "varbit")
+        bits = fixed + (var if e.member.startswith("max") else 0)
+        return {"op": "const", "value": bits // 8 if e.member.endswith("Bytes") else bits, "type": INTLIT.copy()}
 
     def slice_expr(self, e: A.Slice, ctx: Ctx) -> Expr:
         base = self.expr(e.obj, ctx, None)
@@ -369,13 +380,23 @@ class Exprs:
 
     def call_expr(self, c: A.Call, ctx: Ctx) -> Expr:
         f = c.func
+        if isinstance(f, A.Name):
+            b = (self.cx.glob if f.dot_prefix else ctx.scope).lookup(f.name)
+            if isinstance(b, FuncB):
+                return self.cx.functions.call(c, b.decl, ctx, want_value=True)
         if isinstance(f, A.Member):
             if f.member == "isValid":
                 h = self.expr(f.obj, ctx, None)
-                if h["type"]["kind"] != "header":
-                    raise error(f.loc, f"isValid() needs a header, not {show(h['type'])}")
+                if h["type"]["kind"] != "header" and h["type"]["kind"] != "header_union":
+                    raise error(f.loc, f"isValid() needs a header or header union, not {show(h['type'])}")
                 self.cx.calls.nargs(c, 0)
                 return {"op": "valid", "header": h, "type": BOOL.copy()}
+            if f.member in ("minSizeInBits", "minSizeInBytes", "maxSizeInBits", "maxSizeInBytes"):
+                h = self.expr(f.obj, ctx, None)
+                if h["type"]["kind"] != "header":
+                    raise error(f.loc, f"{f.member}() needs a header, not {show(h['type'])}")
+                self.cx.calls.nargs(c, 0)
+                return self.size_method(f, h["type"])
             if f.member == "lookahead" and isinstance(f.obj, A.Name) and isinstance(ctx.scope.lookup(f.obj.name), PacketB):
                 if len(c.type_args) != 1:
                     raise error(c.loc, "lookahead needs one type argument: lookahead<T>()")

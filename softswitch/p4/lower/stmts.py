@@ -12,6 +12,7 @@ from p4reduce.softswitch.p4.lower.bindings import (
     BlockInst,
     Ctx,
     ExternInst,
+    FuncB,
     PacketB,
     Scope,
     TableB,
@@ -88,6 +89,18 @@ class Stmts:
         if isinstance(s, A.Return):
             if ctx.kind == "parser":
                 raise error(s.loc, "'return' is not allowed in a parser")
+            if ctx.kind == "function":
+                assert ctx.label is not None
+                out = []
+                if s.value is not None:
+                    if ctx.result is None:
+                        raise error(s.value.loc, "this function returns void: 'return' cannot have a value")
+                    rt = ctx.result["type"]
+                    v = self.cx.exprs.coerce(self.cx.exprs.expr(s.value, ctx, rt), rt, s.value.loc, "in return")
+                    out.append({"stmt": "assign", "lhs": ctx.result, "rhs": v})
+                elif ctx.result is not None:
+                    raise error(s.loc, "'return' needs a value in a function that returns one")
+                return [*out, {"stmt": "return", "label": ctx.label}]
             if s.value is not None:
                 raise error(s.value.loc, "'return' with a value is not allowed in an action or control")
             r: ReturnStmt = {"stmt": "return"}
@@ -150,6 +163,9 @@ class Stmts:
             b = (self.cx.glob if f.dot_prefix else ctx.scope).lookup(f.name)
             if isinstance(b, ActionB):
                 return [self.cx.calls.action_call(c, b, ctx)]
+            if isinstance(b, FuncB):
+                self.cx.functions.call(c, b.decl, ctx, want_value=False)
+                return []
             if f.name in self.cx.funcs and b is None:
                 return self.cx.calls.extern_func(c, f.name, ctx)
             if b is None:

@@ -11,6 +11,7 @@ from p4reduce.softswitch.p4.ir import (
     DefaultAction,
     DirectCounter,
     DirectMeter,
+    Expr,
     Key,
     TableAction,
 )
@@ -48,7 +49,14 @@ class Tables:
             if e["type"]["kind"] not in ("bit", "int", "bool", "serenum", "error", "enum"):
                 raise error(k.loc, f"a table key cannot have type {show(e['type'])}")
             n = anno_get(k.annotations, "name")
-            keys.append({"name": n.string if n is not None and n.string is not None else k.text,
+            if n is not None and n.string is not None:
+                kname = n.string
+            else:
+                gen = self.key_name(k.expr, ctx)
+                if gen is None:
+                    raise error(k.expr.loc, "complex key expression requires a @name annotation")
+                kname = gen
+            keys.append({"name": kname,
                          "match_kind": k.match_kind, "expr": e, "annotations": anno_ir(k.annotations)})
             kinds.append(k.match_kind)
         actions: list[TableAction] = []
@@ -59,11 +67,10 @@ class Tables:
                 raise error(a.loc, f"'{a.name}' is not an action" if b is not None else f"action '{a.name}' is not declared")
             if b.qname in (x["name"] for x in actions):
                 raise error(a.loc, f"action '{a.name}' is listed twice")
-            if a.args:
-                raise error(a.loc, "arguments in a table's actions list are not supported")
-            if any(p.direction != "none" for p in b.decl.params):
+            if any(p.direction != "none" for p in b.decl.params[len(a.args):]):
                 raise error(a.loc, f"action '{a.name}' has directional parameters, which a table cannot supply")
             self.cx.decls.lower_action(b)
+            self.bind_action(a, b, ctx)
             scope: Literal["table_and_default", "table_only", "default_only"] = "table_and_default"
             if anno_get(a.annotations, "tableonly"):
                 scope = "table_only"
@@ -88,10 +95,10 @@ class Tables:
             nb = self.cx.glob.lookup("NoAction")
             if not isinstance(nb, ActionB):
                 raise error(d.loc, f"table '{d.name}' has no default_action and NoAction is not declared")
-            default = {"name": "NoAction", "args": [], "const": False}
+            default = {"name": nb.qname, "args": [], "const": False}
             self.cx.decls.lower_action(nb)
             # p4c adds it to the actions list (@defaultonly) when the list lacks it
-            self.cx.ref_global_action(ctx.block, "NoAction", (0, *tb.key, len(actions) + 1), tb.qname)
+            self.cx.ref_global_action(ctx.block, nb.qname, (0, *tb.key, len(actions) + 1), tb.qname)
         size = 1024
         size_explicit = False
         dcounter: str | None = None
@@ -152,14 +159,88 @@ class Tables:
         }
         self.cx.out.tables[tb.qname] = tb.ir
 
+    def key_name(self, e: A.Expr, ctx: Ctx) -> str | None:
+        """The control-plane name p4c gives a key without @name: paths, fields (by their
+        @name), `$valid$` for isValid(), indices, slices, constants as written and `&`;
+        None for anything else."""
+        if isinstance(e, A.Name):
+            return ("." if e.dot_prefix else "") + e.name
+        if isinstance(e, A.Member):
+            member = e.member
+            t = self.cx.exprs.expr(e.obj, ctx, None)["type"] if not isinstance(e.obj, A.Call) else None
+            if t is not None and t["kind"] in ("header", "header_union") and member == "isValid":
+                member = "$valid$"
+            elif t is not None and t["kind"] in ("header", "struct"):
+                decl = self.cx.headers.get(t["name"])
+                field = next((f for f in decl.fields if f.name == member), None) if decl else None
+                alias = anno_get(field.annotations, "name") if field is not None else None
+                if alias is not None and alias.string is not None:
+                    member = alias.string
+            if member.startswith("."):
+                return member[1:]
+            base = self.key_name(e.obj, ctx)
+            return None if base is None else f"{base}.{member}"
+        if isinstance(e, A.Index):
+            obj, idx = self.key_name(e.obj, ctx), self.key_name(e.index, ctx)
+            return None if obj is None or idx is None else f"{obj}[{idx}]"
+        if isinstance(e, A.IntLit):
+            prefix = {16: "0x", 2: "0b", 8: "0o"}.get(e.base, "")
+            digits = format(e.value, {16: "x", 2: "b", 8: "o"}.get(e.base, "d"))
+            return prefix + digits
+        if isinstance(e, A.Slice):
+            parts = [self.key_name(x, ctx) for x in (e.obj, e.hi, e.lo)]
+            return None if None in parts else f"{parts[0]}[{parts[1]}:{parts[2]}]"
+        if isinstance(e, A.Binary) and e.op == "&":
+            left, right = self.key_name(e.left, ctx), self.key_name(e.right, ctx)
+            return None if left is None or right is None else f"{left} & {right}"
+        if isinstance(e, A.Call) and not e.args:
+            m = self.key_name(e.func, ctx)
+            return m if m is not None and m.endswith("$valid$") else None
+        return None
+
+    def bind_action(self, ref: A.ActionRef, b: ActionB, ctx: Ctx) -> None:
+        """`a(x)` in an actions list binds a's first parameters; the control plane gives
+        the rest. The IR action the table runs (and P4Info lists) under a's name becomes a
+        wrapper taking the rest and calling a's body, which moves to an internal name that
+        every direct call of `a` is redirected to (see ControlPlane)."""
+        cx = self.cx
+        bound = [self.cx.calls.call_arg(p, e, ctx, f"action '{b.decl.name}'")
+                 for p, e in zip(b.decl.params, ref.args, strict=False)]
+        if len(ref.args) > len(b.decl.params):
+            raise error(ref.loc, f"action '{ref.name}' takes {len(b.decl.params)} argument(s), got {len(ref.args)}")
+        prior = cx.bound_actions.get(b.qname)
+        if prior is not None and prior != (len(bound), bound):
+            raise error(ref.loc, f"not supported: action '{ref.name}' bound to different arguments by two tables")
+        if prior is not None or (not bound and b.qname not in cx.bound_actions):
+            return
+        if not bound:
+            raise error(ref.loc, f"not supported: action '{ref.name}' listed both with and without bound arguments")
+        cx.bound_actions[b.qname] = (len(bound), bound)
+        body = cx.out.actions.pop(b.qname)
+        internal = b.qname + "$body"
+        body["name"] = internal
+        body["control_plane"] = False
+        cx.out.actions[internal] = body
+        rest = body["params"][len(bound):]
+        args = list(bound)
+        for p in rest:
+            ref_p: Expr = {"op": "field", "path": ["param", p["name"]], "type": p["type"]}
+            args.append({"dir": "in", "expr": ref_p})
+        cx.out.actions[b.qname] = {
+            "name": b.qname, "annotations": body["annotations"], "params": rest, "locals": [],
+            "body": [{"stmt": "call", "action": internal, "args": args}], "id": body["id"],
+        }
+
     def action_args(self, ref: A.ActionRef, b: ActionB, ctx: Ctx) -> list[int]:
-        cp = [p for p in b.decl.params if p.direction == "none"]
-        if any(p.direction != "none" for p in b.decl.params):
+        skip = self.cx.bound_actions.get(b.qname, (0, []))[0]
+        params = b.decl.params[skip:]
+        cp = [p for p in params if p.direction == "none"]
+        if any(p.direction != "none" for p in params):
             raise error(ref.loc, f"action '{ref.name}' has directional parameters and cannot be run by a table")
-        if len(ref.args) != len(cp):
-            raise error(ref.loc, f"action '{ref.name}' expects {len(cp)} argument(s), got {len(ref.args)}")
+        if len(ref.args) != skip + len(cp):
+            raise error(ref.loc, f"action '{ref.name}' expects {skip + len(cp)} argument(s), got {len(ref.args)}")
         out: list[int] = []
-        for p, a in zip(cp, ref.args, strict=True):
+        for p, a in zip(cp, ref.args[skip:], strict=True):
             pt = self.cx.typerefs.data_type(p.type)
             v = self.cx.exprs.coerce(self.cx.exprs.expr(a, ctx, pt), pt, a.loc, f"for parameter '{p.name}'")
             if v["op"] != "const":

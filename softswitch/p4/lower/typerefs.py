@@ -41,15 +41,21 @@ class TypeRefs:
         if isinstance(t, A.BoolType):
             return BOOL.copy()
         if isinstance(t, A.VarbitType):
-            raise error(t.loc, "varbit is not supported by this compiler")
+            w = self.const_int(t.width, self.cx.global_ctx(), "a width")
+            if not 0 < w <= 65536:
+                raise error(t.width.loc, f"invalid varbit width {w}")
+            return {"kind": "varbit", "width": w}
         if isinstance(t, A.StackType):
             et = self.resolve_type(t.elem, env)
-            if et["kind"] != "header":
-                raise error(t.loc, f"header stack elements must be headers, not {show(et)}")
+            if et["kind"] != "header" and et["kind"] != "header_union":
+                raise error(t.loc, f"header stack elements must be headers or header unions, not {show(et)}")
             n = self.const_int(t.size, self.cx.global_ctx(), "a stack size")
             if n <= 0:
                 raise error(t.size.loc, "a header stack needs a positive size")
-            return {"kind": "stack", "header": et["name"], "size": n}
+            st: T = {"kind": "stack", "header": et["name"], "size": n}
+            if et["kind"] == "header_union":
+                st["union"] = True
+            return st
         assert isinstance(t, A.NamedType)
         nm = t.name
         if nm in env:
@@ -57,7 +63,8 @@ class TypeRefs:
         if nm in self.cx.typedefs:
             return copy.deepcopy(self.cx.typedefs[nm])
         if nm in self.cx.headers:
-            return {"kind": "struct" if self.cx.headers[nm].is_struct else "header", "name": nm}
+            hd = self.cx.headers[nm]
+            return {"kind": "struct" if hd.is_struct else "header_union" if hd.is_union else "header", "name": nm}
         if nm in self.cx.enums:
             return {"kind": "enum", "name": nm}
         if nm in self.cx.serenums:
@@ -83,8 +90,14 @@ class TypeRefs:
     def fields(self, name: str) -> list[FieldDecl]:
         """The fields of a declared header or struct type, with their resolved types."""
         types = self.cx.out.types
-        decl = types["headers"].get(name) or types["structs"][name]
+        decl = types["headers"].get(name) or types["structs"].get(name)
+        if decl is None:
+            decl = types["header_unions"][name]
         return decl["fields"]
+
+    def element(self, stack: T) -> T:
+        """The element type of a header stack."""
+        return {"kind": "header_union" if stack.get("union") else "header", "name": stack["header"]}
 
     def const_int(self, e: A.Expr, ctx: Ctx, what: str) -> int:
         v = self.cx.exprs.expr(e, ctx, None)
