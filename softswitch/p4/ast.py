@@ -138,6 +138,15 @@ class Call(Expr):
 @dataclass
 class ListExpr(Expr):
     items: list[Expr]
+    names: list[str] | None = None  # a struct initializer `{a = 1, b = 2}`
+
+
+@dataclass
+class NamedArg(Expr):
+    """`name = value` in an argument list."""
+
+    name: str
+    value: Expr
 
 
 @dataclass

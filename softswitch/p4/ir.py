@@ -20,7 +20,7 @@ from typing import Literal, NotRequired, Required, TypeAlias, TypedDict
 
 TypeKind = Literal[
     "bit", "int", "bool", "error", "void", "string", "enum", "serenum",
-    "header", "struct", "stack", "list", "header_union",
+    "header", "struct", "stack", "list", "header_union", "tuple",
     "varbit",  # a header field of up to `width` bits, its length set by extract
     "intlit",  # an integer literal whose width the context left open (e.g. a shift amount)
 ]
@@ -29,7 +29,7 @@ TypeKind = Literal[
 class TypeT(TypedDict, total=False):
     """A type. ``width`` for bit/int/serenum/varbit (its maximum), ``name`` for
     enum/serenum/header/struct/header_union, ``header`` and ``size`` for stack (whose
-    elements are header unions when ``union`` is true)."""
+    elements are header unions when ``union`` is true), ``types`` for tuple."""
 
     kind: Required[TypeKind]
     width: int
@@ -37,6 +37,7 @@ class TypeT(TypedDict, total=False):
     header: str
     size: int
     union: bool
+    types: list["TypeT"]  # tuple: the element types
 
 
 class Annotation(TypedDict):

@@ -9,7 +9,7 @@ from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import CompileError, Loc, error
 from p4reduce.softswitch.p4.lexer import Token, int_base
 
-BUILTIN_TYPES = {"bit", "int", "bool", "varbit", "error", "string", "void", "match_kind"}
+BUILTIN_TYPES = {"bit", "int", "bool", "varbit", "error", "string", "void", "match_kind", "tuple"}
 DIRECTIONS: dict[str, A.Direction] = {"in": "in", "out": "out", "inout": "inout"}
 MAX_NESTING = 500
 
@@ -389,9 +389,11 @@ class Parser:
         if self.at("select"):
             s = self.next()
             self.expect("(")
-            keys = [self.expression()]
-            while self.accept(","):
+            keys: list[A.Expr] = []
+            if not self.at(")"):
                 keys.append(self.expression())
+                while self.accept(","):
+                    keys.append(self.expression())
             self.expect(")")
             self.expect("{")
             cases: list[A.SelectCase] = []
@@ -529,6 +531,7 @@ class Parser:
 
     def entry(self) -> A.Entry:
         annos = self.annotations()
+        self.accept("const")  # P4 1.2.4 per-entry const: the P4Info does not show it
         loc = self.peek().loc
         prio = None
         if self.accept("priority"):
@@ -545,6 +548,7 @@ class Parser:
             keys = [self.keyset()]
         self.expect(":")
         act = self.action_ref()
+        annos += self.annotations()
         self.expect(";")
         return A.Entry(keys, act, prio, annos, loc)
 
@@ -580,7 +584,7 @@ class Parser:
                         raise error(wt.loc, f"expected a width, found '{wt.text}'")
                 self.expect(">")
             elif t.text == "int":
-                raise error(t.loc, "'int' without a width is not supported here; use int<N>")
+                return A.NamedType(t.loc, "int")  # arbitrary precision (constants, parameters)
             else:
                 w = A.IntLit(t.loc, 1, None, False)
             base: A.TypeRef = A.VarbitType(t.loc, w) if t.text == "varbit" else A.BitsType(t.loc, t.text == "int", w)
@@ -678,12 +682,24 @@ class Parser:
                 return self.switch()
             if t.text == "transition":
                 raise error(t.loc, "transition is only allowed at the end of a parser state")
+        if t.kind == "id" and t.text == "for":
+            raise error(t.loc, "not supported: for loops")
         lhs = self.expression()
         if self.at("="):
             eq = self.next()
             rhs = self.expression()
             self.expect(";")
             return A.Assign(eq.loc, lhs, rhs)
+        op_t = self.peek()
+        if op_t.kind == "punct":
+            op, n = op_t.text, 1
+            if op == ">" and self.at(">", 1) and not self.peek(1).space_before:
+                op, n = ">>", 2
+            if op in self.BIN_PREC and self.at("=", n) and not self.peek(n).space_before:
+                self.i += n + 1
+                rhs = self.expression()
+                self.expect(";")
+                return A.Assign(op_t.loc, lhs, A.Binary(op_t.loc, op, lhs, rhs))
         if not isinstance(lhs, A.Call):
             raise error(self.peek().loc, f"expected '=' or a method call, found '{self.peek().text}'")
         self.expect(";")
@@ -717,9 +733,15 @@ class Parser:
         if t.kind != "punct":
             return None
         if t.text == ">" and self.at(">", 1) and not self.peek(1).space_before:
+            if self.at("=", 2) and not self.peek(2).space_before:
+                return None  # `x >>= e`
             return ">>", 2
         p = self.BIN_PREC.get(t.text)
-        return (t.text, 1) if p is not None else None
+        if p is None:
+            return None
+        if self.at("=", 1) and not self.peek(1).space_before:
+            return None  # `x += e`: an assignment, which statement() parses
+        return t.text, 1
 
     def expression(self) -> A.Expr:
         self.enter(self.peek().loc)
@@ -796,12 +818,18 @@ class Parser:
             return e
         if t.text == "{":
             items: list[A.Expr] = []
+            names: list[str] = []
             while not self.at("}"):
+                if self.peek().kind == "id" and self.at("=", 1) and not self.at("=", 2):
+                    names.append(self.next().text)
+                    self.next()
                 items.append(self.expression())
                 if not self.accept(","):
                     break
             self.expect("}")
-            return A.ListExpr(t.loc, items)
+            if names and len(names) != len(items):
+                raise error(t.loc, "name every field of a struct initializer, or none")
+            return A.ListExpr(t.loc, items, names or None)
         if t.kind == "eof":
             raise error(t.loc, "unexpected end of file in an expression")
         raise error(t.loc, f"expected an expression, found '{t.text}'")
@@ -856,11 +884,16 @@ class Parser:
         if self.accept(")"):
             return out
         while True:
+            name: Token | None = None
+            if self.peek().kind == "id" and self.at("=", 1) and not self.at("=", 2):
+                name = self.next()
+                self.next()
             if self.at("_"):
                 t = self.next()
-                out.append(A.Default(t.loc))
+                arg: A.Expr = A.Default(t.loc)
             else:
-                out.append(self.expression())
+                arg = self.expression()
+            out.append(A.NamedArg(name.loc, name.text, arg) if name is not None else arg)
             if not self.accept(","):
                 break
         self.expect(")")

@@ -66,6 +66,8 @@ def show(t: AnyT) -> str:
         return str(t["name"])
     if k == "stack":
         return f"{t['header']}[{t['size']}]"
+    if k == "tuple":
+        return "tuple<" + ", ".join(show(x) for x in t["types"]) + ">"
     return str(k)
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from p4reduce.softswitch.p4 import ast as A
+from p4reduce.softswitch.p4.diag import Loc, error
 from p4reduce.softswitch.p4.ir import (
     Annotation,
     Counter,
@@ -64,6 +65,10 @@ class BlockInst:
     ctor: dict[str, Val]
     key: tuple[int, ...] = ()  # declaration position (see Ctx.key)
     applied: bool = False
+    # applied more than once: parameters live in locals copied in and out at each call,
+    # and the scope (locals already declared) is kept for the later applications
+    shared: Scope | None = None
+    applications: int = 0
 
 
 @dataclass
@@ -115,6 +120,14 @@ class Ctx:
     block: int = -1
     key: tuple[int, ...] = ()
     result: Expr | None = None  # in an inlined function: where `return e` stores e
+    source: object = None  # the AST of the block body being lowered, to look ahead in
+    multi: bool = False  # lowering a block that is inlined more than once
+
+    def pre_take(self) -> list[Stmt]:
+        """The pending statements, removed."""
+        out = list(self.pre)
+        self.pre.clear()
+        return out
 
 
 def field_paths(e: object) -> list[list[str]]:
@@ -149,3 +162,49 @@ def ival(e: Expr) -> int:
     v = e["value"]
     assert isinstance(v, int), e
     return v
+
+
+def order_args(args: list[A.Expr], params: list[A.Param], loc: Loc, what: str) -> list[A.Expr]:
+    """Arguments in parameter order: positional ones first, then `name = value` ones by
+    name; a missing parameter takes its default value. Parameters left without either are
+    left off the end (the callers check the count)."""
+    positional = [a for a in args if not isinstance(a, A.NamedArg)]
+    named = [a for a in args if isinstance(a, A.NamedArg)]
+    if not named:
+        return args
+    if any(not isinstance(a, A.NamedArg) for a in args[len(positional):]):
+        raise error(loc, f"positional arguments of {what} must come before named ones")
+    out: list[A.Expr | None] = [*positional, *([None] * max(0, len(params) - len(positional)))]
+    index = {p.name: k for k, p in enumerate(params)}
+    for a in named:
+        k = index.get(a.name)
+        if k is None:
+            raise error(a.loc, f"{what} has no parameter '{a.name}'")
+        if k < len(positional) or out[k] is not None:
+            raise error(a.loc, f"parameter '{a.name}' of {what} is given twice")
+        out[k] = a.value
+    for k, p in enumerate(params):
+        if out[k] is None and p.default is not None:
+            out[k] = p.default
+    while out and out[-1] is None:
+        out.pop()
+    missing = [params[k].name for k, a in enumerate(out) if a is None]
+    if missing:
+        raise error(loc, f"{what}: no argument for parameter '{missing[0]}'")
+    return [a for a in out if a is not None]
+
+
+def count_applies(tree: object, name: str) -> int:
+    """How many `name.apply(...)` calls the AST `tree` holds."""
+    n = 0
+    stack = [tree]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, A.Call) and isinstance(x.func, A.Member) and x.func.member == "apply" \
+                and isinstance(x.func.obj, A.Name) and x.func.obj.name == name:
+            n += 1
+        if isinstance(x, list):
+            stack.extend(x)
+        elif hasattr(x, "__dataclass_fields__"):
+            stack.extend(getattr(x, f) for f in x.__dataclass_fields__ if f != "loc")
+    return n

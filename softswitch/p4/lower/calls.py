@@ -17,7 +17,15 @@ from p4reduce.softswitch.p4.ir import (
     Register,
     Stmt,
 )
-from p4reduce.softswitch.p4.lower.bindings import ActionB, Ctx, ExternInst, PacketB, ival
+from p4reduce.softswitch.p4.lower.bindings import (
+    ActionB,
+    Ctx,
+    ExternInst,
+    PacketB,
+    anno_get,
+    ival,
+    order_args,
+)
 from p4reduce.softswitch.p4.types import VOID, AnyT, bit, is_data, show
 
 if TYPE_CHECKING:
@@ -33,7 +41,14 @@ class Calls:
             raise error(c.loc, f"expected {n} argument(s), got {len(c.args)}")
 
     def pick(self, methods: list[A.MethodDecl], c: A.Call, what: str) -> A.MethodDecl:
-        fits = [m for m in methods if sum(1 for p in m.params if p.default is None) <= len(c.args) <= len(m.params)]
+        def fits_call(m: A.MethodDecl) -> bool:
+            names = {a.name for a in c.args if isinstance(a, A.NamedArg)}
+            if not names <= {p.name for p in m.params}:
+                return False
+            required = sum(1 for p in m.params if p.default is None and not anno_get(p.annotations, "optional"))
+            return required <= len(c.args) <= len(m.params)
+
+        fits = [m for m in methods if fits_call(m)]
         if not fits:
             counts = sorted({len(m.params) for m in methods})
             exp = " or ".join(str(n) for n in counts)
@@ -41,6 +56,7 @@ class Calls:
         return fits[0]
 
     def bind_args(self, m: A.MethodDecl, c: A.Call, ctx: Ctx, env: dict[str, AnyT], what: str) -> list[Expr]:
+        c = A.Call(c.loc, c.func, c.type_args, order_args(c.args, m.params, c.loc, what))
         env = dict(env)
         # A method's type parameters shadow global types of the same name (v1model's
         # `hash<O, T, D, M>` next to a program's deparser control `D`).
@@ -136,6 +152,7 @@ class Calls:
         if ctx.action is not None and ctx.top == b.qname:
             raise error(c.loc, f"action '{b.decl.name}' calls itself; recursion is not allowed in P4")
         params = b.decl.params
+        c = A.Call(c.loc, c.func, c.type_args, order_args(c.args, params, c.loc, f"action '{b.decl.name}'"))
         if len(c.args) != len(params):
             raise error(c.loc, f"action '{b.decl.name}' expects {len(params)} argument(s), got {len(c.args)}")
         self.cx.decls.lower_action(b)
@@ -153,11 +170,21 @@ class Calls:
         return {"dir": "in" if p.direction == "none" else p.direction, "expr": ir}
 
     def packet_call(self, c: A.Call, b: PacketB, m: str, ctx: Ctx) -> list[Stmt]:
+        c = A.Call(c.loc, c.func, c.type_args, [a.value if isinstance(a, A.NamedArg) else a for a in c.args])
         if not b.out:
             if m == "extract":
                 if len(c.args) not in (1, 2):
                     raise error(c.loc, f"extract takes a header and optionally a length, got {len(c.args)} argument(s)")
-                h = self.cx.exprs.lvalue(c.args[0], ctx)
+                if isinstance(c.args[0], A.Default):
+                    # extract<H>(_): into a temporary nobody reads
+                    if len(c.type_args) != 1:
+                        raise error(c.loc, "extract(_) needs the header type: extract<H>(_)")
+                    ht = self.cx.typerefs.data_type(c.type_args[0])
+                    if ht["kind"] != "header":
+                        raise error(c.loc, f"extract needs a header, not {show(ht)}")
+                    h = self.cx.new_local(f"tmp_extract_{self.cx.next_tmp()}", ht, ctx)
+                else:
+                    h = self.cx.exprs.lvalue(c.args[0], ctx)
                 if h["type"]["kind"] != "header":
                     raise error(c.args[0].loc, f"extract needs a header, not {show(h['type'])}")
                 varbit = any(f["type"]["kind"] == "varbit" for f in self.cx.typerefs.fields(h["type"]["name"]))
@@ -173,7 +200,8 @@ class Calls:
                 n = self.cx.exprs.coerce(self.cx.exprs.expr(c.args[0], ctx, bit(32)), bit(32), c.args[0].loc, "in advance()")
                 return [{"stmt": "advance", "bits": n}]
             if m == "lookahead":
-                raise error(c.loc, "the result of lookahead() is not used")
+                self.cx.exprs.call_expr(c, ctx)  # checked; without a use it does nothing
+                return []
             raise error(c.func.loc, f"packet_in has no method '{m}'")
         if m == "emit":
             self.nargs(c, 1)

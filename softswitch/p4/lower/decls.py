@@ -33,6 +33,7 @@ from p4reduce.softswitch.p4.lower.bindings import (
     Val,
     anno_ir,
     ival,
+    order_args,
 )
 from p4reduce.softswitch.p4.types import AnyT, is_data, show
 
@@ -75,8 +76,6 @@ class Decls:
                 if not d.is_struct and not d.is_union and ft["kind"] not in ("bit", "int", "serenum", "varbit", "bool", "struct"):
                     raise error(f.loc, f"header field '{f.name}' must have a bit<>, int<>, varbit<>, bool, "
                                        f"serializable enum or struct type, not {show(ft)}")
-                if ft["kind"] == "varbit" and d.is_struct:
-                    raise error(f.loc, "varbit fields are allowed only in headers")
                 if not d.is_struct and not d.is_union and ft["kind"] == "struct" and not self.flat_struct(ft["name"]):
                     raise error(f.loc, f"header field '{f.name}': struct {ft['name']} may only hold bit<>, int<>, "
                                        "bool and serializable enum fields (or such structs)")
@@ -218,6 +217,7 @@ class Decls:
             decl: A.ControlDecl | A.ParserDecl = self.cx.control_decls.get(name) or self.cx.parser_decls[name]
             if isinstance(decl, A.ControlDecl) and ctx.kind != "control":
                 raise error(d.loc, "controls can only be instantiated inside controls")
+            d.args = order_args(d.args, decl.ctor_params, d.loc, f"constructor of '{name}'")
             if len(d.args) != len(decl.ctor_params):
                 raise error(d.loc, f"'{name}' expects {len(decl.ctor_params)} constructor argument(s), got {len(d.args)}")
             cvals: dict[str, Val] = {}

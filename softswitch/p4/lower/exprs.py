@@ -68,6 +68,11 @@ class Exprs:
             return ir
         if t["kind"] == "object":
             self.mismatch(st, t, loc, what)
+        if st["kind"] == "list" and t["kind"] == "tuple" and ir["op"] == "list":
+            if len(t["types"]) != len(ir["items"]):
+                raise error(loc, f"{show(t)} has {len(t['types'])} element(s), the list has {len(ir['items'])}")
+            items = [self.coerce(i, et, loc, "for a tuple element") for i, et in zip(ir["items"], t["types"], strict=True)]
+            return {"op": "list", "items": items, "type": t}
         if st["kind"] == "list" and t["kind"] in ("struct", "header") and ir["op"] == "list":
             # a list expression initialises a struct or header field by field
             fields = self.cx.typerefs.fields(t["name"])
@@ -149,7 +154,23 @@ class Exprs:
         if isinstance(e, A.Cast):
             return self.cast_expr(e, ctx)
         if isinstance(e, A.ListExpr):
-            return {"op": "list", "items": [self.expr(i, ctx, None) for i in e.items], "type": LIST.copy()}
+            items = e.items
+            if e.names is not None:
+                # a struct initializer: its items in the order of the type's fields
+                if want is None or want["kind"] not in ("struct", "header"):
+                    raise error(e.loc, "a struct initializer needs a struct or header type from its context")
+                fields = [f["name"] for f in self.cx.typerefs.fields(want["name"])]
+                given = dict(zip(e.names, e.items, strict=True))
+                if len(given) != len(e.names):
+                    raise error(e.loc, "a field is initialised twice")
+                if set(given) != set(fields):
+                    extra, missing = sorted(set(given) - set(fields)), sorted(set(fields) - set(given))
+                    raise error(e.loc, f"{show(want)} has no field '{extra[0]}'" if extra
+                                else f"the initializer lacks field '{missing[0]}' of {show(want)}")
+                ftypes = [f["type"] for f in self.cx.typerefs.fields(want["name"])]
+                return {"op": "list", "items": [self.expr(given[f], ctx, ft) for f, ft in zip(fields, ftypes, strict=True)],
+                        "type": LIST.copy()}
+            return {"op": "list", "items": [self.expr(i, ctx, None) for i in items], "type": LIST.copy()}
         if isinstance(e, A.Call):
             return self.call_expr(e, ctx)
         if isinstance(e, A.Default):
@@ -402,7 +423,7 @@ class Exprs:
                     raise error(c.loc, "lookahead needs one type argument: lookahead<T>()")
                 self.cx.calls.nargs(c, 0)
                 t = self.cx.typerefs.resolve_type(c.type_args[0], {})
-                if not is_data(t) or t["kind"] not in ("bit", "int", "header", "bool"):
+                if not is_data(t) or t["kind"] not in ("bit", "int", "header", "bool", "struct"):
                     raise error(c.loc, f"cannot lookahead a value of type {show(t)}")
                 return {"op": "lookahead", "type": t}
             if isinstance(f.obj, A.Name):

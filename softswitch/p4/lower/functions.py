@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import error
 from p4reduce.softswitch.p4.ir import Expr, Stmt
-from p4reduce.softswitch.p4.lower.bindings import Ctx, Scope, Val
+from p4reduce.softswitch.p4.lower.bindings import Ctx, Scope, Val, order_args
 from p4reduce.softswitch.p4.types import VOID, AnyT, is_data, show
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ class Functions:
         (a `void` constant when the function returns nothing)."""
         if fd in self.active:
             raise error(c.loc, f"function '{fd.name}' calls itself; recursion is not allowed in P4")
+        c = A.Call(c.loc, c.func, c.type_args, order_args(c.args, fd.params, c.loc, f"function '{fd.name}'"))
         if len(c.args) != len(fd.params):
             raise error(c.loc, f"function '{fd.name}' expects {len(fd.params)} argument(s), got {len(c.args)}")
         assert fd.ret is not None and fd.body is not None

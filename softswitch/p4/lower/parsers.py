@@ -104,6 +104,8 @@ class Parsers:
                     kss = [self.cx.exprs.keyset(i, k["type"], ctx, "ternary") for i, k in zip(items, keys, strict=True)]
                     cases.append({"keysets": kss, "next": target(c.state)})
                 tr = {"kind": "select", "keys": keys, "cases": cases}
+                if not keys:  # select() { default: s; }
+                    tr = {"kind": "direct", "next": cases[0]["next"] if cases else "reject"}
             ctx.scope = saved
             states[cur] = {"body": body, "transition": tr}
 

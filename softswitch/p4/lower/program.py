@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING
 from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import Loc, error
 from p4reduce.softswitch.p4.ir import Control, ControllerHeader, Local, Parser, Pipeline, Program
-from p4reduce.softswitch.p4.lower.bindings import Ctx, PacketB, Scope, Val, anno_get, anno_ir
+from p4reduce.softswitch.p4.lower.bindings import (
+    Ctx,
+    PacketB,
+    Scope,
+    Val,
+    anno_get,
+    anno_ir,
+    order_args,
+)
 from p4reduce.softswitch.p4.types import AnyT, ObjectT, is_data, show
 
 if TYPE_CHECKING:
@@ -38,7 +46,11 @@ class ProgramLowering:
     def pipeline(self, main: A.InstanceDecl) -> Program:
         assert main.type is not None
         if not (isinstance(main.type, A.NamedType) and main.type.name == "V1Switch"):
-            raise error(main.loc, "main must be a V1Switch(...) instance")
+            what = main.type.name if isinstance(main.type, A.NamedType) else "this"
+            raise error(main.loc, f"not supported: package '{what}' (this compiler implements v1model's V1Switch)")
+        pkg = self.cx.packages.get("V1Switch")
+        if pkg is not None:
+            main.args = order_args(main.args, pkg.params, main.loc, "V1Switch")
         if len(main.args) != 6:
             raise error(main.loc, f"V1Switch expects 6 arguments, got {len(main.args)}")
         blocks: list[A.ControlDecl | A.ParserDecl] = []

@@ -13,6 +13,7 @@ from p4reduce.softswitch.p4.lower.bindings import Ctx, ival
 from p4reduce.softswitch.p4.types import (
     BOOL,
     ERROR,
+    INTLIT,
     STRING,
     VOID,
     AnyT,
@@ -35,8 +36,8 @@ class TypeRefs:
     def resolve_type(self, t: A.TypeRef, env: dict[str, AnyT]) -> AnyT:
         if isinstance(t, A.BitsType):
             w = self.const_int(t.width, self.cx.global_ctx(), "a width")
-            if w <= 0 or (t.signed and w < 1) or w > 2048:
-                raise error(t.width.loc, f"invalid width {w}: widths must be between 1 and 2048")
+            if w < 0 or (t.signed and w < 1) or w > 2048:
+                raise error(t.width.loc, f"invalid width {w}: widths must be between {int(t.signed)} and 2048")
             return sint(w) if t.signed else bit(w)
         if isinstance(t, A.BoolType):
             return BOOL.copy()
@@ -69,6 +70,14 @@ class TypeRefs:
             return {"kind": "enum", "name": nm}
         if nm in self.cx.serenums:
             return {"kind": "serenum", "name": nm, "width": self.cx.serenums[nm]["type"]["width"]}
+        if nm == "int":
+            return INTLIT.copy()
+        if nm == "tuple":
+            items = [self.resolve_type(a, env) for a in t.args]
+            data = [x for x in items if is_data(x)]
+            if len(data) != len(items):
+                raise error(t.loc, "tuple elements must be types of values")
+            return {"kind": "tuple", "types": data}
         if nm == "error":
             return ERROR.copy()
         if nm == "string":
