@@ -367,6 +367,7 @@ class TableDecl(Decl):
     entries_const: bool = False
     props: dict[str, tuple[Expr, Loc]] = field(default_factory=dict)
     keys_loc: Loc | None = None
+    has_actions: bool = False  # the `actions` property is present (it may be empty)
 
 
 @dataclass

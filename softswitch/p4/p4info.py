@@ -646,7 +646,7 @@ class _Emitter:
         cpm.preamble.alias = cname
         _copy_annotations(cpm.preamble, source)
         _set_doc(cpm.preamble, source)
-        fields = list(_get(htype, "fields", header))
+        fields = self._flatten(list(_get(htype, "fields", header)), header)
         for f, fid in zip(fields, _field_ids(fields, header), strict=True):
             if _has_annotation(f, "hidden"):
                 continue
@@ -657,6 +657,19 @@ class _Emitter:
             ftype = _get(f, "type", f"{header}.{md.name}")
             md.bitwidth = _bitwidth(ftype, f"{header}.{md.name}") or 0
             self._register_named_type(ftype, f"{header}.{md.name}")
+
+    def _flatten(self, fields: list[Mapping[str, Any]], where: str) -> list[Mapping[str, Any]]:
+        """A header's fields with struct-typed ones replaced by theirs, named `s.f`, as
+        p4c flattens headers for P4Runtime."""
+        out: list[Mapping[str, Any]] = []
+        for f in fields:
+            ftype = _get(f, "type", where)
+            if ftype.get("kind") != "struct":
+                out.append(f)
+                continue
+            inner = self._flatten(list(self._decl("structs", str(ftype["name"]), where).get("fields") or []), where)
+            out.extend({**g, "name": f"{f['name']}.{g['name']}"} for g in inner)
+        return out
 
     # ----------------------------------------------------------------- type specs
 
@@ -717,6 +730,31 @@ class _Emitter:
                     m = se.members.add()
                     m.name = str(member)
                     m.value = (int(value) % (1 << (8 * nbytes))).to_bytes(nbytes, "big")
+        elif kind == "tuple":
+            for member in t.get("types") or []:
+                spec.tuple.members.add().CopyFrom(self._type_spec(member, where))
+        elif kind == "varbit":
+            spec.bitstring.varbit.max_bitwidth = int(t["width"])
+        elif kind == "header_union":
+            name = str(_get(t, "name", where))
+            spec.header_union.name = name
+            if name not in info.header_unions:
+                info.header_unions[name].SetInParent()
+                decl = self._decl("header_unions", name, where)
+                for f in decl.get("fields") or []:
+                    member = info.header_unions[name].members.add()
+                    member.name = str(f["name"])
+                    member.header.name = str(f["type"]["name"])
+                    self._type_spec(f["type"], f"{where}.{f['name']}")
+        elif kind == "stack":
+            elem = {"kind": "header_union" if t.get("union") else "header", "name": t["header"]}
+            self._type_spec(elem, where)
+            target = spec.header_union_stack if t.get("union") else spec.header_stack
+            target.size = int(t["size"])
+            if t.get("union"):
+                spec.header_union_stack.header_union.name = str(t["header"])
+            else:
+                spec.header_stack.header.name = str(t["header"])
         elif kind == "enum":
             name = str(_get(t, "name", where))
             spec.enum.name = name

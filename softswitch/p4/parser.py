@@ -494,6 +494,7 @@ class Parser:
                     self.expect(";")
                     tbl.keys.append(A.KeyElem(e, mk.text, ka, e.loc, text))
             elif p.text == "actions":
+                tbl.has_actions = True
                 self.expect("=")
                 self.expect("{")
                 while not self.at("}"):

@@ -170,7 +170,7 @@ def order_args(args: list[A.Expr], params: list[A.Param], loc: Loc, what: str) -
     left off the end (the callers check the count)."""
     positional = [a for a in args if not isinstance(a, A.NamedArg)]
     named = [a for a in args if isinstance(a, A.NamedArg)]
-    if not named:
+    if not named and (len(args) >= len(params) or params[len(args)].default is None):
         return args
     if any(not isinstance(a, A.NamedArg) for a in args[len(positional):]):
         raise error(loc, f"positional arguments of {what} must come before named ones")

@@ -26,7 +26,7 @@ from p4reduce.softswitch.p4.lower.bindings import (
     ival,
     order_args,
 )
-from p4reduce.softswitch.p4.types import VOID, AnyT, bit, is_data, show
+from p4reduce.softswitch.p4.types import VOID, AnyT, T, bit, is_data, show
 
 if TYPE_CHECKING:
     from p4reduce.softswitch.p4.lower.context import Lowering
@@ -127,7 +127,7 @@ class Calls:
                 raise error(c.loc, "verify() may only be called in a parser")
             args = self.bind_args(m, c, ctx, {}, name)
             if args[1]["op"] != "const":
-                raise error(c.args[1].loc, "verify() needs a constant error, e.g. error.NoMatch")
+                raise error(c.args[1].loc, "not supported: verify() with an error that is not a constant")
             return [{"stmt": "verify", "cond": args[0], "error": ival(args[1])}]
         if ctx.kind == "parser" and name not in ("log_msg", "assert", "assume", "hash", "random", "verify_checksum", "verify_checksum_with_payload"):
             raise error(c.loc, f"{name}() cannot be called in a parser")
@@ -137,13 +137,24 @@ class Calls:
             dt: AnyT = args[1]["type"]
             if c.type_args:
                 dt = self.cx.typerefs.resolve_type(c.type_args[0], {})
-            if not is_data(dt) or (dt["kind"] != "struct" and dt["kind"] != "header"):
-                raise error(c.args[1].loc, "digest data must be a struct (declare one for the fields you send)")
             names = [d["name"] for d in self.cx.out.digests]
-            if dt["name"] not in names:
-                self.cx.out.digests.append({"name": dt["name"], "type": dt})
-                names.append(dt["name"])
-            st["digest"] = names.index(dt["name"])
+            if dt["kind"] == "list" and args[1]["op"] == "list":
+                # digest(r, {a, b}): p4c names the tuple type digest_<n>
+                tt: T = {"kind": "tuple", "types": [i["type"] for i in args[1]["items"]]}
+                if any(i["type"]["kind"] == "intlit" for i in args[1]["items"]):
+                    raise error(c.args[1].loc, "cannot infer the width of an integer in digest data; add a cast")
+                args[1] = {**args[1], "type": tt}
+                name = f"digest_{sum(1 for d in self.cx.out.digests if d['type']['kind'] == 'tuple')}"
+                self.cx.out.digests.append({"name": name, "type": tt})
+                names.append(name)
+                st["digest"] = len(names) - 1
+            else:
+                if not is_data(dt) or (dt["kind"] != "struct" and dt["kind"] != "header"):
+                    raise error(c.args[1].loc, "digest data must be a struct, a header or a list of fields")
+                if dt["name"] not in names:
+                    self.cx.out.digests.append({"name": dt["name"], "type": dt})
+                    names.append(dt["name"])
+                st["digest"] = names.index(dt["name"])
         if name == "log_msg" and args[0]["op"] != "string":
             raise error(c.args[0].loc, "log_msg needs a string literal as its format")
         return [st]

@@ -23,7 +23,7 @@ from p4reduce.softswitch.p4.ir import (
     Table,
     Types,
 )
-from p4reduce.softswitch.p4.lower.bindings import Binding, Ctx, Scope, anno_get
+from p4reduce.softswitch.p4.lower.bindings import Binding, BlockInst, Ctx, Scope, anno_get
 from p4reduce.softswitch.p4.lower.calls import Calls
 from p4reduce.softswitch.p4.lower.controlplane import ControlPlane
 from p4reduce.softswitch.p4.lower.controls import Controls
@@ -82,6 +82,8 @@ class Lowering:
         self.global_refs: list[tuple[int, str, tuple[int, ...], str | None]] = []
         self.body_refs = 0
         self.inlined = 0  # function calls inlined so far, to name their locals
+        self.top_instances = 0
+        self.direct_instances: dict[tuple[str, str], BlockInst] = {}  # `T.apply()` instances
         # actions a table's actions list binds arguments of: name -> (count, the arguments)
         self.bound_actions: dict[str, tuple[int, list[CallArg]]] = {}
         self.action_decls: dict[str, A.ActionDecl] = {}

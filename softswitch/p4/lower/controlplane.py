@@ -69,6 +69,14 @@ class ControlPlane:
         controls = prog["controls"]
         bodies = [c["body"] for c in controls.values()]
         used_tables = _tables_used(bodies)
+        by_table = {t["name"]: t for t in prog["tables"]}
+        todo = list(used_tables)
+        while todo:  # a table applied in another table's key (`t.apply().hit: exact`)
+            t = by_table.get(todo.pop())
+            for n in _tables_used([k["expr"] for k in t["keys"]]) if t is not None else set():
+                if n not in used_tables:
+                    used_tables.add(n)
+                    todo.append(n)
         prog["tables"] = [t for t in prog["tables"] if t["name"] in used_tables]
         for dres in (*prog["direct_counters"], *prog["direct_meters"]):
             if dres["table"] not in used_tables:

@@ -90,6 +90,19 @@ class Controls:
                 ctx.pre.append({"stmt": "assign", "lhs": ref, "rhs": v.ir})
                 scope.names[p.name] = Val(ref, False, v.what)
 
+    def direct_instance(self, name: str, ctx: Ctx) -> BlockInst | None:
+        """`T.apply(...)` of a control or parser type: p4c instantiates it (as T, declared
+        after the block's locals); repeated direct calls of one type share that instance."""
+        decl: A.ControlDecl | A.ParserDecl | None = self.cx.control_decls.get(name) or self.cx.parser_decls.get(name)
+        if decl is None or decl.ctor_params or decl.type_params:
+            return None
+        key = (ctx.prefix, name)
+        inst = self.cx.direct_instances.get(key)
+        if inst is None:
+            inst = BlockInst(decl, ctx.prefix + name + ".", {}, (*ctx.key, 1 << 20, len(self.cx.direct_instances)))
+            self.cx.direct_instances[key] = inst
+        return inst
+
     def inline_control(self, c: A.Call, b: BlockInst, ctx: Ctx) -> list[Stmt]:
         decl = b.decl
         assert isinstance(decl, A.ControlDecl) and decl.body is not None

@@ -118,9 +118,14 @@ class Decls:
             self.lower_action(ab)  # check it now; it is listed only once something uses it
             del self.cx.out.actions[ab.qname]
         elif isinstance(d, A.InstanceDecl):
-            if d.name != "main":
-                raise error(d.loc, f"top-level instance '{d.name}' is not supported; only 'main' may be instantiated here")
-            self.cx.main = d
+            if d.name == "main":
+                self.cx.main = d
+            else:
+                # a top-level extern instance: p4c's block walk meets it before the V1Switch
+                # blocks (block -1), in declaration order
+                ctx = Ctx("control", "", "", self.cx.glob, [], set(), block=-1)
+                self.instance(d, ctx, (self.cx.top_instances,))
+                self.cx.top_instances += 1
         elif isinstance(d, A.TableDecl):
             raise error(d.loc, "tables must be declared inside a control")
         else:
@@ -234,6 +239,8 @@ class Decls:
         ext = self.cx.externs.get(name)
         if ext is None:
             raise error(d.loc, f"cannot instantiate '{name}' here")
+        if ctx.block == -1 and name not in ("register", "counter", "meter", "direct_counter", "direct_meter"):
+            raise error(d.loc, f"not supported: a top-level instance of extern '{name}'")
         env: dict[str, AnyT] = {}
         for k, tp in enumerate(ext.type_params):
             if k < len(t["args"]):

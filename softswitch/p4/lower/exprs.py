@@ -58,10 +58,13 @@ class Exprs:
         st = ir["type"]
         if st == t:
             return ir
-        if st["kind"] == "intlit" and t["kind"] in ("bit", "int"):
+        if st["kind"] == "intlit" and t["kind"] in ("bit", "int", "serenum"):
             if ir["op"] != "const":
                 raise error(loc, "cannot infer the width of this expression; add a cast")
             return self.const(ival(ir), t)
+        if st["kind"] == "serenum" and t["kind"] in ("bit", "int") and st["width"] == t["width"]:
+            # a serializable enum converts to its underlying type where one is expected
+            return ir if ir["op"] != "const" else self.const(ival(ir), t)
         if st["kind"] == "intlit" and t["kind"] == "typevar":
             raise error(loc, "cannot infer the width of this integer literal; add a cast")
         if t["kind"] == "typevar":
@@ -128,8 +131,10 @@ class Exprs:
             base = self.expr(e.obj, ctx, None)
             if base["type"]["kind"] != "stack":
                 raise error(e.loc, f"cannot index a value of type {show(base['type'])}")
-            idx = self.expr(e.index, ctx, bit(32))
-            if idx["type"]["kind"] not in ("bit", "int", "intlit"):
+            idx = self.expr(e.index, ctx, None)
+            if idx["type"]["kind"] == "intlit":
+                idx = self.coerce(idx, bit(32), e.index.loc)
+            if idx["type"]["kind"] not in ("bit", "int", "serenum"):
                 raise error(e.index.loc, "a stack index must be an integer")
             if idx["op"] == "const" and not 0 <= ival(idx) < base["type"]["size"]:
                 raise error(e.index.loc, f"index {idx['value']} is out of bounds of {show(base['type'])}")
@@ -325,8 +330,10 @@ class Exprs:
         a, b = self.unify(a, b, e.loc)
         t = a["type"]
         if op in ("==", "!="):
-            if t["kind"] in ("list", "string", "void", "stack"):
+            if t["kind"] in ("list", "string", "void"):
                 raise error(e.loc, f"cannot compare values of type {show(t)}")
+            if t["kind"] in ("stack", "header_union", "tuple"):
+                raise error(e.loc, f"not supported: comparing values of type {show(t)}")
             if a["op"] == "const" and b["op"] == "const":
                 r = (a["value"] == b["value"]) == (op == "==")
                 return {"op": "const", "value": int(r), "type": BOOL.copy()}
@@ -339,6 +346,8 @@ class Exprs:
                 r = {"<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y}[op]
                 return {"op": "const", "value": int(r), "type": BOOL.copy()}
             return {"op": op, "left": a, "right": b, "type": BOOL.copy()}
+        if op in ("/", "%") and a["op"] == "const" and ival(a) == 0 and b["op"] != "const":
+            return a  # p4c folds 0 / x and 0 % x to 0 (x's side effects stay in ctx.pre)
         if op in ("/", "%"):
             if b["op"] != "const" or signed_value(ival(b), t) <= 0:
                 raise error(e.loc, f"'{op}' needs a compile-time known positive divisor")

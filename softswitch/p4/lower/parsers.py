@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import error
 from p4reduce.softswitch.p4.ir import Local, Parser, SelectCase, State, Stmt, Transition
-from p4reduce.softswitch.p4.lower.bindings import BlockInst, Ctx, Scope
+from p4reduce.softswitch.p4.lower.bindings import BlockInst, Ctx, Scope, count_applies
 from p4reduce.softswitch.p4.types import show
 
 if TYPE_CHECKING:
@@ -20,18 +20,18 @@ class Parsers:
 
     def lower_parser(self, decl: A.ParserDecl, scope: Scope, block: int) -> Parser:
         locals_: list[Local] = []
-        ctx = Ctx("parser", decl.name, decl.name + ".", scope, locals_, set(), block=block)
+        ctx = Ctx("parser", decl.name, decl.name + ".", scope, locals_, set(), block=block, source=decl.states)
         states: dict[str, State] = {}
         self.parser_states(decl, ctx, "", "accept", states)
         return {"name": decl.name, "locals": locals_, "start": "start", "states": states}
 
     def parser_states(self, decl: A.ParserDecl, ctx: Ctx, sprefix: str, accept_to: str,
-                      states: dict[str, State]) -> None:
+                      states: dict[str, State], declare: bool = True) -> None:
         """Lower a parser's states into `states`, names prefixed by `sprefix`; `accept` goes to
         `accept_to`. Sub-parser calls split the calling state in two around the sub-parser's
         inlined states, which is how sub-parsers get inlined without a call stack."""
         init: list[Stmt] = []
-        for i, d in enumerate(decl.locals):
+        for i, d in enumerate(decl.locals if declare else []):
             init.extend(self.cx.decls.declare_local(d, ctx, (*ctx.key, i)))
             init.extend(ctx.pre)
             ctx.pre.clear()
@@ -56,24 +56,24 @@ class Parsers:
             for st in s.body:
                 sub = self.subparser_call(st, ctx)
                 if sub is None:
-                    body.extend(self.cx.stmts.stmt(st, ctx))
-                    body.extend(ctx.pre)
-                    ctx.pre.clear()
+                    res = self.cx.stmts.stmt(st, ctx)
+                    body.extend(ctx.pre_take())
+                    body.extend(res)
                     continue
-                inst, sub_ctx_scope, call = sub
-                body.extend(ctx.pre)
-                ctx.pre.clear()
-                inst_name = inst.path[len(ctx.prefix):].rstrip(".")
+                inst, sub_ctx_scope, copy_out, first = sub
+                body.extend(ctx.pre_take())
+                n = "" if inst.applications == 1 else f"#{inst.applications}"
+                inst_name = inst.path[len(ctx.prefix):].rstrip(".") + n
                 sub_prefix = sprefix + inst_name + "."
                 cont = f"{cur}.after_{inst_name}"
                 states[cur] = {"body": body, "transition": {"kind": "direct", "next": sub_prefix + "start"}}
                 assert isinstance(inst.decl, A.ParserDecl)
                 sub_ctx = Ctx("parser", ctx.top, inst.path, sub_ctx_scope, ctx.locals, ctx.local_names,
-                              block=ctx.block, key=inst.key)
-                self.parser_states(inst.decl, sub_ctx, sub_prefix, cont, states)
-                del call
+                              block=ctx.block, key=inst.key, source=inst.decl.states,
+                              multi=ctx.multi or inst.shared is not None)
+                self.parser_states(inst.decl, sub_ctx, sub_prefix, cont, states, declare=first)
                 cur = cont
-                body = []
+                body = list(copy_out)
             tr: Transition
             if s.transition is None:
                 tr = {"kind": "direct", "next": "reject"}
@@ -109,15 +109,28 @@ class Parsers:
             ctx.scope = saved
             states[cur] = {"body": body, "transition": tr}
 
-    def subparser_call(self, st: A.Stmt | A.Decl, ctx: Ctx) -> tuple[BlockInst, Scope, A.Call] | None:
-        """If `st` is `p.apply(...)` of a sub-parser instance, bind its parameters."""
+    def subparser_call(self, st: A.Stmt | A.Decl, ctx: Ctx) -> tuple[BlockInst, Scope, list[Stmt], bool] | None:
+        """If `st` is `p.apply(...)` of a sub-parser instance (or `P.apply(...)` of a parser
+        type), bind its parameters: the instance, its scope, the copy-out statements and
+        whether this is its first application (whose states declare its locals)."""
         if not (isinstance(st, A.CallStmt) and isinstance(st.call.func, A.Member)
                 and st.call.func.member == "apply" and isinstance(st.call.func.obj, A.Name)):
             return None
-        b = ctx.scope.lookup(st.call.func.obj.name)
+        name = st.call.func.obj.name
+        b = ctx.scope.lookup(name)
+        if b is None:
+            b = self.cx.controls.direct_instance(name, ctx)
         if not (isinstance(b, BlockInst) and isinstance(b.decl, A.ParserDecl)):
             return None
-        if b.applied:
-            raise error(st.loc, "a parser instance can be applied only once")
+        if not b.applied and (ctx.multi or count_applies(ctx.source, name) > 1):
+            b.shared = Scope(dict(b.ctor), parent=self.cx.glob)
+        b.applications += 1
+        if b.shared is None:
+            if b.applied:
+                raise error(st.loc, "a parser instance can be applied only once")
+            b.applied = True
+            return b, self.cx.controls.bind_block_params(b, st.call, ctx), [], True
+        copy_out = self.cx.controls.bind_via_locals(b, st.call, ctx)
+        first = not b.applied
         b.applied = True
-        return b, self.cx.controls.bind_block_params(b, st.call, ctx), st.call
+        return b, b.shared, copy_out, first

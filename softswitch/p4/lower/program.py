@@ -49,6 +49,8 @@ class ProgramLowering:
             what = main.type.name if isinstance(main.type, A.NamedType) else "this"
             raise error(main.loc, f"not supported: package '{what}' (this compiler implements v1model's V1Switch)")
         pkg = self.cx.packages.get("V1Switch")
+        if pkg is not None and len(pkg.params) != 6:
+            raise error(pkg.loc, f"not supported: a V1Switch package with {len(pkg.params)} parameters, not v1model's")
         if pkg is not None:
             main.args = order_args(main.args, pkg.params, main.loc, "V1Switch")
         if len(main.args) != 6:

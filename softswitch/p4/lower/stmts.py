@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import error
-from p4reduce.softswitch.p4.ir import ReturnStmt, Stmt, SwitchCase
+from p4reduce.softswitch.p4.ir import Expr, ReturnStmt, Stmt, SwitchCase
 from p4reduce.softswitch.p4.lower.bindings import (
     ActionB,
     BlockInst,
@@ -116,7 +116,7 @@ class Stmts:
     def switch_stmt(self, s: A.Switch, ctx: Ctx) -> list[Stmt]:
         e = s.expr
         if not (isinstance(e, A.Member) and e.member == "action_run" and isinstance(e.obj, A.Call)):
-            raise error(s.loc, "switch is only supported on t.apply().action_run")
+            return self.value_switch(s, ctx)
         tb = self.cx.exprs.table_of_apply(e.obj, ctx)
         if tb is None:
             raise error(e.loc, "switch expression must be t.apply().action_run of a table")
@@ -157,6 +157,42 @@ class Stmts:
             cases.append({"actions": pending, "body": []})
         return [{"stmt": "switch", "table": tb.qname, "cases": cases, "default": default}]
 
+    def value_switch(self, s: A.Switch, ctx: Ctx) -> list[Stmt]:
+        """`switch (e) { 1: {..} 2: 3: {..} default: {..} }` on a value: an if/else chain on
+        e (read once), labels without a body falling through to the next one's."""
+        v = self.cx.exprs.expr(s.expr, ctx, None)
+        if v["type"]["kind"] not in ("bit", "int", "serenum", "enum", "error", "bool"):
+            raise error(s.expr.loc, f"cannot switch on a value of type {show(v['type'])}")
+        out = ctx.pre_take()
+        if v["op"] not in ("const", "field") or "base" in v:
+            tmp = self.cx.new_local(f"switch_{self.cx.next_tmp()}", v["type"], ctx)
+            out.append({"stmt": "assign", "lhs": tmp, "rhs": v})
+            v = tmp
+        arms: list[tuple[Expr | None, list[Stmt]]] = []
+        cond: Expr | None = None
+        for k, c in enumerate(s.cases):
+            if c.label is None:
+                if k != len(s.cases) - 1:
+                    raise error(c.loc, "default must be the last switch label")
+                if c.body is None:
+                    raise error(c.loc, "the default label needs a body")
+                arms.append((None, self.stmts([c.body], ctx)))
+                continue
+            lab = self.cx.exprs.coerce(self.cx.exprs.expr(c.label, ctx, v["type"]), v["type"], c.label.loc, "in a switch label")
+            if lab["op"] not in ("const", "enum_member"):
+                raise error(c.label.loc, "a switch label must be a compile-time constant")
+            eq: Expr = {"op": "==", "left": v, "right": lab, "type": BOOL.copy()}
+            cond = eq if cond is None else {"op": "||", "left": cond, "right": eq, "type": BOOL.copy()}
+            if c.body is not None:
+                arms.append((cond, self.stmts([c.body], ctx)))
+                cond = None
+        if cond is not None:
+            arms.append((cond, []))
+        chain: list[Stmt] = []
+        for test, body in reversed(arms):
+            chain = body if test is None else [{"stmt": "if", "cond": test, "then": body, "else": chain}]
+        return [*out, *chain]
+
     def call_stmt(self, c: A.Call, ctx: Ctx) -> list[Stmt]:
         f = c.func
         if isinstance(f, A.Name):
@@ -176,6 +212,8 @@ class Stmts:
         m = f.member
         if isinstance(f.obj, A.Name):
             b = ctx.scope.lookup(f.obj.name)
+            if b is None and m == "apply":
+                b = self.cx.controls.direct_instance(f.obj.name, ctx)
             if b is None and f.obj.name not in self.cx.enums and f.obj.name != "error":
                 raise error(f.obj.loc, f"'{f.obj.name}' is not declared")
             if isinstance(b, TableB):

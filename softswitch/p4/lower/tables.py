@@ -24,7 +24,7 @@ from p4reduce.softswitch.p4.lower.bindings import (
     anno_ir,
     ival,
 )
-from p4reduce.softswitch.p4.types import show
+from p4reduce.softswitch.p4.types import BOOL, show
 
 if TYPE_CHECKING:
     from p4reduce.softswitch.p4.lower.context import Lowering
@@ -80,7 +80,7 @@ class Tables:
             if b.scope is self.cx.glob:
                 self.cx.ref_global_action(ctx.block, b.qname, (0, *tb.key, len(actions)), tb.qname)
             by_short[a.name.lstrip(".")] = b
-        if not d.actions:
+        if not d.has_actions:
             raise error(d.loc, f"table '{d.name}' has no actions property")
         default: DefaultAction
         if d.default_action is not None:
@@ -124,6 +124,10 @@ class Tables:
                     dcounter = ib.qname
                 else:
                     dmeter = ib.qname
+            elif pname == "priority_delta":  # P4 1.2.4 entry priorities: P4Info does not show it
+                self.cx.typerefs.const_int(pe, ctx, "'priority_delta'")
+            elif pname == "largest_priority_wins":
+                self.cx.exprs.coerce(self.cx.exprs.expr(pe, ctx, BOOL), BOOL, pe.loc, "for 'largest_priority_wins'")
             elif pname in ("support_timeout", "implementation", "psa_direct_counter", "psa_direct_meter"):
                 if pname == "implementation":
                     raise error(ploc, "table implementations (action profiles/selectors) are not supported")
