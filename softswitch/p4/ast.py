@@ -368,6 +368,7 @@ class TableDecl(Decl):
     props: dict[str, tuple[Expr, Loc]] = field(default_factory=dict)
     keys_loc: Loc | None = None
     has_actions: bool = False  # the `actions` property is present (it may be empty)
+    prop_annotations: dict[str, list[Annotation]] = field(default_factory=dict)
 
 
 @dataclass

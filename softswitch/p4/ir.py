@@ -347,10 +347,26 @@ class Table(TypedDict):
     size_explicit: bool
     direct_counter: str | None
     direct_meter: str | None
-    implementation: None
+    implementation: str | None  # the action profile or selector, in Program.action_profiles
     id: int | None
     order: NotRequired[int]
     support_timeout: NotRequired[bool]
+
+
+class ActionProfile(TypedDict):
+    """An action_profile or action_selector instance: the tables using it run the action of
+    a member (or, with a selector, of a group member picked by hashing the `selector` keys
+    with `algorithm` into `output_width` bits)."""
+
+    name: str
+    size: int
+    with_selector: bool
+    algorithm: str | None  # a HashAlgorithm member, with a selector
+    output_width: int | None
+    tables: list[str]
+    annotations: list[Annotation]
+    id: int | None
+    order: NotRequired[int]
 
 
 class Register(TypedDict):
@@ -446,6 +462,7 @@ class Program(TypedDict):
     direct_meters: list[DirectMeter]
     digests: list[Digest]
     controller_headers: list[ControllerHeader]
+    action_profiles: NotRequired[list[ActionProfile]]  # present when a program has one
     value_sets: list[None]  # reserved: always empty in version 1
 
 

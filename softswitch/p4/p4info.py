@@ -371,15 +371,18 @@ class _Emitter:
             for obj in _list(self.ir, key):
                 name = control_plane_name(str(_get(obj, "name", key)))
                 add(prefix, name, obj.get("id"))
+        for prof in _list(self.ir, "action_profiles"):
+            add(Prefix.ACTION_PROFILE, control_plane_name(str(_get(prof, "name", "action profile"))), prof.get("id"))
         if _list(self.ir, "value_sets"):
             raise P4InfoError("parser value sets are not supported yet")
         self.symbols.compute_ids()
 
-    def _preamble(self, target: Any, prefix: Prefix, name: str, obj: Mapping[str, Any]) -> None:
+    def _preamble(self, target: Any, prefix: Prefix, name: str, obj: Mapping[str, Any],
+                  skip: frozenset[str] = _NOT_COPIED) -> None:
         target.id = self.symbols.id_of(prefix, name)
         target.name = name
         target.alias = self.symbols.alias(name)
-        _copy_annotations(target, obj)
+        _copy_annotations(target, obj, skip)
         _set_doc(target, obj)
 
     # ----------------------------------------------------------------- run
@@ -393,6 +396,8 @@ class _Emitter:
             self._table(table)
         for action in self._sorted(self.actions):
             self._action(action)
+        for prof in self._sorted(_list(self.ir, "action_profiles")):
+            self._action_profile(prof)
         self._externs()
         for ch in _list(self.ir, "controller_headers"):
             self._controller_header(ch)
@@ -409,7 +414,7 @@ class _Emitter:
         """
         if self.tables or any(_plane_params(a) for a in self.actions):
             return True
-        for key in ("registers", "counters", "direct_counters", "meters", "direct_meters"):
+        for key in ("registers", "counters", "direct_counters", "meters", "direct_meters", "action_profiles"):
             if _list(self.ir, key):
                 return True
         if _list(self.ir, "digests") or _list(self.ir, "controller_headers"):
@@ -438,8 +443,6 @@ class _Emitter:
         name = table["name"]
         if _has_annotation(table, "hidden"):
             return
-        if table.get("implementation"):
-            raise P4InfoError(f"{name}: action profiles/selectors are not supported yet")
         t = self.msg.tables.add()
         self._preamble(t.preamble, Prefix.TABLE, name, table)
 
@@ -487,6 +490,9 @@ class _Emitter:
         if default.get("const"):
             t.const_default_action_id = default_id
         self._initial_default(t, default, default_name, default_id)
+        impl = table.get("implementation")
+        if impl:
+            t.implementation_id = self.symbols.id_of(Prefix.ACTION_PROFILE, control_plane_name(str(impl)))
         t.direct_resource_ids.extend(self.direct.get(name, []))
         size = table.get("size") or 0
         if isinstance(size, bool) or not isinstance(size, int):
@@ -575,6 +581,33 @@ class _Emitter:
             else:
                 p.type_name.name = str(_get(ptype, "name", where))
             self._register_named_type(ptype, where)
+
+    # ----------------------------------------------------------------- action profiles
+
+    def _action_profile(self, prof: Mapping[str, Any]) -> None:
+        name = control_plane_name(str(prof["name"]))
+        ap = self.msg.action_profiles.add()
+        self._preamble(ap.preamble, Prefix.ACTION_PROFILE, name, prof,
+                       _NOT_COPIED | {"max_group_size", "selector_size_semantics", "max_member_weight"})
+        for table in prof.get("tables") or []:
+            ap.table_ids.append(self.symbols.id_of(Prefix.TABLE, control_plane_name(str(table))))
+        selector = bool(prof.get("with_selector"))
+        ap.with_selector = selector
+        ap.size = int(_get(prof, "size", name))
+        if not selector:
+            return
+        group = _annotation_body(prof, "max_group_size")
+        if group:
+            ap.max_group_size = int(group.strip(), 0)
+        semantics = _annotation_body(prof, "selector_size_semantics")
+        if semantics:
+            if _unquote(semantics).upper() == "SUM_OF_MEMBERS":
+                ap.sum_of_members.SetInParent()
+                weight = _annotation_body(prof, "max_member_weight")
+                if weight:
+                    ap.sum_of_members.max_member_weight = int(weight.strip(), 0)
+            else:
+                ap.sum_of_weights.SetInParent()
 
     # ----------------------------------------------------------------- externs
 

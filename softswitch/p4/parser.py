@@ -521,7 +521,7 @@ class Parser:
                 self.expect("=")
                 e = self.expression()
                 tbl.props[p.text] = (e, p.loc)
-            del pa
+                tbl.prop_annotations[p.text] = pa
             if p.text == "key":
                 self.expect("}")
                 self.accept(";")

@@ -110,6 +110,11 @@ extern action_profile {
     action_profile(bit<32> size);
 }
 
+/* Action profile whose groups pick a member by hashing the table's `selector` keys. */
+extern action_selector {
+    action_selector(HashAlgorithm algorithm, bit<32> size, bit<32> outputWidth);
+}
+
 /* result = lo + a uniformly random value, lo <= result <= hi */
 extern void random<T>(out T result, in T lo, in T hi);
 

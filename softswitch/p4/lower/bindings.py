@@ -10,6 +10,7 @@ from typing import TypeAlias
 from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import Loc, error
 from p4reduce.softswitch.p4.ir import (
+    ActionProfile,
     Annotation,
     Counter,
     DirectCounter,
@@ -24,7 +25,7 @@ from p4reduce.softswitch.p4.ir import (
 from p4reduce.softswitch.p4.types import AnyT
 
 #: the IR object an extern instance declares, for the externs the IR lists
-InstanceIR: TypeAlias = Register | Counter | Meter | DirectCounter | DirectMeter
+InstanceIR: TypeAlias = Register | Counter | Meter | DirectCounter | DirectMeter | ActionProfile
 
 
 # ---- bindings ----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import Loc, error
 from p4reduce.softswitch.p4.ir import (
     Action,
+    ActionProfile,
     CallArg,
     Counter,
     Digest,
@@ -51,6 +52,7 @@ class Outputs:
     meters: list[Meter] = field(default_factory=list)
     direct_meters: list[DirectMeter] = field(default_factory=list)
     digests: list[Digest] = field(default_factory=list)
+    action_profiles: list[ActionProfile] = field(default_factory=list)
 
 
 class Lowering:
@@ -83,6 +85,7 @@ class Lowering:
         self.body_refs = 0
         self.inlined = 0  # function calls inlined so far, to name their locals
         self.top_instances = 0
+        self.inplace_profiles: set[str] = set()  # `implementation = action_profile(..)`
         self.direct_instances: dict[tuple[str, str], BlockInst] = {}  # `T.apply()` instances
         # actions a table's actions list binds arguments of: name -> (count, the arguments)
         self.bound_actions: dict[str, tuple[int, list[CallArg]]] = {}

@@ -101,6 +101,14 @@ class ControlPlane:
             if a["name"] not in visible:
                 a["control_plane"] = False
 
+        if "action_profiles" in prog:
+            for prof in prog["action_profiles"]:
+                prof["tables"] = sorted(t for t in prof["tables"] if t in used_tables)
+            prog["action_profiles"] = [p for p in prog["action_profiles"]
+                                       if p["tables"] or p["name"] not in self.cx.inplace_profiles]
+            ranks = _ranks(prog["action_profiles"], lambda n: self.cx.decl_keys.get(n, _LAST))
+            for prof in prog["action_profiles"]:
+                prof["order"] = ranks[prof["name"]]
         keys = self.cx.decl_keys
         # first use of each top-level action per block, among the uses p4c keeps
         for block, name, key, table in self.cx.global_refs:

@@ -9,6 +9,8 @@ from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import error
 from p4reduce.softswitch.p4.ir import (
     Action,
+    ActionProfile,
+    Annotation,
     Counter,
     CounterType,
     DirectCounter,
@@ -239,7 +241,8 @@ class Decls:
         ext = self.cx.externs.get(name)
         if ext is None:
             raise error(d.loc, f"cannot instantiate '{name}' here")
-        if ctx.block == -1 and name not in ("register", "counter", "meter", "direct_counter", "direct_meter"):
+        if ctx.block == -1 and name not in ("register", "counter", "meter", "direct_counter", "direct_meter",
+                                            "action_profile", "action_selector"):
             raise error(d.loc, f"not supported: a top-level instance of extern '{name}'")
         env: dict[str, AnyT] = {}
         for k, tp in enumerate(ext.type_params):
@@ -288,10 +291,24 @@ class Decls:
                                 "table": None, "meter_type": meter_type(args[0])}
             self.cx.out.direct_meters.append(dmt)
             ir = dmt
+        elif name in ("action_profile", "action_selector"):
+            ir = self.action_profile(q, name, args, annos, oid, d)
         elif name in ("packet_in", "packet_out"):
             raise error(d.loc, f"cannot instantiate {name}")
         self.cx.bind(ctx.scope, d.name, ExternInst(q, ext, env, ir), d.loc)
         return []
+
+    def action_profile(self, q: str, kind: str, args: list[Expr], annos: list[Annotation],
+                       oid: int | None, d: A.Decl) -> ActionProfile:
+        """An action_profile(size) or action_selector(algorithm, size, output width)."""
+        sel = kind == "action_selector"
+        prof: ActionProfile = {
+            "name": q, "annotations": annos, "id": oid, "size": self.size_arg(args[1] if sel else args[0], d),
+            "with_selector": sel, "algorithm": args[0]["member"] if sel else None,
+            "output_width": self.size_arg(args[2], d) if sel else None, "tables": [],
+        }
+        self.cx.out.action_profiles.append(prof)
+        return prof
 
     def size_arg(self, a: Expr, d: A.Decl) -> int:
         if a["op"] != "const" or ival(a) <= 0:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Literal, cast
 from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import error
 from p4reduce.softswitch.p4.ir import (
+    ActionProfile,
     ConstEntry,
     DefaultAction,
     DirectCounter,
@@ -41,8 +42,6 @@ class Tables:
         for k in d.keys:
             if k.match_kind not in self.cx.match_kinds:
                 raise error(k.loc, f"unknown match kind '{k.match_kind}'")
-            if k.match_kind == "selector":
-                raise error(k.loc, "match kind 'selector' needs action selectors, which are not supported")
             e = self.cx.exprs.expr(k.expr, ctx, None)
             if e["type"]["kind"] == "intlit":
                 raise error(k.loc, "a table key needs a known width")
@@ -101,6 +100,7 @@ class Tables:
             self.cx.ref_global_action(ctx.block, nb.qname, (0, *tb.key, len(actions) + 1), tb.qname)
         size = 1024
         size_explicit = False
+        impl: str | None = None
         dcounter: str | None = None
         dmeter: str | None = None
         for pname, (pe, ploc) in d.props.items():
@@ -128,16 +128,17 @@ class Tables:
                 self.cx.typerefs.const_int(pe, ctx, "'priority_delta'")
             elif pname == "largest_priority_wins":
                 self.cx.exprs.coerce(self.cx.exprs.expr(pe, ctx, BOOL), BOOL, pe.loc, "for 'largest_priority_wins'")
-            elif pname in ("support_timeout", "implementation", "psa_direct_counter", "psa_direct_meter"):
-                if pname == "implementation":
-                    raise error(ploc, "table implementations (action profiles/selectors) are not supported")
+            elif pname == "implementation":
+                impl = self.implementation(tb, pe, d.prop_annotations.get(pname, []), ctx)
+            elif pname in ("support_timeout", "psa_direct_counter", "psa_direct_meter"):
+                pass
             else:
                 raise error(ploc, f"unknown table property '{pname}'")
         entries: list[ConstEntry] = []
         if d.entries is not None:
             if not d.keys:
                 raise error(d.loc, "a table without keys cannot have entries")
-            only_exact = all(k in ("exact", "lpm") for k in kinds)  # P4Runtime: no priority without ternary/range/optional
+            prios = self.entry_priorities(d, kinds, ctx)
             for idx, en in enumerate(d.entries):
                 if len(en.keys) != len(keys):
                     raise error(en.loc, f"entry has {len(en.keys)} key(s), table '{d.name}' has {len(keys)}")
@@ -147,21 +148,70 @@ class Tables:
                     raise error(en.action.loc, f"action '{en.action.name}' is not in the actions list of table '{d.name}'")
                 if next(x for x in actions if x["name"] == b.qname)["scope"] == "default_only":
                     raise error(en.action.loc, f"action '{en.action.name}' is @defaultonly and cannot be used in an entry")
-                prio = 0 if only_exact else idx + 1
-                pa = anno_get(en.annotations, "priority")
-                if en.priority is not None:
-                    prio = self.cx.typerefs.const_int(en.priority, ctx, "the priority")
-                elif pa is not None and pa.integer is not None:
-                    prio = pa.integer
-                entries.append({"priority": prio, "keys": kss,
+                entries.append({"priority": prios[idx], "keys": kss,
                                 "action": {"name": b.qname, "args": self.action_args(en.action, b, ctx)}})
         tb.ir = {
             "name": tb.qname, "annotations": anno_ir(d.annotations), "keys": keys, "actions": actions,
             "default_action": default, "const_entries": entries, "entries_const": d.entries_const,
             "size": size, "size_explicit": size_explicit, "direct_counter": dcounter,
-            "direct_meter": dmeter, "implementation": None, "id": self.cx.obj_id(d),
+            "direct_meter": dmeter, "implementation": impl, "id": self.cx.obj_id(d),
         }
         self.cx.out.tables[tb.qname] = tb.ir
+
+    def implementation(self, tb: TableB, e: A.Expr, annos: list[A.Annotation], ctx: Ctx) -> str:
+        """`implementation = ap;` or, constructed in place, `@name("ap") implementation =
+        action_profile(128);` (p4c names that one by the property's @name)."""
+        if isinstance(e, A.Call) and isinstance(e.func, A.Name) and e.func.name in ("action_profile", "action_selector"):
+            alias = anno_get(annos, "name")
+            qname = alias.string.lstrip(".") if alias is not None and alias.string else "implementation"
+            inst = A.InstanceDecl(e.loc, qname, [A.Annotation("name", f'"{qname}"', e.loc, f".{qname}")],
+                                  A.NamedType(e.loc, e.func.name), e.args)
+            inst.annotations = [a for a in annos if a.name != "name"] + inst.annotations
+            self.cx.decls.instance(inst, ctx, tb.key)  # binds it to an unusable name in the scope
+            self.cx.inplace_profiles.add(qname)
+            b = ctx.scope.lookup(qname)
+        else:
+            b = ctx.scope.lookup(e.name) if isinstance(e, A.Name) else None
+        if not isinstance(b, ExternInst) or b.ext.name not in ("action_profile", "action_selector") or b.ir is None:
+            raise error(e.loc, "a table's implementation must be an action_profile or action_selector")
+        cast(ActionProfile, b.ir)["tables"].append(tb.qname)
+        return b.qname
+
+    def entry_priorities(self, d: A.TableDecl, kinds: list[str], ctx: Ctx) -> list[int]:
+        """The entries' priorities in the IR's convention (1 matches first, then 2, ...; 0
+        for tables whose keys are all exact/lpm), from p4c's rules: `const entries` take
+        none and match in order; others count down from the first one's (or from the
+        number of entries) by `priority_delta`, unless `largest_priority_wins = false`."""
+        assert d.entries is not None
+        given = [self.cx.typerefs.const_int(e.priority, ctx, "the priority") if e.priority is not None else None
+                 for e in d.entries]
+        first = next((e for e, p in zip(d.entries, given, strict=True) if p is not None), None)
+        if all(k in ("exact", "lpm") for k in kinds):
+            if first is not None:
+                raise error(first.loc, f"table '{d.name}': its key match kinds do not use priorities, but an entry has one")
+            return [0] * len(given)
+        if d.entries_const or first is None:
+            if d.entries_const and first is not None:
+                raise error(first.loc, f"table '{d.name}' with 'const' entries cannot have priorities")
+            return list(range(1, len(given) + 1))
+        largest = True
+        delta = 1
+        for pname, (pe, _) in d.props.items():
+            if pname == "largest_priority_wins":
+                largest = bool(ival(self.cx.exprs.coerce(self.cx.exprs.expr(pe, ctx, BOOL), BOOL, pe.loc)))
+            elif pname == "priority_delta":
+                delta = self.cx.typerefs.const_int(pe, ctx, "'priority_delta'")
+        if given[0] is None:
+            raise error(d.entries[0].loc, "the first entry must have a priority when others have one")
+        p4rt: list[int] = []
+        cur = 0
+        for p in given:
+            cur = p if p is not None else cur
+            p4rt.append(cur)
+            cur = cur - delta if largest else cur + delta
+        if largest:  # P4Runtime: larger wins; the IR: smaller matches first
+            return [max(p4rt) + 1 - p for p in p4rt]
+        return [p - min(p4rt) + 1 for p in p4rt]
 
     def key_name(self, e: A.Expr, ctx: Ctx) -> str | None:
         """The control-plane name p4c gives a key without @name: paths, fields (by their
