@@ -239,9 +239,12 @@ class Local(TypedDict):
 
 class KeySet(TypedDict, total=False):
     """One key's set in a select case or a const entry: ``value``; ``mask`` (value, mask);
-    ``range`` (lo, hi); ``lpm`` (value, prefix_len; const entries only); ``default``."""
+    ``range`` (lo, hi); ``lpm`` (value, prefix_len; const entries only); ``default``;
+    ``value_set`` (name: a parser value set; the only keyset of its case, matching all the
+    select's keys at once)."""
 
-    kind: Required[Literal["value", "mask", "range", "lpm", "default"]]
+    kind: Required[Literal["value", "mask", "range", "lpm", "default", "value_set"]]
+    name: str
     value: int
     mask: int
     lo: int
@@ -418,6 +421,18 @@ class DirectMeter(TypedDict):
     order: NotRequired[int]
 
 
+class ValueSet(TypedDict):
+    """A parser value set: up to `size` values of `type` (bit<W> or a struct of them) that
+    the control plane fills, matched by select cases naming it."""
+
+    name: str
+    type: TypeT
+    size: int
+    annotations: list[Annotation]
+    id: int | None
+    order: NotRequired[int]
+
+
 class Digest(TypedDict):
     name: str
     type: TypeT
@@ -463,7 +478,7 @@ class Program(TypedDict):
     digests: list[Digest]
     controller_headers: list[ControllerHeader]
     action_profiles: NotRequired[list[ActionProfile]]  # present when a program has one
-    value_sets: list[None]  # reserved: always empty in version 1
+    value_sets: list[ValueSet]
 
 
 def dumps(ir: Program) -> str:

@@ -373,8 +373,8 @@ class _Emitter:
                 add(prefix, name, obj.get("id"))
         for prof in _list(self.ir, "action_profiles"):
             add(Prefix.ACTION_PROFILE, control_plane_name(str(_get(prof, "name", "action profile"))), prof.get("id"))
-        if _list(self.ir, "value_sets"):
-            raise P4InfoError("parser value sets are not supported yet")
+        for vs in _list(self.ir, "value_sets"):
+            add(Prefix.VALUE_SET, control_plane_name(str(_get(vs, "name", "value set"))), vs.get("id"))
         self.symbols.compute_ids()
 
     def _preamble(self, target: Any, prefix: Prefix, name: str, obj: Mapping[str, Any],
@@ -399,6 +399,8 @@ class _Emitter:
         for prof in self._sorted(_list(self.ir, "action_profiles")):
             self._action_profile(prof)
         self._externs()
+        for vs in self._sorted(_list(self.ir, "value_sets")):
+            self._value_set(vs)
         for ch in _list(self.ir, "controller_headers"):
             self._controller_header(ch)
         if self._touches_type_info():
@@ -581,6 +583,48 @@ class _Emitter:
             else:
                 p.type_name.name = str(_get(ptype, "name", where))
             self._register_named_type(ptype, where)
+
+    # ----------------------------------------------------------------- value sets
+
+    def _value_set(self, vs: Mapping[str, Any]) -> None:
+        """A parser value set: one match field for a bit<W> element, one per field of a
+        struct (match kind from `@match`, default exact), one per member of a serializable
+        enum, as p4c describes them."""
+        name = control_plane_name(str(vs["name"]))
+        msg = self.msg.value_sets.add()
+        self._preamble(msg.preamble, Prefix.VALUE_SET, name, vs)
+        t = _get(vs, "type", name)
+        kind = t.get("kind")
+        if kind in ("bit", "int"):
+            m = msg.match.add()
+            m.id = 1
+            m.bitwidth = int(t["width"])
+            m.match_type = p4i.MatchField.EXACT
+        elif kind == "struct":
+            fields = list(self._decl("structs", str(t["name"]), name).get("fields") or [])
+            for f, fid in zip(fields, _field_ids(fields, name), strict=True):
+                m = msg.match.add()
+                m.id = fid
+                m.name = _control_plane_name(f, str(f["name"]))
+                m.bitwidth = int(_bitwidth(f["type"], f"{name}.{f['name']}") or 0)
+                kind_name = _annotation_body(f, "match")
+                if kind_name is None:
+                    m.match_type = p4i.MatchField.EXACT
+                elif kind_name.strip() in _MATCH_TYPES:
+                    m.match_type = _MATCH_TYPES[kind_name.strip()]
+                else:
+                    m.other_match_type = kind_name.strip()
+                _copy_annotations(m, f, _NOT_COPIED | {"match"})
+                _set_doc(m, f)
+        elif kind == "serenum":
+            se = (self.ir.get("serializable_enums") or {}).get(str(t["name"])) or {}
+            for k, member in enumerate(se.get("members") or {}, start=1):
+                m = msg.match.add()
+                m.id = k
+                m.name = str(member)
+                m.bitwidth = int(t["width"])
+                m.match_type = p4i.MatchField.EXACT
+        msg.size = int(_get(vs, "size", name))
 
     # ----------------------------------------------------------------- action profiles
 

@@ -9,7 +9,7 @@ from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import CompileError, Loc, error
 from p4reduce.softswitch.p4.lexer import Token, int_base
 
-BUILTIN_TYPES = {"bit", "int", "bool", "varbit", "error", "string", "void", "match_kind", "tuple"}
+BUILTIN_TYPES = {"bit", "int", "bool", "varbit", "error", "string", "void", "match_kind", "tuple", "value_set"}
 DIRECTIONS: dict[str, A.Direction] = {"in": "in", "out": "out", "inout": "inout"}
 MAX_NESTING = 500
 

@@ -528,7 +528,7 @@ def test_digest_and_controller_header_type_info() -> None:
         (lambda ir: ir["actions"][0].update(id=0x02000001), "wrong 8-bit prefix"),
         (lambda ir: [a.update(id=7) for a in ir["actions"][:2]], "multiple declarations"),
         (lambda ir: ir["tables"][0]["keys"][0].pop("expr"), "missing key 'expr'"),
-        (lambda ir: ir["value_sets"].append({"name": "vs"}), "value sets"),
+        (lambda ir: ir["value_sets"].append({"name": "vs"}), "missing key 'type'"),
     ],
 )
 def test_bad_input_raises_clear_error(mutate: Any, message: str) -> None:

@@ -22,7 +22,7 @@ from p4reduce.softswitch.p4.ir import (
     Stmt,
     Table,
 )
-from p4reduce.softswitch.p4.types import AnyT
+from p4reduce.softswitch.p4.types import AnyT, T
 
 #: the IR object an extern instance declares, for the externs the IR lists
 InstanceIR: TypeAlias = Register | Counter | Meter | DirectCounter | DirectMeter | ActionProfile
@@ -65,6 +65,7 @@ class BlockInst:
     path: str  # instance path below the top-level block
     ctor: dict[str, Val]
     key: tuple[int, ...] = ()  # declaration position (see Ctx.key)
+    name: str = ""  # what the caller's code calls it (the path may follow an @name)
     applied: bool = False
     # applied more than once: parameters live in locals copied in and out at each call,
     # and the scope (locals already declared) is kept for the later applications
@@ -82,7 +83,13 @@ class FuncB:
     decl: A.FunctionDecl
 
 
-Binding = Val | ActionB | TableB | ExternInst | BlockInst | PacketB | FuncB
+@dataclass
+class ValueSetB:
+    qname: str
+    type: T
+
+
+Binding = Val | ActionB | TableB | ExternInst | BlockInst | PacketB | FuncB | ValueSetB
 
 
 @dataclass

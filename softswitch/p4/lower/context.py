@@ -23,6 +23,7 @@ from p4reduce.softswitch.p4.ir import (
     SerializableEnum,
     Table,
     Types,
+    ValueSet,
 )
 from p4reduce.softswitch.p4.lower.bindings import Binding, BlockInst, Ctx, Scope, anno_get
 from p4reduce.softswitch.p4.lower.calls import Calls
@@ -53,6 +54,7 @@ class Outputs:
     direct_meters: list[DirectMeter] = field(default_factory=list)
     digests: list[Digest] = field(default_factory=list)
     action_profiles: list[ActionProfile] = field(default_factory=list)
+    value_sets: list[ValueSet] = field(default_factory=list)
 
 
 class Lowering:

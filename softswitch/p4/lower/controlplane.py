@@ -109,6 +109,11 @@ class ControlPlane:
             ranks = _ranks(prog["action_profiles"], lambda n: self.cx.decl_keys.get(n, _LAST))
             for prof in prog["action_profiles"]:
                 prof["order"] = ranks[prof["name"]]
+        used_sets = {n["name"] for n in _nodes(prog["parsers"]) if n.get("kind") == "value_set"}
+        prog["value_sets"] = [v for v in prog["value_sets"] if v["name"] in used_sets]  # p4c drops unused ones
+        ranks = _ranks(prog["value_sets"], lambda n: self.cx.decl_keys.get(n, _LAST))
+        for vs in prog["value_sets"]:
+            vs["order"] = ranks[vs["name"]]
         keys = self.cx.decl_keys
         # first use of each top-level action per block, among the uses p4c keeps
         for block, name, key, table in self.cx.global_refs:

@@ -99,15 +99,14 @@ class Controls:
         key = (ctx.prefix, name)
         inst = self.cx.direct_instances.get(key)
         if inst is None:
-            inst = BlockInst(decl, ctx.prefix + name + ".", {}, (*ctx.key, 1 << 20, len(self.cx.direct_instances)))
+            inst = BlockInst(decl, ctx.prefix + name + ".", {}, (*ctx.key, 1 << 20, len(self.cx.direct_instances)), name)
             self.cx.direct_instances[key] = inst
         return inst
 
     def inline_control(self, c: A.Call, b: BlockInst, ctx: Ctx) -> list[Stmt]:
         decl = b.decl
         assert isinstance(decl, A.ControlDecl) and decl.body is not None
-        name = b.path[len(ctx.prefix):].rstrip(".")
-        if not b.applied and (ctx.multi or count_applies(ctx.source, name) > 1):
+        if not b.applied and (ctx.multi or count_applies(ctx.source, b.name) > 1):
             b.shared = Scope(dict(b.ctor), parent=self.cx.glob)
         b.applications += 1
         label = b.path.rstrip(".") + ("" if b.applications == 1 else f"#{b.applications}")

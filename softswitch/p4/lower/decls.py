@@ -33,6 +33,7 @@ from p4reduce.softswitch.p4.lower.bindings import (
     Scope,
     TableB,
     Val,
+    ValueSetB,
     anno_ir,
     ival,
     order_args,
@@ -216,6 +217,8 @@ class Decls:
 
     def instance(self, d: A.InstanceDecl, ctx: Ctx, key: tuple[int, ...]) -> list[Stmt]:
         assert d.type is not None
+        if isinstance(d.type, A.NamedType) and d.type.name == "value_set":
+            return self.value_set(d, ctx, key)
         t = self.cx.typerefs.resolve_type(d.type, {})
         if t["kind"] != "object":
             raise error(d.loc, f"cannot instantiate {show(t)}")
@@ -236,7 +239,8 @@ class Decls:
                 if v["op"] not in ("const", "enum_member"):
                     raise error(a.loc, "constructor arguments must be compile-time constants")
                 cvals[p.name] = Val(v, False, f"constructor parameter '{p.name}'")
-            self.cx.bind(ctx.scope, d.name, BlockInst(decl, ctx.prefix + d.name + ".", cvals, key), d.loc)
+            path = self.cx.qualified(d, ctx.prefix) + "."  # @name renames the instance's objects too
+            self.cx.bind(ctx.scope, d.name, BlockInst(decl, path, cvals, key, d.name), d.loc)
             return []
         ext = self.cx.externs.get(name)
         if ext is None:
@@ -296,6 +300,29 @@ class Decls:
         elif name in ("packet_in", "packet_out"):
             raise error(d.loc, f"cannot instantiate {name}")
         self.cx.bind(ctx.scope, d.name, ExternInst(q, ext, env, ir), d.loc)
+        return []
+
+    def value_set(self, d: A.InstanceDecl, ctx: Ctx, key: tuple[int, ...]) -> list[Stmt]:
+        """`value_set<T>(size) name;` in a parser."""
+        assert isinstance(d.type, A.NamedType)
+        if ctx.kind != "parser":
+            raise error(d.loc, "value sets may only be declared in a parser")
+        if len(d.type.args) != 1:
+            raise error(d.loc, "a value set needs its element type: value_set<T>(size)")
+        t = self.cx.typerefs.data_type(d.type.args[0])
+        if t["kind"] not in ("bit", "int", "serenum") and not (t["kind"] == "struct" and self.flat_struct(t["name"])):
+            raise error(d.loc, f"a value set holds bit<>, int<> or serializable enum values, or structs of them, not {show(t)}")
+        if len(d.args) != 1:
+            raise error(d.loc, "a value set takes one argument, its size")
+        size = self.cx.typerefs.const_int(d.args[0], ctx, "the size of a value set")
+        if size <= 0:
+            raise error(d.args[0].loc, "the size of a value set must be positive")
+        q = self.cx.qualified(d, ctx.prefix)
+        self.cx.claim(q, d.loc)
+        self.cx.decl_keys[q] = (ctx.block, *key)
+        self.cx.out.value_sets.append({"name": q, "type": t, "size": size,
+                                       "annotations": anno_ir(d.annotations), "id": self.cx.obj_id(d)})
+        self.cx.bind(ctx.scope, d.name, ValueSetB(q, t), d.loc)
         return []
 
     def action_profile(self, q: str, kind: str, args: list[Expr], annos: list[Annotation],

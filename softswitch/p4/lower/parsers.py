@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from p4reduce.softswitch.p4 import ast as A
-from p4reduce.softswitch.p4.diag import error
-from p4reduce.softswitch.p4.ir import Local, Parser, SelectCase, State, Stmt, Transition
-from p4reduce.softswitch.p4.lower.bindings import BlockInst, Ctx, Scope, count_applies
+from p4reduce.softswitch.p4.diag import Loc, error
+from p4reduce.softswitch.p4.ir import Expr, Local, Parser, SelectCase, State, Stmt, Transition
+from p4reduce.softswitch.p4.lower.bindings import BlockInst, Ctx, Scope, ValueSetB, count_applies
 from p4reduce.softswitch.p4.types import show
 
 if TYPE_CHECKING:
@@ -96,6 +96,11 @@ class Parsers:
                 for c in sel.cases:
                     if c.state not in valid:
                         raise error(c.loc, f"unknown state '{c.state}'")
+                    vs = ctx.scope.lookup(c.keyset.name) if isinstance(c.keyset, A.Name) else None
+                    if isinstance(vs, ValueSetB):
+                        self.check_value_set(vs, keys, c.keyset.loc)
+                        cases.append({"keysets": [{"kind": "value_set", "name": vs.qname}], "next": target(c.state)})
+                        continue
                     items = c.keyset.items if isinstance(c.keyset, A.ListExpr) else [c.keyset]
                     if len(items) == 1 and isinstance(items[0], A.Default):
                         items = [items[0]] * len(keys)
@@ -108,6 +113,14 @@ class Parsers:
                     tr = {"kind": "direct", "next": cases[0]["next"] if cases else "reject"}
             ctx.scope = saved
             states[cur] = {"body": body, "transition": tr}
+
+    def check_value_set(self, vs: ValueSetB, keys: list[Expr], loc: Loc) -> None:
+        """A value set matches the select's key (or, for a struct of them, its keys)."""
+        t = vs.type
+        want = [f["type"] for f in self.cx.typerefs.fields(t["name"])] if t["kind"] == "struct" else [t]
+        got = [k["type"] for k in keys]
+        if want != got:
+            raise error(loc, f"value set of {show(t)} does not match the select keys ({', '.join(show(g) for g in got)})")
 
     def subparser_call(self, st: A.Stmt | A.Decl, ctx: Ctx) -> tuple[BlockInst, Scope, list[Stmt], bool] | None:
         """If `st` is `p.apply(...)` of a sub-parser instance (or `P.apply(...)` of a parser

@@ -125,7 +125,7 @@ class ProgramLowering:
             "registers": self.cx.out.registers, "counters": self.cx.out.counters,
             "direct_counters": self.cx.out.direct_counters, "meters": self.cx.out.meters,
             "direct_meters": self.cx.out.direct_meters, "digests": self.cx.out.digests,
-            "controller_headers": ch, "value_sets": [],
+            "controller_headers": ch, "value_sets": self.cx.out.value_sets,
         }
         if self.cx.out.action_profiles:
             prog["action_profiles"] = self.cx.out.action_profiles

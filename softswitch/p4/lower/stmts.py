@@ -17,6 +17,7 @@ from p4reduce.softswitch.p4.lower.bindings import (
     Scope,
     TableB,
     Val,
+    ival,
 )
 from p4reduce.softswitch.p4.types import BOOL, is_data, show
 
@@ -77,6 +78,8 @@ class Stmts:
             ctx.pre.clear()
             th = self.stmts([s.then], ctx)
             el = self.stmts([s.other], ctx) if s.other is not None else []
+            if c["op"] == "const":  # both branches checked; only the one taken is kept, as in p4c
+                return [*pre, *(th if ival(c) else el)]
             return [*pre, {"stmt": "if", "cond": c, "then": th, "else": el}]
         if isinstance(s, A.Block):
             return [{"stmt": "block", "body": self.stmts(s.body, ctx)}]
