@@ -14,11 +14,15 @@ from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import CompileError, Loc, error
 from p4reduce.softswitch.p4.ir import Program
 from p4reduce.softswitch.p4.lower.context import Lowering
+from p4reduce.softswitch.p4.lower.unused import check_unused
 
 
 def lower(prog: A.Program, source: str) -> Program:
     try:
-        return Lowering(prog, source).program.run()
+        cx = Lowering(prog, source)
+        out = cx.program.run()
+        check_unused(prog, source, cx)
+        return out
     except RecursionError:
         raise error(Loc(source, 1, 1), "program nested too deeply") from None
 

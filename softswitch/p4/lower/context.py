@@ -87,6 +87,7 @@ class Lowering:
         self.body_refs = 0
         self.inlined = 0  # function calls inlined so far, to name their locals
         self.top_instances = 0
+        self.lowered: set[int] = set()  # controls, parsers and functions lowered (by id)
         self.inplace_profiles: set[str] = set()  # `implementation = action_profile(..)`
         self.direct_instances: dict[tuple[str, str], BlockInst] = {}  # `T.apply()` instances
         # actions a table's actions list binds arguments of: name -> (count, the arguments)

@@ -29,6 +29,7 @@ class Controls:
         self.cx = cx
 
     def control_body(self, decl: A.ControlDecl, ctx: Ctx) -> list[Stmt]:
+        self.cx.lowered.add(id(decl))
         ctx.source = decl.body
         out: list[Stmt] = []
         for i, d in enumerate(decl.locals):

@@ -25,6 +25,7 @@ class Functions:
     def call(self, c: A.Call, fd: A.FunctionDecl, ctx: Ctx, want_value: bool) -> Expr:
         """Inline a call of `fd`; its statements go to `ctx.pre`, the result is returned
         (a `void` constant when the function returns nothing)."""
+        self.cx.lowered.add(id(fd))
         if fd in self.active:
             raise error(c.loc, f"function '{fd.name}' calls itself; recursion is not allowed in P4")
         c = A.Call(c.loc, c.func, c.type_args, order_args(c.args, fd.params, c.loc, f"function '{fd.name}'"))

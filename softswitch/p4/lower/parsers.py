@@ -30,6 +30,7 @@ class Parsers:
         """Lower a parser's states into `states`, names prefixed by `sprefix`; `accept` goes to
         `accept_to`. Sub-parser calls split the calling state in two around the sub-parser's
         inlined states, which is how sub-parsers get inlined without a call stack."""
+        self.cx.lowered.add(id(decl))
         init: list[Stmt] = []
         for i, d in enumerate(decl.locals if declare else []):
             init.extend(self.cx.decls.declare_local(d, ctx, (*ctx.key, i)))
