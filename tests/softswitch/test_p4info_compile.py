@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from finsy.proto import p4i
 from google.protobuf import text_format
 
-from p4reduce.softswitch.p4 import compile_source
+from p4reduce.softswitch.p4 import compile_file, compile_source
 from p4reduce.softswitch.p4.p4ids import Prefix, hashed_id
 from p4reduce.softswitch.p4.p4info import emit, to_text
-from tests.paths import DATA
+from tests.paths import DATA, P4_CORPUS
 
 # The p4lang tutorials' basic.p4 exercise, solved (default_action = drop()).
 BASIC_P4 = """\
@@ -346,3 +347,17 @@ def test_p4info_order_and_contents_follow_p4cs_front_end() -> None:
     assert "I.unused_t" not in {t["name"] for t in ir["tables"]}
     digest_calls = [s for s in actions["I.helper"]["body"] if s["stmt"] == "extern"]
     assert ir["digests"][digest_calls[0]["digest"]]["name"] == "d2_t"
+
+
+# Programs of the good corpus using constructs beyond the tutorials' (functions, header
+# unions, varbit, value sets, bound action arguments, action profiles, named arguments,
+# struct initializers, switch on values, direct invocation, top-level externs, a digest
+# of a field list); tests/data holds the P4Info p4c 1.2.5.16 writes for each.
+P4C_REFERENCE = ["functions", "unions_varbit", "value_sets", "bound_action_args", "syntax_forms",
+                 "action_profiles"]
+
+
+@pytest.mark.parametrize("name", P4C_REFERENCE)
+def test_p4info_text_equals_p4cs(name: str) -> None:
+    ir = compile_file(P4_CORPUS / "good" / f"{name}.p4")
+    assert to_text(emit(ir)) == (DATA / f"{name}.p4info.txtpb").read_text()

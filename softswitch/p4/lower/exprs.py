@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING, NoReturn, cast
 from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import Loc, error
 from p4reduce.softswitch.p4.ir import Expr, ExprOp, KeySet, Stmt
-from p4reduce.softswitch.p4.lower.bindings import Ctx, ExternInst, FuncB, PacketB, TableB, Val, ival
+from p4reduce.softswitch.p4.lower.bindings import (
+    Ctx,
+    ExternInst,
+    FuncB,
+    PacketB,
+    TableB,
+    Val,
+    field_paths,
+    ival,
+)
 from p4reduce.softswitch.p4.types import (
     BOOL,
     ERROR,
@@ -37,6 +46,30 @@ _FOLD: dict[str, Callable[[int, int], int]] = {
     "/": lambda x, y: x // y, "%": lambda x, y: x % y, "&": lambda x, y: x & y,
     "|": lambda x, y: x | y, "^": lambda x, y: x ^ y,
 }
+
+
+def written_paths(stmts: list[Stmt]) -> list[list[str]]:
+    """Root-based paths of what statements may write: assignment targets, out/inout action
+    arguments, extern arguments, headers whose validity changes (nested bodies included)."""
+    out: list[list[str]] = []
+    for st in stmts:
+        if st["stmt"] == "assign":
+            out.extend(field_paths(st["lhs"]))
+        elif st["stmt"] == "call":
+            for arg in st["args"]:
+                if arg["dir"] != "in":
+                    out.extend(field_paths(arg["expr"]))
+        elif st["stmt"] in ("method", "extern"):
+            out.extend(field_paths(st["args"]))
+        elif st["stmt"] in ("set_valid", "set_invalid", "extract"):
+            out.extend(field_paths(st["header"]))
+        elif st["stmt"] == "if":
+            out.extend(written_paths(st["then"]) + written_paths(st["else"]))
+        elif st["stmt"] == "block":
+            out.extend(written_paths(st["body"]))
+        elif st["stmt"] in ("push_front", "pop_front"):
+            out.extend(field_paths(st["stack"]))
+    return out
 
 
 def start_loc(e: A.Expr) -> Loc:
@@ -85,6 +118,19 @@ class Exprs:
                      for i, f in zip(ir["items"], fields, strict=True)]
             return {"op": "list", "items": items, "type": t}
         self.mismatch(st, t, loc, what)
+
+    def before(self, value: Expr, mark: int, ctx: Ctx) -> Expr:
+        """`value`, read before the side effects lowered since `mark` (a later operand's
+        function or extern calls): copied into a local there when they could change it."""
+        if len(ctx.pre) == mark or value["op"] in ("const", "enum_member", "string") or value["type"]["kind"] == "intlit":
+            return value
+        reads = field_paths(value)
+        written = written_paths(ctx.pre[mark:])
+        if not any(r[: len(w)] == w or w[: len(r)] == r for r in reads for w in written):
+            return value
+        tmp = self.cx.new_local(f"tmp_{self.cx.next_tmp()}", value["type"], ctx)
+        ctx.pre.insert(mark, {"stmt": "assign", "lhs": tmp, "rhs": value})
+        return tmp
 
     def mismatch(self, st: T, t: AnyT, loc: Loc, what: str) -> NoReturn:
         where = f" {what}" if what else ""
@@ -148,11 +194,24 @@ class Exprs:
             return self.binary_expr(e, ctx, want)
         if isinstance(e, A.Mux):
             c = self.coerce(self.expr(e.cond, ctx, BOOL), BOOL, e.cond.loc, "in the condition")
+            mark = len(ctx.pre)
             a = self.expr(e.then, ctx, want)
+            a_effects = ctx.pre[mark:]
+            del ctx.pre[mark:]
             b = self.expr(e.other, ctx, want)
+            b_effects = ctx.pre[mark:]
+            del ctx.pre[mark:]
             a, b = self.unify(a, b, e.loc)
             if c["op"] == "const":
+                ctx.pre.extend(a_effects if ival(c) else b_effects)
                 return a if ival(c) else b
+            if a_effects or b_effects:
+                # a branch has side effects: only the branch taken is evaluated
+                tmp = self.cx.new_local(f"tmp_{self.cx.next_tmp()}", a["type"], ctx)
+                ctx.pre.append({"stmt": "if", "cond": c,
+                                "then": [*a_effects, {"stmt": "assign", "lhs": tmp, "rhs": a}],
+                                "else": [*b_effects, {"stmt": "assign", "lhs": tmp, "rhs": b}]})
+                return tmp
             if a["type"]["kind"] == "intlit":
                 raise error(e.loc, "cannot infer the width of '?:' on integer literals; add a cast")
             return {"op": "mux", "cond": c, "then": a, "else": b, "type": a["type"]}
@@ -295,15 +354,28 @@ class Exprs:
         op = cast(ExprOp, e.op)  # the parser only builds binary nodes of P4's operators
         if op in ("&&", "||"):
             a = self.coerce(self.expr(e.left, ctx, BOOL), BOOL, e.left.loc, f"in '{op}'")
+            mark = len(ctx.pre)
             b = self.coerce(self.expr(e.right, ctx, BOOL), BOOL, e.right.loc, f"in '{op}'")
+            if len(ctx.pre) > mark:
+                # the right operand has side effects: they happen only when it is evaluated
+                effects = ctx.pre[mark:]
+                del ctx.pre[mark:]
+                tmp = self.cx.new_local(f"tmp_{self.cx.next_tmp()}", BOOL.copy(), ctx)
+                ctx.pre.append({"stmt": "assign", "lhs": tmp, "rhs": a})
+                rest: list[Stmt] = [*effects, {"stmt": "assign", "lhs": tmp, "rhs": b}]
+                ctx.pre.append({"stmt": "if", "cond": tmp, "then": rest if op == "&&" else [],
+                                "else": [] if op == "&&" else rest})
+                return tmp
             if a["op"] == "const" and b["op"] == "const":
                 r = (ival(a) and ival(b)) if op == "&&" else (ival(a) or ival(b))
                 return {"op": "const", "value": int(bool(r)), "type": BOOL.copy()}
             return {"op": op, "left": a, "right": b, "type": BOOL.copy()}
         sub_want = want if op not in ("==", "!=", "<", "<=", ">", ">=", "++") else None
         a = self.expr(e.left, ctx, sub_want if op not in ("<<", ">>") else want)
+        mark = len(ctx.pre)
         if op in ("<<", ">>"):
             b = self.expr(e.right, ctx, None)
+            a = self.before(a, mark, ctx)
             if b["type"]["kind"] == "int" or (b["type"]["kind"] == "intlit" and ival(b) < 0):
                 raise error(e.right.loc, "the shift amount must be unsigned")
             if b["type"]["kind"] not in ("bit", "intlit"):
@@ -319,6 +391,7 @@ class Exprs:
                 return self.const(v, ta) if ta["kind"] != "intlit" else {"op": "const", "value": v, "type": ta}
             return {"op": op, "left": a, "right": b, "type": ta}
         b = self.expr(e.right, ctx, sub_want)
+        a = self.before(a, mark, ctx)
         if op == "++":
             for opnd, loc in ((a, e.left.loc), (b, e.right.loc)):
                 if opnd["type"]["kind"] not in ("bit", "int"):
