@@ -38,6 +38,7 @@ class TypeT(TypedDict, total=False):
     size: int
     union: bool
     types: list["TypeT"]  # tuple: the element types
+    newtype: str  # declared with `type` under this name (P4Runtime shows the name)
 
 
 class Annotation(TypedDict):
@@ -55,6 +56,14 @@ class HeaderType(TypedDict):
     """A header or struct type declaration (``types.headers`` / ``types.structs``)."""
 
     fields: list[FieldDecl]
+    annotations: list[Annotation]
+
+
+class NewType(TypedDict):
+    """A `type T N;` declaration: its underlying type and annotations (for
+    `@p4runtime_translation`)."""
+
+    type: TypeT
     annotations: list[Annotation]
 
 
@@ -379,6 +388,7 @@ class Register(TypedDict):
     annotations: list[Annotation]
     id: int | None
     order: NotRequired[int]
+    control_plane: NotRequired[bool]  # false: p4c leaves it out of P4Info (see docs/IR.md)
 
 
 CounterType = Literal["packets", "bytes", "packets_and_bytes"]
@@ -392,6 +402,7 @@ class Counter(TypedDict):
     annotations: list[Annotation]
     id: int | None
     order: NotRequired[int]
+    control_plane: NotRequired[bool]  # false: p4c leaves it out of P4Info (see docs/IR.md)
 
 
 class DirectCounter(TypedDict):
@@ -401,6 +412,7 @@ class DirectCounter(TypedDict):
     annotations: list[Annotation]
     id: int | None
     order: NotRequired[int]
+    control_plane: NotRequired[bool]  # false: p4c leaves it out of P4Info (see docs/IR.md)
 
 
 class Meter(TypedDict):
@@ -410,6 +422,7 @@ class Meter(TypedDict):
     annotations: list[Annotation]
     id: int | None
     order: NotRequired[int]
+    control_plane: NotRequired[bool]  # false: p4c leaves it out of P4Info (see docs/IR.md)
 
 
 class DirectMeter(TypedDict):
@@ -419,6 +432,7 @@ class DirectMeter(TypedDict):
     annotations: list[Annotation]
     id: int | None
     order: NotRequired[int]
+    control_plane: NotRequired[bool]  # false: p4c leaves it out of P4Info (see docs/IR.md)
 
 
 class ValueSet(TypedDict):
@@ -478,6 +492,7 @@ class Program(TypedDict):
     digests: list[Digest]
     controller_headers: list[ControllerHeader]
     action_profiles: NotRequired[list[ActionProfile]]  # present when a program has one
+    newtypes: NotRequired[dict[str, NewType]]  # present when a program declares one
     value_sets: list[ValueSet]
 
 

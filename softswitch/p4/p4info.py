@@ -26,7 +26,7 @@ arch handler), re-derived from its behaviour and output files:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from finsy.proto import p4i, p4t
@@ -267,11 +267,11 @@ def _plane_params(action: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [p for p in params if isinstance(p, Mapping) and p.get("dir", "none") == "none"]
 
 
-def _has_stmt(node: Any, kind: str) -> bool:
+def _has_stmt(node: Any, kind: str, also: Callable[[Mapping[str, Any]], bool] = lambda n: True) -> bool:
     if isinstance(node, Mapping):
-        return node.get("stmt") == kind or any(_has_stmt(v, kind) for v in node.values())
+        return (node.get("stmt") == kind and also(node)) or any(_has_stmt(v, kind, also) for v in node.values())
     if isinstance(node, list):
-        return any(_has_stmt(v, kind) for v in node)
+        return any(_has_stmt(v, kind, also) for v in node)
     return False
 
 
@@ -369,6 +369,8 @@ class _Emitter:
             ("digests", Prefix.DIGEST),
         ):
             for obj in _list(self.ir, key):
+                if obj.get("control_plane", True) is False:
+                    continue
                 name = control_plane_name(str(_get(obj, "name", key)))
                 add(prefix, name, obj.get("id"))
         for prof in _list(self.ir, "action_profiles"):
@@ -417,13 +419,16 @@ class _Emitter:
         if self.tables or any(_plane_params(a) for a in self.actions):
             return True
         for key in ("registers", "counters", "direct_counters", "meters", "direct_meters", "action_profiles"):
-            if _list(self.ir, key):
+            if self._shown(key):
                 return True
         if _list(self.ir, "digests") or _list(self.ir, "controller_headers"):
             return True
         bodies = [a.get("body") for a in self.actions]
         bodies += [c.get("body") for c in (self.ir.get("controls") or {}).values()]
-        return any(_has_stmt(b, "extern") or _has_stmt(b, "method") for b in bodies)
+        # a method call stands for the instance of a user extern (the IR lists only v1model's)
+        listed = ("register", "counter", "meter", "direct_counter", "direct_meter")
+        return any(_has_stmt(b, "extern") or _has_stmt(b, "method", lambda n: n.get("kind") not in listed)
+                   for b in bodies)
 
     def _extern_table_links(self) -> None:
         """Table name -> direct resource ids, the direct counter before the direct meter."""
@@ -462,9 +467,11 @@ class _Emitter:
             expr = _get(key, "expr", f"{name} key {mf.name}")
             where = f"{name} key {mf.name}"
             ktype = _get(expr, "type", where)
-            width = _bitwidth(ktype, where)
+            width = self._plane_width(ktype, where)
             mf.bitwidth = width or 0
             self._register_named_type(ktype, where)
+            if "newtype" in ktype:
+                mf.type_name.name = str(ktype["newtype"])
             if kind in _MATCH_TYPES:
                 mf.match_type = _MATCH_TYPES[kind]
             else:
@@ -577,10 +584,12 @@ class _Emitter:
             ptype = _get(param, "type", where)
             if _get(ptype, "kind", where) == "error":
                 raise P4InfoError(f"{where}: action parameters of type error are not allowed")
-            width = _bitwidth(ptype, where)
+            width = self._plane_width(ptype, where)
             if width is not None:
                 p.bitwidth = width
-            else:
+            if "newtype" in ptype:
+                p.type_name.name = str(ptype["newtype"])
+            elif width is None and ptype.get("kind") == "enum":
                 p.type_name.name = str(_get(ptype, "name", where))
             self._register_named_type(ptype, where)
 
@@ -655,8 +664,11 @@ class _Emitter:
 
     # ----------------------------------------------------------------- externs
 
+    def _shown(self, key: str) -> list[Mapping[str, Any]]:
+        return [o for o in self._sorted(_list(self.ir, key)) if o.get("control_plane", True) is not False]
+
     def _externs(self) -> None:
-        for obj in self._sorted(_list(self.ir, "counters")):
+        for obj in self._shown("counters"):
             name = control_plane_name(str(obj["name"]))
             c = self.msg.counters.add()
             self._preamble(c.preamble, Prefix.COUNTER, name, obj)
@@ -670,7 +682,7 @@ class _Emitter:
             dc.direct_table_id = self.symbols.id_of(
                 Prefix.TABLE, control_plane_name(str(obj["table"]))
             )
-        for obj in self._sorted(_list(self.ir, "meters")):
+        for obj in self._shown("meters"):
             name = control_plane_name(str(obj["name"]))
             m = self.msg.meters.add()
             self._preamble(m.preamble, Prefix.METER, name, obj)
@@ -684,7 +696,7 @@ class _Emitter:
             dm.direct_table_id = self.symbols.id_of(
                 Prefix.TABLE, control_plane_name(str(obj["table"]))
             )
-        for obj in self._sorted(_list(self.ir, "registers")):
+        for obj in self._shown("registers"):
             name = control_plane_name(str(obj["name"]))
             r = self.msg.registers.add()
             self._preamble(r.preamble, Prefix.REGISTER, name, obj)
@@ -732,8 +744,10 @@ class _Emitter:
             md.name = _control_plane_name(f, str(_get(f, "name", header)))
             _copy_annotations(md, f)
             ftype = _get(f, "type", f"{header}.{md.name}")
-            md.bitwidth = _bitwidth(ftype, f"{header}.{md.name}") or 0
+            md.bitwidth = self._plane_width(ftype, f"{header}.{md.name}") or 0
             self._register_named_type(ftype, f"{header}.{md.name}")
+            if "newtype" in ftype:
+                md.type_name.name = str(ftype["newtype"])
 
     def _flatten(self, fields: list[Mapping[str, Any]], where: str) -> list[Mapping[str, Any]]:
         """A header's fields with struct-typed ones replaced by theirs, named `s.f`, as
@@ -750,10 +764,47 @@ class _Emitter:
 
     # ----------------------------------------------------------------- type specs
 
+    def _translation(self, name: str) -> tuple[str, int | None] | None:
+        """`@p4runtime_translation(uri, W | bit<W> | string)` of a newtype: (uri, W or None
+        for string)."""
+        decl = (self.ir.get("newtypes") or {}).get(name) or {}
+        body = _annotation_body(decl, "p4runtime_translation")
+        if body is None:
+            return None
+        uri, _, rest = body.partition(",")
+        rest = rest.replace(" ", "")
+        if rest == "string":
+            return _unquote(uri), None
+        digits = rest.removeprefix("bit<").removesuffix(">")
+        return _unquote(uri), int(digits, 0)
+
+    def _plane_width(self, t: Mapping[str, Any], where: str) -> int | None:
+        """The bitwidth P4Runtime shows: a translated newtype's SDN width (none for string)."""
+        if "newtype" in t:
+            tr = self._translation(str(t["newtype"]))
+            if tr is not None:
+                return tr[1]
+        return _bitwidth(t, where)
+
     def _register_named_type(self, t: Mapping[str, Any], where: str) -> None:
-        """Record serializable enums, enums and error in ``type_info``, as p4c's type
-        conversion of every match field, action parameter and packet-io field does."""
-        if t.get("kind") in ("serenum", "enum", "error"):
+        """Record serializable enums, enums, error and newtypes in ``type_info``, as p4c's
+        type conversion of every match field, action parameter and packet-io field does."""
+        if "newtype" in t:
+            name = str(t["newtype"])
+            info = self.msg.type_info
+            if name not in info.new_types:
+                nt = info.new_types[name]
+                tr = self._translation(name)
+                if tr is None:
+                    under = {k: v for k, v in t.items() if k != "newtype"}
+                    nt.original_type.CopyFrom(self._type_spec(under, where))
+                else:
+                    nt.translated_type.uri = tr[0]
+                    if tr[1] is None:
+                        nt.translated_type.sdn_string.SetInParent()
+                    else:
+                        nt.translated_type.sdn_bitwidth = tr[1]
+        elif t.get("kind") in ("serenum", "enum", "error"):
             self._type_spec(t, where)
 
     def _type_spec(self, t: Mapping[str, Any], where: str) -> p4t.P4DataTypeSpec:

@@ -57,6 +57,8 @@ def show(t: AnyT) -> str:
     """Type as the author wrote it, for error messages."""
     if t["kind"] == "object" or t["kind"] == "typevar":
         return t["name"]
+    if "newtype" in t:
+        return t["newtype"]
     k = t["kind"]
     if k in ("bit", "int"):
         return f"{k}<{t['width']}>"

@@ -19,6 +19,7 @@ from p4reduce.softswitch.p4.ir import (
     DirectMeter,
     Expr,
     Meter,
+    NewType,
     Register,
     SerializableEnum,
     Table,
@@ -65,6 +66,7 @@ class Lowering:
         self.headers: dict[str, A.HeaderDecl] = {}
         self.enums: dict[str, list[str]] = {}
         self.serenums: dict[str, SerializableEnum] = {}
+        self.newtypes: dict[str, NewType] = {}
         self.errors: list[str] = []
         self.match_kinds: list[str] = []
         self.externs: dict[str, A.ExternDecl] = {}

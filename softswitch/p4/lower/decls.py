@@ -38,7 +38,7 @@ from p4reduce.softswitch.p4.lower.bindings import (
     ival,
     order_args,
 )
-from p4reduce.softswitch.p4.types import AnyT, is_data, show
+from p4reduce.softswitch.p4.types import AnyT, T, is_data, show
 
 if TYPE_CHECKING:
     from p4reduce.softswitch.p4.lower.context import Lowering
@@ -92,7 +92,14 @@ class Decls:
             group[d.name] = {"fields": fields, "annotations": anno_ir(d.annotations)}
         elif isinstance(d, A.TypedefDecl):
             assert d.type is not None
-            self.cx.typedefs[d.name] = self.cx.typerefs.resolve_type(d.type, {})
+            t = self.cx.typerefs.resolve_type(d.type, {})
+            if d.new_type:
+                if not is_data(t) or t["kind"] not in ("bit", "int", "bool"):
+                    raise error(d.loc, f"not supported: a type declaration over {show(t)}")
+                under = {k: v for k, v in t.items() if k != "newtype"}
+                self.cx.newtypes[d.name] = {"type": cast(T, under), "annotations": anno_ir(d.annotations)}
+                t = {**t, "newtype": d.name}
+            self.cx.typedefs[d.name] = t
         elif isinstance(d, A.EnumDecl):
             self.enum_decl(d)
         elif isinstance(d, A.ConstDecl):
@@ -299,6 +306,10 @@ class Decls:
             ir = self.action_profile(q, name, args, annos, oid, d)
         elif name in ("packet_in", "packet_out"):
             raise error(d.loc, f"cannot instantiate {name}")
+        if ir is not None and isinstance(d.type, A.NamedType) and d.type.name in self.cx.typedefs \
+                and "table" not in ir and "tables" not in ir:
+            # p4c lists no instance declared through a typedef of its extern type
+            ir["control_plane"] = False
         self.cx.bind(ctx.scope, d.name, ExternInst(q, ext, env, ir), d.loc)
         return []
 

@@ -134,7 +134,7 @@ class Exprs:
 
     def mismatch(self, st: T, t: AnyT, loc: Loc, what: str) -> NoReturn:
         where = f" {what}" if what else ""
-        if st["kind"] in ("bit", "int") and t["kind"] in ("bit", "int"):
+        if st["kind"] in ("bit", "int") and t["kind"] in ("bit", "int") and st.get("width") != t.get("width"):
             raise error(loc, f"width mismatch{where}: expected {show(t)}, got {show(st)}; use a cast")
         raise error(loc, f"type mismatch{where}: expected {show(t)}, got {show(st)}")
 
@@ -146,8 +146,10 @@ class Exprs:
             return self.coerce(a, tb, loc), b
         if tb["kind"] == "intlit":
             return a, self.coerce(b, ta, loc)
-        if ta["kind"] in ("bit", "int") and tb["kind"] in ("bit", "int"):
+        if ta["kind"] in ("bit", "int") and tb["kind"] in ("bit", "int") and ta.get("width") != tb.get("width"):
             raise error(loc, f"width mismatch: {show(ta)} and {show(tb)} operands; use a cast")
+        if ta.get("newtype") != tb.get("newtype"):
+            raise error(loc, f"type mismatch: {show(ta)} and {show(tb)} operands; use a cast")
         if {ta["kind"], tb["kind"]} == {"serenum", "bit"} and ta.get("width") == tb.get("width"):
             return a, b
         raise error(loc, f"type mismatch: {show(ta)} and {show(tb)}")

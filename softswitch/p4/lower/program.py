@@ -127,6 +127,8 @@ class ProgramLowering:
             "direct_meters": self.cx.out.direct_meters, "digests": self.cx.out.digests,
             "controller_headers": ch, "value_sets": self.cx.out.value_sets,
         }
+        if self.cx.newtypes:
+            prog["newtypes"] = self.cx.newtypes
         if self.cx.out.action_profiles:
             prog["action_profiles"] = self.cx.out.action_profiles
         self.cx.controlplane.finish(prog)
