@@ -92,8 +92,9 @@ class P4InfoError(ValueError):
 
 
 def to_text(msg: p4i.P4Info) -> str:
-    """Protobuf text format with the header lines p4c writes to ``.txtpb`` files."""
-    return _TEXT_HEADER + str(text_format.MessageToString(msg))
+    """Protobuf text format with the header lines p4c writes to ``.txtpb`` files, bytes
+    beyond ASCII escaped in octal as p4c's (C++) printer writes them."""
+    return _TEXT_HEADER + str(text_format.MessageToString(msg, as_utf8=False))
 
 
 def emit(ir: IR) -> p4i.P4Info:

@@ -133,7 +133,8 @@ class Tables:
             elif pname in ("support_timeout", "psa_direct_counter", "psa_direct_meter"):
                 pass
             else:
-                raise error(ploc, f"unknown table property '{pname}'")
+                raise error(ploc, f"not supported: unknown table property '{pname}' (p4c ignores it with a "
+                                  "warning; this compiler refuses it, so that a misspelt property is not lost)")
         entries: list[ConstEntry] = []
         if d.entries is not None:
             if not d.keys:
