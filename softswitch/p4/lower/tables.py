@@ -101,6 +101,7 @@ class Tables:
         size = 1024
         size_explicit = False
         impl: str | None = None
+        timeout = False
         dcounter: str | None = None
         dmeter: str | None = None
         for pname, (pe, ploc) in d.props.items():
@@ -130,7 +131,10 @@ class Tables:
                 self.cx.exprs.coerce(self.cx.exprs.expr(pe, ctx, BOOL), BOOL, pe.loc, "for 'largest_priority_wins'")
             elif pname == "implementation":
                 impl = self.implementation(tb, pe, d.prop_annotations.get(pname, []), ctx)
-            elif pname in ("support_timeout", "psa_direct_counter", "psa_direct_meter"):
+            elif pname == "support_timeout":
+                timeout = bool(ival(self.cx.exprs.coerce(self.cx.exprs.expr(pe, ctx, BOOL), BOOL, pe.loc,
+                                                         "for 'support_timeout'")))
+            elif pname in ("psa_direct_counter", "psa_direct_meter"):
                 pass
             else:
                 raise error(ploc, f"not supported: unknown table property '{pname}' (p4c ignores it with a "
@@ -157,6 +161,8 @@ class Tables:
             "size": size, "size_explicit": size_explicit, "direct_counter": dcounter,
             "direct_meter": dmeter, "implementation": impl, "id": self.cx.obj_id(d),
         }
+        if timeout:
+            tb.ir["support_timeout"] = True
         self.cx.out.tables[tb.qname] = tb.ir
 
     def implementation(self, tb: TableB, e: A.Expr, annos: list[A.Annotation], ctx: Ctx) -> str:
