@@ -1,9 +1,10 @@
 """Abstract syntax tree of the P4_16 subset. Nodes are plain dataclasses that keep a
-location; the checker/lowering pass (`lower.py`) gives them meaning."""
+location; the checker/lowering pass (`lower/`) gives them meaning."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from p4reduce.softswitch.p4.diag import Loc
 
@@ -62,6 +63,7 @@ class IntLit(Expr):
     value: int
     width: int | None
     signed: bool
+    base: int = 10  # of the digits as written (p4c prints key names with it)
 
 
 @dataclass
@@ -136,6 +138,15 @@ class Call(Expr):
 @dataclass
 class ListExpr(Expr):
     items: list[Expr]
+    names: list[str] | None = None  # a struct initializer `{a = 1, b = 2}`
+
+
+@dataclass
+class NamedArg(Expr):
+    """`name = value` in an argument list."""
+
+    name: str
+    value: Expr
 
 
 @dataclass
@@ -272,9 +283,12 @@ class VarDecl(Decl):
     init: Expr | None = None
 
 
+Direction = Literal["in", "out", "inout", "none"]
+
+
 @dataclass
 class Param:
-    direction: str  # "in", "out", "inout", "none"
+    direction: Direction
     type: TypeRef
     name: str
     annotations: list[Annotation]
@@ -299,6 +313,16 @@ class ExternDecl(Decl):
 @dataclass
 class FunctionExternDecl(Decl):
     method: MethodDecl | None = None
+
+
+@dataclass
+class FunctionDecl(Decl):
+    """A P4 function: `T name<T...>(params) { body }` at the top level."""
+
+    type_params: list[str] = field(default_factory=list)
+    ret: TypeRef | None = None
+    params: list[Param] = field(default_factory=list)
+    body: Block | None = None
 
 
 @dataclass
@@ -343,6 +367,8 @@ class TableDecl(Decl):
     entries_const: bool = False
     props: dict[str, tuple[Expr, Loc]] = field(default_factory=dict)
     keys_loc: Loc | None = None
+    has_actions: bool = False  # the `actions` property is present (it may be empty)
+    prop_annotations: dict[str, list[Annotation]] = field(default_factory=dict)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Any
 
 from p4reduce.softswitch.p4.diag import CompileError
 from p4reduce.softswitch.p4.frontend import compile_file
-from p4reduce.softswitch.p4.ir import dumps
+from p4reduce.softswitch.p4.ir import Program, dumps
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,7 +38,7 @@ def _build_parser() -> _Parser:
     return p
 
 
-def _emit_p4info(ir: dict[str, Any]) -> str | None:
+def _emit_p4info(ir: Program) -> str | None:
     try:
         from p4reduce.softswitch.p4 import (
             p4info,  # written separately; may be absent in a partial checkout

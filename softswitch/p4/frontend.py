@@ -5,16 +5,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from p4reduce.softswitch.p4.diag import CompileError, Diagnostic
+from p4reduce.softswitch.p4.ir import Program
 from p4reduce.softswitch.p4.lower import lower
 from p4reduce.softswitch.p4.parser import parse
 from p4reduce.softswitch.p4.preprocess import Preprocessor
 
 
 def compile_source(text: str, filename: str = "<input>", defines: dict[str, str] | None = None,
-                   include_dirs: Sequence[Path] = (), path: Path | None = None) -> dict[str, Any]:
+                   include_dirs: Sequence[Path] = (), path: Path | None = None) -> Program:
     pp = Preprocessor(defines, include_dirs)
     limit = sys.getrecursionlimit()
     # the parser caps nesting at MAX_NESTING; deep-but-legal programs need more frames than
@@ -33,7 +33,7 @@ def compile_source(text: str, filename: str = "<input>", defines: dict[str, str]
 
 
 def compile_file(path: str | Path, defines: dict[str, str] | None = None,
-                 include_dirs: Sequence[Path] = ()) -> dict[str, Any]:
+                 include_dirs: Sequence[Path] = ()) -> Program:
     p = Path(path)
     try:
         data = p.read_bytes()

@@ -57,6 +57,12 @@ def parse_int(m: re.Match[str]) -> tuple[int, int | None, bool]:
     return v, (int(w) if w is not None else None), m.group("sg") == "s"
 
 
+def int_base(text: str) -> int:
+    """The base an integer literal's digits are written in (`8w0x1F` -> 16)."""
+    body = re.sub(r"^[0-9]+[ws]", "", text).lower()
+    return {"0x": 16, "0b": 2, "0o": 8}.get(body[:2], 10)
+
+
 def tokenize(text: str, file: str) -> list[Token]:
     """Split `text` into tokens; raises CompileError on characters P4 does not allow."""
     toks: list[Token] = []

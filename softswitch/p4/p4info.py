@@ -6,15 +6,12 @@ byte, so that controllers, saved table entries and tests move between the two
 targets unchanged. The rules below are p4c's (control-plane serializer, v1model
 arch handler), re-derived from its behaviour and output files:
 
-* Objects are listed in the order p4c's block walk meets them, not sorted:
-  pipeline controls in ``V1Switch`` parameter order (verify checksum, ingress,
-  egress, compute checksum, deparser), each control's actions in declaration
-  order with the top-level actions it uses (``NoAction``) first; then, one
-  nesting level down, tables and extern instances in declaration order, then
-  nested controls' objects; direct counters/meters follow their tables, and
-  digests their first ``digest()`` call.  The IR keeps its lists sorted by name, so each
-  object may carry an optional ``order`` (its declaration position); without it
-  the IR list position is used.
+* Objects are listed in the order the IR's ``order`` keys give (the front end sets
+  them to p4c's listing order, see softswitch/p4/lower/controlplane.py); without
+  them, in IR list order. Direct counters and meters follow their tables and are
+  left out when no table uses them; actions marked ``"control_plane": false``
+  (p4c inlines them into their callers) are left out entirely, and action
+  parameters with a direction are not control-plane parameters.
 * Every table has a default action (``NoAction`` when the source gave none, in
   which case ``NoAction`` joins the action list as ``@defaultonly``), emitted as
   ``initial_default_action``; ``const`` ones also set ``const_default_action_id``.
@@ -29,7 +26,7 @@ arch handler), re-derived from its behaviour and output files:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from finsy.proto import p4i, p4t
@@ -43,9 +40,6 @@ IR = Mapping[str, Any]
 
 # Printed by current p4c at the top of every text-format P4Info it writes.
 _TEXT_HEADER = "# proto-file: p4/config/v1/p4info.proto\n# proto-message: p4.config.v1.P4Info\n\n"
-
-# V1Switch(p, vr, ig, eg, ck, dep): the order p4c's block walk visits controls.
-_PIPELINE_CONTROLS = ("verify_checksum", "ingress", "egress", "compute_checksum", "deparser")
 
 _NOT_COPIED = frozenset({"name", "id", "brief", "description"})
 
@@ -92,16 +86,15 @@ _SCOPES = {
     "default_only": p4i.ActionRef.DEFAULT_ONLY,
 }
 
-_FRONT = -(1 << 40)  # sort key offset that puts localized top-level actions first
-
 
 class P4InfoError(ValueError):
     """The IR cannot be described as P4Info (malformed, or rejected by p4c too)."""
 
 
 def to_text(msg: p4i.P4Info) -> str:
-    """Protobuf text format with the header lines p4c writes to ``.txtpb`` files."""
-    return _TEXT_HEADER + str(text_format.MessageToString(msg))
+    """Protobuf text format with the header lines p4c writes to ``.txtpb`` files, bytes
+    beyond ASCII escaped in octal as p4c's (C++) printer writes them."""
+    return _TEXT_HEADER + str(text_format.MessageToString(msg, as_utf8=False))
 
 
 def emit(ir: IR) -> p4i.P4Info:
@@ -261,11 +254,25 @@ def _bitwidth(t: Mapping[str, Any], where: str) -> int | None:
     raise P4InfoError(f"{where}: type {kind} cannot be exposed to the control plane")
 
 
-def _has_stmt(node: Any, kind: str) -> bool:
+def _control_plane_name(obj: Mapping[str, Any], name: str) -> str:
+    """A parameter's or field's name as P4Runtime shows it: its @name, if it has one."""
+    alias = _annotation_body(obj, "name")
+    return control_plane_name(_unquote(alias)) if alias else name
+
+
+def _plane_params(action: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The control-plane parameters: p4c turns directional ones into locals first."""
+    params = action.get("params") or []
+    if not isinstance(params, list):
+        raise P4InfoError(f"{action.get('name', '?')}: 'params' must be a list")
+    return [p for p in params if isinstance(p, Mapping) and p.get("dir", "none") == "none"]
+
+
+def _has_stmt(node: Any, kind: str, also: Callable[[Mapping[str, Any]], bool] = lambda n: True) -> bool:
     if isinstance(node, Mapping):
-        return node.get("stmt") == kind or any(_has_stmt(v, kind) for v in node.values())
+        return (node.get("stmt") == kind and also(node)) or any(_has_stmt(v, kind, also) for v in node.values())
     if isinstance(node, list):
-        return any(_has_stmt(v, kind) for v in node)
+        return any(_has_stmt(v, kind, also) for v in node)
     return False
 
 
@@ -295,12 +302,8 @@ class _Emitter:
         self.msg = p4i.P4Info()
         self.symbols = SymbolTable()
         self.types: Mapping[str, Any] = ir.get("types") or {}
-        pipeline = ir.get("pipeline") or {}
-        self.control_index: dict[str, int] = {}
-        for i, role in enumerate(_PIPELINE_CONTROLS):
-            if isinstance(pipeline.get(role), str):
-                self.control_index.setdefault(pipeline[role], i)
-        self.actions = self._unique(_list(ir, "actions"), "action", dedupe=True)
+        shown = [a for a in _list(ir, "actions") if a.get("control_plane", True) is not False]
+        self.actions = self._unique(shown, "action", dedupe=True)
         self.tables = self._unique(_list(ir, "tables"), "table")
         self.action_by_name = {a["name"]: a for a in self.actions}
         self.table_by_name = {t["name"]: t for t in self.tables}
@@ -318,65 +321,34 @@ class _Emitter:
                     continue
                 raise P4InfoError(f"name '{name}' is used for multiple {kind} objects")
             seen.add(name)
-            out.append({**item, "name": name, "_pos": i})
+            out.append({**item, "name": name})
         return out
 
     # ----------------------------------------------------------------- ordering
 
-    def _order(self, obj: Mapping[str, Any]) -> int:
-        order = obj.get("order")
-        return int(order) if isinstance(order, int) else int(obj["_pos"])
+    @staticmethod
+    def _sorted(items: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """By ``order`` where given, else by IR list position."""
 
-    def _owner(self, name: str) -> tuple[int, int] | None:
-        """(nesting depth, pipeline index) of the top-level control owning a name."""
-        parts = name.split(".")
-        if len(parts) >= 2 and parts[0] in self.control_index:
-            return len(parts) - 2, self.control_index[parts[0]]
-        return None
+        def key(pair: tuple[int, Mapping[str, Any]]) -> tuple[int, int]:
+            pos, obj = pair
+            order = obj.get("order")
+            return (int(order) if isinstance(order, int) else pos), pos
 
-    def _first_user(self, action: str) -> tuple[int, int]:
-        """Where p4c localizes a top-level action: the first control that uses it."""
-        best: tuple[int, int] | None = None
-        for table in self.tables:
-            refs = [r.get("name") for r in table.get("actions") or []]
-            default = (table.get("default_action") or {}).get("name", "NoAction")
-            if action in refs or action == default:
-                owner = self._owner(table["name"])
-                if owner is not None:
-                    cand = (owner[0], owner[1])
-                    best = cand if best is None or cand < best else best
-        for control, index in self.control_index.items():
-            body = (self.ir.get("controls") or {}).get(control, {})
-            if action in set(_walk_calls(body)):
-                cand = (0, index)
-                best = cand if best is None or cand < best else best
-        return best if best is not None else (0, 0)
-
-    def _action_key(self, action: Mapping[str, Any]) -> tuple[int, int, int]:
-        owner = self._owner(action["name"])
-        if owner is not None:
-            return owner[0], owner[1], self._order(action)
-        depth, index = self._first_user(action["name"])
-        return depth, index, _FRONT + self._order(action)
-
-    def _object_key(self, obj: Mapping[str, Any]) -> tuple[int, int, int]:
-        owner = self._owner(obj["name"])
-        depth, index = owner if owner is not None else (0, len(_PIPELINE_CONTROLS))
-        return depth, index, self._order(obj)
-
-    def _sorted(self, items: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-        placed = [{"_pos": i, **item} for i, item in enumerate(items)]
-        return sorted(placed, key=self._object_key)
+        return [obj for _, obj in sorted(enumerate(items), key=key)]
 
     def _by_table(self, items: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-        """Direct resources: p4c adds them while serializing their table, so table order."""
-        tables = {t["name"]: self._object_key(t) for t in self.tables}
+        """Direct resources: p4c adds them while serializing their table, so table order;
+        one no shown table uses is not listed."""
+        position = {t["name"]: i for i, t in enumerate(self._sorted(self.tables))}
 
-        def table_of(obj: Mapping[str, Any]) -> str:
-            return control_plane_name(str(_get(obj, "table", str(obj.get("name")))))
+        def table_of(obj: Mapping[str, Any]) -> str | None:
+            table = obj.get("table")
+            return control_plane_name(str(table)) if table is not None else None
 
-        shown = [o for o in items if not _has_annotation(self.table_by_name[table_of(o)], "hidden")]
-        return sorted(shown, key=lambda o: tables[table_of(o)])
+        shown = [o for o in items if table_of(o) in position
+                 and not _has_annotation(self.table_by_name[str(table_of(o))], "hidden")]
+        return sorted(shown, key=lambda o: position[str(table_of(o))])
 
     # ----------------------------------------------------------------- symbols
 
@@ -398,17 +370,22 @@ class _Emitter:
             ("digests", Prefix.DIGEST),
         ):
             for obj in _list(self.ir, key):
+                if obj.get("control_plane", True) is False:
+                    continue
                 name = control_plane_name(str(_get(obj, "name", key)))
                 add(prefix, name, obj.get("id"))
-        if _list(self.ir, "value_sets"):
-            raise P4InfoError("parser value sets are not supported yet")
+        for prof in _list(self.ir, "action_profiles"):
+            add(Prefix.ACTION_PROFILE, control_plane_name(str(_get(prof, "name", "action profile"))), prof.get("id"))
+        for vs in _list(self.ir, "value_sets"):
+            add(Prefix.VALUE_SET, control_plane_name(str(_get(vs, "name", "value set"))), vs.get("id"))
         self.symbols.compute_ids()
 
-    def _preamble(self, target: Any, prefix: Prefix, name: str, obj: Mapping[str, Any]) -> None:
+    def _preamble(self, target: Any, prefix: Prefix, name: str, obj: Mapping[str, Any],
+                  skip: frozenset[str] = _NOT_COPIED) -> None:
         target.id = self.symbols.id_of(prefix, name)
         target.name = name
         target.alias = self.symbols.alias(name)
-        _copy_annotations(target, obj)
+        _copy_annotations(target, obj, skip)
         _set_doc(target, obj)
 
     # ----------------------------------------------------------------- run
@@ -420,9 +397,13 @@ class _Emitter:
         self._extern_table_links()
         for table in self._sorted(self.tables):
             self._table(table)
-        for action in sorted(self.actions, key=self._action_key):
+        for action in self._sorted(self.actions):
             self._action(action)
+        for prof in self._sorted(_list(self.ir, "action_profiles")):
+            self._action_profile(prof)
         self._externs()
+        for vs in self._sorted(_list(self.ir, "value_sets")):
+            self._value_set(vs)
         for ch in _list(self.ir, "controller_headers"):
             self._controller_header(ch)
         if self._touches_type_info():
@@ -436,16 +417,19 @@ class _Emitter:
         instance, action parameter, digest, controller header or extern function
         call, so only a program with none of these lacks it.
         """
-        if self.tables or any(a.get("params") for a in self.actions):
+        if self.tables or any(_plane_params(a) for a in self.actions):
             return True
-        for key in ("registers", "counters", "direct_counters", "meters", "direct_meters"):
-            if _list(self.ir, key):
+        for key in ("registers", "counters", "direct_counters", "meters", "direct_meters", "action_profiles"):
+            if self._shown(key):
                 return True
         if _list(self.ir, "digests") or _list(self.ir, "controller_headers"):
             return True
         bodies = [a.get("body") for a in self.actions]
         bodies += [c.get("body") for c in (self.ir.get("controls") or {}).values()]
-        return any(_has_stmt(b, "extern") or _has_stmt(b, "method") for b in bodies)
+        # a method call stands for the instance of a user extern (the IR lists only v1model's)
+        listed = ("register", "counter", "meter", "direct_counter", "direct_meter")
+        return any(_has_stmt(b, "extern") or _has_stmt(b, "method", lambda n: n.get("kind") not in listed)
+                   for b in bodies)
 
     def _extern_table_links(self) -> None:
         """Table name -> direct resource ids, the direct counter before the direct meter."""
@@ -453,7 +437,10 @@ class _Emitter:
         for key, prefix in pairs:
             for obj in _list(self.ir, key):
                 name = control_plane_name(str(obj["name"]))
-                table = control_plane_name(str(_get(obj, "table", name)))
+                attached = _get(obj, "table", name)
+                if attached is None:
+                    continue  # declared, used by no table
+                table = control_plane_name(str(attached))
                 if table not in self.table_by_name:
                     raise P4InfoError(f"{name}: attached to unknown table {table!r}")
                 self.direct.setdefault(table, []).append(self.symbols.id_of(prefix, name))
@@ -464,8 +451,6 @@ class _Emitter:
         name = table["name"]
         if _has_annotation(table, "hidden"):
             return
-        if table.get("implementation"):
-            raise P4InfoError(f"{name}: action profiles/selectors are not supported yet")
         t = self.msg.tables.add()
         self._preamble(t.preamble, Prefix.TABLE, name, table)
 
@@ -483,9 +468,11 @@ class _Emitter:
             expr = _get(key, "expr", f"{name} key {mf.name}")
             where = f"{name} key {mf.name}"
             ktype = _get(expr, "type", where)
-            width = _bitwidth(ktype, where)
+            width = self._plane_width(ktype, where)
             mf.bitwidth = width or 0
             self._register_named_type(ktype, where)
+            if "newtype" in ktype:
+                mf.type_name.name = str(ktype["newtype"])
             if kind in _MATCH_TYPES:
                 mf.match_type = _MATCH_TYPES[kind]
             else:
@@ -513,6 +500,9 @@ class _Emitter:
         if default.get("const"):
             t.const_default_action_id = default_id
         self._initial_default(t, default, default_name, default_id)
+        impl = table.get("implementation")
+        if impl:
+            t.implementation_id = self.symbols.id_of(Prefix.ACTION_PROFILE, control_plane_name(str(impl)))
         t.direct_resource_ids.extend(self.direct.get(name, []))
         size = table.get("size") or 0
         if isinstance(size, bool) or not isinstance(size, int):
@@ -554,9 +544,8 @@ class _Emitter:
         call = t.initial_default_action
         call.action_id = action_id
         action = self.action_by_name[action_name]
-        params = list(action.get("params") or [])
-        ids = _field_ids(params, action_name)
-        plane = [(p, i) for p, i in zip(params, ids, strict=True) if p.get("dir", "none") == "none"]
+        params = _plane_params(action)
+        plane = list(zip(params, _field_ids(params, action_name), strict=True))
         args = list(default.get("args") or [])
         if len(args) != len(plane):
             raise P4InfoError(
@@ -585,28 +574,102 @@ class _Emitter:
             return
         a = self.msg.actions.add()
         self._preamble(a.preamble, Prefix.ACTION, name, action)
-        params = list(action.get("params") or [])
+        params = _plane_params(action)
         for param, pid in zip(params, _field_ids(params, name), strict=True):
             where = f"{name}.{param.get('name', '?')}"
             p = a.params.add()
             p.id = pid
-            p.name = str(_get(param, "name", name))
+            p.name = _control_plane_name(param, str(_get(param, "name", name)))
             _copy_annotations(p, param)
             _set_doc(p, param)
             ptype = _get(param, "type", where)
             if _get(ptype, "kind", where) == "error":
                 raise P4InfoError(f"{where}: action parameters of type error are not allowed")
-            width = _bitwidth(ptype, where)
+            width = self._plane_width(ptype, where)
             if width is not None:
                 p.bitwidth = width
-            else:
+            if "newtype" in ptype:
+                p.type_name.name = str(ptype["newtype"])
+            elif width is None and ptype.get("kind") == "enum":
                 p.type_name.name = str(_get(ptype, "name", where))
             self._register_named_type(ptype, where)
 
+    # ----------------------------------------------------------------- value sets
+
+    def _value_set(self, vs: Mapping[str, Any]) -> None:
+        """A parser value set: one match field for a bit<W> element, one per field of a
+        struct (match kind from `@match`, default exact), one per member of a serializable
+        enum, as p4c describes them."""
+        name = control_plane_name(str(vs["name"]))
+        msg = self.msg.value_sets.add()
+        self._preamble(msg.preamble, Prefix.VALUE_SET, name, vs)
+        t = _get(vs, "type", name)
+        kind = t.get("kind")
+        if kind in ("bit", "int"):
+            m = msg.match.add()
+            m.id = 1
+            m.bitwidth = int(t["width"])
+            m.match_type = p4i.MatchField.EXACT
+        elif kind == "struct":
+            fields = list(self._decl("structs", str(t["name"]), name).get("fields") or [])
+            for f, fid in zip(fields, _field_ids(fields, name), strict=True):
+                m = msg.match.add()
+                m.id = fid
+                m.name = _control_plane_name(f, str(f["name"]))
+                m.bitwidth = int(_bitwidth(f["type"], f"{name}.{f['name']}") or 0)
+                kind_name = _annotation_body(f, "match")
+                if kind_name is None:
+                    m.match_type = p4i.MatchField.EXACT
+                elif kind_name.strip() in _MATCH_TYPES:
+                    m.match_type = _MATCH_TYPES[kind_name.strip()]
+                else:
+                    m.other_match_type = kind_name.strip()
+                _copy_annotations(m, f, _NOT_COPIED | {"match"})
+                _set_doc(m, f)
+        elif kind == "serenum":
+            se = (self.ir.get("serializable_enums") or {}).get(str(t["name"])) or {}
+            for k, member in enumerate(se.get("members") or {}, start=1):
+                m = msg.match.add()
+                m.id = k
+                m.name = str(member)
+                m.bitwidth = int(t["width"])
+                m.match_type = p4i.MatchField.EXACT
+        msg.size = int(_get(vs, "size", name))
+
+    # ----------------------------------------------------------------- action profiles
+
+    def _action_profile(self, prof: Mapping[str, Any]) -> None:
+        name = control_plane_name(str(prof["name"]))
+        ap = self.msg.action_profiles.add()
+        self._preamble(ap.preamble, Prefix.ACTION_PROFILE, name, prof,
+                       _NOT_COPIED | {"max_group_size", "selector_size_semantics", "max_member_weight"})
+        for table in prof.get("tables") or []:
+            ap.table_ids.append(self.symbols.id_of(Prefix.TABLE, control_plane_name(str(table))))
+        selector = bool(prof.get("with_selector"))
+        ap.with_selector = selector
+        ap.size = int(_get(prof, "size", name))
+        if not selector:
+            return
+        group = _annotation_body(prof, "max_group_size")
+        if group:
+            ap.max_group_size = int(group.strip(), 0)
+        semantics = _annotation_body(prof, "selector_size_semantics")
+        if semantics:
+            if _unquote(semantics).upper() == "SUM_OF_MEMBERS":
+                ap.sum_of_members.SetInParent()
+                weight = _annotation_body(prof, "max_member_weight")
+                if weight:
+                    ap.sum_of_members.max_member_weight = int(weight.strip(), 0)
+            else:
+                ap.sum_of_weights.SetInParent()
+
     # ----------------------------------------------------------------- externs
 
+    def _shown(self, key: str) -> list[Mapping[str, Any]]:
+        return [o for o in self._sorted(_list(self.ir, key)) if o.get("control_plane", True) is not False]
+
     def _externs(self) -> None:
-        for obj in self._sorted(_list(self.ir, "counters")):
+        for obj in self._shown("counters"):
             name = control_plane_name(str(obj["name"]))
             c = self.msg.counters.add()
             self._preamble(c.preamble, Prefix.COUNTER, name, obj)
@@ -620,7 +683,7 @@ class _Emitter:
             dc.direct_table_id = self.symbols.id_of(
                 Prefix.TABLE, control_plane_name(str(obj["table"]))
             )
-        for obj in self._sorted(_list(self.ir, "meters")):
+        for obj in self._shown("meters"):
             name = control_plane_name(str(obj["name"]))
             m = self.msg.meters.add()
             self._preamble(m.preamble, Prefix.METER, name, obj)
@@ -634,7 +697,7 @@ class _Emitter:
             dm.direct_table_id = self.symbols.id_of(
                 Prefix.TABLE, control_plane_name(str(obj["table"]))
             )
-        for obj in self._sorted(_list(self.ir, "registers")):
+        for obj in self._shown("registers"):
             name = control_plane_name(str(obj["name"]))
             r = self.msg.registers.add()
             self._preamble(r.preamble, Prefix.REGISTER, name, obj)
@@ -673,24 +736,76 @@ class _Emitter:
         cpm.preamble.alias = cname
         _copy_annotations(cpm.preamble, source)
         _set_doc(cpm.preamble, source)
-        fields = list(_get(htype, "fields", header))
+        fields = self._flatten(list(_get(htype, "fields", header)), header)
         for f, fid in zip(fields, _field_ids(fields, header), strict=True):
             if _has_annotation(f, "hidden"):
                 continue
             md = cpm.metadata.add()
             md.id = fid
-            md.name = str(_get(f, "name", header))
+            md.name = _control_plane_name(f, str(_get(f, "name", header)))
             _copy_annotations(md, f)
             ftype = _get(f, "type", f"{header}.{md.name}")
-            md.bitwidth = _bitwidth(ftype, f"{header}.{md.name}") or 0
+            md.bitwidth = self._plane_width(ftype, f"{header}.{md.name}") or 0
             self._register_named_type(ftype, f"{header}.{md.name}")
+            if "newtype" in ftype:
+                md.type_name.name = str(ftype["newtype"])
+
+    def _flatten(self, fields: list[Mapping[str, Any]], where: str) -> list[Mapping[str, Any]]:
+        """A header's fields with struct-typed ones replaced by theirs, named `s.f`, as
+        p4c flattens headers for P4Runtime."""
+        out: list[Mapping[str, Any]] = []
+        for f in fields:
+            ftype = _get(f, "type", where)
+            if ftype.get("kind") != "struct":
+                out.append(f)
+                continue
+            inner = self._flatten(list(self._decl("structs", str(ftype["name"]), where).get("fields") or []), where)
+            out.extend({**g, "name": f"{f['name']}.{g['name']}"} for g in inner)
+        return out
 
     # ----------------------------------------------------------------- type specs
 
+    def _translation(self, name: str) -> tuple[str, int | None] | None:
+        """`@p4runtime_translation(uri, W | bit<W> | string)` of a newtype: (uri, W or None
+        for string)."""
+        decl = (self.ir.get("newtypes") or {}).get(name) or {}
+        body = _annotation_body(decl, "p4runtime_translation")
+        if body is None:
+            return None
+        uri, _, rest = body.partition(",")
+        rest = rest.replace(" ", "")
+        if rest == "string":
+            return _unquote(uri), None
+        digits = rest.removeprefix("bit<").removesuffix(">")
+        return _unquote(uri), int(digits, 0)
+
+    def _plane_width(self, t: Mapping[str, Any], where: str) -> int | None:
+        """The bitwidth P4Runtime shows: a translated newtype's SDN width (none for string)."""
+        if "newtype" in t:
+            tr = self._translation(str(t["newtype"]))
+            if tr is not None:
+                return tr[1]
+        return _bitwidth(t, where)
+
     def _register_named_type(self, t: Mapping[str, Any], where: str) -> None:
-        """Record serializable enums, enums and error in ``type_info``, as p4c's type
-        conversion of every match field, action parameter and packet-io field does."""
-        if t.get("kind") in ("serenum", "enum", "error"):
+        """Record serializable enums, enums, error and newtypes in ``type_info``, as p4c's
+        type conversion of every match field, action parameter and packet-io field does."""
+        if "newtype" in t:
+            name = str(t["newtype"])
+            info = self.msg.type_info
+            if name not in info.new_types:
+                nt = info.new_types[name]
+                tr = self._translation(name)
+                if tr is None:
+                    under = {k: v for k, v in t.items() if k != "newtype"}
+                    nt.original_type.CopyFrom(self._type_spec(under, where))
+                else:
+                    nt.translated_type.uri = tr[0]
+                    if tr[1] is None:
+                        nt.translated_type.sdn_string.SetInParent()
+                    else:
+                        nt.translated_type.sdn_bitwidth = tr[1]
+        elif t.get("kind") in ("serenum", "enum", "error"):
             self._type_spec(t, where)
 
     def _type_spec(self, t: Mapping[str, Any], where: str) -> p4t.P4DataTypeSpec:
@@ -744,6 +859,31 @@ class _Emitter:
                     m = se.members.add()
                     m.name = str(member)
                     m.value = (int(value) % (1 << (8 * nbytes))).to_bytes(nbytes, "big")
+        elif kind == "tuple":
+            for member in t.get("types") or []:
+                spec.tuple.members.add().CopyFrom(self._type_spec(member, where))
+        elif kind == "varbit":
+            spec.bitstring.varbit.max_bitwidth = int(t["width"])
+        elif kind == "header_union":
+            name = str(_get(t, "name", where))
+            spec.header_union.name = name
+            if name not in info.header_unions:
+                info.header_unions[name].SetInParent()
+                decl = self._decl("header_unions", name, where)
+                for f in decl.get("fields") or []:
+                    member = info.header_unions[name].members.add()
+                    member.name = str(f["name"])
+                    member.header.name = str(f["type"]["name"])
+                    self._type_spec(f["type"], f"{where}.{f['name']}")
+        elif kind == "stack":
+            elem = {"kind": "header_union" if t.get("union") else "header", "name": t["header"]}
+            self._type_spec(elem, where)
+            target = spec.header_union_stack if t.get("union") else spec.header_stack
+            target.size = int(t["size"])
+            if t.get("union"):
+                spec.header_union_stack.header_union.name = str(t["header"])
+            else:
+                spec.header_stack.header.name = str(t["header"])
         elif kind == "enum":
             name = str(_get(t, "name", where))
             spec.enum.name = name

@@ -7,10 +7,10 @@ from typing import ClassVar
 
 from p4reduce.softswitch.p4 import ast as A
 from p4reduce.softswitch.p4.diag import CompileError, Loc, error
-from p4reduce.softswitch.p4.lexer import Token
+from p4reduce.softswitch.p4.lexer import Token, int_base
 
-BUILTIN_TYPES = {"bit", "int", "bool", "varbit", "error", "string", "void", "match_kind"}
-DIRECTIONS = {"in", "out", "inout"}
+BUILTIN_TYPES = {"bit", "int", "bool", "varbit", "error", "string", "void", "match_kind", "tuple", "value_set"}
+DIRECTIONS: dict[str, A.Direction] = {"in": "in", "out": "out", "inout": "inout"}
 MAX_NESTING = 500
 
 
@@ -170,6 +170,8 @@ class Parser:
             self.type_params.pop()
             self.expect(";")
             return A.PackageDecl(name.loc, name.text, annos, tps, params)
+        if top and self.looks_like_function():
+            return self.function_decl(annos)
         # instantiation or variable
         ty = self.type_ref()
         if self.at("("):
@@ -185,6 +187,52 @@ class Parser:
         if top:
             raise error(name.loc, f"variable '{name.text}' cannot be declared at the top level; use const")
         return A.VarDecl(name.loc, name.text, annos, ty, init)
+
+    def looks_like_function(self) -> bool:
+        """`T name(` or `T name<` after the return type: a function declaration."""
+        save = self.i
+        try:
+            self.type_params.append(self.early_type_params())
+            try:
+                self.type_ref()
+            finally:
+                self.type_params.pop()
+            return self.peek().kind == "id" and self.peek(1).text in ("(", "<")
+        except CompileError:
+            return False
+        finally:
+            self.i = save
+
+    def early_type_params(self) -> set[str]:
+        """Type parameters declared after the name (`T f<T>(...)`), already in scope in the
+        return type: the identifiers between the `<` `>` closing just before the first `(`."""
+        j = self.i
+        while self.peek(j - self.i).text not in ("(", ";", "{") and self.peek(j - self.i).kind != "eof":
+            j += 1
+        early: set[str] = set()
+        if j - 1 > self.i and self.toks[j - 1].text == ">":
+            k = j - 2
+            while k > self.i and self.toks[k].text != "<":
+                if self.toks[k].kind == "id":
+                    early.add(self.toks[k].text)
+                k -= 1
+        return early
+
+    def function_decl(self, annos: list[A.Annotation]) -> A.Decl:
+        self.type_params.append(self.early_type_params())
+        try:
+            ret = self.type_ref()
+            name = self.ident("a function name")
+            tps = self.opt_type_params()
+            self.type_params.append(set(tps))
+            try:
+                params = self.params()
+                body = self.block()
+            finally:
+                self.type_params.pop()
+        finally:
+            self.type_params.pop()
+        return A.FunctionDecl(name.loc, name.text, annos, tps, ret, params, body)
 
     def header_decl(self, annos: list[A.Annotation]) -> A.Decl:
         kw = self.next()
@@ -236,9 +284,9 @@ class Parser:
             return out
         while True:
             pa = self.annotations()
-            d = "none"
+            d: A.Direction = "none"
             if self.peek().kind == "id" and self.peek().text in DIRECTIONS:
-                d = self.next().text
+                d = DIRECTIONS[self.next().text]
             ty = self.type_ref()
             name = self.ident("a parameter name")
             dflt = self.expression() if self.accept("=") else None
@@ -257,17 +305,7 @@ class Parser:
             self.expect(";")
             return A.MethodDecl(t.loc, ext, annos, [], None, params)
         # type parameters (`T lookahead<T>()`) are in scope in the return type already
-        j = self.i
-        while self.peek(j - self.i).text not in ("(", ";") and self.peek(j - self.i).kind != "eof":
-            j += 1
-        early: set[str] = set()
-        if j - 1 > self.i and self.toks[j - 1].text == ">":
-            k = j - 2
-            while k > self.i and self.toks[k].text != "<":
-                if self.toks[k].kind == "id":
-                    early.add(self.toks[k].text)
-                k -= 1
-        self.type_params.append(early)
+        self.type_params.append(self.early_type_params())
         ret = self.type_ref()
         name = self.ident("a method name")
         tps = self.opt_type_params()
@@ -351,9 +389,11 @@ class Parser:
         if self.at("select"):
             s = self.next()
             self.expect("(")
-            keys = [self.expression()]
-            while self.accept(","):
+            keys: list[A.Expr] = []
+            if not self.at(")"):
                 keys.append(self.expression())
+                while self.accept(","):
+                    keys.append(self.expression())
             self.expect(")")
             self.expect("{")
             cases: list[A.SelectCase] = []
@@ -454,6 +494,7 @@ class Parser:
                     self.expect(";")
                     tbl.keys.append(A.KeyElem(e, mk.text, ka, e.loc, text))
             elif p.text == "actions":
+                tbl.has_actions = True
                 self.expect("=")
                 self.expect("{")
                 while not self.at("}"):
@@ -480,7 +521,7 @@ class Parser:
                 self.expect("=")
                 e = self.expression()
                 tbl.props[p.text] = (e, p.loc)
-            del pa
+                tbl.prop_annotations[p.text] = pa
             if p.text == "key":
                 self.expect("}")
                 self.accept(";")
@@ -491,6 +532,7 @@ class Parser:
 
     def entry(self) -> A.Entry:
         annos = self.annotations()
+        self.accept("const")  # P4 1.2.4 per-entry const: the P4Info does not show it
         loc = self.peek().loc
         prio = None
         if self.accept("priority"):
@@ -507,6 +549,7 @@ class Parser:
             keys = [self.keyset()]
         self.expect(":")
         act = self.action_ref()
+        annos += self.annotations()
         self.expect(";")
         return A.Entry(keys, act, prio, annos, loc)
 
@@ -542,7 +585,7 @@ class Parser:
                         raise error(wt.loc, f"expected a width, found '{wt.text}'")
                 self.expect(">")
             elif t.text == "int":
-                raise error(t.loc, "'int' without a width is not supported here; use int<N>")
+                return A.NamedType(t.loc, "int")  # arbitrary precision (constants, parameters)
             else:
                 w = A.IntLit(t.loc, 1, None, False)
             base: A.TypeRef = A.VarbitType(t.loc, w) if t.text == "varbit" else A.BitsType(t.loc, t.text == "int", w)
@@ -640,12 +683,24 @@ class Parser:
                 return self.switch()
             if t.text == "transition":
                 raise error(t.loc, "transition is only allowed at the end of a parser state")
+        if t.kind == "id" and t.text == "for":
+            raise error(t.loc, "not supported: for loops")
         lhs = self.expression()
         if self.at("="):
             eq = self.next()
             rhs = self.expression()
             self.expect(";")
             return A.Assign(eq.loc, lhs, rhs)
+        op_t = self.peek()
+        if op_t.kind == "punct":
+            op, n = op_t.text, 1
+            if op == ">" and self.at(">", 1) and not self.peek(1).space_before:
+                op, n = ">>", 2
+            if op in self.BIN_PREC and self.at("=", n) and not self.peek(n).space_before:
+                self.i += n + 1
+                rhs = self.expression()
+                self.expect(";")
+                return A.Assign(op_t.loc, lhs, A.Binary(op_t.loc, op, lhs, rhs))
         if not isinstance(lhs, A.Call):
             raise error(self.peek().loc, f"expected '=' or a method call, found '{self.peek().text}'")
         self.expect(";")
@@ -679,9 +734,15 @@ class Parser:
         if t.kind != "punct":
             return None
         if t.text == ">" and self.at(">", 1) and not self.peek(1).space_before:
+            if self.at("=", 2) and not self.peek(2).space_before:
+                return None  # `x >>= e`
             return ">>", 2
         p = self.BIN_PREC.get(t.text)
-        return (t.text, 1) if p is not None else None
+        if p is None:
+            return None
+        if self.at("=", 1) and not self.peek(1).space_before:
+            return None  # `x += e`: an assignment, which statement() parses
+        return t.text, 1
 
     def expression(self) -> A.Expr:
         self.enter(self.peek().loc)
@@ -742,7 +803,7 @@ class Parser:
     def primary(self) -> A.Expr:
         t = self.next()
         if t.kind == "int":
-            return A.IntLit(t.loc, t.value, t.width, t.signed)
+            return A.IntLit(t.loc, t.value, t.width, t.signed, int_base(t.text))
         if t.kind == "str":
             return A.StrLit(t.loc, t.text[1:-1])
         if t.kind == "id":
@@ -758,12 +819,18 @@ class Parser:
             return e
         if t.text == "{":
             items: list[A.Expr] = []
+            names: list[str] = []
             while not self.at("}"):
+                if self.peek().kind == "id" and self.at("=", 1) and not self.at("=", 2):
+                    names.append(self.next().text)
+                    self.next()
                 items.append(self.expression())
                 if not self.accept(","):
                     break
             self.expect("}")
-            return A.ListExpr(t.loc, items)
+            if names and len(names) != len(items):
+                raise error(t.loc, "name every field of a struct initializer, or none")
+            return A.ListExpr(t.loc, items, names or None)
         if t.kind == "eof":
             raise error(t.loc, "unexpected end of file in an expression")
         raise error(t.loc, f"expected an expression, found '{t.text}'")
@@ -818,11 +885,16 @@ class Parser:
         if self.accept(")"):
             return out
         while True:
+            name: Token | None = None
+            if self.peek().kind == "id" and self.at("=", 1) and not self.at("=", 2):
+                name = self.next()
+                self.next()
             if self.at("_"):
                 t = self.next()
-                out.append(A.Default(t.loc))
+                arg: A.Expr = A.Default(t.loc)
             else:
-                out.append(self.expression())
+                arg = self.expression()
+            out.append(A.NamedArg(name.loc, name.text, arg) if name is not None else arg)
             if not self.accept(","):
                 break
         self.expect(")")

@@ -12,6 +12,11 @@ from p4reduce.softswitch.p4.diag import CompileError, error
 from p4reduce.softswitch.p4.lexer import Token, tokenize
 
 INCLUDE_DIR = Path(__file__).parent / "include"
+# Architecture files of p4c's other targets: a program including one is not v1model.
+OTHER_ARCHITECTURES = {
+    "psa.p4": "PSA", "pna.p4": "PNA", "ebpf_model.p4": "eBPF", "ubpf_model.p4": "uBPF",
+    "xdp_model.p4": "XDP", "tna.p4": "TNA", "t2na.p4": "T2NA", "dpdk/psa.p4": "PSA",
+}
 MAX_INCLUDE_DEPTH = 50
 MAX_EXPANSION_DEPTH = 200
 
@@ -60,6 +65,9 @@ class Preprocessor:
                     self.once.add(key)
                 disp = name if c.parent == INCLUDE_DIR else str(c)
                 return self.run_text(text, disp, c, depth + 1)
+        arch = OTHER_ARCHITECTURES.get(name.rsplit("/", 1)[-1])
+        if arch is not None:
+            raise error(tok.loc, f"not supported: the {arch} architecture ({name}); this compiler implements v1model")
         raise error(tok.loc, f"cannot find included file '{name}'")
 
     # -- directives ----------------------------------------------------------------------

@@ -348,18 +348,20 @@ def test_hidden_objects_are_left_out_but_keep_their_ids() -> None:
     assert [t.preamble.name for t in msg.tables] == ["MyIngress.t"]
 
 
-def test_action_and_table_order_follows_p4c_block_walk() -> None:
+def test_objects_are_listed_by_order_not_by_list_position() -> None:
+    """The front end sets `order` to p4c's listing position (test_p4info_compile checks
+    that); the emitter lists by it, and by list position where it is absent."""
     ir = program(
         actions=[
             no_action(),
-            action("MyEgress.a_first", order=1),  # egress declared first in the source
-            action("MyIngress.z", order=20),
-            action("MyIngress.b", order=21),
+            action("MyEgress.a_first", order=3),
+            action("MyIngress.z", order=1),
+            action("MyIngress.b", order=2),
         ],
         tables=[
             table("MyEgress.e", [], [ref("MyEgress.a_first")], order=2),
-            table("MyIngress.y", [], [ref("MyIngress.z")], order=22),
-            table("MyIngress.x", [], [ref("MyIngress.b")], order=23),
+            table("MyIngress.y", [], [ref("MyIngress.z")], order=0),
+            table("MyIngress.x", [], [ref("MyIngress.b")], order=1),
         ],
     )
     msg = emit(ir)
@@ -526,7 +528,7 @@ def test_digest_and_controller_header_type_info() -> None:
         (lambda ir: ir["actions"][0].update(id=0x02000001), "wrong 8-bit prefix"),
         (lambda ir: [a.update(id=7) for a in ir["actions"][:2]], "multiple declarations"),
         (lambda ir: ir["tables"][0]["keys"][0].pop("expr"), "missing key 'expr'"),
-        (lambda ir: ir["value_sets"].append({"name": "vs"}), "value sets"),
+        (lambda ir: ir["value_sets"].append({"name": "vs"}), "missing key 'type'"),
     ],
 )
 def test_bad_input_raises_clear_error(mutate: Any, message: str) -> None:
@@ -544,8 +546,8 @@ def basic_routing_ir() -> Obj:
 
     acts = [
         no_action(),
-        action("egress.on_miss", order=1),
-        action("egress.rewrite_src_dst_mac", ("smac", 48), ("dmac", 48), order=2),
+        action("egress.on_miss", order=20),  # `order` is the P4Info position: egress after ingress
+        action("egress.rewrite_src_dst_mac", ("smac", 48), ("dmac", 48), order=21),
         action("ingress.set_vrf", ("vrf", 12), order=10),
         action("ingress.on_miss", order=11),
         action("ingress.fib_hit_nexthop", ("nexthop_index", 16), order=12),
@@ -559,7 +561,7 @@ def basic_routing_ir() -> Obj:
             [k(nh, 16)],
             [ref("egress.on_miss"), ref("egress.rewrite_src_dst_mac")],
             size=32768,
-            order=3,
+            order=30,
         ),
         table(
             "ingress.bd",
@@ -706,22 +708,22 @@ def test_non_object_ir_is_rejected() -> None:
         emit([])  # type: ignore[arg-type]
 
 
-def test_top_level_action_is_listed_first_in_the_first_control_using_it() -> None:
+def test_hidden_from_control_plane_and_directional_params_are_left_out() -> None:
+    """p4c inlines actions only other actions call, and turns directional parameters into
+    locals, before it writes P4Info."""
     ir = program(
         actions=[
             no_action(),
-            action("MyIngress.a", order=20),
-            action("MyEgress.b", order=10),
-            action("MyEgress.c", order=11),
+            {**action("MyIngress.helper", ("x", 8)), "control_plane": False},
+            action("MyIngress.a", ("v", 8), ("port", 9), order=1),
         ],
-        tables=[
-            table("MyIngress.ti", [], [ref("MyIngress.a")], default=dict(name="MyIngress.a")),
-            table("MyEgress.te", [], [ref("MyEgress.b"), ref("MyEgress.c"), ref("NoAction")]),
-        ],
+        tables=[table("MyIngress.t", [], [ref("MyIngress.a")])],
     )
-    ir["tables"][0]["default_action"].update(args=[], const=False)
-    names = [a.preamble.name for a in emit(ir).actions]
-    assert names == ["MyIngress.a", "NoAction", "MyEgress.b", "MyEgress.c"]
+    (act,) = [a for a in ir["actions"] if a["name"] == "MyIngress.a"]
+    act["params"][0]["dir"] = "inout"
+    msg = emit(ir)
+    assert [a.preamble.name for a in msg.actions] == ["NoAction", "MyIngress.a"]
+    assert [(p.id, p.name) for p in msg.actions[1].params] == [(1, "port")]
 
 
 def test_support_timeout_sets_idle_timeout_behavior() -> None:
@@ -737,8 +739,8 @@ def flowlet_ir() -> Obj:
     nh = ref("NoAction")
     acts = [
         no_action(),
-        action("egress.rewrite_mac", ("smac", 48), order=1),
-        action("egress._drop", order=2),
+        action("egress.rewrite_mac", ("smac", 48), order=30),  # the P4Info position
+        action("egress._drop", order=31),
         action("ingress._drop", order=12),
         action("ingress.set_ecmp_select", ("ecmp_base", 8), ("ecmp_count", 8), order=13),
         action("ingress.set_nhop", ("nhop_ipv4", 32), ("port", 9), order=14),
@@ -753,7 +755,7 @@ def flowlet_ir() -> Obj:
             [key("standard_metadata.egress_port", 9)],
             [ref("egress.rewrite_mac"), ref("egress._drop"), nh],
             size=256,
-            order=3,
+            order=40,
         ),
         table(
             "ingress.ecmp_group",

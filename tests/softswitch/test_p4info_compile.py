@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from finsy.proto import p4i
 from google.protobuf import text_format
 
-from p4reduce.softswitch.p4 import compile_source
+from p4reduce.softswitch.p4 import compile_file, compile_source
 from p4reduce.softswitch.p4.p4ids import Prefix, hashed_id
 from p4reduce.softswitch.p4.p4info import emit, to_text
-from tests.paths import DATA
+from tests.paths import DATA, P4_CORPUS
 
 # The p4lang tutorials' basic.p4 exercise, solved (default_action = drop()).
 BASIC_P4 = """\
@@ -272,3 +273,91 @@ def test_compiled_externs_packet_io_and_digest() -> None:
         ("port", 9),
     ]
     assert text_format.Parse(to_text(msg), p4i.P4Info()) == msg
+
+
+# Nested control instances, top-level actions in two controls, unused declarations and
+# digests: what p4c's front end makes of them decides which objects P4Info lists, and where.
+ORDER_P4 = """\
+#include <core.p4>
+#include <v1model.p4>
+header h_t { bit<8> a; bit<8> b; }
+struct H { h_t h; }
+struct M { bit<8> x; bit<8> y; }
+struct d1_t { bit<8> x; }
+struct d2_t { bit<8> y; }
+action top_a() { }
+action top_b() { }
+parser P(packet_in p, out H h, inout M m, inout standard_metadata_t s) {
+    state start { p.extract(h.h); transition accept; }
+}
+control V(inout H h, inout M m) { apply {} }
+control Sub(inout M m) {
+    register<bit<8>>(4) sreg;
+    action sub_act() { m.y = 3; }
+    table sub_t { key = { m.y: exact; } actions = { sub_act; top_b; } }
+    apply { sub_t.apply(); }
+}
+control I(inout H h, inout M m, inout standard_metadata_t s) {
+    register<bit<8>>(4) first;
+    action helper() { digest<d2_t>(1, {m.y}); }
+    action z_act() { helper(); }
+    action unused_act() { m.x = 9; }
+    action only_unused_table() { m.x = 8; }
+    direct_counter(CounterType.packets) dc;
+    table unused_t { key = { m.x: exact; } actions = { only_unused_table; } counters = dc; }
+    table t1 { key = { m.x: exact; } actions = { z_act; top_a; } }
+    Sub() sub;
+    register<bit<8>>(4) last;
+    table t2 { key = { m.x: exact; } actions = { z_act; } }
+    apply {
+        digest<d1_t>(1, {m.x});
+        t1.apply();
+        sub.apply(m);
+        t2.apply();
+    }
+}
+control E(inout H h, inout M m, inout standard_metadata_t s) {
+    action e_act() { }
+    table te { key = { m.x: exact; } actions = { e_act; top_b; top_a; } }
+    apply { top_b(); te.apply(); }
+}
+control C(inout H h, inout M m) { apply {} }
+control D(packet_out p, in H h) { apply { p.emit(h.h); } }
+V1Switch(P(), V(), I(), E(), C(), D()) main;
+"""
+
+
+def test_p4info_order_and_contents_follow_p4cs_front_end() -> None:
+    ir = compile_source(ORDER_P4, "order.p4")
+    msg = emit(ir)
+    # top-level actions first in the first control using them (tables' lists before the
+    # body); the sub-control's objects where its instance is declared; unused table and
+    # actions, and actions only other actions call, are gone
+    assert [a.preamble.name for a in msg.actions] == [
+        "top_a", "NoAction", "top_b", "I.z_act", "I.sub.sub_act", "E.e_act",
+    ]
+    assert [t.preamble.name for t in msg.tables] == ["I.t1", "I.sub.sub_t", "I.t2", "E.te"]
+    assert [r.preamble.name for r in msg.registers] == ["I.first", "I.sub.sreg", "I.last"]
+    assert not msg.direct_counters  # its table is unused
+    # action bodies before the apply body, a called action's digest where it is called
+    assert [d.preamble.name for d in msg.digests] == ["d2_t", "d1_t"]
+    actions = {a["name"]: a for a in ir["actions"]}
+    assert actions["I.helper"]["control_plane"] is False  # still there for the runtime
+    assert "I.unused_act" not in actions and "I.only_unused_table" not in actions
+    assert "I.unused_t" not in {t["name"] for t in ir["tables"]}
+    digest_calls = [s for s in actions["I.helper"]["body"] if s["stmt"] == "extern"]
+    assert ir["digests"][digest_calls[0]["digest"]]["name"] == "d2_t"
+
+
+# Programs of the good corpus using constructs beyond the tutorials' (functions, header
+# unions, varbit, value sets, bound action arguments, action profiles, named arguments,
+# struct initializers, switch on values, direct invocation, top-level externs, a digest
+# of a field list); tests/data holds the P4Info p4c 1.2.5.16 writes for each.
+P4C_REFERENCE = ["functions", "unions_varbit", "value_sets", "bound_action_args", "syntax_forms",
+                 "action_profiles"]
+
+
+@pytest.mark.parametrize("name", P4C_REFERENCE)
+def test_p4info_text_equals_p4cs(name: str) -> None:
+    ir = compile_file(P4_CORPUS / "good" / f"{name}.p4")
+    assert to_text(emit(ir)) == (DATA / f"{name}.p4info.txtpb").read_text()

@@ -2,6 +2,8 @@
  * Written for this project from the P4_16 language specification. */
 #ifndef P4REDUCE_CORE_P4
 #define P4REDUCE_CORE_P4
+/* the guard name p4c's core.p4 defines, which some programs test */
+#define _CORE_P4_
 
 /* Errors the parser machinery may report; programs may add more. */
 error {

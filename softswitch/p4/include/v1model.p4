@@ -2,6 +2,8 @@
  * Written for this project from the description of BMv2's simple_switch v1model. */
 #ifndef P4REDUCE_V1MODEL_P4
 #define P4REDUCE_V1MODEL_P4
+/* the guard name p4c's v1model.p4 defines, which some programs test */
+#define _V1_MODEL_P4_
 
 #include <core.p4>
 
@@ -106,6 +108,11 @@ extern register<T, I> {
 
 extern action_profile {
     action_profile(bit<32> size);
+}
+
+/* Action profile whose groups pick a member by hashing the table's `selector` keys. */
+extern action_selector {
+    action_selector(HashAlgorithm algorithm, bit<32> size, bit<32> outputWidth);
 }
 
 /* result = lo + a uniformly random value, lo <= result <= hi */

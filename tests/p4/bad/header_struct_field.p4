@@ -1,4 +1,4 @@
-// error: 18:23: header field 'p' must have a bit<>, int<> or serializable enum type, not pair_t
+// error: 18:23: header field 'p': struct pair_t may only hold bit<>, int<>, bool and serializable enum fields
 #include <core.p4>
 #include <v1model.p4>
 
@@ -14,7 +14,7 @@ header ipv4_t {
     bit<32> srcAddr;
     bit<32> dstAddr;
 }
-struct pair_t { bit<8> a; }
+struct pair_t { ethernet_t a; }
 header bad_t { pair_t p; }
 struct metadata {
     bit<32> x;

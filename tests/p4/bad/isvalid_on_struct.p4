@@ -1,4 +1,4 @@
-// error: 51:13: isValid() needs a header, not metadata
+// error: 51:13: isValid() needs a header or header union, not metadata
 #include <core.p4>
 #include <v1model.p4>
 

@@ -1,4 +1,5 @@
-// expect: [e["priority"] for e in table("MyIngress.t")["const_entries"]] == [1, 2, 10]
+// expect: [e["priority"] for e in table("MyIngress.t")["const_entries"]] == [1, 2, 21]
+// expect: table("MyIngress.t")["entries_const"] is False
 // expect: table("MyIngress.t")["const_entries"][0]["keys"][0] == {"kind": "mask", "value": 0x0a000000, "mask": 0xff000000}
 // expect: table("MyIngress.t")["const_entries"][1]["keys"][0] == {"kind": "default"}
 #include <core.p4>
@@ -50,7 +51,8 @@ control MyIngress(inout headers hdr, inout metadata meta,
                   inout standard_metadata_t standard_metadata) {
     action a() { meta.y = 1; }
     table t { key = { hdr.ipv4.dstAddr: ternary; } actions = { a; NoAction; }
-        const entries = { 0x0a000000 &&& 0xff000000: a(); _: NoAction(); priority = 10: 5 &&& 7: a(); } }
+        // p4c's priorities (largest wins): 30, 29, 10; the IR's: 1, 2, 21 (smallest matches first)
+        entries = { priority = 30: 0x0a000000 &&& 0xff000000: a(); _: NoAction(); priority = 10: 5 &&& 7: a(); } }
     apply {
         t.apply();
     }

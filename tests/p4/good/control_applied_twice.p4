@@ -1,4 +1,8 @@
-// error: 52:9: a control instance can be applied only once
+// expect: names("tables") == ["MyIngress.c.t"]
+// expect: [b["label"] for b in find(ctrl("MyIngress"), stmt="block")] == ["MyIngress.c", "MyIngress.c#2"]
+// expect: [l["name"] for l in ir["controls"]["MyIngress"]["locals"]] == ["MyIngress.c.v"]
+// expect: ctrl("MyIngress")[0]["rhs"]["path"] == ["meta", "x"] and ctrl("MyIngress")[3]["rhs"]["path"] == ["meta", "z"]
+// expect: ctrl("MyIngress")[2]["lhs"]["path"] == ["meta", "x"] and ctrl("MyIngress")[5]["lhs"]["path"] == ["meta", "z"]
 #include <core.p4>
 #include <v1model.p4>
 
@@ -18,6 +22,7 @@ header ipv4_t {
 struct metadata {
     bit<32> x;
     bit<8> y;
+    bit<32> z;
 }
 struct headers {
     ethernet_t ethernet;
@@ -43,13 +48,17 @@ control MyVerifyChecksum(inout headers hdr, inout metadata meta) {
 
     }
 }
-control C(inout bit<32> v) { apply { v = 1; } }
+// applied twice with different arguments: one table, the parameter in a local copied in and out
+control C(inout bit<32> v) {
+    table t { key = { v: exact; } actions = { NoAction; } }
+    apply { t.apply(); v = v + 1; }
+}
 control MyIngress(inout headers hdr, inout metadata meta,
                   inout standard_metadata_t standard_metadata) {
     C() c;
     apply {
         c.apply(meta.x);
-        c.apply(meta.x);
+        c.apply(meta.z);
     }
 }
 control MyEgress(inout headers hdr, inout metadata meta,

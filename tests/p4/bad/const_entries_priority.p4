@@ -1,4 +1,4 @@
-// error: 49:23: match kind 'selector' needs action selectors
+// error: 52:27: with 'const' entries cannot have priorities
 #include <core.p4>
 #include <v1model.p4>
 
@@ -46,7 +46,10 @@ control MyVerifyChecksum(inout headers hdr, inout metadata meta) {
 
 control MyIngress(inout headers hdr, inout metadata meta,
                   inout standard_metadata_t standard_metadata) {
-    table t { key = { meta.x: selector; } actions = { NoAction; } }
+    action a() { meta.y = 1; }
+    table t { key = { hdr.ipv4.dstAddr: ternary; } actions = { a; NoAction; }
+        // p4c's priorities (largest wins): 30, 29, 10; the IR's: 1, 2, 21 (smallest matches first)
+        const entries = { priority = 30: 0x0a000000 &&& 0xff000000: a(); _: NoAction(); priority = 10: 5 &&& 7: a(); } }
     apply {
         t.apply();
     }

@@ -1,4 +1,7 @@
-// error: 17:14: varbit is not supported
+// expect: table("MyIngress.t")["implementation"] == "MyIngress.sel" and table("MyIngress.u")["implementation"] == "prof"
+// expect: [(p["name"], p["with_selector"], p["size"], p["tables"]) for p in ir["action_profiles"]] == [("MyIngress.sel", True, 128, ["MyIngress.t"]), ("prof", False, 64, ["MyIngress.u"])]
+// expect: ir["action_profiles"][0]["algorithm"] == "crc16" and ir["action_profiles"][0]["output_width"] == 8
+// expect: [k["match_kind"] for k in table("MyIngress.t")["keys"]] == ["exact", "selector"]
 #include <core.p4>
 #include <v1model.p4>
 
@@ -14,7 +17,7 @@ header ipv4_t {
     bit<32> srcAddr;
     bit<32> dstAddr;
 }
-header v_t { varbit<32> opts; }
+
 struct metadata {
     bit<32> x;
     bit<8> y;
@@ -46,9 +49,12 @@ control MyVerifyChecksum(inout headers hdr, inout metadata meta) {
 
 control MyIngress(inout headers hdr, inout metadata meta,
                   inout standard_metadata_t standard_metadata) {
-
+    action_selector(HashAlgorithm.crc16, 32w128, 32w8) sel;
+    table t { key = { meta.y: exact; meta.x: selector; } actions = { NoAction; } implementation = sel; }
+    table u { key = { meta.y: exact; } actions = { NoAction; } @name("prof") implementation = action_profile(32w64); }
     apply {
-
+        t.apply();
+        u.apply();
     }
 }
 control MyEgress(inout headers hdr, inout metadata meta,
