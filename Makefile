@@ -91,7 +91,7 @@ bench-mininet: $(STAMP)
 	@{ $(PY) -c 'import mininet.net' 2>/dev/null && command -v ethtool >/dev/null; } || \
 	  { echo "installing Debian's mininet and ethtool"; apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mininet ethtool; }
-	$(PY) mininet/bench_mininet.py $(BENCH_ARGS)
+	$(PY) mininet/bench_mininet.py $(if $(filter bmv2,$(SWITCH)),--switch bmv2) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,13 @@
 """`make bench-mininet`: allreduce through the switch versus gloo's ring, same links, one run.
 
     sudo python mininet/bench_mininet.py [--workers 2,4,8] [--sizes 64K,...,64M] [--reps 3]
-                                         [--bw 20] [--loss 0.01] [--lanes 256]
+                                         [--bw 100] [--loss 0.01] [--lanes 256]
+                                         [--switch bmv2]
+
+With `--switch bmv2` (BMv2's simple_switch_grpc and p4c on PATH) it also builds the same
+star around BMv2 running p4c's build of the same program, for --bmv2-workers and
+--bmv2-sizes (BMv2 forwards a few hundred aggregation packets a second, so its sizes are
+kept small), and reports those cells beside softswitch's.
 
 For each worker count (and each loss setting) it builds a Mininet star whose switch is
 softswitch running aggregator.p4, starts the controller, and runs one rank process per
@@ -21,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import sys
@@ -120,25 +127,26 @@ class CpuSampler:
 
 def run_config(console: Console, args: argparse.Namespace, workers: int, loss: float,
                build: Path, run_dir: Path, train_steps: int,
-               record: dict[str, list[Any]]) -> dict[str, Any]:
-    """One network (workers, loss): build it, run the ranks, return their results and CPU."""
+               record: dict[str, list[Any]], switch: str = "softswitch") -> dict[str, Any]:
+    """One network (switch, workers, loss): build it, run the ranks, return their results
+    and CPU."""
     import mnrun  # Mininet's library: imported once root has been checked
     import topos
 
-    sub = run_dir / f"w{workers}-loss{loss:g}"
+    sub = run_dir / f"{switch}-w{workers}-loss{loss:g}"
     sub.mkdir(parents=True, exist_ok=True)
     procs = demo.Procs(sub)
-    tag = f"b{os.getpid() % 1000}{workers}{int(loss * 100)}"
+    tag = f"b{os.getpid() % 1000}{workers}{int(loss * 100)}{switch[0]}"
     record["tags"].append(tag)
     sampler = None
     try:
         mn = mnrun.MininetRun(sub, tag, workers, "star", args.bw, args.delay, loss,
-                              "softswitch", demo.free_port(socket.SOCK_STREAM))
+                              switch, demo.free_port(socket.SOCK_STREAM))
         procs.mininet = mn
         switch_addr = mn.switch_ready()
         topology = mn.topology(sub / "topology.json")
         controller = demo.start_controller(procs, switch_addr, build, topology, mn.mgmt_ip,
-                                           lanes=args.lanes)
+                                           switch, lanes=args.lanes)
         if mn.switch.proc is None:
             raise demo.DemoError("the switch process was not started")
         sampler = CpuSampler(mn.switch.proc.pid)
@@ -155,7 +163,8 @@ def run_config(console: Console, args: argparse.Namespace, workers: int, loss: f
                    "BENCH_DATA_IPS": ",".join(topos.host_ip(h + 1) for h in range(workers)),
                    "P4REDUCE_CONTROLLER": controller, "P4REDUCE_TOPOLOGY": str(topology),
                    "P4REDUCE_JOB": f"bench-{tag}", "P4REDUCE_TIMEOUT": "60",
-                   "P4REDUCE_TRANSPORT": "udp"}
+                   "P4REDUCE_TRANSPORT": "udp",
+                   **({"P4REDUCE_SLOTS": str(demo.BMV2_SLOTS)} if switch == "bmv2" else {})}
             argv = [sys.executable, str(ROOT / "mininet" / "bench_rank.py"),
                     "--sizes", ",".join(str(s) for s in args.size_list),
                     "--reps", ",".join(str(reps_for(args, s)) for s in args.size_list),
@@ -188,7 +197,7 @@ def run_config(console: Console, args: argparse.Namespace, workers: int, loss: f
                                  f"{ranks[bad[0]].returncode}, see {sub}/rank{bad[0]}.log")
         time.sleep(2 * SAMPLE_S)  # one more sample after the last measurement
         results = [json.loads(o.read_text()) for o in outs]
-        return {"workers": workers, "loss": loss, "ranks": results,
+        return {"switch": switch, "workers": workers, "loss": loss, "ranks": results,
                 "cpu": sampler.samples, "dir": str(sub)}
     finally:
         if sampler is not None:
@@ -216,6 +225,7 @@ def measurements(cfg: dict[str, Any], bw_bytes: float, lanes: int) -> list[dict[
             t0 = min(r["starts"][rep] for r in per_rank)
             sw_cpu, machine = sampler.usage(t0, t0 + secs)
             rows.append({
+                "switch": cfg["switch"],
                 "workers": cfg["workers"], "loss": cfg["loss"], "backend": entry["backend"],
                 "size_bytes": entry["size"], "rep": rep, "seconds": secs,
                 "goodput_MBps": entry["size"] / secs / 1e6,
@@ -234,6 +244,7 @@ def measurements(cfg: dict[str, Any], bw_bytes: float, lanes: int) -> list[dict[
         for rep in range(len(ranks[0]["tcp_ring"]["times"])):
             secs = max(r["tcp_ring"]["times"][rep] for r in ranks)
             rows.append({
+                "switch": cfg["switch"],
                 "workers": cfg["workers"], "loss": cfg["loss"], "backend": "tcp-ring",
                 "size_bytes": size, "rep": rep, "seconds": secs,
                 "goodput_MBps": size / secs / 1e6, "link_fraction": size / secs / bw_bytes,
@@ -254,9 +265,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="repetitions of sizes from --large up (default 3)")
     p.add_argument("--large", type=parse_size, default="32M",
                    help="the size from which --large-reps applies (default 32M)")
-    p.add_argument("--bw", type=float, default=20.0,
-                   help="host link rate, Mbit/s (default 20: on 2 cores the switch then stays "
-                        "near half a core at 8 workers)")
+    p.add_argument("--bw", type=float, default=100.0,
+                   help="host link rate, Mbit/s (default 100; 20 and 1000 are the other "
+                        "usual settings, up to 1000 which is Mininet's limit)")
     p.add_argument("--delay", default="0ms", help="link delay where netem exists")
     p.add_argument("--loss", type=float, default=0.01,
                    help="drop probability of the lossy pass (default 0.01; 0 skips it)")
@@ -266,6 +277,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="bytes each host streams to the next over plain TCP, as a baseline "
                         "for gloo (default 8M; 0 skips)")
     p.add_argument("--lanes", type=int, default=256, help="values per packet, K (default 256)")
+    p.add_argument("--switch", choices=("softswitch", "bmv2"), default="softswitch",
+                   help="bmv2: also measure BMv2 beside softswitch on the same links")
+    p.add_argument("--bmv2-workers", default="4", help="worker counts of the BMv2 networks")
+    p.add_argument("--bmv2-sizes", default="64K,256K,1M", help="sizes of the BMv2 networks")
     p.add_argument("--train", type=int, default=200,
                    help="time-to-accuracy: DDP steps per backend at 4 workers (0 skips)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per network")
@@ -278,12 +293,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         a.loss_worker_list = [int(w) for w in a.loss_workers.split(",") if w]
         a.size_list = [parse_size(s) for s in a.sizes.split(",")]
         a.loss_size_list = [parse_size(s) for s in a.loss_sizes.split(",") if s]
+        a.bmv2_worker_list = [int(w) for w in a.bmv2_workers.split(",") if w]
+        a.bmv2_size_list = [parse_size(s) for s in a.bmv2_sizes.split(",") if s]
     except ValueError as e:
         p.error(str(e))
     if any(not 2 <= w <= 16 for w in a.worker_list + a.loss_worker_list):
         p.error("worker counts must be 2..16")
-    if a.reps < 1 or a.large_reps < 1 or a.bw <= 0 or not 0 <= a.loss < 1:
-        p.error("--reps and --large-reps >= 1, --bw > 0 and 0 <= --loss < 1")
+    if a.reps < 1 or a.large_reps < 1 or not 0 <= a.loss < 1:
+        p.error("--reps and --large-reps >= 1 and 0 <= --loss < 1")
+    if not 0 < a.bw <= demo.MAX_TC_MBIT:
+        p.error(f"--bw is a link rate in Mbit/s in (0, {demo.MAX_TC_MBIT:g}], not {a.bw:g}")
+    if a.switch == "bmv2":
+        for tool in ("simple_switch_grpc", "p4c"):
+            if shutil.which(tool) is None:
+                p.error(f"--switch bmv2 needs {tool} (BMv2 and p4c), which is not on PATH")
     return a
 
 
@@ -302,9 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.run_dir or ROOT / "build" / "bench" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    plan = [(w, 0.0, args.size_list, args.train if w == 4 else 0) for w in args.worker_list]
+    plan = [("softswitch", w, 0.0, args.size_list, args.train if w == 4 else 0)
+            for w in args.worker_list]
     if args.loss > 0:
-        plan += [(w, args.loss, args.loss_size_list, 0) for w in args.loss_worker_list]
+        plan += [("softswitch", w, args.loss, args.loss_size_list, 0)
+                 for w in args.loss_worker_list]
+    if args.switch == "bmv2":
+        plan += [("bmv2", w, 0.0, args.bmv2_size_list, 0) for w in args.bmv2_worker_list]
     console.print(f"bench-mininet: {len(plan)} networks, links {args.bw:g} Mbit/s, K={args.lanes}, "
                   f"{args.reps} repetitions ({args.large_reps} from {args.large >> 20} MB); "
                   f"logs in {run_dir}")
@@ -317,19 +344,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _bench(console: Console, args: argparse.Namespace, run_dir: Path,
-           plan: list[tuple[int, float, list[int], int]], started: float,
+           plan: list[tuple[str, int, float, list[int], int]], started: float,
            record: dict[str, Any]) -> int:
     import bench_report as report  # after the root check: it imports matplotlib
 
     try:
         build = demo.compile_p4(run_dir, lanes=args.lanes)
+        if args.switch == "bmv2":
+            demo.compile_p4c(build, args.lanes)
         rows: list[dict[str, Any]] = []
         curves: dict[str, Any] = {}
-        for workers, loss, sizes, train in plan:
-            console.print(f"[bold]{workers} workers, loss {loss:g}[/bold] "
+        for switch, workers, loss, sizes, train in plan:
+            console.print(f"[bold]{switch}, {workers} workers, loss {loss:g}[/bold] "
                           f"({time.monotonic() - started:.0f} s so far)")
             sub_args = argparse.Namespace(**{**vars(args), "size_list": sizes})
-            cfg = run_config(console, sub_args, workers, loss, build, run_dir, train, record)
+            cfg = run_config(console, sub_args, workers, loss, build, run_dir, train, record,
+                             switch)
             rows += measurements(cfg, args.bw * 1e6 / 8, args.lanes)
             if train:
                 curves = {"workers": workers, **cfg["ranks"][0]["train"]}

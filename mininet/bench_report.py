@@ -28,7 +28,7 @@ BOUND_SHARE = 0.9  # below this share of 2(n-1)/n, a cell must say where the tim
 SATURATED = 0.9  # a CPU busier than this (of one core, or of the machine) is the limit
 README_BEGIN = "<!-- bench-mininet:begin -->"
 README_END = "<!-- bench-mininet:end -->"
-COLUMNS = ["workers", "loss", "backend", "size_bytes", "rep", "seconds", "goodput_MBps",
+COLUMNS = ["switch", "workers", "loss", "backend", "size_bytes", "rep", "seconds", "goodput_MBps",
            "link_fraction", "wire_fraction", "host_cpu_max", "switch_cpu", "machine_cpu", "packets",
            "retransmitted", "max_rel_error"]
 
@@ -51,25 +51,29 @@ def _med(xs: list[float]) -> float:
 
 
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One entry per (loss, workers, size): both backends' medians, the ratio, and why it
-    falls short of the bound where it does."""
-    cells: dict[tuple[float, int, int], dict[str, list[dict[str, Any]]]] = defaultdict(
+    """One entry per (switch, loss, workers, size): both backends' medians, the ratio, and
+    why it falls short of the bound where it does."""
+    cells: dict[tuple[str, float, int, int], dict[str, list[dict[str, Any]]]] = defaultdict(
         lambda: defaultdict(list))
-    probe: dict[tuple[float, int], list[float]] = defaultdict(list)
+    probe: dict[tuple[str, float, int], list[float]] = defaultdict(list)
     for r in rows:
+        sw = r.get("switch", "softswitch")
         if r["backend"] == "tcp-ring":  # one per network: what plain TCP gets through
-            probe[(r["loss"], r["workers"])].append(r["link_fraction"])
+            probe[(sw, r["loss"], r["workers"])].append(r["link_fraction"])
         else:
-            cells[(r["loss"], r["workers"], r["size_bytes"])][r["backend"]].append(r)
+            cells[(sw, r["loss"], r["workers"], r["size_bytes"])][r["backend"]].append(r)
     out = []
-    for (loss, workers, size), by in sorted(cells.items()):
+    for (switch, loss, workers, size), by in sorted(cells.items(),
+                                                    key=lambda kv: (kv[0][0] != "softswitch",
+                                                                    *kv[0])):
         p4, gl = by.get("p4reduce", []), by.get("gloo", [])
         if not p4 or not gl:
             continue
         tp = [r["seconds"] for r in p4]
         tg = [r["seconds"] for r in gl]
         s: dict[str, Any] = {
-            "loss": loss, "workers": workers, "size_bytes": size, "reps": len(tp),
+            "switch": switch, "loss": loss, "workers": workers, "size_bytes": size,
+            "reps": len(tp),
             "p4_s": _med(tp), "p4_min": min(tp), "p4_max": max(tp),
             "gloo_s": _med(tg), "gloo_min": min(tg), "gloo_max": max(tg),
             "p4_link": _med([r["link_fraction"] for r in p4]),
@@ -87,7 +91,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "gloo_retransmitted": sum(r["retransmitted"] for r in gl),
             "gloo_host_cpu": _med([r["host_cpu_max"] for r in gl]),
             "bound": bound(workers),
-            "tcp_eff": _med(probe.get((loss, workers), [])),
+            "tcp_eff": _med(probe.get((switch, loss, workers), [])),
         }
         s["gloo_eff"] = s["gloo_link"] * s["bound"]  # gloo's bytes on the wire vs the link
         s["ratio"] = s["gloo_s"] / s["p4_s"]
@@ -169,13 +173,19 @@ def markdown(summary: list[dict[str, Any]], curves: dict[str, Any], meta: dict[s
         "Resent: p4reduce's packet resends and gloo's TCP retransmitted segments, all "
         "repetitions and ranks.",
     ]
-    for loss in sorted({s["loss"] for s in summary}):
-        lines += ["", f"## loss {loss:g}" + (" (every switch port drops this share)" if loss else ""),
+    sections = sorted({(s["switch"], s["loss"]) for s in summary},
+                      key=lambda k: (k[0] != "softswitch", k))
+    for switch, loss in sections:
+        title = f"## loss {loss:g}" + (" (every switch port drops this share)" if loss else "")
+        if switch != "softswitch":
+            title = (f"## {switch} instead of softswitch, loss {loss:g} (the same links, "
+                     "program and K; p4c's build of aggregator.p4)")
+        lines += ["", title,
                   "", "| workers | size | p4reduce ms | gloo ms | ratio (range) | bound | "
                   "p4 link | p4 wire | gloo eff | TCP ring | switch CPU p4/gloo | machine CPU p4/gloo | "
                   "p4 worker CPU | p4 resent | gloo TCP resent | where the time went |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for s in (x for x in summary if x["loss"] == loss):
+        for s in (x for x in summary if (x["switch"], x["loss"]) == (switch, loss)):
             lines.append(
                 f"| {s['workers']} | {fmt_size(s['size_bytes'])} "
                 f"| {1e3 * s['p4_s']:.1f} ({1e3 * s['p4_min']:.1f}..{1e3 * s['p4_max']:.1f}) "
@@ -213,6 +223,7 @@ def tta_text(curves: dict[str, Any]) -> str:
 def plots(out: Path, rows: list[dict[str, Any]], summary: list[dict[str, Any]],
           curves: dict[str, Any]) -> list[Path]:
     files = []
+    summary = [s for s in summary if s["switch"] == "softswitch"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     lossless = [s for s in summary if s["loss"] == 0]
     for i, w in enumerate(sorted({s["workers"] for s in lossless})):
@@ -267,8 +278,9 @@ def plots(out: Path, rows: list[dict[str, Any]], summary: list[dict[str, Any]],
 
 
 def readme_block(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    """The README's table: the two largest sizes of every worker count, loss 0."""
-    lossless = [s for s in summary if s["loss"] == 0]
+    """The README's table: the two largest sizes of every worker count, loss 0, softswitch;
+    with the CPUs, so a reader sees whether the links or a CPU set the pace."""
+    lossless = [s for s in summary if s["loss"] == 0 and s["switch"] == "softswitch"]
     keep = []
     for w in sorted({s["workers"] for s in lossless}):
         keep += sorted((s for s in lossless if s["workers"] == w),
@@ -279,12 +291,13 @@ def readme_block(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
              "in brackets; full table in [bench/results/mininet.md](bench/results/mininet.md)):",
              "",
              "| workers | size | p4reduce | gloo (ring) | gloo/p4reduce | bound 2(n-1)/n | "
-             "where the time went |",
-             "|---|---|---|---|---|---|---|"]
+             "switch CPU | busiest worker CPU | machine CPU | where the time went |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for s in keep:
         lines.append(f"| {s['workers']} | {fmt_size(s['size_bytes'])} | {s['p4_s']:.2f} s "
                      f"| {s['gloo_s']:.2f} s | {s['ratio']:.2f} ({s['ratio_lo']:.2f}..{s['ratio_hi']:.2f}) "
-                     f"| {s['bound']:.2f} | {s['where'] or 'within 90 % of the bound'} |")
+                     f"| {s['bound']:.2f} | {_pct(s['p4_switch_cpu'])} | {_pct(s['p4_host_cpu'])} "
+                     f"| {_pct(s['p4_machine_cpu'])} | {s['where'] or 'within 90 % of the bound'} |")
     lines.append(README_END)
     return "\n".join(lines)
 
@@ -315,13 +328,14 @@ def write_all(out: Path, rows: list[dict[str, Any]], curves: dict[str, Any],
 def console_table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> Table:
     t = Table(title=f"bench-mininet: links {meta['bw_mbit']:g} Mbit/s, K={meta['lanes']}, "
                     f"median of {meta['reps']}")
-    for col in ("loss", "workers", "size", "p4reduce ms", "gloo ms", "ratio", "bound",
-                "p4 link", "p4 wire", "switch CPU", "machine CPU"):
+    for col in ("switch", "loss", "workers", "size", "p4reduce ms", "gloo ms", "ratio", "bound",
+                "p4 link", "p4 wire", "switch CPU", "worker CPU", "machine CPU"):
         t.add_column(col, justify="right")
     for s in summarize(rows):
-        t.add_row(f"{s['loss']:g}", str(s["workers"]), fmt_size(s["size_bytes"]),
+        t.add_row(s["switch"], f"{s['loss']:g}", str(s["workers"]), fmt_size(s["size_bytes"]),
                   f"{1e3 * s['p4_s']:.1f}", f"{1e3 * s['gloo_s']:.1f}",
                   f"{s['ratio']:.2f}", f"{s['bound']:.2f}", _pct(s["p4_link"]),
-                  _pct(s["p4_wire"]), _pct(s["p4_switch_cpu"]), _pct(s["p4_machine_cpu"]))
+                  _pct(s["p4_wire"]), _pct(s["p4_switch_cpu"]), _pct(s["p4_host_cpu"]),
+                  _pct(s["p4_machine_cpu"]))
     t.caption = "where each shortfall went: see mininet.md"
     return t
