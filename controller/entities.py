@@ -21,6 +21,8 @@ OWNED_TABLES: tuple[str, ...] = (
     n.TABLE_RESULT_REWRITE.name,
     n.TABLE_L2.name,
     n.TABLE_ARP.name,
+    n.TABLE_OWN_ADDRESSES.name,
+    n.TABLE_RESULT_PORTS.name,
 )
 
 
@@ -56,6 +58,9 @@ def desired(topo: Topology, jobs: list[Job], members: list[Member]) -> Desired:
         rows.append(Row(n.TABLE_L2.name, (h.mac,), n.ACTION_FORWARD.name, (h.port,)))
     rows.append(Row(n.TABLE_L2.name, (BROADCAST_MAC,), n.ACTION_FLOOD.name, ()))
     rows.append(Row(n.TABLE_ARP.name, (topo.agg_ipv4,), n.ACTION_ARP_REPLY.name, (topo.agg_mac,)))
+    # Results come from the aggregation address: a host port sending from it forges them.
+    # No port may send results (result_ports stays empty): one switch, no parent.
+    rows.append(Row(n.TABLE_OWN_ADDRESSES.name, (topo.agg_ipv4,), n.ACTION_OWN_ADDRESS.name, ()))
     if topo.hosts:
         groups[n.FLOOD_MCAST_GRP] = frozenset((h.port, 0) for h in topo.hosts)
     by_job: dict[int, list[Member]] = {}
@@ -73,7 +78,14 @@ def desired(topo: Topology, jobs: list[Job], members: list[Member]) -> Desired:
         )
         ms = by_job.get(j.id, [])
         for m in ms:
-            rows.append(Row(n.TABLE_MEMBERS.name, (j.id, m.rank, m.ipv4), n.ACTION_MEMBER_OK.name, ()))
+            rows.append(
+                Row(
+                    n.TABLE_MEMBERS.name,
+                    (j.id, m.rank, m.ipv4, m.switch_port),
+                    n.ACTION_MEMBER_OK.name,
+                    (),
+                )
+            )
             rows.append(
                 Row(
                     n.TABLE_RESULT_REWRITE.name,

@@ -2,8 +2,8 @@
 install one job through the pipeline's control surface, as the controller would.
 
 Worker w sits on switch port w + 1 (port 0 is left unused, as in the pipeline tests). The
-job is installed with the names of `controller/p4names.py` only: the `jobs` entry, one
-`members` entry and one `result_rewrite` entry per worker, and multicast group
+job is installed with the names of `p4reduce.contract` only: the `jobs` entry, one
+`members` entry (bound to the worker's port) and one `result_rewrite` entry per worker, and multicast group
 JOB_MCAST_BASE + job_id with one replica per worker whose instance is its rank.
 """
 
@@ -85,12 +85,15 @@ class SoftswitchJob:
             ActionCall(n.ACTION_SET_JOB.name, (self.base, self.num_slots, self.world, group, self.epoch))))
         for w in range(self.world):
             p.table_insert(n.TABLE_MEMBERS.name, TableEntry(
-                (Exact(job), Exact(w), Exact(_ip(self.worker_ip(w)))), ActionCall(n.ACTION_MEMBER_OK.name)))
+                (Exact(job), Exact(w), Exact(_ip(self.worker_ip(w))), Exact(w + 1)),
+                ActionCall(n.ACTION_MEMBER_OK.name)))
             p.table_insert(n.TABLE_RESULT_REWRITE.name, TableEntry(
                 (Exact(job), Exact(w)),
                 ActionCall(n.ACTION_SET_WORKER_ADDR.name,
                            (_mac(self.worker_mac(w)), _ip(self.worker_ip(w)), 40000 + w))))
         p.mc_group_set(group, tuple(Replica(w + 1, w) for w in range(self.world)))
+        p.table_insert(n.TABLE_OWN_ADDRESSES.name, TableEntry(
+            (Exact(_ip(SWITCH_IP)),), ActionCall(n.ACTION_OWN_ADDRESS.name)))
 
     def missing_ranks(self, job_id: int, slot: int, rnd: int) -> list[int]:
         """Ranks not in the bitmap of (slot, round): what a controller with register access
