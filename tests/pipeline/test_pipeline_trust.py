@@ -16,7 +16,7 @@ from scapy.layers.l2 import Ether
 from p4reduce import contract as n
 from p4reduce.worker import wire
 from tests.pipeline.case import Case, Entry, Expect, Send
-from tests.pipeline.packets import AGG_IP, AGG_MAC, agg_frame, host, result_frame
+from tests.pipeline.packets import AGG_IP, AGG_MAC, agg_frame, result_frame
 from tests.pipeline.scenarios import JOB, round_steps, wrap_sum
 from tests.pipeline.targets import Target, run_case
 from tests.pipeline.test_pipeline import K, make_target
