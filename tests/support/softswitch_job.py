@@ -46,7 +46,7 @@ class SoftswitchJob:
 
     def __init__(self, job_id: int, world: int, num_slots: int, *, base: int = 0, epoch: int = 1,
                  drop: float = 0.0, duplicate: float = 0.0, reorder: float = 0.0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, extra_ports: int = 0) -> None:
         self.job_id, self.world, self.num_slots = job_id, world, num_slots
         self.base, self.epoch = base, epoch
         self.pipeline = Pipeline(compiled())
@@ -59,6 +59,13 @@ class SoftswitchJob:
             inner = port.inner if isinstance(port, FaultyPort) else port
             assert isinstance(inner, UdpPort)
             self.addresses.append(inner.address)
+            self.device.add_port(number, port)
+        # ports world+1.. with no member on them (an attacker's host, in the trust tests)
+        self.extra: list[tuple[str, int]] = []
+        for e in range(extra_ports):
+            number, port = parse_port_spec(f"{world + 1 + e}@udp:127.0.0.1:0")
+            assert isinstance(port, UdpPort)
+            self.extra.append(port.address)
             self.device.add_port(number, port)
         self._install()
 
@@ -103,8 +110,8 @@ class SoftswitchJob:
         seen = self.pipeline.register_read(REG_BITMAP, index) if tag == (self.epoch << 8 | rnd) else 0
         return [w for w in range(self.world) if not seen >> w & 1]
 
-    def counter(self, name: str) -> int:
-        return self.pipeline.counter_read(name, self.job_id).packets
+    def counter(self, name: str, index: int | None = None) -> int:
+        return self.pipeline.counter_read(name, self.job_id if index is None else index).packets
 
     def __enter__(self) -> SoftswitchJob:
         self.device.start()
