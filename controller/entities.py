@@ -6,7 +6,7 @@ id), so reconciliation is a set difference and works the same on softswitch and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from p4reduce import contract as n
 from p4reduce.controller.store import Job, Member
@@ -32,6 +32,9 @@ class Row:
     keys: tuple[int, ...]  # exact match values in the table's key order
     action: str
     args: tuple[int, ...]  # in the action's parameter order
+    # P4Runtime TableEntry.metadata: the owning controller's tag on `jobs` entries (see
+    # `owner_tag`); not part of the entry's identity or value, compared on its own
+    owner: bytes = field(default=b"", compare=False)
 
     @property
     def ident(self) -> tuple[str, tuple[int, ...]]:
@@ -51,7 +54,21 @@ def job_group(job_id: int) -> int:
     return n.JOB_MCAST_BASE + job_id
 
 
-def desired(topo: Topology, jobs: list[Job], members: list[Member]) -> Desired:
+OWNER_PREFIX = b"p4reduce-ctl/"
+
+
+def owner_tag(owner_id: int) -> bytes:
+    """The metadata a controller writes on its `jobs` entries (its state file's id)."""
+    return OWNER_PREFIX + owner_id.to_bytes(8, "big")
+
+
+def describe_owner(tag: bytes) -> str:
+    if tag.startswith(OWNER_PREFIX) and len(tag) == len(OWNER_PREFIX) + 8:
+        return f"state file id {int.from_bytes(tag[len(OWNER_PREFIX):], 'big'):#x}"
+    return "no owner tag" if not tag else f"owner tag {tag[:24]!r}"
+
+
+def desired(topo: Topology, jobs: list[Job], members: list[Member], owner: bytes = b"") -> Desired:
     rows: list[Row] = []
     groups: dict[int, Replicas] = {}
     for h in topo.hosts:
@@ -67,6 +84,8 @@ def desired(topo: Topology, jobs: list[Job], members: list[Member]) -> Desired:
     for m in members:
         by_job.setdefault(m.job_id, []).append(m)
     for j in jobs:
+        if j.host_only:  # no slots: its ranks reduce on the hosts, the switch knows nothing
+            continue
         grp = job_group(j.id)
         rows.append(
             Row(
@@ -74,6 +93,7 @@ def desired(topo: Topology, jobs: list[Job], members: list[Member]) -> Desired:
                 (j.id,),
                 n.ACTION_SET_JOB.name,
                 (j.base, j.count, j.world_size, grp, j.epoch),
+                owner,
             )
         )
         ms = by_job.get(j.id, [])
