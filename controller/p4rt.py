@@ -129,7 +129,13 @@ class P4RuntimeSwitch:
         self._closed = False
         self._stream_error: str | None = None
         self._stream_code: grpc.StatusCode | None = None
-        self._channel = grpc.insecure_channel(address)
+        # gRPC's reconnect backoff grows to minutes; a restarted switch must be found
+        # again within a second or so
+        self._channel = grpc.insecure_channel(address, options=[
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.min_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+        ])
         self._stub = p4r_grpc.P4RuntimeStub(self._channel)
         self._out: queue.Queue[p4r.StreamMessageRequest | None] = queue.Queue()
         self.index: P4InfoIndex | None = None

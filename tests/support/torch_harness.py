@@ -75,14 +75,17 @@ class Cluster:
         raise RuntimeError("softswitch: no free UDP ports after 5 attempts")
 
     def _launch(self) -> None:
-        env, build, faults = self._env, self._build, self._faults
-        workdir = self.workdir
+        env, faults = self._env, self._faults
+        build, workdir = self._build, self.workdir
         try:
-            sw = self._start([PY, "-m", "p4reduce.softswitch.cli", "--grpc-server-addr", "127.0.0.1:0",
-                              "--log-level", "warn", *faults,
-                              *[a for r, p in enumerate(self.tunnels)
-                                for a in ("-i", f"{r + 1}@udp:127.0.0.1:{p}")]], env)
-            switch_addr = _read_ready(sw, "ready", "softswitch").rsplit(" ", 1)[1].strip()
+            # a fixed P4Runtime port, so a restarted switch is found where it was
+            self._switch_argv = [PY, "-m", "p4reduce.softswitch.cli", "--grpc-server-addr",
+                                 f"127.0.0.1:{free_port(socket.SOCK_STREAM)}",
+                                 "--log-level", "warn", *faults,
+                                 *[a for r, p in enumerate(self.tunnels)
+                                   for a in ("-i", f"{r + 1}@udp:127.0.0.1:{p}")]]
+            self.switch = self._start(self._switch_argv, env)
+            switch_addr = _read_ready(self.switch, "ready", "softswitch").rsplit(" ", 1)[1].strip()
             self.topology = workdir / "topology.json"
             self.topology.write_text(json.dumps({
                 "aggregation": {"mac": "02:00:00:00:00:fe", "ipv4": "10.0.0.254"},
@@ -101,6 +104,18 @@ class Cluster:
         except BaseException:
             self.close()
             raise
+
+    def restart_switch(self) -> None:
+        """kill -9 the switch and start it again on the same ports (empty: no pipeline,
+        no entries, registers zero), as after a crash; the controller restores it."""
+        self.switch.kill()
+        self.switch.wait(10)
+        for stream in (self.switch.stdout, self.switch.stderr):
+            if stream is not None:
+                stream.close()
+        self.procs.remove(self.switch)
+        self.switch = self._start(self._switch_argv, self._env)
+        _read_ready(self.switch, "ready", "softswitch")
 
     def _start(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -277,7 +292,7 @@ def collectives() -> dict[str, Any]:
     after = torch.full((64,), float(rank + 1))
     dist.all_reduce(after)
     res["after_error"] = after
-    # a rank that does not take part: the others' allreduce times out, raised by wait()
+    # a rank that does not take part and leaves: the others' allreduce fails, raised by wait()
     if rank != 2:
         lonely = torch.ones(300)
         work = dist.all_reduce(lonely, async_op=True)
@@ -368,6 +383,34 @@ def ddp_hook() -> dict[str, Any]:
     dist.barrier()  # leave together: gloo can abort a rank whose peer left first
     dist.destroy_process_group()
     return {"switch": _params(m_sw), "gloo": _params(m_gl), "losses": (losses_sw, losses_gl)}
+
+
+@scenario
+def host_only() -> dict[str, Any]:
+    """The switch has no room for this job: allreduce still works, through gloo."""
+    import warnings
+
+    import torch
+    import torch.distributed as dist
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dist.init_process_group(backend="p4reduce")
+        rank = dist.get_rank()
+        sums = []
+        for i in range(3):
+            t = torch.full((100,), float(rank + i))
+            dist.all_reduce(t)
+            sums.append(t[0].item())
+        avg = torch.full((10,), float(rank))
+        dist.all_reduce(avg, op=dist.ReduceOp.AVG)
+        group = dist.group.WORLD
+        engine = getattr(group, "engine", None)
+        host_only = bool(engine is not None and engine.host_only)
+        dist.barrier()
+        dist.destroy_process_group()
+    return {"sums": sums, "avg": avg[0].item(), "host_only": host_only,
+            "warnings": [str(w.message) for w in caught if "p4reduce" in str(w.message)]}
 
 
 @scenario

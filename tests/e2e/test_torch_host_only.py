@@ -1,0 +1,42 @@
+"""Best effort when the switch is full (ATP's lesson): a torch job that gets no slots runs
+its allreduce on gloo, says so once, and `p4reduce-ctl jobs` shows it as host-only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from p4reduce import contract as n
+from p4reduce.controller.client import ControllerClient
+from tests.support.torch_harness import Cluster, run_ranks
+
+WORLD = 2
+
+
+@pytest.mark.timeout(300)
+def test_a_job_the_switch_has_no_room_for_runs_on_gloo(tmp_path: Path) -> None:
+    with Cluster(tmp_path / "cluster", WORLD) as cluster, \
+            ControllerClient(cluster.controller) as cl:
+        cl.create_job("hog", 1, slots=n.DEFAULT_SLOT_PAIRS)  # every slot taken
+        res = run_ranks(cluster, "host_only", tmp_path / "out",
+                        extra_env={"P4REDUCE_JOB": "late"})
+        # the ranks have left: the host-only job is gone, the hog is untouched
+        assert [j.name for j in cl.jobs()] == ["hog"]
+    for rank, r in enumerate(res):
+        assert r["host_only"], rank
+        assert r["sums"] == [float(sum(x + i for x in range(WORLD))) for i in range(3)]
+        assert r["avg"] == sum(range(WORLD)) / WORLD
+        # once, at creation; no warning per allreduce (the barrier's is another matter)
+        (said,) = [w for w in r["warnings"] if "barrier" not in w]
+        assert "host-only" in said and "gloo" in said
+
+
+def test_jobs_lists_a_host_only_job_while_it_runs(tmp_path: Path) -> None:
+    """The listing side over a real controller process (no ranks needed)."""
+    with Cluster(tmp_path / "cluster", 1) as cluster, ControllerClient(cluster.controller) as cl:
+        cl.create_job("hog", 1, slots=n.DEFAULT_SLOT_PAIRS)
+        info = cl.join("late", 0, 1, "02:00:00:00:01:01", "10.0.1.1", 40000, best_effort=True)
+        assert info.host_only and info.slot_count == 0
+        (late,) = [j for j in cl.jobs() if j.name == "late"]
+        assert late.host_only
