@@ -92,7 +92,9 @@ def test_attacks_during_a_job_change_no_result_and_are_counted() -> None:
         try:
             clean = run_ranks(comms, lambda r, c: c.allreduce(floats[r]))
             with Attacker(sw) as attacker:
-                for _ in range(15):
+                calls = 0  # at least 15 rounds of calls, and until 50 attacks of each kind
+                while calls < 15 or (attacker.sent["retransmit"] < 50 and calls < 500):
+                    calls += 1
                     got = run_ranks(comms, lambda r, c: (c.allreduce(ints[r]),
                                                          c.allreduce(floats[r])))
                     for res in got:
@@ -107,7 +109,7 @@ def test_attacks_during_a_job_change_no_result_and_are_counted() -> None:
         not_member = sw.pipeline.counter_read(n.COUNTER_REJECTED, n.REJECT_NOT_MEMBER).packets
         per_job = sw.counter(n.COUNTER_NOT_MEMBER)
     sent = attacker.sent
-    assert sent["forged_result"] > 100 and sent["retransmit"] > 50
+    assert sent["forged_result"] >= 100 and sent["retransmit"] >= 50
     assert forged == sent["forged_result"]
     assert not_member == per_job == sent["impersonation"] + sent["retransmit"]
     # nothing of the job reached the attacker's port (no result, no resend, no flood)
