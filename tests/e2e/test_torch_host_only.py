@@ -19,6 +19,11 @@ def test_a_job_the_switch_has_no_room_for_runs_on_gloo(tmp_path: Path) -> None:
     with Cluster(tmp_path / "cluster", WORLD) as cluster, \
             ControllerClient(cluster.controller) as cl:
         cl.create_job("hog", 1, slots=n.DEFAULT_SLOT_PAIRS)  # every slot taken
+        # what `p4reduce-ctl jobs` lists while such a job runs
+        info = cl.join("probe", 0, 1, "02:00:00:00:01:01", "10.0.1.1", 40000, best_effort=True)
+        assert info.host_only and info.slot_count == 0
+        assert [j.host_only for j in cl.jobs()] == [False, True]
+        cl.leave("probe", 0)
         res = run_ranks(cluster, "host_only", tmp_path / "out",
                         extra_env={"P4REDUCE_JOB": "late"})
         # the ranks have left: the host-only job is gone, the hog is untouched
@@ -31,12 +36,3 @@ def test_a_job_the_switch_has_no_room_for_runs_on_gloo(tmp_path: Path) -> None:
         (said,) = [w for w in r["warnings"] if "barrier" not in w]
         assert "host-only" in said and "gloo" in said
 
-
-def test_jobs_lists_a_host_only_job_while_it_runs(tmp_path: Path) -> None:
-    """The listing side over a real controller process (no ranks needed)."""
-    with Cluster(tmp_path / "cluster", 1) as cluster, ControllerClient(cluster.controller) as cl:
-        cl.create_job("hog", 1, slots=n.DEFAULT_SLOT_PAIRS)
-        info = cl.join("late", 0, 1, "02:00:00:00:01:01", "10.0.1.1", 40000, best_effort=True)
-        assert info.host_only and info.slot_count == 0
-        (late,) = [j for j in cl.jobs() if j.name == "late"]
-        assert late.host_only
