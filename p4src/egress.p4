@@ -32,6 +32,7 @@ control AggEgress(inout headers_t hdr, inout metadata_t meta,
 
     apply {
         bool rewrite = false;
+        replica_id = 0;
         if (meta.mcast_result == 1) {
             replica_id = standard_metadata.egress_rid;
             rewrite = true;
