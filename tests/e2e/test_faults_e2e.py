@@ -112,8 +112,23 @@ class RankRun:
     error: BaseException | None = None
 
 
+class Stop:
+    """Ends every rank after the same number of calls (a rank stopping one call before
+    another would leave that one waiting for it)."""
+
+    def __init__(self, runs: list[RankRun]) -> None:
+        self.runs = runs
+        self.limit: int | None = None
+
+    def set(self) -> None:
+        self.limit = max(r.done_before + r.done_after for r in self.runs) + 2
+
+    def reached(self, calls: int) -> bool:
+        return self.limit is not None and calls >= self.limit
+
+
 def _rank_thread(cluster: Cluster, job: str, run: RankRun, world: int,
-                 restarted: threading.Event, stop: threading.Event) -> None:
+                 restarted: threading.Event, stop: Stop) -> None:
     client = ControllerClient(cluster.controller)
     mac, ip = _host(run.rank)
     try:
@@ -128,7 +143,7 @@ def _rank_thread(cluster: Cluster, job: str, run: RankRun, world: int,
         comm = Communicator(spec, timeout_s=20, abort=peers.abort)
         try:
             i = 0
-            while not stop.is_set():
+            while not stop.reached(i):
                 x = np.arange(5000, dtype=np.int32) * (run.rank + 1) + i
                 got = comm.allreduce(x)
                 want = np.arange(5000, dtype=np.int32) * (world * (world + 1) // 2) + world * i
@@ -157,8 +172,9 @@ def test_switch_kill_restarts_during_a_job_end_in_exact_results_or_one_error(
     outcomes: list[str] = []
     with Cluster(tmp_path, world) as cluster:
         for n in range(RESTARTS):
-            restarted, stop = threading.Event(), threading.Event()
+            restarted = threading.Event()
             runs = [RankRun(r) for r in range(world)]
+            stop = Stop(runs)
             threads = [threading.Thread(target=_rank_thread,
                                         args=(cluster, f"restart-{n}", runs[r], world,
                                               restarted, stop))
@@ -195,3 +211,41 @@ def test_switch_kill_restarts_during_a_job_end_in_exact_results_or_one_error(
                     assert "switch restarted" in str(r.error), r.error
                 outcomes.append("failed")
     assert len(outcomes) == RESTARTS
+
+
+@pytest.mark.timeout(180)
+def test_controller_kill_restart_under_load_loses_nothing(tmp_path: Path) -> None:
+    """The controller is not on the data path: killed with SIGKILL and restarted while the
+    ranks stream, the calls go on exact, no rank is told anything, the job survives."""
+    world = 2
+    with Cluster(tmp_path, world) as cluster:
+        restarted = threading.Event()
+        runs = [RankRun(r) for r in range(world)]
+        stop = Stop(runs)
+        threads = [threading.Thread(target=_rank_thread,
+                                    args=(cluster, "keep", runs[r], world, restarted, stop))
+                   for r in range(world)]
+        for t in threads:
+            t.start()
+        try:
+            deadline = time.monotonic() + 60
+            while min(r.done_before for r in runs) < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            cluster.restart_controller()
+            restarted.set()
+            # past the point where a dead rank would have been declared (2 s of silence)
+            back = time.monotonic()
+            while time.monotonic() - back < 30 and not any(r.error for r in runs):
+                if min(r.done_after for r in runs) >= 50 and time.monotonic() - back > 3:
+                    break
+                time.sleep(0.05)
+            with ControllerClient(cluster.controller) as cl:
+                (job,) = cl.jobs()
+                assert job.name == "keep" and len(job.members) == world
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=30)
+    for r in runs:
+        assert r.error is None, r.error
+        assert not r.wrong and r.done_after >= 50, (r.done_before, r.done_after)

@@ -93,27 +93,38 @@ class Cluster:
                            "ipv4": f"10.0.1.{r + 1}", "port": r + 1,
                            "tunnel": f"127.0.0.1:{p}"} for r, p in enumerate(self.tunnels)],
             }))
-            ctl = self._start([PY, "-m", "p4reduce.controller.cli", "serve", "--switch", switch_addr,
-                               "--p4info", str(build / "aggregator.p4info.txtpb"),
-                               "--device-config", str(build / "aggregator.json"),
-                               "--topology", str(self.topology),
-                               "--state", str(workdir / "ctl.db"),
-                               "--listen", "127.0.0.1:0"], env)
-            line = _read_ready(ctl, "controller API on", "controller")
+            # a fixed API port too, so that ranks find a restarted controller
+            self._ctl_argv = [PY, "-m", "p4reduce.controller.cli", "serve", "--switch", switch_addr,
+                              "--p4info", str(build / "aggregator.p4info.txtpb"),
+                              "--device-config", str(build / "aggregator.json"),
+                              "--topology", str(self.topology),
+                              "--state", str(workdir / "ctl.db"),
+                              "--listen", f"127.0.0.1:{free_port(socket.SOCK_STREAM)}"]
+            self.ctl = self._start(self._ctl_argv, env)
+            line = _read_ready(self.ctl, "controller API on", "controller")
             self.controller = line.split("controller API on ", 1)[1].split(";", 1)[0].strip()
         except BaseException:
             self.close()
             raise
 
+    def restart_controller(self) -> None:
+        """kill -9 the controller and start it again (same state file, same API port)."""
+        self._kill(self.ctl)
+        self.ctl = self._start(self._ctl_argv, self._env)
+        _read_ready(self.ctl, "controller API on", "controller")
+
+    def _kill(self, proc: subprocess.Popen[str]) -> None:
+        proc.kill()
+        proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+        self.procs.remove(proc)
+
     def restart_switch(self) -> None:
         """kill -9 the switch and start it again on the same ports (empty: no pipeline,
         no entries, registers zero), as after a crash; the controller restores it."""
-        self.switch.kill()
-        self.switch.wait(10)
-        for stream in (self.switch.stdout, self.switch.stderr):
-            if stream is not None:
-                stream.close()
-        self.procs.remove(self.switch)
+        self._kill(self.switch)
         self.switch = self._start(self._switch_argv, self._env)
         _read_ready(self.switch, "ready", "softswitch")
 
