@@ -223,9 +223,11 @@ class Servicer(svc.ControllerServicer):  # type: ignore[misc]
 class ApiServer:
     """The API on a port; `address` is the bound host:port (port 0 picks a free one)."""
 
-    # Joins that wait for readiness hold a thread each (up to 32 per job), so the pool
-    # must be far larger than one job's world size or the last joins could not get in.
-    def __init__(self, mgr: JobManager, address: str, workers: int = 256) -> None:
+    # Joins that wait for readiness hold a thread each (up to 32 per job), and so does
+    # every rank's Watch stream for as long as it runs, so the pool must be far larger
+    # than the ranks of all jobs, or the last joins could not get in. Threads are only
+    # made when needed.
+    def __init__(self, mgr: JobManager, address: str, workers: int = 1024) -> None:
         # No SO_REUSEPORT: a second controller on a taken port must fail, not share it.
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers), options=[("grpc.so_reuseport", 0)]
