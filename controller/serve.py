@@ -191,6 +191,9 @@ class Watch:
         self.generation = getattr(mgr.switch, "generation", 0)
         self.resync_seconds = resync_seconds
         self.last_resync = time.monotonic()
+        # the switch lost its registers and the jobs' ranks were not told yet (kept across
+        # ticks: a reconcile that fails is retried, and the news must not get lost)
+        self.restarted = False
         self._hook(mgr.switch)
 
     def _hook(self, sw: SwitchBackend) -> None:
@@ -200,7 +203,6 @@ class Watch:
     def tick(self) -> None:
         sw = self.mgr.switch
         alive = getattr(sw, "alive", None)
-        restarted = False
         if alive is not None and not alive() and self.reconnect is not None:
             try:
                 new = self.reconnect()
@@ -213,23 +215,24 @@ class Watch:
             self._hook(new)
             self.mgr.replace_switch(new)
             self.was_primary = False
-            restarted = bool(getattr(new, "pushed", False))
-            log.warning("reconnected to the switch%s", " (it had lost its pipeline)" * restarted)
+            lost = bool(getattr(new, "pushed", False))
+            self.restarted = self.restarted or lost
+            log.warning("reconnected to the switch%s", " (it had lost its pipeline)" * lost)
         sw = self.mgr.switch
         primary = sw.is_primary()
         generation = getattr(sw, "generation", 0)
         # Any arbitration change since the last look, even one already undone (another
         # client took primary, changed entries and left), means the switch may differ.
         changed = generation != self.generation
-        self.generation = generation
         if primary and (not self.was_primary or changed):
             refresh = getattr(sw, "refresh_pipeline", None)
             if refresh is not None and refresh():
-                restarted = True  # our pipeline was replaced: its registers are fresh
+                self.restarted = True  # our pipeline was replaced: its registers are fresh
             plan = self.mgr.start()
             self.last_resync = time.monotonic()
             log.warning("primary for the switch (again): reconciled %s", plan.summary())
-            if restarted:
+            if self.restarted:
+                self.restarted = False
                 names = self.mgr.switch_restarted("its pipeline was pushed again")
                 if names:
                     log.warning("switch state was lost: told the ranks of %s", ", ".join(names))
@@ -239,7 +242,9 @@ class Watch:
             self.last_resync = time.monotonic()
             if plan.updates:
                 log.warning("switch had drifted from the store: repaired %s", plan.summary())
+        # only now: if the reconcile above failed, the next tick tries it again
         self.was_primary = primary
+        self.generation = generation
         for name in self.mgr.reap():
             log.warning("lease of job %s expired: reclaimed", name)
 
