@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from p4reduce import contract as n
 from p4reduce.controller.client import ControllerClient
@@ -28,6 +29,12 @@ def test_a_job_the_switch_has_no_room_for_runs_on_gloo(tmp_path: Path) -> None:
                         extra_env={"P4REDUCE_JOB": "late"})
         # the ranks have left: the host-only job is gone, the hog is untouched
         assert [j.name for j in cl.jobs()] == ["hog"]
+        hooked = run_ranks(cluster, "hook_host_only", tmp_path / "out-hook",
+                           extra_env={"P4REDUCE_JOB": "late-hook"})
+    for r in hooked:  # the hook's gradients went through the default (gloo) group
+        assert r["host_only"] and len(r["warnings"]) == 1 and "host-only" in r["warnings"][0]
+        for a, b in zip(r["hook"], r["plain"], strict=True):
+            assert torch.allclose(a, b, atol=1e-6), (a - b).abs().max()
     for rank, r in enumerate(res):
         assert r["host_only"], rank
         assert r["sums"] == [float(sum(x + i for x in range(WORLD))) for i in range(3)]

@@ -425,6 +425,36 @@ def host_only() -> dict[str, Any]:
 
 
 @scenario
+def hook_host_only() -> dict[str, Any]:
+    """The DDP hook of a job the switch has no room for: gradients on the default group."""
+    import copy
+    import warnings
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from p4reduce.worker.torch import HookState, allreduce_hook
+
+    dist.init_process_group(backend="gloo")
+    rank = dist.get_rank()
+    base = _model()
+    m_hook, m_plain = copy.deepcopy(base), copy.deepcopy(base)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        state = HookState.from_env()
+    d_hook = DDP(m_hook)
+    d_hook.register_comm_hook(state, allreduce_hook)
+    _train(d_hook, rank)
+    _train(DDP(m_plain), rank)
+    host_only = state.engine.host_only
+    state.close()
+    dist.barrier()
+    dist.destroy_process_group()
+    return {"hook": _params(m_hook), "plain": _params(m_plain), "host_only": host_only,
+            "warnings": [str(w.message) for w in caught if "p4reduce" in str(w.message)]}
+
+
+@scenario
 def bench() -> dict[str, float]:
     """Seconds per float32 allreduce of BENCH_ELEMS elements, switch vs gloo (not a test)."""
     import time
