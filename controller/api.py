@@ -137,11 +137,21 @@ class Servicer(svc.ControllerServicer):  # type: ignore[misc]
                     message=ev.message,
                     ranks=list(ev.ranks),
                     last_seen=list(ev.last_seen),
+                    generation=ev.generation,
                 )
                 if ev.kind == JOB_DELETED:
                     return
         finally:
             self.mgr.liveness.unsubscribe(sub)
+
+    def Resync(self, req: Any, context: grpc.ServicerContext) -> Any:
+        def do() -> Any:
+            resume, start = self.mgr.resync(
+                req.job, req.rank, req.generation, req.calls, req.high, req.timeout
+            )
+            return pb.ResyncReply(resume_calls=resume, start_seq=start)
+
+        return self._call(context, do)
 
     def Leave(self, req: Any, context: grpc.ServicerContext) -> Any:
         def do() -> Any:

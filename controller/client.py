@@ -92,6 +92,7 @@ class JobEvent:
     message: str
     ranks: tuple[int, ...]
     last_seen: tuple[float, ...]
+    generation: int = 0  # switch_restarted: pass it to `ControllerClient.resync`
 
     @classmethod
     def from_message(cls, m: Any) -> JobEvent:
@@ -102,6 +103,7 @@ class JobEvent:
             message=str(m.message),
             ranks=tuple(int(r) for r in m.ranks),
             last_seen=tuple(float(t) for t in m.last_seen),
+            generation=int(m.generation),
         )
 
 
@@ -217,6 +219,15 @@ class ControllerClient:
         job is gone; iterating raises ControllerCallError when the stream breaks."""
         req = _message(pb.WatchRequest, job=job, rank=rank)
         return EventStream(self._stub.Watch(req), self.address)
+
+    def resync(self, job: str, rank: int, generation: int, calls: int, high: int,
+               timeout: float = 30.0) -> tuple[int, int]:
+        """After switch restart `generation`: report this rank's progress and wait for
+        the others; returns (resume_calls, start_seq), the same for every rank."""
+        req = _message(pb.ResyncRequest, job=job, rank=rank, generation=generation,
+                       calls=calls, high=high, timeout=timeout)
+        reply = self._rpc("Resync", req, timeout)
+        return int(reply.resume_calls), int(reply.start_seq)
 
     def leave(self, job: str, rank: int) -> None:
         self._rpc("Leave", _message(pb.LeaveRequest, job=job, rank=rank))

@@ -92,6 +92,11 @@ class JobManager:
         self.claim_error: str | None = None
         self._fresh: list[int] = []  # jobs created in this change: counters to reset
         self.liveness = Liveness(clock)
+        # switch restarts per job (in memory) and the ranks' resync reports for each
+        self._restarts: dict[int, int] = {}  # job id -> its latest restart's generation
+        self._last_restart = 0
+        self._resync_cv = threading.Condition()
+        self._resyncs: dict[tuple[int, int], dict[int, tuple[int, int]]] = {}
         self.alloc = SlotAllocator(self.settings.num_slots)
         self._load_alloc()
 
@@ -155,12 +160,58 @@ class JobManager:
         now = self.clock()
         with self._cv:
             jobs = [j for j in self.store.jobs() if not j.host_only and self.store.members(j.id)]
+        with self._resync_cv:  # increasing, and never one a controller run before gave
+            gen = self._last_restart = max(self._last_restart + 1, int(now * 1000))
         for j in jobs:
+            with self._resync_cv:
+                self._restarts[j.id] = gen
             self.liveness.publish(JobEvent(
                 SWITCH_RESTARTED, j.id, now,
                 f"job {j.name!r}: the switch restarted ({why}) at {when(now)}; the aggregation"
-                " state of calls in flight was lost, so every rank's allreduce fails"))
+                " state of the calls in flight was lost", generation=gen))
         return [j.name for j in jobs]
+
+    def resync(self, name: str, rank: int, generation: int, calls: int, high: int,
+               timeout: float) -> tuple[int, int]:
+        """A rank's report after restart `generation` of its job: `calls` completed, packet
+        indices below `high` used. Returns, once every rank reported, (resume_calls,
+        start_seq): every rank goes on from call `resume_calls`, at packet index
+        `start_seq`, a multiple of the slot count whose rounds are 64 ahead of any round
+        sent before, so no packet from before the restart can open or join a new round."""
+        with self._cv:
+            job = self._get(name)
+            if rank not in {m.rank for m in self.store.members(job.id)}:
+                raise NotFound(f"rank {rank} is not a member of job {name!r}")
+        if job.host_only:
+            raise InvalidArgument(f"job {name!r} is host-only: it has no switch state")
+        deadline = time.monotonic() + max(0.0, timeout)
+        key = (job.id, generation)
+        with self._resync_cv:
+            if generation != self._restarts.get(job.id):
+                raise InvalidArgument(
+                    f"job {name!r}: switch restart {generation} is not its latest"
+                    f" ({self._restarts.get(job.id, 'none')})")
+            reports = self._resyncs.setdefault(key, {})
+            reports[rank] = (calls, high)
+            for old in [k for k in self._resyncs if k[0] == job.id and k[1] < generation]:
+                del self._resyncs[old]
+            self._resync_cv.notify_all()
+            while len(reports) < job.world_size:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    missing = sorted(set(range(job.world_size)) - set(reports))
+                    raise Timeout(
+                        f"job {name!r}: ranks {missing} did not resynchronise within"
+                        f" {timeout:g} s after switch restart {generation}")
+                self._resync_cv.wait(left)
+            done = [c for c, _ in reports.values()]
+            if max(done) - min(done) > 1:
+                raise ControllerError(
+                    f"job {name!r}: the ranks are more than one call apart after the switch"
+                    f" restart (calls completed: {dict(sorted((r, c) for r, (c, _) in reports.items()))})")
+            top = max(h for _, h in reports.values())
+            slots = job.count
+            return min(done), ((max(top, 1) - 1) // slots + 64) * slots
 
     def _require_primary(self) -> None:
         if self.claim_error is not None:

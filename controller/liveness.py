@@ -47,6 +47,7 @@ class JobEvent:
     message: str
     ranks: tuple[int, ...] = ()
     last_seen: tuple[float, ...] = ()  # unix time per rank of `ranks` (0: never seen)
+    generation: int = 0  # SWITCH_RESTARTED: the job's restart count, for Resync
 
 
 def when(t: float) -> str:

@@ -234,6 +234,20 @@ class Communicator:
             self._executor.shutdown(wait=True)
         self.transport.close()
 
+    @property
+    def high_water(self) -> int:
+        """One past the highest packet index this communicator may have sent."""
+        return self._streamer.high
+
+    def restart_at(self, seq: int) -> None:
+        """After the switch lost its state and every rank agreed where to go on (see
+        `p4reduce.worker.resync`): continue the slot rounds at packet index `seq` (past
+        anything sent before, so no earlier packet can be taken for a new one), and
+        accept calls again after the failure the restart caused."""
+        with self._lock:
+            self._streamer.seq = self._streamer.high = seq
+            self._streamer.broken = None
+
     def allreduce_async(self, array: npt.ArrayLike, op: str = "sum") -> Future[npt.NDArray[Any]]:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"allreduce-{self.job.rank}")

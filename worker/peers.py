@@ -9,6 +9,10 @@ must fail now, for the communicator's `abort` hook, which asks it several times 
 so a pending call ends within seconds with a message naming the rank and when it was
 last seen, instead of waiting for its progress timeout.
 
+A switch restart is different: it is not final. Its reason is given by `abort()` only
+until `handled(generation)` says the ranks resynchronised (`p4reduce.worker.resync`), and
+`on_restart`, when set, hears of it at once even when no call is running.
+
 The controller is not on the data path: if it is unreachable, beats and the watch are
 retried in the background and nothing fails because of it.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from p4reduce.controller.client import ControllerCallError, EventStream, JobEvent
@@ -51,6 +56,10 @@ class PeerWatch:
         self.lease_until = lease_until
         self.events: list[JobEvent] = []
         self._reason: str | None = None
+        # switch restarts: the latest generation heard, its message, the one handled
+        self._restart = (0, "")
+        self._handled = 0
+        self.on_restart: Callable[[int], None] | None = None
         self._left: list[tuple[float, str]] = []  # (monotonic time heard, message)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -71,21 +80,41 @@ class PeerWatch:
                 heard, message = self._left[0]
                 if time.monotonic() - heard >= LEFT_GRACE_S:
                     self._reason = self._say(message)
+            if self._reason is None and self._restart[0] > self._handled:
+                return self._say(self._restart[1])
             return self._reason
+
+    def pending_restart(self) -> int | None:
+        """The generation of a switch restart not yet resynchronised, or None."""
+        with self._lock:
+            gen = self._restart[0]
+            return gen if gen > self._handled else None
+
+    def handled(self, generation: int) -> None:
+        with self._lock:
+            self._handled = max(self._handled, generation)
 
     def _say(self, message: str) -> str:
         return f"p4reduce: rank {self.rank}'s allreduce was aborted: {message}"
 
     def hear(self, ev: JobEvent) -> None:
         """Take one event (the watch thread calls this; tests may too)."""
+        restarted = 0
         with self._lock:
             self.events.append(ev)
             if ev.kind == "peer_left":
                 if self.rank not in ev.ranks:
                     self._left.append((time.monotonic(), ev.message))
+            elif ev.kind == "switch_restarted" and ev.generation > 0:
+                if ev.generation > self._restart[0]:  # a replayed old one changes nothing
+                    self._restart = (ev.generation, ev.message)
+                    restarted = ev.generation if ev.generation > self._handled else 0
             elif (ev.kind in ("peer_down", "switch_restarted", "job_deleted")
                   and self._reason is None):
                 self._reason = self._say(ev.message)
+        callback = self.on_restart
+        if restarted and callback is not None:
+            callback(restarted)
 
     # threads --------------------------------------------------------------------------
     def _beat(self) -> None:

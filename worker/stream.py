@@ -162,6 +162,9 @@ class Streamer:
         self.missing_ranks = missing_ranks
         self.abort = abort
         self.seq = 0
+        # one past the highest packet index any call so far may have sent (a failed call
+        # may have used indices beyond `seq`): where a resynchronisation must start past
+        self.high = 0
         self.broken: str | None = None
         self._length = wire.agg_payload_len(job.k)
         self._dtype = wire.agg_dtype(job.k)
@@ -199,6 +202,7 @@ class Streamer:
         if m == 0:
             return CallStats(0, 0, 0, 0.0, plan.tensor_bytes)
         base = self.seq
+        self.high = max(self.high, base + m)
         io = self._io
         length = self._length
         slot_buf = self._slot_buf  # payload of the packet outstanding on each slot

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 import ml_dtypes
 import numpy as np
@@ -21,6 +21,7 @@ import torch
 from p4reduce.controller.client import ControllerCallError, ControllerClient
 from p4reduce.worker import Communicator, JobSpec
 from p4reduce.worker.peers import PeerWatch
+from p4reduce.worker.resync import ResyncingCommunicator
 from p4reduce.worker.torch.config import RankConfig
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,15 @@ def pack(tensors: list[torch.Tensor]) -> Packed:
     return out
 
 
-def finish(comm: Communicator, packed: Packed, average: bool) -> None:
+class Reducer(Protocol):
+    """What `finish` needs: a Communicator, or one wrapped to survive switch restarts."""
+
+    @property
+    def job(self) -> JobSpec: ...
+    def allreduce(self, array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]: ...
+
+
+def finish(comm: Reducer, packed: Packed, average: bool) -> None:
     """Reduce each packed buffer through the switch and write the results back in place.
 
     Floats travel as float32 whatever their dtype, so the sum of half-precision values is
@@ -92,7 +101,7 @@ def finish(comm: Communicator, packed: Packed, average: bool) -> None:
                 torch.cuda.current_stream(t.device).synchronize()
 
 
-def reduce_into(comm: Communicator, tensors: list[torch.Tensor], average: bool) -> None:
+def reduce_into(comm: Reducer, tensors: list[torch.Tensor], average: bool) -> None:
     """Sum (or average) `tensors` over the ranks in place, one switch call per dtype."""
     finish(comm, pack(tensors), average)
 
@@ -114,9 +123,11 @@ class SwitchEngine:
     and tunnel port, and the two jobs' results would reach either engine.
 
     The heartbeats are a `PeerWatch`: the controller tells this rank when another rank of
-    the job dies or leaves, or the switch restarts, and the communicator's `abort` hook
-    fails the pending allreduce with that reason within seconds (every rank hears the
-    same, so all of them fail, none waits for the others forever).
+    the job dies or leaves, and the communicator's `abort` hook fails the pending
+    allreduce with that reason within seconds (every rank hears the same, so all of them
+    fail, none waits for the others forever). When the switch restarts, the ranks agree
+    through the controller where to go on and continue (`ResyncingCommunicator`), or
+    all fail with one error saying why they could not.
 
     When the switch has no room for the job (`cfg.best_effort`, the default), the
     controller makes it host-only: `host_only` is then True, there is no communicator,
@@ -150,6 +161,7 @@ class SwitchEngine:
         self.peers = PeerWatch(self._client, cfg.job, cfg.rank,
                                lease_until=float(info.lease_until))
         self.comm: Communicator | None = None
+        self.reducer: ResyncingCommunicator | None = None
         if not self.host_only:
             self.spec = JobSpec(
                 job_id=info.job_id, rank=cfg.rank, world_size=cfg.world_size,
@@ -167,6 +179,7 @@ class SwitchEngine:
                 self.peers.stop()
                 self._client.close()
                 raise
+            self.reducer = ResyncingCommunicator(self.comm, self.peers, self._client, cfg.job)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"p4reduce-{cfg.rank}")
         self.closed = False
         with _live_lock:
@@ -178,7 +191,7 @@ class SwitchEngine:
         if self.closed:
             fut.set_exception(BackendError("p4reduce: the process group was shut down"))  # type: ignore[arg-type]
             return fut
-        comm = self.comm
+        comm = self.reducer
         if comm is None:
             fut.set_exception(BackendError(  # type: ignore[arg-type]
                 f"p4reduce: job {self.cfg.job!r} is host-only (the switch had no room): "
@@ -211,7 +224,9 @@ class SwitchEngine:
             _live.remove(self)
         self._executor.shutdown(wait=True)
         self.peers.stop()
-        if self.comm is not None:
+        if self.reducer is not None:
+            self.reducer.close()
+        elif self.comm is not None:
             self.comm.close()
         try:
             self._client.leave(self.cfg.job, self.cfg.rank)
