@@ -8,7 +8,7 @@ INTERNAL with a one-line message, so clients never see a Python traceback.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import Any, TypeVar
 
@@ -17,11 +17,19 @@ import grpc
 from p4reduce.controller.entities import job_group
 from p4reduce.controller.errors import ControllerError
 from p4reduce.controller.jobs import JobManager, JobView
+from p4reduce.controller.liveness import JOB_DELETED, PEER_DOWN, PEER_LEFT, SWITCH_RESTARTED
 from p4reduce.controller.protos import pb, svc
 from p4reduce.controller.validate import int_to_ipv4, int_to_mac
 
 log = logging.getLogger("p4reduce.controller")
 T = TypeVar("T")
+
+_EVENT_KINDS = {
+    PEER_DOWN: pb.JobEvent.PEER_DOWN,
+    PEER_LEFT: pb.JobEvent.PEER_LEFT,
+    SWITCH_RESTARTED: pb.JobEvent.SWITCH_RESTARTED,
+    JOB_DELETED: pb.JobEvent.JOB_DELETED,
+}
 
 
 def job_info(mgr: JobManager, v: JobView) -> Any:
@@ -54,7 +62,8 @@ def job_info(mgr: JobManager, v: JobView) -> Any:
         ],
         created=j.created,
         lease_until=j.lease_until,
-        mcast_group=job_group(j.id),
+        mcast_group=0 if j.host_only else job_group(j.id),
+        host_only=j.host_only,
     )
 
 
@@ -83,7 +92,14 @@ class Servicer(svc.ControllerServicer):  # type: ignore[misc]
     def Join(self, req: Any, context: grpc.ServicerContext) -> Any:
         def do() -> Any:
             v = self.mgr.join(
-                req.job, req.rank, req.world_size, req.mac, req.ipv4, req.udp_port, req.slots
+                req.job,
+                req.rank,
+                req.world_size,
+                req.mac,
+                req.ipv4,
+                req.udp_port,
+                req.slots,
+                best_effort=req.best_effort,
             )
             if req.wait_ready_timeout > 0:
                 v = self.mgr.wait_ready(req.job, req.wait_ready_timeout)
@@ -98,8 +114,44 @@ class Servicer(svc.ControllerServicer):  # type: ignore[misc]
 
     def Heartbeat(self, req: Any, context: grpc.ServicerContext) -> Any:
         return self._call(
-            context, lambda: pb.HeartbeatReply(lease_until=self.mgr.heartbeat(req.job, req.rank))
+            context,
+            lambda: pb.HeartbeatReply(
+                lease_until=self.mgr.heartbeat(req.job, req.rank, max(0.0, req.interval))
+            ),
         )
+
+    def Watch(self, req: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        """The job's events as they happen (earlier ones first), until the job is gone
+        or the watcher hangs up."""
+        view = self._call(context, lambda: self.mgr.job(req.job))
+        sub = self.mgr.liveness.subscribe(view.job.id)
+        try:
+            while context.is_active():
+                ev = sub.get(timeout=0.25)
+                if ev is None:
+                    continue
+                yield pb.JobEvent(
+                    kind=_EVENT_KINDS[ev.kind],
+                    job_id=ev.job_id,
+                    at=ev.at,
+                    message=ev.message,
+                    ranks=list(ev.ranks),
+                    last_seen=list(ev.last_seen),
+                    generation=ev.generation,
+                )
+                if ev.kind == JOB_DELETED:
+                    return
+        finally:
+            self.mgr.liveness.unsubscribe(sub)
+
+    def Resync(self, req: Any, context: grpc.ServicerContext) -> Any:
+        def do() -> Any:
+            resume, start = self.mgr.resync(
+                req.job, req.rank, req.generation, req.calls, req.high, req.timeout
+            )
+            return pb.ResyncReply(resume_calls=resume, start_seq=start)
+
+        return self._call(context, do)
 
     def Leave(self, req: Any, context: grpc.ServicerContext) -> Any:
         def do() -> Any:
@@ -181,10 +233,15 @@ class Servicer(svc.ControllerServicer):  # type: ignore[misc]
 class ApiServer:
     """The API on a port; `address` is the bound host:port (port 0 picks a free one)."""
 
-    # Joins that wait for readiness hold a thread each (up to 32 per job), so the pool
-    # must be far larger than one job's world size or the last joins could not get in.
-    def __init__(self, mgr: JobManager, address: str, workers: int = 256) -> None:
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
+    # Joins that wait for readiness hold a thread each (up to 32 per job), and so does
+    # every rank's Watch stream for as long as it runs, so the pool must be far larger
+    # than the ranks of all jobs, or the last joins could not get in. Threads are only
+    # made when needed.
+    def __init__(self, mgr: JobManager, address: str, workers: int = 1024) -> None:
+        # No SO_REUSEPORT: a second controller on a taken port must fail, not share it.
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=workers), options=[("grpc.so_reuseport", 0)]
+        )
         svc.add_ControllerServicer_to_server(Servicer(mgr), self.server)
         host = address.rsplit(":", 1)[0]
         try:
@@ -194,7 +251,10 @@ class ApiServer:
         if port == 0:
             raise ControllerError(f"cannot listen on {address}")
         self.address = f"{host}:{port}"
+        self.mgr = mgr
+        mgr.liveness.start(lambda job_id: mgr.job_label(job_id))
         self.server.start()
 
     def stop(self, grace: float | None = 0.5) -> None:
         self.server.stop(grace).wait()
+        self.mgr.liveness.stop()

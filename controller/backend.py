@@ -38,6 +38,7 @@ class SwitchBackend(Protocol):
     def read_counters(
         self, keys: list[tuple[str, int]]
     ) -> dict[tuple[str, int], tuple[int, int]]: ...
+    def reset_counters(self, keys: list[tuple[str, int]]) -> None: ...
     def status(self) -> SwitchStatus: ...
 
 
@@ -82,6 +83,14 @@ class MemorySwitch:
 
     def read_counters(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], tuple[int, int]]:
         return {k: self.counters.get(k, (0, 0)) for k in keys}
+
+    def reset_counters(self, keys: list[tuple[str, int]]) -> None:
+        from p4reduce.controller.errors import NotPrimary
+
+        if not self.primary:
+            raise NotPrimary("not the primary controller")
+        for k in keys:
+            self.counters.pop(k, None)
 
     def status(self) -> SwitchStatus:
         return SwitchStatus("memory", 0, self.primary, 1, 1, "in-memory")

@@ -102,7 +102,8 @@ def _job_rows(jobs: list[Any]) -> list[list[Any]]:
             j.job_id,
             f"{len(j.members)}/{j.world_size}",
             "yes" if j.ready else "no",
-            f"{j.slot_base}..{j.slot_base + j.slot_count - 1}",
+            # no switch room when it started: its ranks reduce on the hosts (gloo)
+            "host-only" if j.host_only else f"{j.slot_base}..{j.slot_base + j.slot_count - 1}",
             j.slot_count,
             j.epoch,
             _when(j.lease_until),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,7 @@ class JobAssignment:
     ready: bool
     members: tuple[int, ...]  # ranks joined so far
     lease_until: float  # unix time; heartbeat well before it
+    host_only: bool = False  # no switch slots: the ranks reduce on the hosts
 
     @classmethod
     def from_message(cls, m: Any) -> JobAssignment:
@@ -76,7 +78,53 @@ class JobAssignment:
             ready=bool(m.ready),
             members=tuple(int(x.rank) for x in m.members),
             lease_until=float(m.lease_until),
+            host_only=bool(m.host_only),
         )
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """An event of the controller's Watch stream, as plain values."""
+
+    kind: str  # "peer_down" | "peer_left" | "switch_restarted" | "job_deleted"
+    job_id: int
+    at: float  # unix time, the controller's clock
+    message: str
+    ranks: tuple[int, ...]
+    last_seen: tuple[float, ...]
+    generation: int = 0  # switch_restarted: pass it to `ControllerClient.resync`
+
+    @classmethod
+    def from_message(cls, m: Any) -> JobEvent:
+        return cls(
+            kind=pb.JobEvent.Kind.Name(m.kind).lower(),
+            job_id=int(m.job_id),
+            at=float(m.at),
+            message=str(m.message),
+            ranks=tuple(int(r) for r in m.ranks),
+            last_seen=tuple(float(t) for t in m.last_seen),
+            generation=int(m.generation),
+        )
+
+
+class EventStream:
+    """An open Watch stream: iterate for events; `cancel()` (from any thread) ends it."""
+
+    def __init__(self, call: Any, address: str) -> None:
+        self._call = call
+        self._address = address
+
+    def __iter__(self) -> Iterator[JobEvent]:
+        try:
+            for m in self._call:
+                yield JobEvent.from_message(m)
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.CANCELLED:
+                return
+            raise ControllerCallError(e.code(), e.details() or e.code().name) from None
+
+    def cancel(self) -> None:
+        self._call.cancel()
 
 
 def _message(cls: Any, **fields: Any) -> Any:
@@ -136,9 +184,12 @@ class ControllerClient:
         udp_port: int,
         slots: int = 0,
         wait_ready_timeout: float = 0.0,
+        best_effort: bool = False,
     ) -> JobAssignment:
         """Join (creating the job if it is new); with `wait_ready_timeout` > 0, return only
-        when every rank has joined (DEADLINE_EXCEEDED naming the missing ranks otherwise)."""
+        when every rank has joined (DEADLINE_EXCEEDED naming the missing ranks otherwise).
+        With `best_effort`, a job the switch has no room for is created host-only
+        (`JobAssignment.host_only`) instead of refused."""
         req = _message(
             pb.JoinRequest,
             job=job,
@@ -149,6 +200,7 @@ class ControllerClient:
             udp_port=udp_port,
             slots=slots,
             wait_ready_timeout=wait_ready_timeout,
+            best_effort=best_effort,
         )
         return JobAssignment.from_message(self._rpc("Join", req, wait_ready_timeout))
 
@@ -156,10 +208,26 @@ class ControllerClient:
         req = _message(pb.WaitReadyRequest, job=job, timeout=timeout)
         return JobAssignment.from_message(self._rpc("WaitReady", req, timeout))
 
-    def heartbeat(self, job: str, rank: int = -1) -> float:
-        return float(
-            self._rpc("Heartbeat", _message(pb.HeartbeatRequest, job=job, rank=rank)).lease_until
-        )
+    def heartbeat(self, job: str, rank: int = -1, interval: float = 0.0) -> float:
+        """Renew the job's lease; `interval` > 0 promises a beat at least that often,
+        and the controller declares the rank down after a few missed ones."""
+        req = _message(pb.HeartbeatRequest, job=job, rank=rank, interval=interval)
+        return float(self._rpc("Heartbeat", req).lease_until)
+
+    def watch(self, job: str, rank: int = -1) -> EventStream:
+        """The job's events (earlier ones first) as they happen, until `cancel()` or the
+        job is gone; iterating raises ControllerCallError when the stream breaks."""
+        req = _message(pb.WatchRequest, job=job, rank=rank)
+        return EventStream(self._stub.Watch(req), self.address)
+
+    def resync(self, job: str, rank: int, generation: int, calls: int, high: int,
+               timeout: float = 30.0) -> tuple[int, int]:
+        """After switch restart `generation`: report this rank's progress and wait for
+        the others; returns (resume_calls, start_seq), the same for every rank."""
+        req = _message(pb.ResyncRequest, job=job, rank=rank, generation=generation,
+                       calls=calls, high=high, timeout=timeout)
+        reply = self._rpc("Resync", req, timeout)
+        return int(reply.resume_calls), int(reply.start_seq)
 
     def leave(self, job: str, rank: int) -> None:
         self._rpc("Leave", _message(pb.LeaveRequest, job=job, rank=rank))

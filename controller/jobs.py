@@ -15,17 +15,19 @@ from dataclasses import dataclass
 from p4reduce import contract as n
 from p4reduce.controller.allocator import Extent, SlotAllocator
 from p4reduce.controller.backend import SwitchBackend
-from p4reduce.controller.entities import Desired, desired
+from p4reduce.controller.entities import Desired, describe_owner, desired, owner_tag
 from p4reduce.controller.errors import (
     AlreadyExists,
+    ControllerError,
     Exhausted,
     InvalidArgument,
     NotFound,
     NotPrimary,
     Timeout,
 )
+from p4reduce.controller.liveness import PEER_LEFT, SWITCH_RESTARTED, JobEvent, Liveness, when
 from p4reduce.controller.reconcile import Plan, reconcile
-from p4reduce.controller.store import Job, Member, Store
+from p4reduce.controller.store import HOST_ONLY_FIRST_ID, Job, Member, Store
 from p4reduce.controller.topology import Topology
 from p4reduce.controller.validate import (
     int_to_ipv4,
@@ -58,6 +60,12 @@ class Settings:
     lease_seconds: float = 60.0
     k: int = n.DEFAULT_K
     max_jobs: int = n.MAX_JOBS
+    #: take a switch whose jobs another controller (another state file) installed
+    takeover: bool = False
+
+
+class ForeignJobs(ControllerError):
+    """The switch runs jobs of a controller with another state file."""
 
 
 class JobManager:
@@ -77,36 +85,137 @@ class JobManager:
         self._cv = threading.Condition()
         self._known: Desired | None = None
         self.last_plan = Plan([])
+        self.owner = owner_tag(store.owner_id())
+        # whether this controller may write the switch: it holds no jobs of another
+        # controller, or it was told to take them over (see `_claim`)
+        self.claimed = False
+        self.claim_error: str | None = None
+        self._fresh: list[int] = []  # jobs created in this change: counters to reset
+        self.liveness = Liveness(clock)
+        # switch restarts per job (in memory) and the ranks' resync reports for each
+        self._restarts: dict[int, int] = {}  # job id -> its latest restart's generation
+        self._last_restart = 0
+        self._resync_cv = threading.Condition()
+        self._resyncs: dict[tuple[int, int], dict[int, tuple[int, int]]] = {}
         self.alloc = SlotAllocator(self.settings.num_slots)
-        for j in store.jobs():
-            self.alloc.restore(j.name, j.base, j.count)
+        self._load_alloc()
 
     # -- switch sync ---------------------------------------------------------------
     def _sync(self, full: bool = False) -> Desired:
         """Make the switch match the store. Between full reads, the switch is assumed to
         hold what the last successful sync wrote (`_known`), so a join costs only its own
         writes instead of a read of every entry."""
-        want = desired(self.topo, self.store.jobs(), self.store.members())
+        want = desired(self.topo, self.store.jobs(), self.store.members(), self.owner)
         have = None if full else self._known
         self._known = None  # unknown until the write and the commit succeed
+        if self._fresh:
+            # A new job reports only its own packets: its id's counters start at zero
+            # (before its entry exists, so nothing of it is counted and then wiped).
+            self.switch.reset_counters([(c, i) for i in self._fresh for c in n.PER_JOB_COUNTERS])
         self.last_plan = reconcile(self.switch, want, have)
         return want
 
     def start(self) -> Plan:
         """Full reconcile (read back everything): at start-up, after a reconnect or a
-        promotion, and periodically against drift. A backup controller only looks."""
+        promotion, and periodically against drift. A backup controller only looks.
+        Raises `ForeignJobs` (and writes nothing) when the switch runs another
+        controller's jobs and `Settings.takeover` is off."""
         with self._cv:
             if not self.switch.is_primary():
                 return Plan([])
+            if not self.claimed:
+                self._claim()
             self._known = self._sync(full=True)
             return self.last_plan
+
+    def _claim(self) -> None:
+        """Before the first write as primary: refuse a switch whose `jobs` entries were
+        written by a controller with another state file (tagged with another owner),
+        unless told to take over. A restart with the same state file finds only its own
+        tag, so it never needs --takeover; untagged entries are not a controller's jobs
+        (hand-made, or drift) and are repaired like any other difference."""
+        rows = self.switch.read_rows((n.TABLE_JOBS.name,))
+        foreign = [r for r in rows if r.owner and r.owner != self.owner]
+        if foreign and not self.settings.takeover:
+            owners = sorted({describe_owner(r.owner) for r in foreign})
+            ids = ", ".join(str(r.keys[0]) for r in foreign[:8])
+            self.claim_error = (
+                f"the switch runs {len(foreign)} job(s) of another controller (job ids {ids};"
+                f" {', '.join(owners)}) that this controller's state file {self.store.path}"
+                " does not hold: start it with that controller's state file, or pass"
+                " --takeover to replace them with this state file's jobs"
+            )
+            raise ForeignJobs(self.claim_error)
+        self.claimed, self.claim_error = True, None
 
     def replace_switch(self, switch: SwitchBackend) -> None:
         with self._cv:
             self.switch = switch
             self._known = None
 
+    def switch_restarted(self, why: str) -> list[str]:
+        """The switch lost its registers (it restarted, or its pipeline was pushed
+        again): every job with members had its in-flight aggregation state wiped. Tell
+        their ranks; returns the jobs' names."""
+        now = self.clock()
+        with self._cv:
+            jobs = [j for j in self.store.jobs() if not j.host_only and self.store.members(j.id)]
+        with self._resync_cv:  # increasing, and never one a controller run before gave
+            gen = self._last_restart = max(self._last_restart + 1, int(now * 1000))
+        for j in jobs:
+            with self._resync_cv:
+                self._restarts[j.id] = gen
+            self.liveness.publish(JobEvent(
+                SWITCH_RESTARTED, j.id, now,
+                f"job {j.name!r}: the switch restarted ({why}) at {when(now)}; the aggregation"
+                " state of the calls in flight was lost", generation=gen))
+        return [j.name for j in jobs]
+
+    def resync(self, name: str, rank: int, generation: int, calls: int, high: int,
+               timeout: float) -> tuple[int, int]:
+        """A rank's report after restart `generation` of its job: `calls` completed, packet
+        indices below `high` used. Returns, once every rank reported, (resume_calls,
+        start_seq): every rank goes on from call `resume_calls`, at packet index
+        `start_seq`, a multiple of the slot count whose rounds are 64 ahead of any round
+        sent before, so no packet from before the restart can open or join a new round."""
+        with self._cv:
+            job = self._get(name)
+            if rank not in {m.rank for m in self.store.members(job.id)}:
+                raise NotFound(f"rank {rank} is not a member of job {name!r}")
+        if job.host_only:
+            raise InvalidArgument(f"job {name!r} is host-only: it has no switch state")
+        deadline = time.monotonic() + max(0.0, timeout)
+        key = (job.id, generation)
+        with self._resync_cv:
+            if generation != self._restarts.get(job.id):
+                raise InvalidArgument(
+                    f"job {name!r}: switch restart {generation} is not its latest"
+                    f" ({self._restarts.get(job.id, 'none')})")
+            reports = self._resyncs.setdefault(key, {})
+            reports[rank] = (calls, high)
+            for old in [k for k in self._resyncs if k[0] == job.id and k[1] < generation]:
+                del self._resyncs[old]
+            self._resync_cv.notify_all()
+            while len(reports) < job.world_size:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    missing = sorted(set(range(job.world_size)) - set(reports))
+                    raise Timeout(
+                        f"job {name!r}: ranks {missing} did not resynchronise within"
+                        f" {timeout:g} s after switch restart {generation}")
+                self._resync_cv.wait(left)
+            done = [c for c, _ in reports.values()]
+            if max(done) - min(done) > 1:
+                raise ControllerError(
+                    f"job {name!r}: the ranks are more than one call apart after the switch"
+                    f" restart (calls completed: {dict(sorted((r, c) for r, (c, _) in reports.items()))})")
+            top = max(h for _, h in reports.values())
+            slots = job.count
+            return min(done), ((max(top, 1) - 1) // slots + 64) * slots
+
     def _require_primary(self) -> None:
+        if self.claim_error is not None:
+            raise ForeignJobs(self.claim_error)
         if not self.switch.is_primary():
             st = self.switch.status()
             raise NotPrimary(
@@ -126,6 +235,13 @@ class JobManager:
             raise NotFound(f"unknown job {name!r} (jobs: {known})")
         return job
 
+    def job_label(self, job_id: int) -> str:
+        """`job 'name'` for messages (the id when the job is gone)."""
+        for j in self.store.jobs():
+            if j.id == job_id:
+                return f"job {j.name!r}"
+        return f"job {job_id}"
+
     def jobs(self) -> list[JobView]:
         with self._cv:
             return [self._view(j) for j in self.store.jobs()]
@@ -143,6 +259,16 @@ class JobManager:
     def _check_world(self, world_size: int) -> None:
         if not 1 <= world_size <= n.MAX_WORKERS:
             raise InvalidArgument(f"world size {world_size} is out of range 1..{n.MAX_WORKERS}")
+
+    def _new_host_only_job(self, name: str, world_size: int) -> Job:
+        """A job the switch has no room for (best effort): no slots, no entries."""
+        used = {j.id for j in self.store.jobs()}
+        job_id = next(i for i in range(HOST_ONLY_FIRST_ID, HOST_ONLY_FIRST_ID + len(used) + 1)
+                      if i not in used)
+        now = self.clock()
+        job = Job(job_id, name, world_size, 0, 0, 0, now, now + self.settings.lease_seconds)
+        self.store.add_job(job)
+        return job
 
     def _new_job(self, name: str, world_size: int, slots: int, leased: bool) -> Job:
         self._check_world(world_size)
@@ -177,6 +303,7 @@ class JobManager:
         except BaseException:
             self.alloc.release(name)
             raise
+        self._fresh.append(job.id)
         return job
 
     def _compact_for(self, name: str, count: int, full: Exhausted) -> int:
@@ -184,7 +311,7 @@ class JobManager:
         packet can use their slots). Jobs with members never move. A moved job gets a new
         epoch, so state left in its old registers can never be mistaken for its own.
         Raises `full` unchanged if even the packed layout has no room."""
-        jobs = self.store.jobs()
+        jobs = [j for j in self.store.jobs() if not j.host_only]
         movable = [j for j in jobs if not self.store.members(j.id)]
         if not movable:
             raise full
@@ -217,7 +344,8 @@ class JobManager:
         state file (a backup promoted to primary) may have changed it."""
         alloc = SlotAllocator(self.settings.num_slots)
         for j in self.store.jobs():
-            alloc.restore(j.name, j.base, j.count)
+            if not j.host_only:
+                alloc.restore(j.name, j.base, j.count)
         self.alloc = alloc
 
     def _mutate(self, fn: Callable[[], JobView]) -> JobView:
@@ -230,6 +358,7 @@ class JobManager:
                 want = self._sync()
             self._known = want
         finally:
+            self._fresh = []
             self._load_alloc()
         self._cv.notify_all()
         return view
@@ -255,7 +384,12 @@ class JobManager:
         ipv4: str,
         port: int,
         slots: int = 0,
+        best_effort: bool = False,
     ) -> JobView:
+        """Add a member, creating the job at the first join. With `best_effort`, a new
+        job the switch has no room for (slots or job ids exhausted) is created host-only
+        instead of refused: its ranks reduce on the hosts for the job's whole life (it
+        does not move to the switch when slots free up)."""
         job_name(name)
         self._check_world(world_size)
         if not 0 <= rank < world_size:
@@ -279,7 +413,14 @@ class JobManager:
                     )
                     if same:
                         return self._view(existing)  # idempotent retry of the same join
-                job = existing or self._new_job(name, world_size, slots, leased=True)
+                job = existing
+                if job is None:
+                    try:
+                        job = self._new_job(name, world_size, slots, leased=True)
+                    except Exhausted:
+                        if not best_effort:
+                            raise
+                        job = self._new_host_only_job(name, world_size)
                 now = self.clock()
                 self.store.add_member(Member(job.id, rank, mac_i, ip_i, port, sw_port, now))
                 self.store.renew(job.id, now + self.settings.lease_seconds)
@@ -295,7 +436,7 @@ class JobManager:
             raise InvalidArgument(
                 f"job {job.name!r} has world size {job.world_size}, not {world_size}"
             )
-        if slots and slots != job.count:
+        if slots and slots != job.count and not job.host_only:
             raise InvalidArgument(
                 f"job {job.name!r} holds {job.count} slots; the join asked for {slots}"
             )
@@ -329,12 +470,21 @@ class JobManager:
                     )
                 self._cv.wait(left)
 
-    def heartbeat(self, name: str, rank: int) -> float:
+    def heartbeat(self, name: str, rank: int, interval: float = 0.0) -> float:
+        """Renew the job's lease; `interval` > 0 also makes the rank tracked for
+        liveness (declared down after a few missed beats, see `liveness`). The lease is
+        written to the store only when less than half of it is left, so frequent beats
+        cost no disk writes."""
         with self._cv:
             job = self._get(name)
             if rank >= 0 and rank not in {m.rank for m in self.store.members(job.id)}:
                 raise NotFound(f"rank {rank} is not a member of job {name!r}")
-            until = self.clock() + self.settings.lease_seconds
+            self.liveness.beat(job.id, rank, interval)
+            now = self.clock()
+            lease = self.settings.lease_seconds
+            if job.lease_until - now >= lease / 2:
+                return job.lease_until
+            until = now + lease
             with self.store.transaction():
                 self.store.renew(job.id, until)
             return until
@@ -355,7 +505,16 @@ class JobManager:
                 return self._view(job)
 
             self._mutate(do)
-            return None if left_alone else self._view(job)
+        if left_alone:
+            self.liveness.job_gone(job.id, f"job {job.name!r} ended: its last rank left")
+            return None
+        self.liveness.forget(job.id, rank)
+        now = self.clock()
+        self.liveness.publish(JobEvent(
+            PEER_LEFT, job.id, now, f"job {job.name!r}: rank {rank} left the job at {when(now)}",
+            (rank,), (now,)))
+        with self._cv:
+            return self._view(job)
 
     def delete(self, name: str) -> None:
         with self._cv:
@@ -368,11 +527,12 @@ class JobManager:
                 return JobView(job, ())
 
             self._mutate(do)
+        self.liveness.job_gone(job.id, f"job {job.name!r} was deleted")
 
     def reap(self) -> list[str]:
         """Delete every job whose lease ran out; returns their names."""
         with self._cv:
-            if not self.switch.is_primary():
+            if not self.switch.is_primary() or self.claim_error is not None:
                 return []
             now = self.clock()
             dead = [j for j in self.store.jobs() if 0 < j.lease_until < now]
@@ -386,12 +546,15 @@ class JobManager:
                 return JobView(dead[0], ())
 
             self._mutate(do)
-            return [j.name for j in dead]
+        for j in dead:
+            self.liveness.job_gone(j.id, f"job {j.name!r} was reclaimed: its lease expired")
+        return [j.name for j in dead]
 
     def counters(self, name: str | None) -> dict[str, dict[str, tuple[int, int]]]:
         """Per-job counters (packets, bytes) by counter name, read from the switch."""
         with self._cv:
             jobs = [self._get(name)] if name else self.store.jobs()
+        jobs = [j for j in jobs if not j.host_only]  # nothing of theirs crosses the switch
         got = self.switch.read_counters([(c, j.id) for j in jobs for c in n.PER_JOB_COUNTERS])
         return {j.name: {c: got[(c, j.id)] for c in n.PER_JOB_COUNTERS} for j in jobs}
 

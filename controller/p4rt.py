@@ -14,7 +14,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import grpc
 from finsy.proto import p4i, p4r, p4r_grpc
 from google.protobuf import text_format  # type: ignore[import-untyped]
 
+from p4reduce import contract as n
 from p4reduce.controller.backend import SwitchStatus, Update
 from p4reduce.controller.entities import Replicas, Row
 from p4reduce.controller.errors import ControllerError, InvalidArgument, NotPrimary, SwitchError
@@ -128,13 +129,26 @@ class P4RuntimeSwitch:
         self._closed = False
         self._stream_error: str | None = None
         self._stream_code: grpc.StatusCode | None = None
-        self._channel = grpc.insecure_channel(address)
+        # gRPC's reconnect backoff grows to minutes; a restarted switch must be found
+        # again within a second or so
+        self._channel = grpc.insecure_channel(address, options=[
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.min_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+        ])
         self._stub = p4r_grpc.P4RuntimeStub(self._channel)
         self._out: queue.Queue[p4r.StreamMessageRequest | None] = queue.Queue()
         self.index: P4InfoIndex | None = None
         self.cookie: int | None = None
         self.pipeline_note = "none"
         self._pipeline: tuple[p4i.P4Info, bytes] | None = None
+        # Arbitration changes and the stream's end bump `generation` and call `on_change`
+        # (from the stream thread), so the serve loop reacts at once: a short takeover by
+        # another client (primary lost and regained between two looks) is still seen.
+        self.generation = 0
+        self.on_change: Callable[[], None] | None = None
+        # whether the last ensure_pipeline pushed (the switch's registers are then fresh)
+        self.pushed = False
         try:
             grpc.channel_ready_future(self._channel).result(timeout=connect_timeout)
         except grpc.FutureTimeoutError:
@@ -197,12 +211,15 @@ class P4RuntimeSwitch:
             for resp in stream:
                 if resp.HasField("arbitration"):
                     arb = resp.arbitration
+                    was = (self._primary, self._primary_id)
                     self._primary = arb.status.code == 0
                     self._primary_id = (
                         from_u128(arb.election_id) if arb.HasField("election_id") else None
                     )
                     log.info("arbitration: %s", "primary" if self._primary else "backup")
                     arbitrated.set()
+                    if (self._primary, self._primary_id) != was:
+                        self._changed()
         except grpc.RpcError as e:
             if not self._closed:
                 self._stream_code = e.code()
@@ -213,6 +230,14 @@ class P4RuntimeSwitch:
                 self._stream_error = "the switch closed the stream"
         self._primary = False
         arbitrated.set()
+        if not self._closed:
+            self._changed()
+
+    def _changed(self) -> None:
+        self.generation += 1
+        callback = self.on_change
+        if callback is not None:
+            callback()
 
     def close(self) -> None:
         self._closed = True
@@ -246,6 +271,7 @@ class P4RuntimeSwitch:
         self.cookie = cookie
         self._pipeline = (info, device_config)
         current = self._current_cookie()
+        self.pushed = False
         if current == cookie:
             self.pipeline_note = f"cookie {cookie:#018x} (already installed)"
             return False
@@ -269,6 +295,7 @@ class P4RuntimeSwitch:
         except grpc.RpcError as e:
             raise self._fail("pipeline push", e) from None
         self.pipeline_note = f"cookie {cookie:#018x} (pushed)"
+        self.pushed = True
         return True
 
     def refresh_pipeline(self) -> bool:
@@ -330,7 +357,9 @@ class P4RuntimeSwitch:
             aname = idx.action_names.get(act.action_id, f"#{act.action_id}")
             pids = idx.actions[aname].param_ids if aname in idx.actions else ()
             pv = {p.param_id: int.from_bytes(p.value, "big") for p in act.params}
-            rows.append(Row(name, keys, aname, tuple(pv.get(pid, 0) for pid in pids)))
+            rows.append(
+                Row(name, keys, aname, tuple(pv.get(pid, 0) for pid in pids), bytes(te.metadata))
+            )
         return rows
 
     def read_groups(self) -> dict[int, Replicas]:
@@ -373,6 +402,52 @@ class P4RuntimeSwitch:
     def read_counter(self, name: str, index: int) -> tuple[int, int]:
         return self.read_counters([(name, index)])[(name, index)]
 
+    def reset_counters(self, keys: list[tuple[str, int]]) -> None:
+        """Zero indexed counter cells (a new job's per-job counters), in one Write."""
+        if not keys:
+            return
+        if not self._primary:
+            raise NotPrimary("this controller is not the primary client of the switch")
+        idx = self._idx()
+        updates = [
+            p4r.Update(
+                type=p4r.Update.MODIFY,
+                entity=p4r.Entity(
+                    counter_entry=p4r.CounterEntry(
+                        counter_id=idx.counter(name),
+                        index=p4r.Index(index=i),
+                        data=p4r.CounterData(packet_count=0, byte_count=0),
+                    )
+                ),
+            )
+            for name, i in keys
+        ]
+        req = p4r.WriteRequest(
+            device_id=self.device_id,
+            election_id=to_u128(self.election_id),
+            updates=updates,
+            atomicity=p4r.WriteRequest.CONTINUE_ON_ERROR,
+        )
+        try:
+            self._stub.Write(req, timeout=30)
+        except grpc.RpcError as e:
+            raise self._fail(f"reset of {len(keys)} counters", e) from None
+
+    def program_limits(self) -> tuple[int, int] | None:
+        """(slots, values per packet) of the program in the P4Info: half the size of the
+        tag register (each slot has a shadow pair) and the number of lane registers.
+        None when the P4Info lacks them (not the aggregation program)."""
+        info = self._pipeline[0] if self._pipeline is not None else None
+        if info is None:
+            return None
+        sizes = {r.preamble.name: int(r.size) for r in info.registers}
+        if n.REGISTER_TAG not in sizes:
+            return None
+        k = 0
+        while n.lane_register(k) in sizes:
+            k += 1
+        return sizes[n.REGISTER_TAG] // 2, k
+
     # writes ----------------------------------------------------------------------
     def _entity(self, u: Update) -> p4r.Entity:
         idx = self._idx()
@@ -387,6 +462,8 @@ class P4RuntimeSwitch:
                     for fid, v in zip(t.field_ids, r.keys, strict=True)
                 ],
             )
+            if u.kind != "delete" and r.owner:
+                te.metadata = r.owner
             if u.kind != "delete":
                 te.action.action.CopyFrom(
                     p4r.Action(

@@ -38,7 +38,7 @@ def diff(have: Desired, want: Desired) -> Plan:
     for ident, row in have_rows.items():
         if ident not in want.rows:
             deletes.append(Update("delete", row=row))
-        elif want.rows[ident] != row:
+        elif want.rows[ident] != row or want.rows[ident].owner != row.owner:
             modifies.append(Update("modify", row=want.rows[ident]))
     for ident, row in want.rows.items():
         if ident not in have_rows:

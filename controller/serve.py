@@ -2,8 +2,15 @@
 
 Start-up order matters for crash recovery: connect and arbitrate, make sure the switch
 runs our pipeline (without re-pushing an identical one, which would wipe live jobs),
-open the store, reconcile the switch against it, and only then accept API calls. A
-background thread reclaims jobs whose lease expired.
+open the store, check that the switch runs no other controller's jobs, reconcile the
+switch against the store, and only then accept API calls.
+
+The loop then reacts to the switch at once: the P4Runtime stream wakes it on every
+arbitration change and when the stream ends, so a takeover by another client (primary
+lost, entries changed, primary regained) is repaired as soon as primary is back, and a
+restarted switch is reconnected, re-pushed and restored within seconds; its jobs' ranks
+are told their in-flight calls are lost. A full read-back every --resync seconds repairs
+what no event announces. The same loop reclaims jobs whose lease expired.
 """
 
 from __future__ import annotations
@@ -110,8 +117,9 @@ def add_serve_parser(sub: Any, parents: list[argparse.ArgumentParser] | None = N
     s.add_argument(
         "--num-slots",
         type=at.count(1, 2**31),
-        default=n.DEFAULT_SLOT_PAIRS,
-        help=f"register space in slots, NUM_SLOTS of the program (default {n.DEFAULT_SLOT_PAIRS})",
+        default=None,
+        help="register space to use, in slots: at most the program's NUM_SLOTS, which is"
+        f" the default (read from its P4Info; {n.DEFAULT_SLOT_PAIRS} with --memory-switch)",
     )
     s.add_argument(
         "--default-slots", type=at.count(1, 2**31), default=256,
@@ -120,9 +128,16 @@ def add_serve_parser(sub: Any, parents: list[argparse.ArgumentParser] | None = N
     s.add_argument(
         "--k",
         type=at.count(1, 4096),
-        default=n.DEFAULT_K,
-        help=f"values per packet of the program (default {n.DEFAULT_K}); the shipped program"
-        " is compiled with this NUM_LANES",
+        default=None,
+        help="values per packet; must be the program's NUM_LANES, which is the default"
+        f" (read from its P4Info; the shipped program is compiled with this NUM_LANES,"
+        f" {n.DEFAULT_K} unless given)",
+    )
+    s.add_argument(
+        "--takeover",
+        action="store_true",
+        help="take the switch even if it runs jobs of a controller with another state"
+        " file (they are removed); without it such a switch is refused",
     )
     s.add_argument("--lease", type=at.seconds, default=60.0, metavar="SECONDS",
                    help="job lease in seconds (default 60)")
@@ -155,9 +170,9 @@ def _pipeline_files(args: argparse.Namespace) -> tuple[Path, Path]:
         return args.p4info or Path(BMV2_FILES[0]), args.device_config or Path(BMV2_FILES[1])
     from p4reduce.controller.pipeline import shipped
 
-    built = shipped(args.k)
+    built = shipped(args.k or n.DEFAULT_K)
     if built.compiled_now:
-        print(f"p4reduce-ctl serve: compiled the shipped aggregator.p4 (K={args.k}) into"
+        print(f"p4reduce-ctl serve: compiled the shipped aggregator.p4 (K={args.k or n.DEFAULT_K}) into"
               f" {built.device_config.parent}", flush=True)
     return args.p4info or built.p4info, args.device_config or built.device_config
 
@@ -210,6 +225,27 @@ def start_metrics(args: argparse.Namespace, mgr: JobManager) -> Any:
             raise ControllerError(f"metrics: cannot listen on {host}: {e2.strerror}") from None
 
 
+def program_settings(args: argparse.Namespace, switch: SwitchBackend) -> tuple[int, int]:
+    """(slots, K) to run with: the program's unless given, and never beyond it (a slot
+    past NUM_SLOTS or another K would have every packet dropped as bad_slot or
+    misread)."""
+    limits = getattr(switch, "program_limits", lambda: None)()
+    if limits is None:
+        return (args.num_slots or n.DEFAULT_SLOT_PAIRS, args.k or n.DEFAULT_K)
+    slots, k = limits
+    if args.num_slots is not None and not 1 <= args.num_slots <= slots:
+        raise ControllerError(
+            f"--num-slots {args.num_slots} does not fit the program: it has {slots} slots"
+            f" (NUM_SLOTS); use 1..{slots}"
+        )
+    if args.k is not None and args.k != k:
+        raise ControllerError(
+            f"--k {args.k} is not the program's {k} values per packet (NUM_LANES);"
+            f" drop --k or pass --k {k}"
+        )
+    return (args.num_slots or slots, k)
+
+
 class Watch:
     """What the serve loop does between requests: reclaim expired jobs, reconnect to a
     switch whose stream ended, and take over (pipeline check and reconcile) when this
@@ -220,12 +256,23 @@ class Watch:
         mgr: JobManager,
         reconnect: Callable[[], SwitchBackend] | None,
         resync_seconds: float = 60.0,
+        wake: Callable[[], None] | None = None,
     ) -> None:
         self.mgr = mgr
         self.reconnect = reconnect
+        self.wake = wake
         self.was_primary = mgr.switch.is_primary()
+        self.generation = getattr(mgr.switch, "generation", 0)
         self.resync_seconds = resync_seconds
         self.last_resync = time.monotonic()
+        # the switch lost its registers and the jobs' ranks were not told yet (kept across
+        # ticks: a reconcile that fails is retried, and the news must not get lost)
+        self.restarted = False
+        self._hook(mgr.switch)
+
+    def _hook(self, sw: SwitchBackend) -> None:
+        if self.wake is not None and hasattr(sw, "on_change"):
+            sw.on_change = self.wake
 
     def tick(self) -> None:
         sw = self.mgr.switch
@@ -239,23 +286,39 @@ class Watch:
             close = getattr(sw, "close", None)
             if close is not None:
                 close()
+            self._hook(new)
             self.mgr.replace_switch(new)
             self.was_primary = False
-            log.warning("reconnected to the switch")
-        primary = self.mgr.switch.is_primary()
-        if primary and not self.was_primary:
-            refresh = getattr(self.mgr.switch, "refresh_pipeline", None)
-            if refresh is not None:
-                refresh()
+            lost = bool(getattr(new, "pushed", False))
+            self.restarted = self.restarted or lost
+            log.warning("reconnected to the switch%s", " (it had lost its pipeline)" * lost)
+        sw = self.mgr.switch
+        primary = sw.is_primary()
+        generation = getattr(sw, "generation", 0)
+        # Any arbitration change since the last look, even one already undone (another
+        # client took primary, changed entries and left), means the switch may differ.
+        changed = generation != self.generation
+        if primary and (not self.was_primary or changed):
+            refresh = getattr(sw, "refresh_pipeline", None)
+            if refresh is not None and refresh():
+                self.restarted = True  # our pipeline was replaced: its registers are fresh
             plan = self.mgr.start()
-            log.warning("primary for the switch now: reconciled %s", plan.summary())
+            self.last_resync = time.monotonic()
+            log.warning("primary for the switch (again): reconciled %s", plan.summary())
+            if self.restarted:
+                self.restarted = False
+                names = self.mgr.switch_restarted("its pipeline was pushed again")
+                if names:
+                    log.warning("switch state was lost: told the ranks of %s", ", ".join(names))
         elif primary and time.monotonic() - self.last_resync >= self.resync_seconds:
             # entries changed behind the controller's back are repaired here at the latest
             plan = self.mgr.start()
             self.last_resync = time.monotonic()
             if plan.updates:
                 log.warning("switch had drifted from the store: repaired %s", plan.summary())
+        # only now: if the reconcile above failed, the next tick tries it again
         self.was_primary = primary
+        self.generation = generation
         for name in self.mgr.reap():
             log.warning("lease of job %s expired: reclaimed", name)
 
@@ -266,31 +329,43 @@ def run_serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     stop = threading.Event()
+    wake = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
+        wake.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     api: ApiServer | None = None
+    switch: SwitchBackend | None = None
     try:
         topo = load_topology(args.topology)
         switch = connect(args)
+        num_slots, k = program_settings(args, switch)
         store = Store(args.state)
         settings = Settings(
-            num_slots=args.num_slots,
-            default_slots=args.default_slots,
+            num_slots=num_slots,
+            default_slots=min(args.default_slots, num_slots),
             lease_seconds=args.lease,
-            k=args.k,
+            k=k,
+            takeover=args.takeover,
         )
         mgr = JobManager(store, switch, topo, settings)
         plan = mgr.start()
+        if getattr(switch, "pushed", False):
+            # the switch lost its pipeline while this controller was down: ranks that
+            # (re)connect their watch hear that their in-flight calls are gone
+            mgr.switch_restarted("it had no pipeline when the controller started")
         api = ApiServer(mgr, args.listen)
         metrics = start_metrics(args, mgr)
     except ControllerError as e:
         if api is not None:
             api.stop()
         print(f"p4reduce-ctl serve: error: {e.message}", file=sys.stderr)
+        close = getattr(switch, "close", None)
+        if close is not None:
+            close()
         return 1
     role = "primary" if switch.is_primary() else "backup (read-only)"
     shown = f"; metrics on {metrics.url}" if metrics is not None else ""
@@ -301,8 +376,14 @@ def run_serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     interval = max(0.05, min(2.0, args.lease / 4))
-    watch = Watch(mgr, None if args.memory_switch else lambda: connect(args), args.resync)
-    while not stop.wait(interval):
+    watch = Watch(
+        mgr, None if args.memory_switch else lambda: connect(args), args.resync, wake.set
+    )
+    while not stop.is_set():
+        wake.wait(interval)  # the switch's stream sets it on arbitration changes
+        wake.clear()
+        if stop.is_set():
+            break
         try:
             watch.tick()
         except ControllerError as e:

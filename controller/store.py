@@ -8,6 +8,7 @@ rolls the database back and the request changes nothing.
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -64,6 +65,16 @@ class Job:
     created: float
     lease_until: float
 
+    @property
+    def host_only(self) -> bool:
+        """A job the switch had no room for: no slots, no switch entries; its ranks
+        reduce on the hosts (gloo). Its id is HOST_ONLY_FIRST_ID or above."""
+        return self.count == 0
+
+
+#: ids of host-only jobs start here, beyond any switch job id (16-bit job_id field)
+HOST_ONLY_FIRST_ID = 1 << 16
+
 
 class Store:
     def __init__(self, path: Path | str) -> None:
@@ -88,6 +99,20 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    # identity --------------------------------------------------------------------------
+    def owner_id(self) -> int:
+        """A random number made once per state file: the controller tags its job entries
+        on the switch with it, so a controller started with another state file can tell
+        that the switch runs jobs that are not its own."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key='owner'").fetchone()
+            if row:
+                return int(row[0])
+            value = secrets.randbits(62) | 1
+            self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES('owner', ?)", (value,))
+            row = self._db.execute("SELECT value FROM meta WHERE key='owner'").fetchone()
+            return int(row[0])
 
     # epoch counter -------------------------------------------------------------------
     def next_epoch(self) -> int:

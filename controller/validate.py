@@ -11,12 +11,13 @@ import re
 
 from p4reduce.controller.errors import InvalidArgument
 
-_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Matched with fullmatch: `$` would also accept a trailing newline.
+_MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def mac_to_int(text: str, what: str = "MAC address") -> int:
-    if not isinstance(text, str) or not _MAC.match(text):
+    if not isinstance(text, str) or not _MAC.fullmatch(text):
         raise InvalidArgument(
             f"{what} {text!r} is malformed (expected six hex bytes like 02:00:00:00:00:01)"
         )
@@ -42,7 +43,7 @@ def int_to_ipv4(value: int) -> str:
 
 
 def job_name(text: str) -> str:
-    if not isinstance(text, str) or not _NAME.match(text):
+    if not isinstance(text, str) or not _NAME.fullmatch(text):
         raise InvalidArgument(
             f"job name {text!r} is invalid (1-64 characters: letters, digits, '_', '.', '-';"
             " starting with a letter or digit)"

@@ -51,11 +51,16 @@ EXP_POISON: Final = 127  # a rank has NaN, an infinity or a value >= 2^126 in th
 
 # Why the switch dropped an aggregation packet: index = the cell of the global `rejected`
 # counter and the reason code the pipeline computes (p4src/config.p4 REJECT_*).
-REJECT_REASONS: Final = ("unknown_job", "bad_slot", "not_member", "bad_worker")
+REJECT_REASONS: Final = ("unknown_job", "bad_slot", "not_member", "bad_worker", "forged_result")
 REJECT_UNKNOWN_JOB: Final = 0
 REJECT_BAD_SLOT: Final = 1
+#: (job, worker, source IPv4, ingress port) is not a member: unknown sender, or a member's
+#: addresses used from another switch port
 REJECT_NOT_MEMBER: Final = 2
 REJECT_BAD_WORKER: Final = 3  # worker_id >= the job's number of workers
+#: a result (RESULT flag, or the switch's own address as source) from a port that may not
+#: send results (TABLE_RESULT_PORTS); counted in the global `rejected` counter only
+REJECT_FORGED_RESULT: Final = 4
 
 # --------------------------------------------------------------------------------------
 # Wire layout: Ethernet / IPv4 / UDP (dst AGG_UDP_PORT) / agg header / K x int32
@@ -129,6 +134,8 @@ ACTION_SET_JOB: Final = P4Action("AggIngress.admission.set_job", (
     P4Param("base", 32), P4Param("num_slots", 16), P4Param("num_workers", 8),
     P4Param("mcast_grp", 16), P4Param("epoch", 24)))
 ACTION_MEMBER_OK: Final = P4Action("AggIngress.admission.member_ok")
+ACTION_ALLOW_RESULTS: Final = P4Action("AggIngress.allow_results")
+ACTION_OWN_ADDRESS: Final = P4Action("AggIngress.own_address")
 ACTION_FORWARD: Final = P4Action("AggIngress.forwarding.forward", (P4Param("port", 9),))
 #: multicast to FLOOD_MCAST_GRP, pruned at egress
 ACTION_FLOOD: Final = P4Action("AggIngress.forwarding.flood")
@@ -140,10 +147,21 @@ ACTION_SET_WORKER_ADDR: Final = P4Action("AggEgress.set_worker_addr", (
 #: job admission: base, slot count, workers, multicast group, allocation epoch
 TABLE_JOBS: Final = P4Table("AggIngress.admission.jobs",
                             (P4Param("hdr.agg.job_id", 16),), ACTION_SET_JOB)
-#: membership: (job, worker, source IPv4) may contribute
+#: membership: (job, worker, source IPv4, ingress port) may contribute; a retransmission
+#: is answered out of that port only, to the member's `result_rewrite` address
 TABLE_MEMBERS: Final = P4Table("AggIngress.admission.members", (
     P4Param("hdr.agg.job_id", 16), P4Param("hdr.agg.worker_id", 8),
-    P4Param("hdr.ipv4.srcAddr", 32)), ACTION_MEMBER_OK)
+    P4Param("hdr.ipv4.srcAddr", 32), P4Param("standard_metadata.ingress_port", 9)),
+    ACTION_MEMBER_OK)
+#: ports results may arrive on (a parent switch in a tree); empty on a single switch, so
+#: every frame claiming to be a result from a host port is dropped as forged_result
+TABLE_RESULT_PORTS: Final = P4Table("AggIngress.result_ports",
+                                    (P4Param("standard_metadata.ingress_port", 9),),
+                                    ACTION_ALLOW_RESULTS)
+#: the switch's own IPv4 addresses (the aggregation address): a frame from a host port
+#: with one of them as source claims to be a result
+TABLE_OWN_ADDRESSES: Final = P4Table("AggIngress.own_addresses",
+                                     (P4Param("hdr.ipv4.srcAddr", 32),), ACTION_OWN_ADDRESS)
 #: L2 forwarding of ordinary traffic by destination MAC; unknown destinations flood
 TABLE_L2: Final = P4Table("AggIngress.forwarding.l2_forward",
                           (P4Param("hdr.ethernet.dstAddr", 48),), ACTION_FORWARD,
@@ -151,13 +169,15 @@ TABLE_L2: Final = P4Table("AggIngress.forwarding.l2_forward",
 #: ARP replies for the switch's aggregation address
 TABLE_ARP: Final = P4Table("AggIngress.forwarding.arp_reply",
                            (P4Param("hdr.arp.tpa", 32),), ACTION_ARP_REPLY)
-#: per-replica destination of a result (replica id = worker id)
+#: destination of a result per worker: `replica_id` is the replica id (= worker id) of a
+#: multicast copy, or the worker id of the member a stored result is resent to
 TABLE_RESULT_REWRITE: Final = P4Table("AggEgress.result_rewrite", (
-    P4Param("hdr.agg.job_id", 16), P4Param("standard_metadata.egress_rid", 16)),
+    P4Param("hdr.agg.job_id", 16), P4Param("replica_id", 16)),
     ACTION_SET_WORKER_ADDR)
 
 #: every table the controller owns, in the order it installs them
-TABLES: Final = (TABLE_JOBS, TABLE_MEMBERS, TABLE_L2, TABLE_ARP, TABLE_RESULT_REWRITE)
+TABLES: Final = (TABLE_JOBS, TABLE_MEMBERS, TABLE_L2, TABLE_ARP, TABLE_RESULT_REWRITE,
+                 TABLE_OWN_ADDRESSES, TABLE_RESULT_PORTS)
 
 # Counters indexed by job id (MAX_JOBS cells), packets and bytes.
 COUNTER_AGGREGATED: Final = "AggIngress.aggregated"  # contributions added to a slot
@@ -166,7 +186,7 @@ COUNTER_RESENT: Final = "AggIngress.resent"  # stored results unicast to a retra
 COUNTER_DUPLICATES: Final = "AggIngress.duplicates"  # retransmission before completion
 COUNTER_STALE: Final = "AggIngress.stale"  # packet of an older round
 COUNTER_BAD_SLOT: Final = "AggIngress.bad_slot"  # slot out of the job's range
-COUNTER_NOT_MEMBER: Final = "AggIngress.not_member"  # (job, worker, source) not a member
+COUNTER_NOT_MEMBER: Final = "AggIngress.not_member"  # (job, worker, source, port) not a member
 #: global rejections indexed by reason (len(REJECT_REASONS) cells)
 COUNTER_REJECTED: Final = "AggIngress.rejected"
 

@@ -1,11 +1,13 @@
 // Admission of aggregation packets: which job, whether the slot and worker are in range,
-// whether the sender is a registered member. Sets meta.verdict to V_ADMITTED (and the
+// whether the sender is a registered member on its own switch port (a member's addresses
+// used from any other port are not that member). Sets meta.verdict to V_ADMITTED (and the
 // register index meta.idx) or to REJECT_BASE + reason; never touches a register, so a
 // rejected packet cannot disturb any job's state.
 #ifndef ADMISSION_P4
 #define ADMISSION_P4
 
-control Admission(inout headers_t hdr, inout metadata_t meta) {
+control Admission(inout headers_t hdr, inout metadata_t meta,
+                  in standard_metadata_t standard_metadata) {
     action set_job(bit<32> base, bit<16> num_slots, bit<8> num_workers,
                    bit<16> mcast_grp, bit<24> epoch) {
         meta.base = base;
@@ -31,6 +33,7 @@ control Admission(inout headers_t hdr, inout metadata_t meta) {
             hdr.agg.job_id: exact;
             hdr.agg.worker_id: exact;
             hdr.ipv4.srcAddr: exact;
+            standard_metadata.ingress_port: exact;
         }
         actions = { member_ok; @defaultonly NoAction; }
         default_action = NoAction();

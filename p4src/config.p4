@@ -50,12 +50,16 @@
 #define REJECT_BAD_SLOT 1
 #define REJECT_NOT_MEMBER 2
 #define REJECT_BAD_WORKER 3
-#define NUM_REJECT_REASONS 4
+#define NUM_REJECT_REASONS 5
 
 // What each lane does with its register (metadata.lane_op).
 #define LANE_SKIP 2w0
 #define LANE_STORE 2w1
 #define LANE_ADD 2w2
 #define LANE_READ 2w3
+
+// A frame claiming to be a result (RESULT flag set, or the aggregation address as its IPv4
+// source) from a port that may not send results (AggIngress.result_ports).
+#define REJECT_FORGED_RESULT 4
 
 #endif

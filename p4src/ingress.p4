@@ -1,6 +1,11 @@
 // AggIngress: routes a packet to aggregation (admission, then the state machine) or to
 // ordinary forwarding, and does all counting and the final send/drop in one place, so
 // each outcome maps to exactly one counter update (p4reduce/contract.py).
+//
+// Results come only from this switch. A frame that claims to be one (the RESULT flag on
+// an agg header, or one of the switch's own addresses as IPv4 source: what workers accept
+// results from) is dropped unless it arrives on a port listed in result_ports, which is
+// empty on a single switch and would hold the parent's port in a tree of switches.
 #ifndef INGRESS_P4
 #define INGRESS_P4
 
@@ -14,6 +19,26 @@ control AggIngress(inout headers_t hdr, inout metadata_t meta,
     counter(MAX_JOBS, CounterType.packets_and_bytes) stale;
     counter(MAX_JOBS, CounterType.packets_and_bytes) bad_slot;
     counter(MAX_JOBS, CounterType.packets_and_bytes) not_member;
+
+    // Ports allowed to deliver results from elsewhere (a parent switch): a hit is the answer.
+    action allow_results() { }
+
+    table result_ports {
+        key = { standard_metadata.ingress_port: exact; }
+        actions = { allow_results; @defaultonly NoAction; }
+        default_action = NoAction();
+        size = 64;
+    }
+
+    // The switch's own IPv4 addresses (the aggregation address results are sent from).
+    action own_address() { }
+
+    table own_addresses {
+        key = { hdr.ipv4.srcAddr: exact; }
+        actions = { own_address; @defaultonly NoAction; }
+        default_action = NoAction();
+        size = 64;
+    }
 
     Admission() admission;
     Aggregation() aggregation;
@@ -29,15 +54,12 @@ control AggIngress(inout headers_t hdr, inout metadata_t meta,
         meta.mcast_result = 1;
     }
 
-    // A stored result resent to the one worker that asked: swap the addresses.
-    action reply_to_sender() {
-        bit<48> mac = hdr.ethernet.srcAddr;
-        bit<32> ip = hdr.ipv4.srcAddr;
+    // A stored result resent to the one worker that asked, out of the port its membership
+    // was checked on; egress addresses it to that member's registered address (never to
+    // the packet's source, which another host on the same port could have forged).
+    action reply_to_member() {
         hdr.ethernet.srcAddr = hdr.ethernet.dstAddr;
-        hdr.ethernet.dstAddr = mac;
         hdr.ipv4.srcAddr = hdr.ipv4.dstAddr;
-        hdr.ipv4.dstAddr = ip;
-        hdr.udp.dstPort = hdr.udp.srcPort;
         hdr.udp.srcPort = AGG_UDP_PORT;
         standard_metadata.egress_spec = standard_metadata.ingress_port;
     }
@@ -47,10 +69,30 @@ control AggIngress(inout headers_t hdr, inout metadata_t meta,
     }
 
     apply {
+        bool claims_result = false;
+        if (hdr.agg.isValid()) {
+            if ((hdr.agg.flags & FLAG_RESULT) != 0) {
+                claims_result = true;
+            }
+        }
+        if (hdr.ipv4.isValid()) {
+            if (own_addresses.apply().hit) {
+                claims_result = true;
+            }
+        }
+        bool forged = false;
+        if (claims_result) {
+            if (result_ports.apply().miss) {
+                forged = true;
+            }
+        }
         if (standard_metadata.parser_error != error.NoError) {
             drop_packet();
-        } else if (hdr.agg.isValid() && (hdr.agg.flags & FLAG_RESULT) == 0) {
-            admission.apply(hdr, meta);
+        } else if (forged) {
+            rejected.count((bit<32>)REJECT_FORGED_RESULT);
+            drop_packet();
+        } else if (hdr.agg.isValid() && !claims_result) {
+            admission.apply(hdr, meta, standard_metadata);
             if (meta.verdict == V_ADMITTED) {
                 aggregation.apply(hdr, meta);
             }
@@ -72,7 +114,7 @@ control AggIngress(inout headers_t hdr, inout metadata_t meta,
                 drop_packet();
             } else if (meta.verdict == V_RESEND) {
                 resent.count(job);
-                reply_to_sender();
+                reply_to_member();
             } else if (meta.verdict == V_DUPLICATE) {
                 duplicates.count(job);
                 drop_packet();

@@ -38,6 +38,7 @@ def _p4_defines() -> dict[str, int]:
     ("REJECT_BAD_SLOT", c.REJECT_BAD_SLOT),
     ("REJECT_NOT_MEMBER", c.REJECT_NOT_MEMBER),
     ("REJECT_BAD_WORKER", c.REJECT_BAD_WORKER),
+    ("REJECT_FORGED_RESULT", c.REJECT_FORGED_RESULT),
     ("NUM_REJECT_REASONS", len(c.REJECT_REASONS)),
 ])
 def test_config_p4_states_the_contract_values(p4: str, py: int) -> None:
@@ -45,9 +46,10 @@ def test_config_p4_states_the_contract_values(p4: str, py: int) -> None:
 
 
 def test_reject_reason_codes_index_the_reason_names() -> None:
-    codes = [c.REJECT_UNKNOWN_JOB, c.REJECT_BAD_SLOT, c.REJECT_NOT_MEMBER, c.REJECT_BAD_WORKER]
+    codes = [c.REJECT_UNKNOWN_JOB, c.REJECT_BAD_SLOT, c.REJECT_NOT_MEMBER, c.REJECT_BAD_WORKER,
+             c.REJECT_FORGED_RESULT]
     assert [c.REJECT_REASONS[i] for i in codes] == [
-        "unknown_job", "bad_slot", "not_member", "bad_worker"]
+        "unknown_job", "bad_slot", "not_member", "bad_worker", "forged_result"]
 
 
 def test_layout_offsets_follow_the_field_order() -> None:

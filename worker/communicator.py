@@ -28,7 +28,7 @@ from p4reduce.worker import quant, wire
 from p4reduce.worker.errors import AllreduceError, NonFiniteError
 from p4reduce.worker.job import JobSpec
 from p4reduce.worker.stats import CallStats
-from p4reduce.worker.stream import MissingRanks, RtoEstimator, Streamer
+from p4reduce.worker.stream import Abort, MissingRanks, RtoEstimator, Streamer
 from p4reduce.worker.transport import Transport, make_transport
 
 log = logging.getLogger(__name__)
@@ -192,6 +192,11 @@ class Communicator:
     `missing_ranks(job_id, slot, round)` may be given to look it up (a controller with
     register access, or the test switches), and its answer is put in the error. Without
     it the error says the ranks are unknown rather than guessing.
+
+    `abort`, when given, is asked at least every 0.1 s while a call runs; a reason it
+    returns ends the call at once with `AllreduceError(reason)` (the torch engine passes
+    its peer watch: a dead rank or a restarted switch fails the call in seconds, naming
+    why, instead of after `timeout_s`).
     """
 
     def __init__(
@@ -204,12 +209,14 @@ class Communicator:
         min_rto_s: float = 0.01,
         max_rto_s: float = 1.0,
         missing_ranks: MissingRanks | None = None,
+        abort: Abort | None = None,
     ) -> None:
         self.job = job
         self.transport = transport if transport is not None else make_transport(job)
         self._streamer = Streamer(
             job, self.transport, timeout_s=timeout_s,
             rto=RtoEstimator(initial_rto_s, min_rto_s, max_rto_s), missing_ranks=missing_ranks,
+            abort=abort,
         )
         self.shift = quant.shift_for(job.world_size)
         self.last_stats: CallStats | None = None
@@ -226,6 +233,20 @@ class Communicator:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         self.transport.close()
+
+    @property
+    def high_water(self) -> int:
+        """One past the highest packet index this communicator may have sent."""
+        return self._streamer.high
+
+    def restart_at(self, seq: int) -> None:
+        """After the switch lost its state and every rank agreed where to go on (see
+        `p4reduce.worker.resync`): continue the slot rounds at packet index `seq` (past
+        anything sent before, so no earlier packet can be taken for a new one), and
+        accept calls again after the failure the restart caused."""
+        with self._lock:
+            self._streamer.seq = self._streamer.high = seq
+            self._streamer.broken = None
 
     def allreduce_async(self, array: npt.ArrayLike, op: str = "sum") -> Future[npt.NDArray[Any]]:
         if self._executor is None:

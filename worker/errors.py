@@ -30,8 +30,9 @@ class AllreduceTimeout(AllreduceError):
         who = (
             f"ranks that did not contribute: {missing_ranks}"
             if missing_ranks is not None
-            else "the switch's bitmap is not visible to workers, so the missing ranks are unknown"
-            " (check that every rank calls allreduce with the same tensor size)"
+            else "which ranks did not contribute is unknown (the switch's bitmap is not"
+            " visible to workers): a rank may have crashed, hung, lost its network, or"
+            " stopped making the same sequence of allreduce calls"
         )
         super().__init__(
             f"allreduce of job {job_id}: no result for {waited_s:.1f} s on {slots}{more}; {who}"

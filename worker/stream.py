@@ -19,7 +19,9 @@ queue building up at a slow switch would otherwise look like loss and be flooded
 
 A call that sees no new result for `timeout_s` raises `AllreduceTimeout`; this leaves the
 rounds of this worker out of step with the switch, so the streamer then refuses further
-calls.
+calls. `abort`, when given, is asked at least every ABORT_POLL_S seconds during a call
+(and before it starts): a reason it returns (a peer died, the switch restarted) ends the
+call at once with `AllreduceError(reason)`, and likewise leaves the streamer unusable.
 
 Everything per packet is done a batch at a time with numpy: the packets that may leave
 are built as rows of one buffer (a row per slot, kept for resends), results are checked
@@ -51,6 +53,9 @@ from p4reduce.worker.transport import RowTransport, Transport
 log = logging.getLogger(__name__)
 
 MissingRanks = Callable[[int, int, int], Sequence[int] | None]
+Abort = Callable[[], str | None]
+#: how often a running call asks its `abort` callable (seconds)
+ABORT_POLL_S = 0.1
 IntArray = npt.NDArray[np.intp]
 
 
@@ -146,6 +151,7 @@ class Streamer:
         timeout_s: float = 30.0,
         rto: RtoEstimator | None = None,
         missing_ranks: MissingRanks | None = None,
+        abort: Abort | None = None,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
@@ -154,7 +160,11 @@ class Streamer:
         self.timeout_s = timeout_s
         self.rto = rto or RtoEstimator()
         self.missing_ranks = missing_ranks
+        self.abort = abort
         self.seq = 0
+        # one past the highest packet index any call so far may have sent (a failed call
+        # may have used indices beyond `seq`): where a resynchronisation must start past
+        self.high = 0
         self.broken: str | None = None
         self._length = wire.agg_payload_len(job.k)
         self._dtype = wire.agg_dtype(job.k)
@@ -185,9 +195,14 @@ class Streamer:
     def _run(self, plan: Plan) -> CallStats:
         S, m = self.job.num_slots, plan.n_packets
         t0 = time.monotonic()
+        abort = self.abort
+        next_abort = t0
+        if abort is not None and (why := abort()):
+            raise AllreduceError(why)
         if m == 0:
             return CallStats(0, 0, 0, 0.0, plan.tensor_bytes)
         base = self.seq
+        self.high = max(self.high, base + m)
         io = self._io
         length = self._length
         slot_buf = self._slot_buf  # payload of the packet outstanding on each slot
@@ -254,6 +269,10 @@ class Streamer:
 
         while n_done < m:
             now = time.monotonic()
+            if abort is not None and now >= next_abort:
+                next_abort = now + ABORT_POLL_S
+                if why := abort():
+                    raise AllreduceError(why)
             reo = max(rack_rtt / 4, 0.001)
             # the oldest send is behind the newest acknowledged one, or no send is
             oldest = float(last_send.min())

@@ -4,6 +4,11 @@ Both transports move *payloads* (agg header + values): the streaming code never 
 addresses. `UdpTransport` uses the kernel's UDP stack, for real and Mininet networks.
 `TunnelTransport` plays NIC for the softswitch's UDP tunnel ports: it wraps payloads in
 whole Ethernet/IPv4/UDP frames and unwraps what comes back.
+
+Results are accepted from the aggregation address only: both sockets are connected to
+their one peer (the kernel then drops datagrams from any other address), and the tunnel
+also checks that each frame's IPv4 source and UDP source port are the aggregation
+address's, so another local process or host cannot hand a worker a forged result.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from p4reduce.worker.frames import (
     FRAME_OVERHEAD,
     IPPROTO_UDP,
     frame_header,
+    ipv4_bytes,
     udp_payload,
 )
 from p4reduce.worker.job import JobSpec
@@ -74,11 +80,22 @@ def _udp_socket(host: str, port: int) -> socket.socket:
     return s
 
 
+def _connect(sock: socket.socket, peer: tuple[str, int]) -> None:
+    """Receive from `peer` only (a connected UDP socket filters by source address)."""
+    try:
+        sock.connect(peer)
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot connect the worker's UDP socket to {peer[0]}:{peer[1]}: "
+                      f"{exc.strerror}") from exc
+
+
 class UdpTransport:
     """Kernel UDP: payloads to switch_ip:switch_port from local_ip:local_port."""
 
     def __init__(self, job: JobSpec, *, use_mmsg: bool = True) -> None:
         self._sock = _udp_socket(job.local_ip, job.local_port)
+        _connect(self._sock, (job.switch_ip, job.switch_port))
         self._io = BatchSocket(self._sock, (job.switch_ip, job.switch_port), use_mmsg=use_mmsg)
         self._need = wire.agg_payload_len(job.k)
 
@@ -116,8 +133,12 @@ class TunnelTransport:
 
     def __init__(self, job: JobSpec, *, bind_host: str = "127.0.0.1", use_mmsg: bool = True) -> None:
         self._sock = _udp_socket(bind_host, 0)
+        _connect(self._sock, (job.tunnel_host, job.tunnel_port))
         port = job.local_port or self._sock.getsockname()[1]
         self.local = job.local_endpoint(port)
+        # a result's IPv4 source and UDP source port: the aggregation address
+        self._src_ip = np.frombuffer(ipv4_bytes(job.switch_ip), dtype=np.uint8)
+        self._src_port = job.switch_port
         self._prefix = frame_header(self.local, job.switch_endpoint, wire.agg_payload_len(job.k))
         self._io = BatchSocket(self._sock, (job.tunnel_host, job.tunnel_port),
                                max_datagram=4096, use_mmsg=use_mmsg, prefix=self._prefix)
@@ -135,11 +156,19 @@ class TunnelTransport:
         out = []
         for frame in frames:
             got = udp_payload(frame)
-            if got is None or got[0] != self.local.port or len(got[1]) < self._need:
+            if (got is None or got[0] != self.local.port or len(got[1]) < self._need
+                    or not self._from_switch(frame)):
                 self.bad_frames += 1
                 continue
             out.append(got[1])
         return out
+
+    def _from_switch(self, frame: bytes) -> bool:
+        """IPv4 source and UDP source port are the aggregation address (a frame that
+        `udp_payload` accepted, so both headers are there)."""
+        at = ETH_HEADER_LEN + (frame[ETH_HEADER_LEN] & 0x0F) * 4
+        return (frame[26:30] == self._src_ip.tobytes()
+                and (frame[at] << 8 | frame[at + 1]) == self._src_port)
 
     def send_rows(self, buf: U8, rows: npt.NDArray[np.intp], length: int) -> None:
         self._io.send_rows(buf, rows, length)  # the socket puts the frame header in front
@@ -162,6 +191,8 @@ class TunnelTransport:
             & (frames[:, 23] == IPPROTO_UDP)
             & ((frames[:, at + 2].astype(np.intp) << 8 | frames[:, at + 3]) == self.local.port)
             & (ulen >= 8 + length) & (at + ulen <= lengths)
+            & (frames[:, 26:30] == self._src_ip).all(axis=1)
+            & ((frames[:, at].astype(np.intp) << 8 | frames[:, at + 1]) == self._src_port)
         )
         if ok.all():
             return np.ascontiguousarray(frames[:, FRAME_OVERHEAD : FRAME_OVERHEAD + length])
@@ -171,8 +202,10 @@ class TunnelTransport:
         if odd:
             extra = []
             for i in odd:
-                got = udp_payload(frames[i, : lengths[i]].tobytes())
-                if got is None or got[0] != self.local.port or len(got[1]) < length:
+                frame = frames[i, : lengths[i]].tobytes()
+                got = udp_payload(frame)
+                if (got is None or got[0] != self.local.port or len(got[1]) < length
+                        or not self._from_switch(frame)):
                     self.bad_frames += 1
                     continue
                 extra.append(np.frombuffer(got[1], dtype=np.uint8, count=length))

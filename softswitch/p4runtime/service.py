@@ -116,6 +116,11 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
                 self._set_config(request)
         except P4RTError as err:
             _abort(context, err)
+        except grpc.RpcError:
+            raise
+        except Exception as err:  # a server bug must not reach the client as a traceback
+            LOG.exception("internal error while setting the pipeline")
+            _abort(context, P4RTError(grpc.StatusCode.INTERNAL, f"internal error: {err}"))
         return p4r.SetForwardingPipelineConfigResponse()
 
     def _set_config(self, request: p4r.SetForwardingPipelineConfigRequest) -> None:
@@ -288,6 +293,11 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
             return
         except grpc.RpcError:
             pass  # the client went away
+        except Exception as err:  # malformed stream message: refuse it, never crash
+            LOG.exception("stream message refused")
+            conn.out.put(_Abort(invalid(f"malformed stream message: {err}")))
+            self.arbitration.remove(conn)
+            return
         self.arbitration.remove(conn)
         conn.out.put(_END)
 

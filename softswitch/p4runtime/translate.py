@@ -173,12 +173,22 @@ def encode_entry(s: Schema, t: TableInfo, e: TableEntry) -> p4r.TableEntry:
     return out
 
 
+#: v1model ports are 9 bits wide and 511 is the drop port: a replica there goes nowhere
+MAX_REPLICA_PORT = 510
+#: a replica's instance becomes v1model's 16-bit egress_rid
+MAX_REPLICA_INSTANCE = 0xFFFF
+
+
 def decode_replicas(reps: list[p4r.Replica]) -> tuple[Replica, ...]:
     out: list[Replica] = []
     seen: set[tuple[int, int]] = set()
     for r in reps:
         kind = r.WhichOneof("port_kind")
         port = int.from_bytes(r.port, "big") if kind == "port" else r.egress_port
+        if not 0 <= port <= MAX_REPLICA_PORT:
+            raise invalid(f"replica egress port {port} is out of range 0..{MAX_REPLICA_PORT}")
+        if r.instance > MAX_REPLICA_INSTANCE:
+            raise invalid(f"replica instance {r.instance} does not fit the 16-bit egress_rid")
         if (port, r.instance) in seen:
             raise invalid(f"duplicate replica (port {port}, instance {r.instance})")
         seen.add((port, r.instance))

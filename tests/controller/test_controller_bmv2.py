@@ -108,6 +108,10 @@ def test_controller_configures_bmv2_and_reconciles(
         want = desired(TOPO, mgr.store.jobs(), mgr.store.members())
         assert {r.ident: r for r in sw.read_rows(OWNED_TABLES)} == want.rows
         assert sw.read_groups() == want.groups
+        # PI keeps TableEntry.metadata: the owner tag that --takeover checks comes back
+        jobs_rows = sw.read_rows((OWNED_TABLES[0],))
+        assert [r.owner for r in jobs_rows] == [mgr.owner]
+        assert sw.program_limits() == (16384, 64)  # what --num-slots and --k are held to
         job_id = mgr.job("j").job.id
         assert mgr.counters("j")["j"]
         member = next(r for r in want.rows.values() if r.table.endswith("members"))

@@ -21,35 +21,16 @@ from p4reduce.softswitch.p4runtime import RunningServer, serve
 from p4reduce.softswitch.runtime.control import CounterValue
 from tests.softswitch.test_p4runtime_fakes import FakeDevice, FakePipeline
 
+# Derived from the contract, so the fake cannot drift from what the controller writes.
 TABLES: dict[str, tuple[list[tuple[str, int]], str]] = {
-    n.TABLE_JOBS.name: ([("hdr.agg.job_id", 16)], n.ACTION_SET_JOB.name),
-    n.TABLE_MEMBERS.name: (
-        [("hdr.agg.job_id", 16), ("hdr.agg.worker_id", 8), ("hdr.ipv4.srcAddr", 32)],
-        n.ACTION_MEMBER_OK.name,
-    ),
-    n.TABLE_L2.name: ([("hdr.ethernet.dstAddr", 48)], n.ACTION_FORWARD.name),
-    n.TABLE_ARP.name: ([("hdr.arp.tpa", 32)], n.ACTION_ARP_REPLY.name),
-    n.TABLE_RESULT_REWRITE.name: (
-        [("hdr.agg.job_id", 16), ("standard_metadata.egress_rid", 16)],
-        n.ACTION_SET_WORKER_ADDR.name,
-    ),
+    t.name: ([(k.name, k.bits) for k in t.keys], t.action.name) for t in n.TABLES
 }
-ACTIONS: dict[str, list[tuple[str, int]]] = {
-    "NoAction": [],
-    n.ACTION_SET_JOB.name: [
-        ("base", 32),
-        ("num_slots", 16),
-        ("num_workers", 8),
-        ("mcast_grp", 16),
-        ("epoch", 24),
-    ],
-    n.ACTION_MEMBER_OK.name: [],
-    n.ACTION_FORWARD.name: [("port", 9)],
-    n.ACTION_FLOOD.name: [],
-    n.ACTION_ARP_REPLY.name: [("mac", 48)],
-    n.ACTION_SET_WORKER_ADDR.name: [("mac", 48), ("ip", 32), ("udp_port", 16)],
-}
-COUNTERS = {**{c: n.MAX_JOBS for c in n.PER_JOB_COUNTERS}, n.COUNTER_REJECTED: 4}
+ACTIONS: dict[str, list[tuple[str, int]]] = {"NoAction": []}
+for _t in n.TABLES:
+    for _a in (_t.action, *_t.other_actions):
+        ACTIONS[_a.name] = [(p.name, p.bits) for p in _a.params]
+COUNTERS = {**{c: n.MAX_JOBS for c in n.PER_JOB_COUNTERS},
+            n.COUNTER_REJECTED: len(n.REJECT_REASONS)}
 
 
 def make_p4info() -> p4i.P4Info:
@@ -70,8 +51,8 @@ def make_p4info() -> p4i.P4Info:
         for j, (fname, w) in enumerate(fields):
             t.match_fields.add(id=j + 1, name=fname, bitwidth=w, match_type=p4i.MatchField.EXACT)
         t.action_refs.add(id=aid[action])
-        if name == n.TABLE_L2.name:
-            t.action_refs.add(id=aid[n.ACTION_FLOOD.name])
+        for other in next(x for x in n.TABLES if x.name == name).other_actions:
+            t.action_refs.add(id=aid[other.name])
         t.action_refs.add(id=aid["NoAction"], scope=p4i.ActionRef.DEFAULT_ONLY)
         t.size = 4096
     for i, (name, size) in enumerate(COUNTERS.items()):

@@ -73,7 +73,7 @@ def test_join_installs_job_members_rewrite_and_group(tmp_path: Path) -> None:
         Row(n.TABLE_JOBS.name, (1,), n.ACTION_SET_JOB.name, (0, 256, 2, n.JOB_MCAST_BASE + 1, v.job.epoch))
     ]
     members = sorted(r.keys for r in sw.rows.values() if r.table == n.TABLE_MEMBERS.name)
-    assert members == [(1, 0, 0x0A000001), (1, 1, 0x0A000002)]
+    assert members == [(1, 0, 0x0A000001, 1), (1, 1, 0x0A000002, 2)]
     rw = sw.rows[(n.TABLE_RESULT_REWRITE.name, (1, 1))]
     assert rw.args == (0x020000000002, 0x0A000002, 5001)
     assert sw.groups[n.JOB_MCAST_BASE + 1] == frozenset({(1, 0), (2, 1)})
@@ -225,7 +225,7 @@ def test_restart_keeps_jobs_and_repairs_switch(tmp_path: Path) -> None:
     good_rows, good_groups = dict(sw.rows), dict(sw.groups)
     mgr.store.close()
     # behind the controller's back: remove an entry, alter one, add a stray one and a group
-    del sw.rows[(n.TABLE_MEMBERS.name, (1, 0, 0x0A000001))]
+    del sw.rows[(n.TABLE_MEMBERS.name, (1, 0, 0x0A000001, 1))]
     k = (n.TABLE_JOBS.name, (1,))
     sw.rows[k] = Row(k[0], k[1], n.ACTION_SET_JOB.name, (9, 9, 9, 9, 9))
     sw.rows[(n.TABLE_JOBS.name, (77,))] = Row(n.TABLE_JOBS.name, (77,), n.ACTION_SET_JOB.name, (0, 1, 1, 1, 1))
@@ -345,7 +345,7 @@ def test_changes_write_only_their_difference_and_watch_repairs_drift(tmp_path: P
     assert sw.reads == reads  # no read-back per change
     assert sw.writes - writes == 3  # member + rewrite inserts, group modify
     good = dict(sw.rows)
-    del sw.rows[(n.TABLE_MEMBERS.name, (1, 0, 0x0A000001))]
+    del sw.rows[(n.TABLE_MEMBERS.name, (1, 0, 0x0A000001, 1))]
     Watch(mgr, None, resync_seconds=3600).tick()
     assert dict(sw.rows) != good  # not yet time for a full read-back
     Watch(mgr, None, resync_seconds=0).tick()

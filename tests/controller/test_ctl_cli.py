@@ -523,3 +523,17 @@ def test_wait_ready_returns_a_typed_assignment_or_names_missing_ranks(
         assert done.ready and done.members == (0, 1, 2) and done.job_id == first.job_id
         assert (done.slot_base, done.slot_count, done.k) == (0, 256, 64)
         assert done.aggregation.ipv4 == "10.0.0.254" and done.epoch == first.epoch
+
+
+def test_jobs_shows_a_host_only_job(
+    ctl: tuple[JobManager, MemorySwitch], capsys: pytest.CaptureFixture[str]
+) -> None:
+    mgr, _ = ctl
+    mgr.create("full", 1, slots=1024)
+    mgr.join("late", 0, 1, "02:00:00:00:00:02", "10.0.0.2", 7001, best_effort=True)
+    code, out, _ = run(capsys, "jobs")
+    assert code == 0
+    (line,) = [ln for ln in out.splitlines() if "late" in ln]
+    assert "host-only" in line
+    (late,) = [j for j in run_json(capsys, "jobs") if j["name"] == "late"]
+    assert late["host_only"] is True and late["slot_count"] == 0

@@ -13,7 +13,14 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from p4reduce.worker import AllreduceTimeout, Communicator, JobSpec, NonFiniteError, quant
+from p4reduce.worker import (
+    AllreduceError,
+    AllreduceTimeout,
+    Communicator,
+    JobSpec,
+    NonFiniteError,
+    quant,
+)
 from tests.support.refswitch import DUPLICATES, RESENT, Faults, RefSwitch, RefSwitchServer
 
 JOB = 42
@@ -176,10 +183,37 @@ def test_timeout_without_probe_says_ranks_are_unknown() -> None:
     srv_switch.add_job(JOB, 2, 2)
     with RefSwitchServer(srv_switch, 2) as srv, \
             Communicator(job_for(srv, 0, 2, 2), timeout_s=0.5) as comm:
-        with pytest.raises(AllreduceTimeout, match="missing ranks are unknown") as info:
+        with pytest.raises(AllreduceTimeout, match="which ranks did not contribute is unknown") as info:
             comm.allreduce(np.ones(10, np.float32))
         assert info.value.missing_ranks is None
+        assert "tensor size" not in str(info.value)
         with pytest.raises(Exception, match="unusable after an earlier failure"):
+            comm.allreduce(np.ones(10, np.float32))
+
+
+@pytest.mark.timeout(60)
+def test_abort_hook_ends_a_waiting_call_at_once_with_its_reason() -> None:
+    """What the torch engine's peer watch does: a reason from `abort` fails the pending
+    call within a poll period, long before the progress timeout."""
+    import time
+
+    srv_switch = RefSwitch()
+    srv_switch.add_job(JOB, 4, 2)
+    t0 = time.monotonic()
+    said: list[str | None] = [None]
+
+    def abort() -> str | None:
+        if said[0] is None and time.monotonic() - t0 > 0.5:
+            said[0] = "rank 1 last seen 12:00:00.000 (2.0 s ago)"
+        return said[0]
+
+    with RefSwitchServer(srv_switch, 2) as srv, \
+            Communicator(job_for(srv, 0, 2, 4), timeout_s=30, abort=abort) as comm:
+        with pytest.raises(AllreduceError, match="rank 1 last seen") as info:
+            comm.allreduce(np.ones(1000, np.float32))
+        assert not isinstance(info.value, AllreduceTimeout)
+        assert time.monotonic() - t0 < 2.0
+        with pytest.raises(AllreduceError, match="rank 1 last seen"):  # and it stays said
             comm.allreduce(np.ones(10, np.float32))
 
 

@@ -267,8 +267,9 @@ def test_default_build_sums_sixty_four_lanes(target64: Target) -> None:
 
 @pytest.mark.timeout(60)
 def test_traffic_that_is_not_a_contribution_is_never_aggregated(target: Target) -> None:
-    """Short agg packets are dropped; results, other UDP ports and IPv4 with options are
-    ordinary traffic; none of them touches the job's state or counters."""
+    """Short agg packets are dropped; a result from a host port is dropped as forged; other
+    UDP ports and IPv4 with options are ordinary traffic; none of them touches the job's
+    state or per-job counters."""
     from scapy.layers.inet import IP, UDP, IPOption_NOP
     from scapy.layers.l2 import Ether
 
@@ -289,7 +290,7 @@ def test_traffic_that_is_not_a_contribution_is_never_aggregated(target: Target) 
                         {"port": 30})
     steps = [
         Send(1, short),
-        Send(1, as_result, (Expect(30, as_result),)),
+        Send(1, as_result),
         Send(1, other_port, (Expect(30, other_port),)),
         Send(1, with_options, (Expect(30, with_options),)),
         *round_steps(ws, [1, 0], v, [0, 0]),
@@ -298,7 +299,8 @@ def test_traffic_that_is_not_a_contribution_is_never_aggregated(target: Target) 
                           [*base_entities(), forward_agg,
                            *job_entities(JOB, ws, base=0, num_slots=1)], steps,
                           {(n.COUNTER_AGGREGATED, JOB): 2, (n.COUNTER_DUPLICATES, JOB): 0,
-                           (n.COUNTER_REJECTED, n.REJECT_UNKNOWN_JOB): 0}))
+                           (n.COUNTER_REJECTED, n.REJECT_UNKNOWN_JOB): 0,
+                           (n.COUNTER_REJECTED, n.REJECT_FORGED_RESULT): 1}))
 
 
 @pytest.mark.timeout(60)
@@ -308,7 +310,7 @@ def test_replica_without_an_address_is_dropped(target: Target) -> None:
     ws = hosts(3)
     entities = [e for e in job_entities(JOB, ws, base=0, num_slots=1)
                 if not (isinstance(e, Entry) and e.table == n.TABLE_RESULT_REWRITE.name
-                        and e.match["standard_metadata.egress_rid"] == 1)]
+                        and e.match["replica_id"] == 1)]
     assert any(isinstance(e, Group) for e in entities)
     v = [np.full(K, i, np.int32) for i in range(3)]
     steps = round_steps(ws, [0, 1, 2], v, [0, 0, 0])

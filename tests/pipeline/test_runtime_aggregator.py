@@ -25,7 +25,8 @@ def _setup(p: Pipeline) -> None:
     p.table_insert(n.TABLE_JOBS.name, TableEntry((Exact(JOB),), ActionCall(n.ACTION_SET_JOB.name, (0, 4, W, 1, 5))))
     for w in range(W):
         p.table_insert(n.TABLE_MEMBERS.name, TableEntry(
-            (Exact(JOB), Exact(w), Exact(0x0A000001 + w)), ActionCall(n.ACTION_MEMBER_OK.name)))
+            (Exact(JOB), Exact(w), Exact(0x0A000001 + w), Exact(w + 1)),
+            ActionCall(n.ACTION_MEMBER_OK.name)))
         p.table_insert(n.TABLE_RESULT_REWRITE.name, TableEntry(
             (Exact(JOB), Exact(w)), ActionCall(n.ACTION_SET_WORKER_ADDR.name, (0x020000000001 + w, 0x0A000001 + w, 40000 + w))))
     p.mc_group_set(1, tuple(Replica(w + 1, w) for w in range(W)))

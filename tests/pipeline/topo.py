@@ -20,11 +20,14 @@ def mac_int(mac: str) -> int:
 
 
 def base_entities(ports: int = NUM_PORTS) -> list[Entity]:
-    """Flood group over every port and the ARP answer for the aggregation address."""
+    """Flood group over every port, the ARP answer for the aggregation address, and that
+    address as the switch's own (what results come from)."""
     return [
         Group(n.FLOOD_MCAST_GRP, tuple((p, 0) for p in range(1, ports + 1))),
         Entry(n.TABLE_ARP.name, {"hdr.arp.tpa": ip_int(AGG_IP)}, n.ACTION_ARP_REPLY.name,
               {"mac": mac_int(AGG_MAC)}),
+        Entry(n.TABLE_OWN_ADDRESSES.name, {"hdr.ipv4.srcAddr": ip_int(AGG_IP)},
+              n.ACTION_OWN_ADDRESS.name),
     ]
 
 
@@ -39,10 +42,11 @@ def job_entities(job: int, workers: list[Host], *, base: int, num_slots: int,
     ]
     for w, h in enumerate(workers):
         out.append(Entry(n.TABLE_MEMBERS.name, {"hdr.agg.job_id": job, "hdr.agg.worker_id": w,
-                                           "hdr.ipv4.srcAddr": ip_int(h.ip)},
+                                           "hdr.ipv4.srcAddr": ip_int(h.ip),
+                                           "standard_metadata.ingress_port": h.port},
                          n.ACTION_MEMBER_OK.name))
         out.append(Entry(n.TABLE_RESULT_REWRITE.name,
-                         {"hdr.agg.job_id": job, "standard_metadata.egress_rid": w},
+                         {"hdr.agg.job_id": job, "replica_id": w},
                          n.ACTION_SET_WORKER_ADDR.name,
                          {"mac": mac_int(h.mac), "ip": ip_int(h.ip), "udp_port": h.udp_port}))
     return out

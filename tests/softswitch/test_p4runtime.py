@@ -190,6 +190,12 @@ def test_reconcile_keeps_entries(
             ),
             "MyIngress.acl",
         ),
+        (
+            pipeline_config().__class__(
+                p4info=p4r.ForwardingPipelineConfig().p4info, p4_device_config=b"{}"
+            ),
+            "describes none",
+        ),
     ],
 )
 def test_bad_pipeline_configs(

@@ -4,7 +4,8 @@ P4Info from the emitter, the runtime Pipeline and Device with in-memory ports.""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -290,3 +291,109 @@ def test_digests_from_the_pipeline(
         assert [m.bitstring for m in data.struct.members] == [FRAME[6:12].lstrip(b"\0"), b"\x02"]
     finally:
         s.close()
+
+
+def _push(stub: p4r_grpc.P4RuntimeStub, info: object, device_config: bytes) -> grpc.RpcError:
+    """A push that must be refused; returns the error."""
+    cfg = p4r.ForwardingPipelineConfig(p4info=info, p4_device_config=device_config)
+    with pytest.raises(grpc.RpcError) as exc:
+        stub.SetForwardingPipelineConfig(
+            p4r.SetForwardingPipelineConfigRequest(
+                device_id=0,
+                action=p4r.SetForwardingPipelineConfigRequest.VERIFY_AND_COMMIT,
+                config=cfg,
+            ),
+            timeout=30,
+        )
+    return exc.value
+
+
+def _mutated(info: object, change: Callable[[Any], None]) -> object:
+    out = type(info)()  # type: ignore[operator]
+    out.CopyFrom(info)
+    change(out)
+    return out
+
+
+def _widen_key(info: Any) -> None:
+    info.tables[0].match_fields[0].bitwidth = 99
+
+
+def _drop_table(info: Any) -> None:
+    del info.tables[0]
+
+
+def _extra_action_param(info: Any) -> None:
+    info.actions[-1].params.add(id=9, name="extra", bitwidth=8)
+
+
+def _resize_counter(info: Any) -> None:
+    info.counters[0].size = 5
+
+
+def _duplicate_id(info: Any) -> None:
+    info.counters[0].preamble.id = info.tables[0].preamble.id
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda info: info.Clear(), "lacks table"),
+        (_widen_key, "keys"),
+        (_drop_table, "lacks table 'I.fwd'"),
+        (_extra_action_param, "parameters"),
+        (_resize_counter, "(size, unit)"),
+        (_duplicate_id, "unique"),
+    ],
+)
+def test_a_p4info_that_disagrees_with_the_device_config_is_refused(
+    stub: p4r_grpc.P4RuntimeStub,
+    server: RunningServer,
+    program: tuple[dict[str, object], object],
+    change: Callable[[Any], None],
+    message: str,
+) -> None:
+    ir, info = program
+    err = _push(stub, _mutated(info, change), json.dumps(ir).encode())
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in (err.details() or "")
+    _install(stub, program)  # the server is fine and takes the matching pair
+
+
+def test_a_deeply_nested_device_config_is_invalid_not_a_crash(
+    stub: p4r_grpc.P4RuntimeStub,
+    server: RunningServer,
+    program: tuple[dict[str, object], object],
+) -> None:
+    _, info = program
+    for deep in (b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000):
+        err = _push(stub, info, deep)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
+        assert "Traceback" not in (err.details() or "")
+    _install(stub, program)
+
+
+@pytest.mark.parametrize(("port", "instance"), [(600, 0), (511, 0), (1, 70_000)])
+def test_replicas_outside_the_port_and_rid_ranges_are_refused(
+    stub: p4r_grpc.P4RuntimeStub,
+    server: RunningServer,
+    program: tuple[dict[str, object], object],
+    port: int,
+    instance: int,
+) -> None:
+    from tests.softswitch.test_p4runtime import batch_errors
+
+    _install(stub, program)
+    g = p4r.MulticastGroupEntry(multicast_group_id=1)
+    g.replicas.add(egress_port=2, instance=0)
+    g.replicas.add(egress_port=port, instance=instance)
+    pre = p4r.PacketReplicationEngineEntry(multicast_group_entry=g)
+    update = p4r.Update(type=p4r.Update.INSERT, entity=p4r.Entity(packet_replication_engine_entry=pre))
+    with pytest.raises(grpc.RpcError) as exc:
+        stub.Write(p4r.WriteRequest(device_id=0, updates=[update]), timeout=10)
+    ((code, message),) = batch_errors(exc.value)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert ("port" in message) if port != 1 else ("egress_rid" in message)
+    q = p4r.ReadRequest(device_id=0)
+    q.entities.add().packet_replication_engine_entry.multicast_group_entry.SetInParent()
+    assert [e for r in stub.Read(q, timeout=10) for e in r.entities] == []

@@ -2,8 +2,8 @@
 install one job through the pipeline's control surface, as the controller would.
 
 Worker w sits on switch port w + 1 (port 0 is left unused, as in the pipeline tests). The
-job is installed with the names of `controller/p4names.py` only: the `jobs` entry, one
-`members` entry and one `result_rewrite` entry per worker, and multicast group
+job is installed with the names of `p4reduce.contract` only: the `jobs` entry, one
+`members` entry (bound to the worker's port) and one `result_rewrite` entry per worker, and multicast group
 JOB_MCAST_BASE + job_id with one replica per worker whose instance is its rank.
 """
 
@@ -46,7 +46,7 @@ class SoftswitchJob:
 
     def __init__(self, job_id: int, world: int, num_slots: int, *, base: int = 0, epoch: int = 1,
                  drop: float = 0.0, duplicate: float = 0.0, reorder: float = 0.0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, extra_ports: int = 0) -> None:
         self.job_id, self.world, self.num_slots = job_id, world, num_slots
         self.base, self.epoch = base, epoch
         self.pipeline = Pipeline(compiled())
@@ -59,6 +59,13 @@ class SoftswitchJob:
             inner = port.inner if isinstance(port, FaultyPort) else port
             assert isinstance(inner, UdpPort)
             self.addresses.append(inner.address)
+            self.device.add_port(number, port)
+        # ports world+1.. with no member on them (an attacker's host, in the trust tests)
+        self.extra: list[tuple[str, int]] = []
+        for e in range(extra_ports):
+            number, port = parse_port_spec(f"{world + 1 + e}@udp:127.0.0.1:0")
+            assert isinstance(port, UdpPort)
+            self.extra.append(port.address)
             self.device.add_port(number, port)
         self._install()
 
@@ -85,12 +92,15 @@ class SoftswitchJob:
             ActionCall(n.ACTION_SET_JOB.name, (self.base, self.num_slots, self.world, group, self.epoch))))
         for w in range(self.world):
             p.table_insert(n.TABLE_MEMBERS.name, TableEntry(
-                (Exact(job), Exact(w), Exact(_ip(self.worker_ip(w)))), ActionCall(n.ACTION_MEMBER_OK.name)))
+                (Exact(job), Exact(w), Exact(_ip(self.worker_ip(w))), Exact(w + 1)),
+                ActionCall(n.ACTION_MEMBER_OK.name)))
             p.table_insert(n.TABLE_RESULT_REWRITE.name, TableEntry(
                 (Exact(job), Exact(w)),
                 ActionCall(n.ACTION_SET_WORKER_ADDR.name,
                            (_mac(self.worker_mac(w)), _ip(self.worker_ip(w)), 40000 + w))))
         p.mc_group_set(group, tuple(Replica(w + 1, w) for w in range(self.world)))
+        p.table_insert(n.TABLE_OWN_ADDRESSES.name, TableEntry(
+            (Exact(_ip(SWITCH_IP)),), ActionCall(n.ACTION_OWN_ADDRESS.name)))
 
     def missing_ranks(self, job_id: int, slot: int, rnd: int) -> list[int]:
         """Ranks not in the bitmap of (slot, round): what a controller with register access
@@ -100,8 +110,8 @@ class SoftswitchJob:
         seen = self.pipeline.register_read(REG_BITMAP, index) if tag == (self.epoch << 8 | rnd) else 0
         return [w for w in range(self.world) if not seen >> w & 1]
 
-    def counter(self, name: str) -> int:
-        return self.pipeline.counter_read(name, self.job_id).packets
+    def counter(self, name: str, index: int | None = None) -> int:
+        return self.pipeline.counter_read(name, self.job_id if index is None else index).packets
 
     def __enter__(self) -> SoftswitchJob:
         self.device.start()

@@ -75,14 +75,17 @@ class Cluster:
         raise RuntimeError("softswitch: no free UDP ports after 5 attempts")
 
     def _launch(self) -> None:
-        env, build, faults = self._env, self._build, self._faults
-        workdir = self.workdir
+        env, faults = self._env, self._faults
+        build, workdir = self._build, self.workdir
         try:
-            sw = self._start([PY, "-m", "p4reduce.softswitch.cli", "--grpc-server-addr", "127.0.0.1:0",
-                              "--log-level", "warn", *faults,
-                              *[a for r, p in enumerate(self.tunnels)
-                                for a in ("-i", f"{r + 1}@udp:127.0.0.1:{p}")]], env)
-            switch_addr = _read_ready(sw, "ready", "softswitch").rsplit(" ", 1)[1].strip()
+            # a fixed P4Runtime port, so a restarted switch is found where it was
+            self._switch_argv = [PY, "-m", "p4reduce.softswitch.cli", "--grpc-server-addr",
+                                 f"127.0.0.1:{free_port(socket.SOCK_STREAM)}",
+                                 "--log-level", "warn", *faults,
+                                 *[a for r, p in enumerate(self.tunnels)
+                                   for a in ("-i", f"{r + 1}@udp:127.0.0.1:{p}")]]
+            self.switch = self._start(self._switch_argv, env)
+            switch_addr = _read_ready(self.switch, "ready", "softswitch").rsplit(" ", 1)[1].strip()
             self.topology = workdir / "topology.json"
             self.topology.write_text(json.dumps({
                 "aggregation": {"mac": "02:00:00:00:00:fe", "ipv4": "10.0.0.254"},
@@ -90,17 +93,40 @@ class Cluster:
                            "ipv4": f"10.0.1.{r + 1}", "port": r + 1,
                            "tunnel": f"127.0.0.1:{p}"} for r, p in enumerate(self.tunnels)],
             }))
-            ctl = self._start([PY, "-m", "p4reduce.controller.cli", "serve", "--switch", switch_addr,
-                               "--p4info", str(build / "aggregator.p4info.txtpb"),
-                               "--device-config", str(build / "aggregator.json"),
-                               "--topology", str(self.topology),
-                               "--state", str(workdir / "ctl.db"),
-                               "--listen", "127.0.0.1:0"], env)
-            line = _read_ready(ctl, "controller API on", "controller")
+            # a fixed API port too, so that ranks find a restarted controller
+            self._ctl_argv = [PY, "-m", "p4reduce.controller.cli", "serve", "--switch", switch_addr,
+                              "--p4info", str(build / "aggregator.p4info.txtpb"),
+                              "--device-config", str(build / "aggregator.json"),
+                              "--topology", str(self.topology),
+                              "--state", str(workdir / "ctl.db"),
+                              "--listen", f"127.0.0.1:{free_port(socket.SOCK_STREAM)}"]
+            self.ctl = self._start(self._ctl_argv, env)
+            line = _read_ready(self.ctl, "controller API on", "controller")
             self.controller = line.split("controller API on ", 1)[1].split(";", 1)[0].strip()
         except BaseException:
             self.close()
             raise
+
+    def restart_controller(self) -> None:
+        """kill -9 the controller and start it again (same state file, same API port)."""
+        self._kill(self.ctl)
+        self.ctl = self._start(self._ctl_argv, self._env)
+        _read_ready(self.ctl, "controller API on", "controller")
+
+    def _kill(self, proc: subprocess.Popen[str]) -> None:
+        proc.kill()
+        proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+        self.procs.remove(proc)
+
+    def restart_switch(self) -> None:
+        """kill -9 the switch and start it again on the same ports (empty: no pipeline,
+        no entries, registers zero), as after a crash; the controller restores it."""
+        self._kill(self.switch)
+        self.switch = self._start(self._switch_argv, self._env)
+        _read_ready(self.switch, "ready", "softswitch")
 
     def _start(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -277,7 +303,7 @@ def collectives() -> dict[str, Any]:
     after = torch.full((64,), float(rank + 1))
     dist.all_reduce(after)
     res["after_error"] = after
-    # a rank that does not take part: the others' allreduce times out, raised by wait()
+    # a rank that does not take part and leaves: the others' allreduce fails, raised by wait()
     if rank != 2:
         lonely = torch.ones(300)
         work = dist.all_reduce(lonely, async_op=True)
@@ -368,6 +394,64 @@ def ddp_hook() -> dict[str, Any]:
     dist.barrier()  # leave together: gloo can abort a rank whose peer left first
     dist.destroy_process_group()
     return {"switch": _params(m_sw), "gloo": _params(m_gl), "losses": (losses_sw, losses_gl)}
+
+
+@scenario
+def host_only() -> dict[str, Any]:
+    """The switch has no room for this job: allreduce still works, through gloo."""
+    import warnings
+
+    import torch
+    import torch.distributed as dist
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dist.init_process_group(backend="p4reduce")
+        rank = dist.get_rank()
+        sums = []
+        for i in range(3):
+            t = torch.full((100,), float(rank + i))
+            dist.all_reduce(t)
+            sums.append(t[0].item())
+        avg = torch.full((10,), float(rank))
+        dist.all_reduce(avg, op=dist.ReduceOp.AVG)
+        group = dist.group.WORLD
+        engine = getattr(group, "engine", None)
+        host_only = bool(engine is not None and engine.host_only)
+        dist.barrier()
+        dist.destroy_process_group()
+    return {"sums": sums, "avg": avg[0].item(), "host_only": host_only,
+            "warnings": [str(w.message) for w in caught if "p4reduce" in str(w.message)]}
+
+
+@scenario
+def hook_host_only() -> dict[str, Any]:
+    """The DDP hook of a job the switch has no room for: gradients on the default group."""
+    import copy
+    import warnings
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from p4reduce.worker.torch import HookState, allreduce_hook
+
+    dist.init_process_group(backend="gloo")
+    rank = dist.get_rank()
+    base = _model()
+    m_hook, m_plain = copy.deepcopy(base), copy.deepcopy(base)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        state = HookState.from_env()
+    d_hook = DDP(m_hook)
+    d_hook.register_comm_hook(state, allreduce_hook)
+    _train(d_hook, rank)
+    _train(DDP(m_plain), rank)
+    host_only = state.engine.host_only
+    state.close()
+    dist.barrier()
+    dist.destroy_process_group()
+    return {"hook": _params(m_hook), "plain": _params(m_plain), "host_only": host_only,
+            "warnings": [str(w.message) for w in caught if "p4reduce" in str(w.message)]}
 
 
 @scenario

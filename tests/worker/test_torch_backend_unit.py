@@ -185,23 +185,41 @@ class FakeClient:
         FakeClient.instances.append(self)
 
     def join(self, job: str, rank: int, world: int, mac: str, ip: str, port: int, slots: int = 0,
-             wait_ready_timeout: float = 0.0) -> Any:
+             wait_ready_timeout: float = 0.0, best_effort: bool = False) -> Any:
         if FakeClient.refuse is not None:
             raise FakeClient.refuse
         self.calls.append(f"join {job} {rank}")
         return SimpleNamespace(job_id=5, slot_count=8, k=64, lease_until=time.time() + 0.3,
                                aggregation=SimpleNamespace(mac="02:00:00:00:00:fe",
-                                                           ipv4="10.0.0.254", udp_port=48879))
+                                                           ipv4="10.0.0.254", udp_port=48879),
+                               host_only=False)
 
-    def heartbeat(self, job: str, rank: int) -> float:
+    def heartbeat(self, job: str, rank: int, interval: float = 0.0) -> float:
         self.calls.append("heartbeat")
         return time.time() + 0.3
+
+    def watch(self, job: str, rank: int = -1) -> Any:
+        return QuietStream()
 
     def leave(self, job: str, rank: int) -> None:
         self.calls.append(f"leave {job} {rank}")
 
     def close(self) -> None:
         self.closed = True
+
+
+class QuietStream:
+    """A Watch stream on which nothing happens until it is cancelled."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+    def __iter__(self) -> Any:
+        self.done.wait()
+        return iter(())
+
+    def cancel(self) -> None:
+        self.done.set()
 
 
 class NullComm(FakeComm):

@@ -154,6 +154,8 @@ def test_tunnel_recv_rows_keeps_only_aggregation_payloads_for_this_worker() -> N
             b"\xff" * 60,  # not IPv4
             build_frame(sw, me, good[1] + b"longer"),  # longer payloads are cut to `need`
             bytes(ip_options),
+            build_frame(Endpoint(sw.mac, "10.0.0.66", sw.port), me, good[0]),  # not the switch
+            build_frame(Endpoint(sw.mac, sw.ip, 4444), me, good[0]),  # nor its UDP port
         ]
         for f in frames:
             peer.sendto(f, t._sock.getsockname())
@@ -165,7 +167,39 @@ def test_tunnel_recv_rows_keeps_only_aggregation_payloads_for_this_worker() -> N
             if len(got) >= 3:
                 break
         assert got == [good[0], good[1], good[2]]
-        assert t.bad_frames == 3
+        assert t.bad_frames == 5
+        # another local process sending to the worker's socket is not the tunnel peer
+        intruder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        intruder.sendto(frames[0], t._sock.getsockname())
+        intruder.close()
+        assert len(t.recv_rows(0.2, need)) == 0 and t.recv(0.05) == []
     finally:
         t.close()
         peer.close()
+
+
+@pytest.mark.timeout(30)
+def test_udp_transport_takes_datagrams_from_the_aggregation_address_only() -> None:
+    from p4reduce.worker.transport import UdpTransport
+
+    switch = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    switch.bind(("127.0.0.1", 0))
+    job = JobSpec(1, 0, 2, 4, switch_ip="127.0.0.1", switch_port=switch.getsockname()[1],
+                  local_ip="127.0.0.1", transport="udp")
+    t = UdpTransport(job)
+    intruder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        need = wire.agg_payload_len(job.k)
+        forged, real = b"\x01" * need, b"\x03" * need
+        intruder.sendto(forged, t.local_address)
+        switch.sendto(real, t.local_address)
+        got: list[bytes] = []
+        for _ in range(20):
+            got += [r.tobytes() for r in t.recv_rows(0.05, need)]
+            if got:
+                break
+        assert got == [real]
+    finally:
+        t.close()
+        switch.close()
+        intruder.close()

@@ -11,6 +11,11 @@ user's line), and a gradient allreduce that cannot use the switch. Not the colle
 torch issues for its own set-up, such as DDP's parameter-shape check (an allgather) and
 its initial state sync (a broadcast), nor barriers, which carry no data to aggregate:
 those are logged at debug level only, so a plain DDP script starts without warnings.
+
+When the switch has no room for the job (all slots or job ids taken), the controller
+makes it host-only and every allreduce goes to gloo for the whole run (one warning says
+so when the group is made). It does not move to the switch when slots free up later:
+the ranks would all have to switch at the same call; the next run gets slots again.
 """
 
 from __future__ import annotations
@@ -154,10 +159,17 @@ class P4ReduceProcessGroup(dist.ProcessGroup):
                                           world_size, timeout)
         self.engine: SwitchEngine | None = None
         self._no_switch: str | None = None
+        self._host_only: str | None = None
         other = live_engine()
         if other is None:
             self.engine = SwitchEngine(cfg or from_env(rank, world_size),
                                        join_timeout_s=timeout.total_seconds())
+            if self.engine.host_only:
+                self._host_only = self._no_switch = (
+                    f"the switch has no room for job {self.engine.cfg.job!r} (all slots or job"
+                    " ids taken), so the controller made it host-only: every allreduce of this"
+                    " run goes through gloo, even if slots free up later")
+                warnings.warn(f"p4reduce: {self._host_only}", RuntimeWarning, stacklevel=2)
         else:
             # a process is one member of one switch job: further groups (new_group) use gloo
             self._no_switch = (f"this process group is not the first p4reduce group of the "
@@ -188,7 +200,8 @@ class P4ReduceProcessGroup(dist.ProcessGroup):
                    opts: Any) -> dist.Work:
         reason = self._switch_reason(tensors, op)
         if reason is not None:
-            _fallback(f"{gloo_call}:{reason}", reason, gloo_call)
+            if reason is not self._host_only:  # that one was said once, at creation
+                _fallback(f"{gloo_call}:{reason}", reason, gloo_call)
             if op == dist.ReduceOp.AVG:
                 return self._gloo_average(tensors, gloo_call, opts)
             work: dist.Work = getattr(self.gloo, gloo_call)(tensors, opts)

@@ -20,6 +20,8 @@ of its children the same environment.
                           a topology host may carry it as `tunnel: "host:port"`
     P4REDUCE_SLOTS        slots to ask for (default 0: the controller's default)
     P4REDUCE_TIMEOUT      seconds without progress before an allreduce fails (default 30)
+    P4REDUCE_HOST_FALLBACK  1 (default): when the switch has no room for the job, run it
+                          host-only on gloo; 0: fail instead
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class RankConfig:
     tunnel_port: int = 0
     slots: int = 0
     timeout_s: float = 30.0
+    best_effort: bool = True  # a job the switch has no room for runs host-only on gloo
 
 
 def _pick(env: Mapping[str, str], name: str, rank: int) -> str | None:
@@ -177,5 +180,9 @@ def from_env(rank: int, world_size: int, env: Mapping[str, str] | None = None) -
         raise ConfigError(f"P4REDUCE_TIMEOUT={env.get('P4REDUCE_TIMEOUT')!r} is not a number") from None
     if not timeout_s > 0:
         raise ConfigError(f"P4REDUCE_TIMEOUT must be positive, not {timeout_s}")
+    fallback = (env.get("P4REDUCE_HOST_FALLBACK", "1") or "1").strip()
+    if fallback not in ("0", "1"):
+        raise ConfigError(f"P4REDUCE_HOST_FALLBACK={fallback!r} is neither 0 nor 1")
     return RankConfig(controller, job, rank, world_size, str(mac), str(ipv4), udp_port,
-                      transport, tunnel_host, tunnel_port, slots, timeout_s)  # type: ignore[arg-type]
+                      transport, tunnel_host, tunnel_port, slots, timeout_s,  # type: ignore[arg-type]
+                      fallback == "1")

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 import ml_dtypes
 import numpy as np
@@ -21,6 +20,8 @@ import torch
 
 from p4reduce.controller.client import ControllerCallError, ControllerClient
 from p4reduce.worker import Communicator, JobSpec
+from p4reduce.worker.peers import PeerWatch
+from p4reduce.worker.resync import ResyncingCommunicator
 from p4reduce.worker.torch.config import RankConfig
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,15 @@ def pack(tensors: list[torch.Tensor]) -> Packed:
     return out
 
 
-def finish(comm: Communicator, packed: Packed, average: bool) -> None:
+class Reducer(Protocol):
+    """What `finish` needs: a Communicator, or one wrapped to survive switch restarts."""
+
+    @property
+    def job(self) -> JobSpec: ...
+    def allreduce(self, array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]: ...
+
+
+def finish(comm: Reducer, packed: Packed, average: bool) -> None:
     """Reduce each packed buffer through the switch and write the results back in place.
 
     Floats travel as float32 whatever their dtype, so the sum of half-precision values is
@@ -92,7 +101,7 @@ def finish(comm: Communicator, packed: Packed, average: bool) -> None:
                 torch.cuda.current_stream(t.device).synchronize()
 
 
-def reduce_into(comm: Communicator, tensors: list[torch.Tensor], average: bool) -> None:
+def reduce_into(comm: Reducer, tensors: list[torch.Tensor], average: bool) -> None:
     """Sum (or average) `tensors` over the ranks in place, one switch call per dtype."""
     finish(comm, pack(tensors), average)
 
@@ -112,6 +121,17 @@ class SwitchEngine:
 
     One per process: a second engine would be a second job member with the same address
     and tunnel port, and the two jobs' results would reach either engine.
+
+    The heartbeats are a `PeerWatch`: the controller tells this rank when another rank of
+    the job dies or leaves, and the communicator's `abort` hook fails the pending
+    allreduce with that reason within seconds (every rank hears the same, so all of them
+    fail, none waits for the others forever). When the switch restarts, the ranks agree
+    through the controller where to go on and continue (`ResyncingCommunicator`), or
+    all fail with one error saying why they could not.
+
+    When the switch has no room for the job (`cfg.best_effort`, the default), the
+    controller makes it host-only: `host_only` is then True, there is no communicator,
+    and the process group sends every allreduce to gloo for the whole run.
     """
 
     def __init__(self, cfg: RankConfig, join_timeout_s: float = 300.0,
@@ -129,49 +149,53 @@ class SwitchEngine:
         try:
             info = self._client.join(cfg.job, cfg.rank, cfg.world_size, cfg.mac, cfg.ipv4,
                                      cfg.udp_port, slots=cfg.slots,
-                                     wait_ready_timeout=join_timeout_s)
+                                     wait_ready_timeout=join_timeout_s,
+                                     best_effort=cfg.best_effort)
         except ControllerCallError as e:
             self._client.close()
             raise BackendError(
                 f"p4reduce: rank {cfg.rank} could not join job {cfg.job!r} through the "
                 f"controller at {cfg.controller}: {e}"
             ) from None
-        self.spec = JobSpec(
-            job_id=info.job_id, rank=cfg.rank, world_size=cfg.world_size,
-            num_slots=info.slot_count, k=info.k, switch_mac=info.aggregation.mac,
-            switch_ip=info.aggregation.ipv4, switch_port=info.aggregation.udp_port,
-            local_mac=cfg.mac, local_ip=cfg.ipv4, local_port=cfg.udp_port,
-            transport=cfg.transport, tunnel_host=cfg.tunnel_host, tunnel_port=cfg.tunnel_port,
-        )
-        make = communicator_factory or (lambda s: Communicator(s, timeout_s=cfg.timeout_s))
-        self.comm = make(self.spec)
+        self.host_only = bool(getattr(info, "host_only", False))
+        self.peers = PeerWatch(self._client, cfg.job, cfg.rank,
+                               lease_until=float(info.lease_until))
+        self.comm: Communicator | None = None
+        self.reducer: ResyncingCommunicator | None = None
+        if not self.host_only:
+            self.spec = JobSpec(
+                job_id=info.job_id, rank=cfg.rank, world_size=cfg.world_size,
+                num_slots=info.slot_count, k=info.k, switch_mac=info.aggregation.mac,
+                switch_ip=info.aggregation.ipv4, switch_port=info.aggregation.udp_port,
+                local_mac=cfg.mac, local_ip=cfg.ipv4, local_port=cfg.udp_port,
+                transport=cfg.transport, tunnel_host=cfg.tunnel_host,
+                tunnel_port=cfg.tunnel_port,
+            )
+            make = communicator_factory or (
+                lambda s: Communicator(s, timeout_s=cfg.timeout_s, abort=self.peers.abort))
+            try:
+                self.comm = make(self.spec)
+            except BaseException:
+                self.peers.stop()
+                self._client.close()
+                raise
+            self.reducer = ResyncingCommunicator(self.comm, self.peers, self._client, cfg.job)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"p4reduce-{cfg.rank}")
-        self._stop = threading.Event()
-        self._lease_until = float(info.lease_until)
-        self._heartbeat = threading.Thread(target=self._beat, name=f"p4reduce-hb-{cfg.rank}",
-                                           daemon=True)
-        self._heartbeat.start()
         self.closed = False
         with _live_lock:
             _live.append(self)
-
-    def _beat(self) -> None:
-        """Renew the lease at a third of its remaining time, so one lost beat is harmless."""
-        while True:
-            left = self._lease_until - time.time()
-            if self._stop.wait(min(10.0, max(0.2, left / 3))):
-                return
-            try:
-                self._lease_until = self._client.heartbeat(self.cfg.job, self.cfg.rank)
-            except ControllerCallError as e:
-                log.warning("p4reduce: heartbeat of job %s rank %d failed: %s",
-                            self.cfg.job, self.cfg.rank, e)
 
     def submit(self, tensors: list[torch.Tensor], average: bool) -> torch.futures.Future[list[torch.Tensor]]:
         """Queue an in-place allreduce; the future fails with the switch path's error."""
         fut: torch.futures.Future[list[torch.Tensor]] = torch.futures.Future()
         if self.closed:
             fut.set_exception(BackendError("p4reduce: the process group was shut down"))  # type: ignore[arg-type]
+            return fut
+        comm = self.reducer
+        if comm is None:
+            fut.set_exception(BackendError(  # type: ignore[arg-type]
+                f"p4reduce: job {self.cfg.job!r} is host-only (the switch had no room): "
+                "its allreduce runs on gloo, not through this engine"))
             return fut
 
         try:
@@ -182,7 +206,7 @@ class SwitchEngine:
 
         def run() -> None:
             try:
-                finish(self.comm, packed, average)
+                finish(comm, packed, average)
             except BaseException as e:
                 fut.set_exception(e)  # type: ignore[arg-type]
                 return
@@ -199,9 +223,11 @@ class SwitchEngine:
         with _live_lock:
             _live.remove(self)
         self._executor.shutdown(wait=True)
-        self._stop.set()
-        self._heartbeat.join()
-        self.comm.close()
+        self.peers.stop()
+        if self.reducer is not None:
+            self.reducer.close()
+        elif self.comm is not None:
+            self.comm.close()
         try:
             self._client.leave(self.cfg.job, self.cfg.rank)
         except ControllerCallError as e:

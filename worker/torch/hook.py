@@ -10,6 +10,8 @@ metrics) and want only the gradient allreduce in the network:
 """
 
 # No `from __future__ import annotations`: DDP checks the hook's annotations as objects.
+import warnings
+
 import torch
 import torch.distributed as dist
 from torch._C._distributed_c10d import GradBucket
@@ -29,7 +31,13 @@ class HookState:
         """Join the job of P4REDUCE_* for this rank of the default process group."""
         if cfg is None:
             cfg = from_env(dist.get_rank(), dist.get_world_size())
-        return cls(SwitchEngine(cfg, join_timeout_s=join_timeout_s))
+        engine = SwitchEngine(cfg, join_timeout_s=join_timeout_s)
+        if engine.host_only:
+            warnings.warn(
+                f"p4reduce: the switch has no room for job {cfg.job!r} (all slots or job ids"
+                " taken), so the controller made it host-only: the hook reduces gradients on"
+                " the default process group for this whole run", RuntimeWarning, stacklevel=2)
+        return cls(engine)
 
     def close(self) -> None:
         self.engine.close()
@@ -39,5 +47,11 @@ def allreduce_hook(state: HookState,
                    bucket: GradBucket) -> torch.futures.Future[torch.Tensor]:
     """Average a gradient bucket over the ranks through the switch (DDP divides nothing
     after a hook: the hook's result is the gradient)."""
+    if state.engine.host_only:  # what DDP does without a hook: sum, then divide
+        buf = bucket.buffer().div_(dist.get_world_size())
+        work = dist.all_reduce(buf, async_op=True)
+        assert work is not None
+        summed: torch.futures.Future[list[torch.Tensor]] = work.get_future()
+        return summed.then(lambda f: f.value()[0])
     fut = state.engine.submit([bucket.buffer()], average=True)
     return fut.then(lambda f: f.value()[0])
