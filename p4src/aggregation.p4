@@ -1,4 +1,4 @@
-// The aggregation state machine (DESIGN.md section 3). Every register read-modify-write
+// The aggregation state machine (docs/DESIGN.md section 3). Every register read-modify-write
 // is one action, because BMv2 makes actions, not controls, atomic.
 #ifndef AGGREGATION_P4
 #define AGGREGATION_P4

@@ -1,4 +1,4 @@
-/* p4reduce: in-network aggregation of int32 gradient chunks (DESIGN.md sections 2-3).
+/* p4reduce: in-network aggregation of int32 gradient chunks (docs/DESIGN.md sections 2-3).
  *
  * Compile with p4c for BMv2:    p4c --target bmv2 --arch v1model aggregator.p4
  * or with the embedded target:  p4reduce-p4c aggregator.p4

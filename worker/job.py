@@ -1,6 +1,6 @@
 """`JobSpec`: everything a worker must know about its job, checked once at construction.
 
-The controller hands these values out when a worker joins (DESIGN.md section 6); tests
+The controller hands these values out when a worker joins (docs/DESIGN.md section 6); tests
 build them directly. Validation happens here so that a bad address or rank is reported as
 a sentence before any socket is opened, not as a struct error deep in packetization.
 """

@@ -1,4 +1,4 @@
-"""Block floating point quantization of float chunks (DESIGN.md section 4).
+"""Block floating point quantization of float chunks (docs/DESIGN.md section 4).
 
 A tensor is cut into chunks of K values. Each chunk c gets one exponent E_c, agreed by all
 W workers through the switch (the max of their proposals), and every worker sends

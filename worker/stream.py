@@ -1,4 +1,4 @@
-"""Windowed streaming with loss recovery (DESIGN.md section 5).
+"""Windowed streaming with loss recovery (docs/DESIGN.md section 5).
 
 The streamer knows slots, rounds and timers, and nothing about quantization: a call is a
 `Plan`, a list of m packets whose payload is built when the packet may leave and whose

@@ -5,7 +5,7 @@ program. The device config is the softswitch JSON IR, as BMv2's is p4c's JSON.
 
 Where it knowingly differs from PI, and why:
 - registers can be read and written (MODIFY) over P4Runtime: an extension BMv2 lacks,
-  useful for tests; the controller must not depend on it (DESIGN.md section 6);
+  useful for tests; the controller must not depend on it (docs/DESIGN.md section 6);
 - a request for another device id fails with NOT_FOUND, where PI creates an empty device
   and answers FAILED_PRECONDITION: one switch process serves one device here;
 - DigestLists are sent as digests appear (grouped up to max_list_size per 20 ms poll)

@@ -1,8 +1,8 @@
-"""Reference model of the aggregation switch (DESIGN.md section 3): the test oracle.
+"""Reference model of the aggregation switch (docs/DESIGN.md section 3): the test oracle.
 
 `RefSwitch.handle` is the switch algorithm as a pure function of its state: one packet in,
 the packets out. It is deliberately plain Python with one dict of register cells, so that
-it can be read next to DESIGN.md and `p4src/aggregator.p4` and trusted; the pipeline tests
+it can be read next to docs/DESIGN.md and `p4src/aggregator.p4` and trusted; the pipeline tests
 compare the P4 program with it, and the worker tests use it as their switch.
 
 `RefSwitchServer` serves a `RefSwitch` over UDP tunnel ports on 127.0.0.1 (one UDP socket

@@ -1,4 +1,4 @@
-"""The reference switch model against DESIGN.md section 3, case by case."""
+"""The reference switch model against docs/DESIGN.md section 3, case by case."""
 
 from __future__ import annotations
 
