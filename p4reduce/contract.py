@@ -9,7 +9,7 @@ the standard library, so importing it is free and it can never join an import cy
 `p4src/config.p4` and `p4src/headers.p4` state the same values for P4; tests compare them
 with this module (`tests/test_contract.py`) and the compiled P4Info with the names here
 (`tests/softswitch/test_pipeline_names.py`). The design behind the numbers is
-`docs/DESIGN.md` (sections "Wire format" and "Switch algorithm").
+`docs/DESIGN.md` (sections 2, "Wire format", and 3, "The switch").
 
 P4 names follow one convention, p4c's default: a table, action or extern declared in a
 sub-control is named by its instance path (`AggIngress.admission.jobs`); nothing in
