@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from finsy.proto import p4r
 
+from p4reduce.softswitch.p4.ir import Program
 from p4reduce.softswitch.p4runtime.errors import invalid
 from p4reduce.softswitch.p4runtime.schema import Schema, build_schema
 from p4reduce.softswitch.runtime.control import PipelineControl
@@ -21,9 +22,11 @@ PipelineFactory = Callable[[dict[str, Any]], PipelineControl]
 
 
 def default_factory(ir: dict[str, Any]) -> PipelineControl:
-    from p4reduce.softswitch.runtime import Pipeline  # type: ignore[attr-defined,unused-ignore]  # imported late: the runtime is optional here
+    """The runtime's pipeline on the default back end (`$P4REDUCE_BACKEND`, else auto),
+    imported late: the runtime is optional here."""
+    from p4reduce.softswitch.runtime.backend import make_pipeline
 
-    pipe: PipelineControl = Pipeline(ir)
+    pipe: PipelineControl = make_pipeline(cast(Program, ir))
     return pipe
 
 

@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from p4reduce.softswitch.p4.ir import Action, Program, Register
 from p4reduce.softswitch.runtime.errors import PipelineError
+from p4reduce.softswitch.runtime.frame import Ctx
 
 Stmt = dict[str, Any]
 Expr = dict[str, Any]
@@ -42,7 +44,7 @@ class Group:
 class VectorPlan:
     """Decides register storage and, once slots are known, the code for vectorised runs."""
 
-    registers: dict[str, dict[str, Any]]
+    registers: dict[str, Register]
     groups: list[Group] = field(default_factory=list)
     runs: dict[tuple[int, int], Run] = field(default_factory=dict)
     arrays: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
@@ -134,7 +136,7 @@ def _width(e: Expr) -> int:
     return int(e.get("type", {}).get("width", 64) or 64)
 
 
-def _reg_width(reg: dict[str, Any]) -> int:
+def _reg_width(reg: Register) -> int:
     t = reg["type"]
     return int(t.get("width", 1)) if t["kind"] != "bool" else 1
 
@@ -171,9 +173,7 @@ class _Flat:
         self.sig: list[Any] = []
         self._stmt(stmt, None)
 
-    def _stmt(self, s: Stmt, action: dict[str, Any] | None) -> None:
-        from p4reduce.softswitch.runtime.codegen import _Ctx
-
+    def _stmt(self, s: Stmt, action: Action | None) -> None:
         kind = s["stmt"]
         if kind == "block":
             for sub in s.get("body", []):
@@ -190,14 +190,14 @@ class _Flat:
                     raise _NoVec
                 self._stmt(sub, act)
         elif kind == "assign":
-            ctx = _Ctx(action=action)
+            ctx = Ctx(action=action)
             p = _Prim("assign", ctx, lhs=s["lhs"], value=s["rhs"])
             self.sig.append("assign")
             self._lvalue(s["lhs"], ctx)
             self._expr(s["rhs"], ctx)
             self.prims.append(p)
         elif kind == "method" and s["kind"] == "register" and s["method"] in ("read", "write"):
-            ctx = _Ctx(action=action)
+            ctx = Ctx(action=action)
             args = s["args"]
             reg = s["object"]
             self.sig.append(("reg", s["method"]))
@@ -500,7 +500,7 @@ def _signature(gen: Any, stmt: Stmt) -> tuple[str, _Flat] | None:
     return json.dumps(flat.sig, sort_keys=True, default=str), flat
 
 
-def analyse(ir: dict[str, Any], plan: VectorPlan, gen: Any) -> None:
+def analyse(ir: Program, plan: VectorPlan, gen: Any) -> None:
     """Find runs of at least MIN_RUN consecutive statements of one shape in every
     statement list, and prepare their vector code; anything doubtful stays scalar."""
     lists: list[list[Stmt]] = []

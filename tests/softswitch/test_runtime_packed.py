@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import struct
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ from p4reduce.softswitch.p4 import compile_source
 from p4reduce.softswitch.runtime import Pipeline
 from p4reduce.softswitch.runtime.control import Replica
 from p4reduce.softswitch.runtime.vectorize import live_functions, packed_conflicts
+from tests.support.backends import make
 from tests.support.runtime_ir import V1_PRELUDE, lanes_frame, lanes_p4
 
 K = 8
@@ -77,15 +79,17 @@ def _mixed_frame(rng: random.Random, k: int = K) -> bytes:
     return eth + body + bytes(rng.randrange(3))
 
 
-def _three(ir: dict[str, object]) -> tuple[Pipeline, Pipeline, Pipeline]:
-    pipes = (Pipeline(ir), Pipeline(ir, pack=False), Pipeline(ir, vectorize=False))
+def _variants(ir: dict[str, object], backend: str) -> tuple[Any, ...]:
+    """Packed, unpacked and scalar Python code, the pipeline of `backend`, and the scalar
+    reference last."""
+    pipes = (Pipeline(ir), Pipeline(ir, pack=False), make(ir, backend), Pipeline(ir, vectorize=False))
     for p in pipes:
         p.mc_group_set(7, (Replica(1, 0), Replica(2, 1), Replica(3, 2)))
     return pipes
 
 
-def _same_registers(pipes: tuple[Pipeline, ...]) -> None:
-    names = pipes[0].plan.registers
+def _same_registers(pipes: tuple[Any, ...]) -> None:
+    names = [r["name"] for r in pipes[-1].ir["registers"]]
     for name in names:
         size = pipes[0].register_size(name)
         ref = [pipes[-1].register_read(name, i) for i in range(size)]
@@ -93,9 +97,10 @@ def _same_registers(pipes: tuple[Pipeline, ...]) -> None:
             assert [p.register_read(name, i) for i in range(size)] == ref, name
 
 
-def test_lane_program_is_packed_and_agrees() -> None:
+def test_lane_program_is_packed_and_agrees(backend: str) -> None:
     ir = compile_source(lanes_p4(k=16, reg_size=8))
     packed, plain, scalar = Pipeline(ir), Pipeline(ir, pack=False), Pipeline(ir, vectorize=False)
+    other = make(ir, backend)
     assert packed.plan.packed and not plain.plan.packed and not scalar.plan.packed
     assert "_PK" in packed.source and ".tolist()" not in packed.source
     # the lane actions are dead (their calls became one vector run): their 16 locals
@@ -109,12 +114,13 @@ def test_lane_program_is_packed_and_agrees() -> None:
         out = scalar.process(2, frame)
         assert packed.process(2, frame) == out
         assert plain.process(2, frame) == out
-    _same_registers((packed, plain, scalar))
+        assert other.process(2, frame) == out
+    _same_registers((packed, plain, other, scalar))
 
 
-def test_mixed_header_multicast_and_egress_runs_agree() -> None:
+def test_mixed_header_multicast_and_egress_runs_agree(backend: str) -> None:
     ir = compile_source(_mixed_p4())
-    pipes = _three(ir)
+    pipes = _variants(ir, backend)
     assert pipes[0].plan.packed  # both runs use the same slice: one packed run
     assert len(pipes[0].plan.runs) == 2
     rng = random.Random(11)
@@ -129,15 +135,15 @@ def test_mixed_header_multicast_and_egress_runs_agree() -> None:
     assert pipes[0].stats == pipes[2].stats
 
 
-def test_scalar_access_to_a_lane_disables_packing() -> None:
+def test_scalar_access_to_a_lane_disables_packing(backend: str) -> None:
     ir = compile_source(_mixed_p4(scalar_touch=True))
-    pipes = _three(ir)
+    pipes = _variants(ir, backend)
     assert not pipes[0].plan.packed
     rng = random.Random(5)
     for _ in range(150):
         frame = _mixed_frame(rng)
         outs = [p.process(1, frame) for p in pipes]
-        assert outs[0] == outs[2] and outs[1] == outs[2]
+        assert all(o == outs[-1] for o in outs)
     _same_registers(pipes)
 
 
