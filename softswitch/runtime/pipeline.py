@@ -42,17 +42,12 @@ from p4reduce.softswitch.runtime.frame import (
     RECIRC,
     REPLICATION,
     RESUBMIT,
+    ProgramFrame,
 )
+from p4reduce.softswitch.runtime.runs import packable, packed_conflicts, plan_runs, trimmable
 from p4reduce.softswitch.runtime.table_setup import build_table
 from p4reduce.softswitch.runtime.tables import PyIndex, Table
-from p4reduce.softswitch.runtime.vectorize import (
-    VectorPlan,
-    analyse,
-    constant_subscripts,
-    live_functions,
-    packable,
-    packed_conflicts,
-)
+from p4reduce.softswitch.runtime.vectorize import VectorPlan, emit_runs
 
 log = logging.getLogger("p4reduce.softswitch.runtime")
 p4log = logging.getLogger("p4reduce.softswitch.runtime.p4")
@@ -122,76 +117,44 @@ def _log_assert(kind: str) -> None:
 
 
 def _build(ir: Program, vectorize: bool, pack: bool) -> tuple[VectorPlan, Generated]:
-    """The program's code. With packing, falls back to one slot per field if scalar code
-    turns out to touch a packed field. With vectorisation, a second pass moves the slots
-    of actions nothing calls any more (lane actions replaced by vector runs: 2 K locals
-    in the aggregator) to the end and cuts them off the packet template, which every
-    packet and every multicast replica copies."""
-    plan, g = _generate(ir, vectorize, pack)
-    if plan.packed and packed_conflicts(g.source, plan.packed, _table_actions(ir, g)):
-        pack = False
-        plan, g = _generate(ir, vectorize, pack)
+    """The program's code. With vectorisation, lane runs execute as numpy operations
+    (`runs.py` decides which, `vectorize.py` writes them); the slots of actions nothing
+    can call any more (lane actions replaced by runs: 2 K locals in the aggregator) are
+    laid out last and cut off the packet template, which every packet and every
+    multicast replica copies. With packing, the header fields of a lane run are one numpy
+    array per packet, unless scalar code touches one of them."""
+    registers = {r["name"]: r for r in ir.get("registers", [])}
     if not vectorize:
-        return plan, g
-    live = live_functions(g.source, _table_actions(ir, g))
-    dead = frozenset(name for name, fn in g.action_fns.items() if fn not in live)
-    if not dead:
-        return plan, g
-    plan2, g2 = _generate(ir, vectorize, pack, dead)
-    if plan2.packed != plan.packed or (plan2.packed and packed_conflicts(g2.source, plan2.packed,
-                                                                        _table_actions(ir, g2))):
-        return plan, g
-    if _trim(ir, plan2, g2):
-        return plan2, g2
+        plan = VectorPlan(registers)
+        return plan, _generate(ir, plan, frozenset())
+    first = plan_runs(ir, ProgramFrame(ir))
+    dead = frozenset(a["name"] for a in ir.get("actions", []) if a["name"] not in first.live_actions)
+    frame = ProgramFrame(ir, late=dead)
+    runplan = plan_runs(ir, frame) if dead else first
+    packed: dict[int, tuple[int, int]] = {}
+    if pack:
+        packed = packable(frame.lay, runplan, frame.field_lists)
+        if packed and packed_conflicts(ir, frame, runplan, packed):
+            packed = {}
+    plan = VectorPlan(registers, runplan, packed)
+    g = _generate(ir, plan, dead)
+    if dead and trimmable(ir, frame, runplan):
+        del g.layout.init[g.late_start:]
     return plan, g
 
 
-def _trim(ir: Program, plan: VectorPlan, g: Generated) -> bool:
-    """Cut the packet template at `late_start` if nothing that can run reaches past it:
-    no constant subscript in live code, no gathered slot, no field list."""
-    start = g.late_start
-    if start >= len(g.layout.init):
-        return False
-    for body in live_functions(g.source, _table_actions(ir, g)).values():
-        if any(hi > start for _, hi, _ in constant_subscripts(body)):
-            return False
-    if any(max(slots) >= start for slots, _ in plan.touched):
-        return False
-    if any(s >= start for lst in g.field_lists.values() for s in lst):
-        return False
-    del g.layout.init[start:]
-    return True
-
-
-def _generate(
-    ir: Program, vectorize: bool, pack: bool, late: frozenset[str] = frozenset()
-) -> tuple[VectorPlan, Generated]:
-    plan = VectorPlan({r["name"]: r for r in ir.get("registers", [])})
+def _generate(ir: Program, plan: VectorPlan, late: frozenset[str]) -> Generated:
     gen = Codegen(ir, plan, late)
-    plan.allocate_names()
-    if vectorize:
-        analyse(ir, plan, gen)
-        if pack:
-            plan.packed = packable(gen.lay, plan, gen.field_lists)
-            gen.packed = plan.packed
-            for a, (b, w) in plan.packed.items():
-                gen.ns[f"_PK{a}"] = a
-                gen.ns[f"_be{w}"] = np.dtype(f">u{w // 8}")
-                # the template array is shared by every packet: packed arrays are never
-                # written in place, only replaced
-                gen.lay.init[a] = np.zeros(b - a, dtype=f"u{w // 8}")
-    plan.resolve(plan.packed)
+    gen.packed = plan.packed
+    for a, (b, w) in plan.packed.items():
+        gen.ns[f"_PK{a}"] = a
+        gen.ns[f"_be{w}"] = np.dtype(f">u{w // 8}")
+        # the template array is shared by every packet: packed arrays are never written in
+        # place, only replaced
+        gen.lay.init[a] = np.zeros(b - a, dtype=f"u{w // 8}")
+    emit_runs(gen, plan)
     plan.allocate()
-    return plan, gen.generate()
-
-
-def _table_actions(ir: Program, g: Generated) -> set[str]:
-    """Generated functions of the actions the control plane can reach through a table."""
-    names: set[str] = set()
-    for t in ir.get("tables", []):
-        names.update(ref["name"] for ref in t.get("actions", []))
-        names.add((t.get("default_action") or {}).get("name", ""))
-    return {g.action_fns[n] for n in names if n in g.action_fns}
+    return gen.generate()
 
 
 class Pipeline:
