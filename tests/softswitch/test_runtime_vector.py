@@ -4,6 +4,7 @@ back ends."""
 from __future__ import annotations
 
 import random
+import re
 import struct
 
 import pytest
@@ -98,3 +99,17 @@ def test_dependent_statements_are_not_vectorised(backend: str) -> None:
         assert other.process(0, frame) == out
     out = vec.process(0, frame)[0][1]
     assert out != frame
+
+
+def test_native_runs_are_loops_over_lane_arrays(lanes_ir: dict[str, object]) -> None:
+    """The native back end runs the same runs as one C loop: the lane fields are one array,
+    the lanes' registers one group, the lane actions (and their locals) do not exist."""
+    from tests.support.backends import skip_unless_available
+
+    skip_unless_available("native")
+    p = make(lanes_ir, "native")
+    src = p.program.source
+    assert src.count("vector run: 8 lanes") == 1
+    assert re.search(r"uint32_t a\d+\[8\];", src)  # hdr.vals.v0..v7 as one array
+    assert not any(f"I.lane{i}.add" in src for i in range(8))
+    assert p.program.registers["I.lane5.r"][:2] == (5, 32)

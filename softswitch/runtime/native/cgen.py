@@ -132,6 +132,8 @@ class CGen(ProgramFrame):
         self._labels: dict[str, str] = {}
         self.used: set[tuple[str, int]] = set()
         self.log_formats: list[str] = []
+        self.needed: set[str] = set()  # actions some generated code calls
+        self.generated_actions: set[str] = set()
         self._index_layout()
         self.param_words: dict[str, list[int]] = {}
         self.param_off: dict[str, dict[str, int]] = {}
@@ -437,7 +439,9 @@ class CGen(ProgramFrame):
         while i < len(stmts):
             run = self.plan.run_at(stmts, i) if self.plan else None
             if run is not None:
-                self.emit_run(run, ind)
+                from p4reduce.softswitch.runtime.native.cruns import emit_run
+
+                emit_run(self, run, ctx, ind)
                 i += run.length
                 continue
             self.stmt(stmts[i], ind, ctx)
@@ -615,6 +619,7 @@ class CGen(ProgramFrame):
         arr = self.tmp()
         self.emit(f"uint64_t {arr}[{max(len(words), 1)}] = {{{', '.join(words) or '0'}}};", ind + 1)
         self.emit(f"A{self.action_id[name]}(sw, p, {arr});", ind + 1)
+        self.needed.add(name)
         self.emit(f"if (p->i_exit) {ctx.ret}", ind + 1)
         outs = [p for p in act["params"] if p.get("dir") in ("out", "inout")]
         for (lhs, sl), p in zip(after, outs, strict=False):
@@ -1073,25 +1078,11 @@ class CGen(ProgramFrame):
         else:
             raise PipelineError(f"transition to unknown state {nxt!r}")
 
-    # ---- vector runs -------------------------------------------------------------------
-    def emit_run(self, run: Any, ind: int) -> None:
-        raise NativeUnsupported("vector runs")
-
     # ---- whole program ------------------------------------------------------------------
     def generate(self) -> CProgram:
         ir = self.ir
         pipe = ir.get("pipeline", {})
         fns: list[str] = []
-        # actions
-        for a in ir.get("actions", []):
-            self.out = []
-            self._labels = {}
-            ctx = CCtx(action=a)
-            self.emit(f"static void A{self.action_id[a['name']]}(sw_t *sw, pkt_t *p, const uint64_t *a) {{", 0)
-            self.emit("(void)sw; (void)a;", 1)
-            self.body(a.get("body", []), 1, ctx)
-            self.emit("}", 0)
-            fns.append("\n".join(self.out))
         # tables
         ctables: dict[str, CTable] = {}
         plen = self.std["packet_length"]
@@ -1141,6 +1132,7 @@ class CGen(ProgramFrame):
             for aname in dict.fromkeys(names):
                 if aname in self.action_id:
                     aid = self.action_id[aname]
+                    self.needed.add(aname)
                     self.emit(f"case {aid}: A{aid}(sw, p, ad->w); break;", 1)
             self.emit("default: break;", 1)
             self.emit("}", 1)
@@ -1180,6 +1172,22 @@ class CGen(ProgramFrame):
                 self.emit("return n;", 1)
             self.emit("}", 0)
             fns.append("\n".join(self.out))
+        # actions: those a table or generated code calls (the lane actions of a run that
+        # became a loop are not, and neither are their locals in pkt_t)
+        done: set[str] = set()
+        while self.needed - done:
+            name = min(self.needed - done, key=lambda n: self.action_id[n])
+            done.add(name)
+            a = self.actions[name]
+            self.out = []
+            self._labels = {}
+            ctx = CCtx(action=a)
+            self.emit(f"static void A{self.action_id[name]}(sw_t *sw, pkt_t *p, const uint64_t *a) {{", 0)
+            self.emit("(void)sw; (void)a;", 1)
+            self.body(a.get("body", []), 1, ctx)
+            self.emit("}", 0)
+            fns.append("\n".join(self.out))
+        self.generated_actions = done
         # copies between packets (clones, resubmit): only members some code uses
         self.out = []
         self.emit("static void G_copy_headers(pkt_t *c, const pkt_t *p) {", 0)
@@ -1311,8 +1319,8 @@ class CGen(ProgramFrame):
         lines.append(f"#define G_NCTR {len(cs)}")
         lines.append(f"static const uint32_t G_CSIZE[{max(len(cs), 1)}] = {{{', '.join(map(str, cs)) or '0'}}};")
         # prototypes
-        for a in self.ir.get("actions", []):
-            lines.append(f"static void A{self.action_id[a['name']]}(sw_t *sw, pkt_t *p, const uint64_t *a);")
+        for name in sorted(self.generated_actions, key=lambda n: self.action_id[n]):
+            lines.append(f"static void A{self.action_id[name]}(sw_t *sw, pkt_t *p, const uint64_t *a);")
         for t in self.ir.get("tables", []):
             lines.append(f"static int T{self.tables[t['name']]}(sw_t *sw, pkt_t *p, int32_t *aid);")
         return "\n".join(lines)

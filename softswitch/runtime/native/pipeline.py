@@ -33,6 +33,7 @@ from p4reduce.softswitch.runtime.control import (
     TableEntry,
 )
 from p4reduce.softswitch.runtime.errors import PipelineError
+from p4reduce.softswitch.runtime.frame import ProgramFrame
 from p4reduce.softswitch.runtime.native.cgen import (
     GEN_VERSION,
     CGen,
@@ -40,7 +41,7 @@ from p4reduce.softswitch.runtime.native.cgen import (
     CTable,
     NativeUnsupported,
 )
-from p4reduce.softswitch.runtime.runs import RunPlan
+from p4reduce.softswitch.runtime.runs import RunPlan, lane_arrays, plan_runs
 from p4reduce.softswitch.runtime.table_setup import build_table
 from p4reduce.softswitch.runtime.tables import Ident, KeySpec, Resolved, Table
 
@@ -97,11 +98,22 @@ def build_source(prog: CProgram) -> str:
     ])
 
 
+def native_plan(ir: Program) -> RunPlan:
+    """The vector runs (shared with the Python back end) and their lane arrays."""
+    fr = ProgramFrame(ir)
+    plan = plan_runs(ir, fr)
+    plan.arrays = lane_arrays(fr, plan)
+    return plan
+
+
 def compile_program(ir: Program, plan: RunPlan | None = None, *, sanitize: bool = False) -> tuple[CProgram, native.Native]:
     """Generate and build (or find in the cache) the program's shared object. Raises
     NativeUnsupported or native.NativeUnavailable when the C path cannot be used."""
+    plan = native_plan(ir) if plan is None else plan
     prog = CGen(ir, plan).generate()
-    return prog, native.load("softswitch", build_source(prog), CDEF, sanitize=sanitize, extra_flags=EXTRA_FLAGS)
+    # programs with vector runs: -O3 makes the compiler vectorise their loops
+    flags = (*EXTRA_FLAGS, "-O3") if plan.runs else EXTRA_FLAGS
+    return prog, native.load("softswitch", build_source(prog), CDEF, sanitize=sanitize, extra_flags=flags)
 
 
 def _to_words(value: int, n: int) -> list[int]:
