@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from p4reduce.softswitch.p4.ir import Expr
 from p4reduce.softswitch.runtime.native.cgen import ct, mask
+from p4reduce.softswitch.runtime.frame import Ctx
 from p4reduce.softswitch.runtime.runs import VEC_BINARY, Run
 
 if TYPE_CHECKING:
@@ -25,6 +26,14 @@ if TYPE_CHECKING:
 
 def _width(e: Expr) -> int:
     return int(e.get("type", {}).get("width", 64) or 64)
+
+
+def _cctx(ctx: Ctx) -> CCtx:
+    """A run primitive's context for the C generator (runs hold no table applies, so
+    what a `return` would be never matters)."""
+    from p4reduce.softswitch.runtime.native.cgen import CCtx
+
+    return CCtx(action=ctx.action, in_parser=ctx.in_parser)
 
 
 def _lt(w: int) -> str:
@@ -105,13 +114,13 @@ class _RunC:
         for p in run.prims:
             if p.kind == "assign":
                 assert p.lhs is not None and p.value is not None
-                lines.append(f"{self.lane(run.node_vec[id(p.lhs)], _width(p.lhs))} = {self.vex(p.value, p.ctx)};")
+                lines.append(f"{self.lane(run.node_vec[id(p.lhs)], _width(p.lhs))} = {self.vex(p.value, _cctx(p.ctx))};")
                 continue
             regs = run.regs[ri]
             ri += 1
             assert p.index is not None
             size = int(gen.registers[regs[0]]["size"])
-            ix = self.hoist(gen.ex(p.index, p.ctx), ct(_width(p.index)))
+            ix = self.hoist(gen.ex(p.index, _cctx(p.ctx)), ct(_width(p.index)))
             ok = self.hoist(f"{ix} < {size}", "int")
             rw = gen._reg_width(regs[0])
             if len(set(regs)) == 1:  # one register every lane reads
@@ -129,7 +138,7 @@ class _RunC:
                 lines.append(f"{self.lane(run.node_vec[id(p.lhs)], _width(p.lhs))} = {val};")
             else:
                 assert p.value is not None
-                val = self.vex(p.value, p.ctx)
+                val = self.vex(p.value, _cctx(p.ctx))
                 if inrange[ok]:
                     lines.append(f"{row}[_j] = ({typ})({val});")
         return lines
@@ -147,7 +156,7 @@ class _RunC:
             ri += 1
             assert p.index is not None
             size = int(gen.registers[regs[0]]["size"])
-            ix = self.hoist(gen.ex(p.index, p.ctx), ct(_width(p.index)))
+            ix = self.hoist(gen.ex(p.index, _cctx(p.ctx)), ct(_width(p.index)))
             ok = self.hoist(f"{ix} < {size}", "int")
             if ok not in oks:
                 oks.append(ok)
