@@ -16,8 +16,8 @@ import itertools
 from typing import TYPE_CHECKING
 
 from p4reduce.softswitch.p4.ir import Expr
-from p4reduce.softswitch.runtime.native.cgen import ct, mask
 from p4reduce.softswitch.runtime.frame import Ctx
+from p4reduce.softswitch.runtime.native.cgen import ct, mask
 from p4reduce.softswitch.runtime.runs import VEC_BINARY, Run
 
 if TYPE_CHECKING:
