@@ -94,7 +94,7 @@ def runtime_source(name: str) -> str:
 def build_source(prog: CProgram) -> str:
     return "\n".join([
         f"/* softswitch native pipeline, generator v{GEN_VERSION} */",
-        runtime_source("base.c"), prog.source, runtime_source("tm.c"), runtime_source("ports.c"),
+        runtime_source("base.c"), prog.source, runtime_source("tm.c"),
     ])
 
 
@@ -264,7 +264,7 @@ class NativePipeline:
             ports[0] = port
             n = self.lib.sw_run(self.sw, frame, offs, lens, ports, 1, 1)
             outs = [(p, data) for _, p, data in self._outputs(n)]
-        self._drain()
+        self.drain()
         return outs
 
     def process_batch(self, frames: Sequence[tuple[int, bytes]]) -> list[list[tuple[int, bytes]]]:
@@ -277,7 +277,7 @@ class NativePipeline:
             n = self.lib.sw_run(self.sw, c.buf, c.offs, c.lens, c.ports, len(frames), 1)
             for idx, p, data in self._outputs(n):
                 result[idx].append((p, data))
-        self._drain()
+        self.drain()
         return result
 
     def run_batch(self, batch: FrameBatch, times: int = 1) -> int:
@@ -286,7 +286,7 @@ class NativePipeline:
         c = batch.arrays()
         with self._lock:
             n = int(self.lib.sw_run_repeat(self.sw, c.buf, c.offs, c.lens, c.ports, batch.n, times))
-        self._drain()
+        self.drain()
         return n
 
     def _outputs(self, n: int) -> list[tuple[int, int, bytes]]:
@@ -298,7 +298,7 @@ class NativePipeline:
         return [(recs[i], recs[i + 1], data[recs[i + 2] : recs[i + 2] + recs[i + 3]])
                 for i in range(0, 4 * n, 4)]
 
-    def _drain(self) -> None:
+    def drain(self) -> None:
         """Digests, log messages and failed assertions the C side queued."""
         size = self.lib.sw_ev_len(self.sw)
         if not size:
@@ -332,7 +332,7 @@ class NativePipeline:
                 self._digests.extend(digests)
 
     def take_digests(self) -> list[DigestMessage]:
-        self._drain()
+        self.drain()
         with self._lock:
             d, self._digests = self._digests, []
         return d

@@ -293,7 +293,6 @@ typedef struct sw {
     uint8_t *dg;             /* digests of the current pass, committed after its ingress */
     uint32_t dglen, dgcap, dgn;
     void *tm;                /* traffic manager state (tm.c) */
-    void *ports;             /* port loop (ports.c) */
 } sw_t;
 
 static inline uint64_t rt_rand(sw_t *sw) {   /* xorshift64*, for random() and hash random */

@@ -1,2 +1,610 @@
-/* softswitch native backend: the port loop (placeholder until the C ports exist) */
-static void ports_free(sw_t *sw) { (void)sw; }
+/* softswitch native backend: the port engine. One thread, the interpreter lock never
+ * taken: it waits on every socket port with epoll, takes up to BATCH frames from the ready
+ * ones (UDP tunnels with recvmmsg, AF_PACKET interfaces from a TPACKET_V3 receive ring),
+ * runs them through the current pipeline in one call, and sends what comes out in
+ * batches (sendmmsg per port). Frames for ports it does not own (memory ports, the CPU
+ * port) are queued for Python, which is woken through an eventfd.
+ *
+ * It is independent of any program: the pipeline is a pointer and the program's
+ * `sw_run`/`sw_out_*` functions, swapped atomically between batches (a P4Runtime
+ * SetForwardingPipelineConfig), so the ports, their learned peers and their fault state
+ * outlive pipelines.
+ *
+ * Fault injection (drop, duplicate, reorder) draws from the same Mersenne Twister as
+ * Python's random.Random and in the same order as ports.FaultyPort, so a seed gives the
+ * same faults on both back ends; the state moves between Python and C when the engine
+ * starts and stops. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define API __attribute__((visibility("default")))
+#define PE_PORTS 512
+#define BATCH 256
+#define MAX_FRAME 65536
+#define SEND_WAIT_MS 1000   /* a full socket buffer: wait this long for room, then drop */
+#define PYQ_MAX (64u << 20)  /* bytes of frames waiting for Python before new ones are dropped */
+
+/* ---- Python's random.Random (MT19937, genrand_res53) -------------------------------- */
+typedef struct { uint32_t mt[624]; int mti; } mt_t;
+
+static uint32_t mt_next(mt_t *m) {
+    static const uint32_t mag01[2] = {0x0u, 0x9908b0dfu};
+    uint32_t y;
+    if (m->mti >= 624) {
+        int kk;
+        for (kk = 0; kk < 624 - 397; kk++) {
+            y = (m->mt[kk] & 0x80000000u) | (m->mt[kk + 1] & 0x7fffffffu);
+            m->mt[kk] = m->mt[kk + 397] ^ (y >> 1) ^ mag01[y & 1u];
+        }
+        for (; kk < 623; kk++) {
+            y = (m->mt[kk] & 0x80000000u) | (m->mt[kk + 1] & 0x7fffffffu);
+            m->mt[kk] = m->mt[kk + (397 - 624)] ^ (y >> 1) ^ mag01[y & 1u];
+        }
+        y = (m->mt[623] & 0x80000000u) | (m->mt[0] & 0x7fffffffu);
+        m->mt[623] = m->mt[396] ^ (y >> 1) ^ mag01[y & 1u];
+        m->mti = 0;
+    }
+    y = m->mt[m->mti++];
+    y ^= (y >> 11);
+    y ^= (y << 7) & 0x9d2c5680u;
+    y ^= (y << 15) & 0xefc60000u;
+    y ^= (y >> 18);
+    return y;
+}
+
+static double mt_random(mt_t *m) {
+    uint32_t a = mt_next(m) >> 5, b = mt_next(m) >> 6;
+    return (a * 67108864.0 + b) * (1.0 / 9007199254740992.0);
+}
+
+/* ---- ports ------------------------------------------------------------------------------ */
+enum { PK_NONE, PK_UDP, PK_AFP };
+
+typedef struct {
+    int kind, fd;
+    /* UDP: where frames go; a fixed peer also filters what is accepted */
+    pthread_mutex_t peer_mu;
+    struct sockaddr_in peer;
+    int have_peer, fixed_peer;
+    /* faults */
+    int faulty;
+    double drop, dup, reorder;
+    mt_t mt;
+    uint8_t *held;
+    uint32_t held_len, has_held;
+    /* AF_PACKET receive ring (TPACKET_V3) */
+    uint8_t *ring;
+    size_t ring_size;
+    uint32_t block_size, nblocks, cur;
+    /* counters */
+    _Atomic uint64_t rx, tx, foreign, tx_drops;
+    /* frames waiting to be sent */
+    struct mmsghdr *txm;
+    struct iovec *txv;
+    uint32_t ntx;
+} pe_port;
+
+typedef uint64_t (*run_fn)(void *sw, const uint8_t *buf, const uint64_t *offs, const uint32_t *lens,
+                           const uint16_t *ports, uint32_t n, int keep);
+typedef const uint32_t *(*recs_fn)(void *sw);
+typedef const uint8_t *(*data_fn)(void *sw);
+
+typedef struct pe {
+    pe_port p[PE_PORTS];
+    pthread_t th;
+    int running, epfd, stopfd, pyfd;
+    _Atomic int stop;
+    pthread_mutex_t pipe_mu;       /* held while a batch runs: swaps wait for its end */
+    void *sw;
+    run_fn run;
+    recs_fn recs;
+    data_fn data;
+    /* the batch being assembled */
+    uint8_t *buf;
+    uint64_t offs[BATCH];
+    uint32_t lens[BATCH];
+    uint16_t ports[BATCH];
+    uint32_t n;
+    /* receive scratch: one recvmmsg's frames before faults and the batch */
+    struct mmsghdr rxm[BATCH];
+    struct iovec rxv[BATCH];
+    struct sockaddr_storage rxfrom[BATCH];
+    uint8_t *rxslab;
+    /* for Python: frames to ports the engine does not own */
+    pthread_mutex_t pyq_mu;
+    uint8_t *pyq;
+    uint32_t pyq_len, pyq_cap;
+    _Atomic uint64_t py_dropped, batches, frames;
+} pe_t;
+
+static void pe_close_ring(pe_port *p) {
+    if (!p->ring) return;
+    munmap(p->ring, p->ring_size);
+    p->ring = NULL;
+    struct tpacket_req3 req;
+    memset(&req, 0, sizeof req);
+    setsockopt(p->fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req);
+    int v = TPACKET_V1;
+    setsockopt(p->fd, SOL_PACKET, PACKET_VERSION, &v, sizeof v);
+}
+
+/* A TPACKET_V3 ring on an AF_PACKET socket; on any failure the socket is read with
+ * recvmmsg instead. Blocks are handed over when full or after 1 ms. */
+static void pe_open_ring(pe_port *p) {
+    int v = TPACKET_V3;
+    if (setsockopt(p->fd, SOL_PACKET, PACKET_VERSION, &v, sizeof v)) return;
+    struct tpacket_req3 req;
+    memset(&req, 0, sizeof req);
+    req.tp_block_size = 1u << 18;
+    req.tp_block_nr = 64;
+    req.tp_frame_size = 1u << 16;
+    req.tp_frame_nr = (req.tp_block_size / req.tp_frame_size) * req.tp_block_nr;
+    req.tp_retire_blk_tov = 1;
+    if (setsockopt(p->fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req)) {
+        v = TPACKET_V1;
+        setsockopt(p->fd, SOL_PACKET, PACKET_VERSION, &v, sizeof v);
+        return;
+    }
+    size_t size = (size_t)req.tp_block_size * req.tp_block_nr;
+    void *ring = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_LOCKED, p->fd, 0);
+    if (ring == MAP_FAILED) ring = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, 0);
+    if (ring == MAP_FAILED) {
+        memset(&req, 0, sizeof req);
+        setsockopt(p->fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req);
+        v = TPACKET_V1;
+        setsockopt(p->fd, SOL_PACKET, PACKET_VERSION, &v, sizeof v);
+        return;
+    }
+    p->ring = ring;
+    p->ring_size = size;
+    p->block_size = req.tp_block_size;
+    p->nblocks = req.tp_block_nr;
+    p->cur = 0;
+}
+
+/* ---- receiving -------------------------------------------------------------------- */
+static void pyq_push(pe_t *e, uint32_t port, const uint8_t *d, uint32_t len) {
+    uint32_t need = 16 + ((len + 7u) & ~7u);
+    pthread_mutex_lock(&e->pyq_mu);
+    if (e->pyq_len + need > PYQ_MAX) {
+        pthread_mutex_unlock(&e->pyq_mu);
+        atomic_fetch_add(&e->py_dropped, 1);
+        return;
+    }
+    if (e->pyq_len + need > e->pyq_cap) {
+        uint32_t cap = e->pyq_cap ? e->pyq_cap : 65536;
+        while (cap < e->pyq_len + need) cap *= 2;
+        uint8_t *nb = realloc(e->pyq, cap);
+        if (!nb) { pthread_mutex_unlock(&e->pyq_mu); atomic_fetch_add(&e->py_dropped, 1); return; }
+        e->pyq = nb;
+        e->pyq_cap = cap;
+    }
+    uint32_t hdr[4] = {4 /* EV_PACKET */, port, len, 0};
+    memcpy(e->pyq + e->pyq_len, hdr, 16);
+    memcpy(e->pyq + e->pyq_len + 16, d, len);
+    e->pyq_len += need;
+    pthread_mutex_unlock(&e->pyq_mu);
+}
+
+static int room(pe_t *e) { return e->n < BATCH; }
+
+static void batch_add(pe_t *e, uint32_t port, const uint8_t *d, uint32_t len) {
+    if (!room(e)) return;
+    if (len > MAX_FRAME) len = MAX_FRAME;
+    uint64_t at = (uint64_t)e->n * MAX_FRAME;
+    memcpy(e->buf + at, d, len);
+    e->offs[e->n] = at;
+    e->lens[e->n] = len;
+    e->ports[e->n] = (uint16_t)port;
+    e->n++;
+}
+
+/* one received frame, through the port's faults (ports.FaultyPort.faults) */
+static void deliver(pe_t *e, uint32_t number, pe_port *p, const uint8_t *d, uint32_t len) {
+    atomic_fetch_add_explicit(&p->rx, 1, memory_order_relaxed);
+    if (!p->faulty) {
+        batch_add(e, number, d, len);
+        return;
+    }
+    if (mt_random(&p->mt) < p->drop) return;
+    int twice = mt_random(&p->mt) < p->dup;
+    /* out = [frame] or [frame, frame]; then the held frame is appended, or the first
+       frame becomes the held one */
+    if (p->has_held) {
+        batch_add(e, number, d, len);
+        if (twice) batch_add(e, number, d, len);
+        batch_add(e, number, p->held, p->held_len);
+        p->has_held = 0;
+        return;
+    }
+    if (mt_random(&p->mt) < p->reorder) {
+        uint8_t *nb = realloc(p->held, len ? len : 1);
+        if (nb) {
+            p->held = nb;
+            memcpy(p->held, d, len);
+            p->held_len = len;
+            p->has_held = 1;
+            if (twice) batch_add(e, number, d, len);
+            return;
+        }
+    }
+    batch_add(e, number, d, len);
+    if (twice) batch_add(e, number, d, len);
+}
+
+static int same_peer(const struct sockaddr_in *a, const struct sockaddr_in *b) {
+    return a->sin_port == b->sin_port && a->sin_addr.s_addr == b->sin_addr.s_addr;
+}
+
+/* frames a port can take before the batch is full; the rest wait for the next batch
+ * (a duplicate or a released held frame can add two more per frame) */
+static uint32_t budget(pe_t *e, pe_port *p) {
+    uint32_t left = BATCH - e->n;
+    return p->faulty ? left / 3 : left;
+}
+
+/* recvmmsg of up to `want` frames into the receive scratch */
+static int rx_mmsg(pe_t *e, pe_port *p, uint32_t want) {
+    for (uint32_t i = 0; i < want; i++) {
+        e->rxv[i].iov_base = e->rxslab + (size_t)i * MAX_FRAME;
+        e->rxv[i].iov_len = MAX_FRAME;
+        memset(&e->rxm[i].msg_hdr, 0, sizeof e->rxm[i].msg_hdr);
+        e->rxm[i].msg_hdr.msg_iov = &e->rxv[i];
+        e->rxm[i].msg_hdr.msg_iovlen = 1;
+        e->rxm[i].msg_hdr.msg_name = &e->rxfrom[i];
+        e->rxm[i].msg_hdr.msg_namelen = sizeof e->rxfrom[i];
+    }
+    return recvmmsg(p->fd, e->rxm, want, MSG_DONTWAIT, NULL);
+}
+
+static int rx_udp(pe_t *e, uint32_t number, pe_port *p) {
+    uint32_t want = budget(e, p);
+    if (!want) return 1;
+    int got = rx_mmsg(e, p, want);
+    if (got <= 0) return 0;
+    for (int i = 0; i < got; i++) {
+        struct sockaddr_in *from = (void *)&e->rxfrom[i];
+        if (p->fixed_peer) {
+            if (!same_peer(from, &p->peer)) {
+                atomic_fetch_add_explicit(&p->foreign, 1, memory_order_relaxed);
+                continue;
+            }
+        } else if (!p->have_peer || !same_peer(from, &p->peer)) {
+            pthread_mutex_lock(&p->peer_mu);  /* learn the peer: frames go to the last sender */
+            p->peer = *from;
+            p->have_peer = 1;
+            pthread_mutex_unlock(&p->peer_mu);
+        }
+        deliver(e, number, p, e->rxslab + (size_t)i * MAX_FRAME, e->rxm[i].msg_len);
+    }
+    return (uint32_t)got == want;  /* maybe more waiting */
+}
+
+static int rx_afp(pe_t *e, uint32_t number, pe_port *p) {
+    if (!p->ring) {  /* no ring: plain recvmmsg */
+        uint32_t want = budget(e, p);
+        if (!want) return 1;
+        int got = rx_mmsg(e, p, want);
+        if (got <= 0) return 0;
+        for (int i = 0; i < got; i++) {
+            struct sockaddr_ll *from = (void *)&e->rxfrom[i];
+            if (from->sll_pkttype != PACKET_OUTGOING)
+                deliver(e, number, p, e->rxslab + (size_t)i * MAX_FRAME, e->rxm[i].msg_len);
+        }
+        return (uint32_t)got == want;
+    }
+    /* whole blocks at a time: a block is returned to the kernel once all its frames are
+       in the batch, so a block is only started when the batch has room for it */
+    for (;;) {
+        struct tpacket_block_desc *bd = (void *)(p->ring + (size_t)p->cur * p->block_size);
+        if (!(__atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) return 0;
+        uint32_t n = bd->hdr.bh1.num_pkts;
+        if (n > budget(e, p)) return 1;
+        struct tpacket3_hdr *h = (void *)((uint8_t *)bd + bd->hdr.bh1.offset_to_first_pkt);
+        for (uint32_t i = 0; i < n; i++) {
+            struct sockaddr_ll *ll = (void *)((uint8_t *)h + TPACKET_ALIGN(sizeof(struct tpacket3_hdr)));
+            if (ll->sll_pkttype != PACKET_OUTGOING)
+                deliver(e, number, p, (uint8_t *)h + h->tp_mac, h->tp_snaplen);
+            h = (void *)((uint8_t *)h + h->tp_next_offset);
+        }
+        __atomic_store_n(&bd->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+        p->cur = (p->cur + 1) % p->nblocks;
+    }
+}
+
+/* ---- sending ------------------------------------------------------------------------- */
+static void tx_flush(pe_port *p) {
+    uint32_t done = 0;
+    int waited = 0;
+    while (done < p->ntx) {
+        int r = sendmmsg(p->fd, p->txm + done, p->ntx - done, MSG_DONTWAIT);
+        if (r > 0) { done += (uint32_t)r; continue; }
+        if (r < 0 && (errno == EAGAIN || errno == ENOBUFS) && !waited) {
+            struct pollfd pf = {p->fd, POLLOUT, 0};
+            poll(&pf, 1, SEND_WAIT_MS);  /* backpressure, as the Python ports give it */
+            waited = 1;
+            continue;
+        }
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && (errno == EAGAIN || errno == ENOBUFS)) break;
+        done++;  /* a frame the socket refuses (too big, no route): skip it */
+        atomic_fetch_add_explicit(&p->tx_drops, 1, memory_order_relaxed);
+    }
+    atomic_fetch_add_explicit(&p->tx, done, memory_order_relaxed);
+    if (done < p->ntx) atomic_fetch_add_explicit(&p->tx_drops, p->ntx - done, memory_order_relaxed);
+    p->ntx = 0;
+}
+
+static void tx_queue(pe_port *p, const uint8_t *d, uint32_t len) {
+    if (p->ntx == BATCH) tx_flush(p);
+    struct mmsghdr *m = &p->txm[p->ntx];
+    struct iovec *v = &p->txv[p->ntx];
+    v->iov_base = (void *)d;
+    v->iov_len = len;
+    memset(&m->msg_hdr, 0, sizeof m->msg_hdr);
+    m->msg_hdr.msg_iov = v;
+    m->msg_hdr.msg_iovlen = 1;
+    if (p->kind == PK_UDP) {
+        m->msg_hdr.msg_name = &p->peer;
+        m->msg_hdr.msg_namelen = sizeof p->peer;
+    }
+    p->ntx++;
+}
+
+static void route(pe_t *e, uint64_t nout) {
+    const uint32_t *r = e->recs(e->sw);
+    const uint8_t *d = e->data(e->sw);
+    uint8_t dirty[PE_PORTS] = {0};
+    for (uint64_t i = 0; i < nout; i++, r += 4) {
+        uint32_t port = r[1];
+        pe_port *p = port < PE_PORTS ? &e->p[port] : NULL;
+        if (!p || p->kind == PK_NONE) {
+            pyq_push(e, port, d + r[2], r[3]);
+            continue;
+        }
+        if (p->kind == PK_UDP && !p->have_peer) continue;  /* nobody to send to yet */
+        tx_queue(p, d + r[2], r[3]);
+        dirty[port] = 1;
+    }
+    for (uint32_t i = 0; i < PE_PORTS; i++)
+        if (dirty[i]) tx_flush(&e->p[i]);
+}
+
+static void run_batch(pe_t *e) {
+    if (!e->n) return;
+    pthread_mutex_lock(&e->pipe_mu);
+    if (e->sw) {
+        uint64_t nout = e->run(e->sw, e->buf, e->offs, e->lens, e->ports, e->n, 1);
+        route(e, nout);
+    }
+    pthread_mutex_unlock(&e->pipe_mu);
+    atomic_fetch_add_explicit(&e->batches, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&e->frames, e->n, memory_order_relaxed);
+    e->n = 0;
+    if (e->pyq_len) {
+        uint64_t one = 1;
+        (void)!write(e->pyfd, &one, sizeof one);
+    }
+}
+
+static void *loop(void *arg) {
+    pe_t *e = arg;
+    struct epoll_event ev[64];
+    uint8_t carry[PE_PORTS];
+    int ncarry = 0;
+    memset(carry, 0, sizeof carry);
+    while (!atomic_load(&e->stop)) {
+        int n = epoll_wait(e->epfd, ev, 64, ncarry ? 0 : 100);
+        if (n < 0 && errno != EINTR) break;
+        for (int i = 0; i < n; i++) {
+            uint32_t number = ev[i].data.u32;
+            if (number < PE_PORTS && !carry[number]) { carry[number] = 1; ncarry++; }
+        }
+        /* serve every ready port in turn, BATCH frames per pipeline call; a port that
+           may have more stays ready (it might not be signalled again) */
+        for (uint32_t number = 0; number < PE_PORTS && ncarry; number++) {
+            if (!carry[number]) continue;
+            pe_port *p = &e->p[number];
+            int more = p->kind == PK_UDP ? rx_udp(e, number, p) : p->kind == PK_AFP ? rx_afp(e, number, p) : 0;
+            if (!more) { carry[number] = 0; ncarry--; }
+            if (!room(e) || e->n > BATCH - 3) run_batch(e);
+        }
+        run_batch(e);
+    }
+    return NULL;
+}
+
+/* ---- API ------------------------------------------------------------------------------ */
+API void pe_free(pe_t *e);
+API void pe_stop(pe_t *e);
+
+API pe_t *pe_new(void) {
+    pe_t *e = calloc(1, sizeof *e);
+    if (!e) return NULL;
+    pthread_mutex_init(&e->pipe_mu, NULL);
+    pthread_mutex_init(&e->pyq_mu, NULL);
+    for (int i = 0; i < PE_PORTS; i++) { pthread_mutex_init(&e->p[i].peer_mu, NULL); e->p[i].fd = -1; }
+    e->epfd = epoll_create1(EPOLL_CLOEXEC);
+    e->pyfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    e->buf = malloc((size_t)BATCH * MAX_FRAME);
+    e->rxslab = malloc((size_t)BATCH * MAX_FRAME);
+    if (e->epfd < 0 || e->pyfd < 0 || !e->buf || !e->rxslab) { pe_free(e); return NULL; }
+    return e;
+}
+
+API void pe_free(pe_t *e) {
+    if (!e) return;
+    pe_stop(e);
+    for (int i = 0; i < PE_PORTS; i++) {
+        free(e->p[i].held);
+        free(e->p[i].txm);
+        free(e->p[i].txv);
+        pthread_mutex_destroy(&e->p[i].peer_mu);
+    }
+    if (e->epfd >= 0) close(e->epfd);
+    if (e->pyfd >= 0) close(e->pyfd);
+    free(e->buf);
+    free(e->rxslab);
+    free(e->pyq);
+    free(e);
+}
+
+/* kind 1: UDP tunnel (peer: IPv4 address and port in network order, or 0/0 to learn it;
+ * fixed: accept frames only from that peer); kind 2: AF_PACKET. */
+API int pe_add_port(pe_t *e, uint32_t number, int kind, int fd, uint32_t peer_ip, uint16_t peer_port, int fixed) {
+    if (number >= PE_PORTS || e->running || e->p[number].kind != PK_NONE) return -1;
+    pe_port *p = &e->p[number];
+    p->txm = calloc(BATCH, sizeof *p->txm);
+    p->txv = calloc(BATCH, sizeof *p->txv);
+    if (!p->txm || !p->txv) return -1;
+    p->kind = kind;
+    p->fd = fd;
+    p->peer.sin_family = AF_INET;
+    p->peer.sin_addr.s_addr = peer_ip;
+    p->peer.sin_port = peer_port;
+    p->have_peer = peer_port != 0;
+    p->fixed_peer = fixed;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = number};
+    if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev)) { p->kind = PK_NONE; return -1; }
+    return 0;
+}
+
+/* faults and the generator's state: 624 words and the position, as random.getstate() */
+API void pe_set_faults(pe_t *e, uint32_t number, double drop, double dup, double reorder, const uint32_t *state,
+                       int pos, const uint8_t *held, uint32_t held_len, int has_held) {
+    pe_port *p = &e->p[number];
+    p->faulty = 1;
+    p->drop = drop;
+    p->dup = dup;
+    p->reorder = reorder;
+    memcpy(p->mt.mt, state, sizeof p->mt.mt);
+    p->mt.mti = pos;
+    p->has_held = 0;
+    if (has_held) {
+        uint8_t *nb = realloc(p->held, held_len ? held_len : 1);
+        if (nb) { p->held = nb; memcpy(nb, held, held_len); p->held_len = held_len; p->has_held = 1; }
+    }
+}
+
+API int pe_get_faults(pe_t *e, uint32_t number, uint32_t *state, uint8_t *held, uint32_t cap, uint32_t *held_len) {
+    pe_port *p = &e->p[number];
+    memcpy(state, p->mt.mt, sizeof p->mt.mt);
+    *held_len = 0;
+    if (p->has_held && p->held_len <= cap) { memcpy(held, p->held, p->held_len); *held_len = p->held_len; }
+    return p->has_held ? p->mt.mti | (1 << 30) : p->mt.mti;
+}
+
+API void pe_peer(pe_t *e, uint32_t number, uint32_t *out) {
+    pe_port *p = &e->p[number];
+    pthread_mutex_lock(&p->peer_mu);
+    out[0] = p->have_peer;
+    out[1] = p->peer.sin_addr.s_addr;
+    out[2] = p->peer.sin_port;
+    pthread_mutex_unlock(&p->peer_mu);
+}
+
+API void pe_set_pipeline(pe_t *e, void *sw, void *run, void *recs, void *data) {
+    pthread_mutex_lock(&e->pipe_mu);
+    e->sw = sw;
+    e->run = (run_fn)run;
+    e->recs = (recs_fn)recs;
+    e->data = (data_fn)data;
+    pthread_mutex_unlock(&e->pipe_mu);
+}
+
+API int pe_start(pe_t *e) {
+    if (e->running) return 0;
+    for (int i = 0; i < PE_PORTS; i++)
+        if (e->p[i].kind == PK_AFP) pe_open_ring(&e->p[i]);
+    atomic_store(&e->stop, 0);
+    if (pthread_create(&e->th, NULL, loop, e)) return -1;
+    e->running = 1;
+    return 0;
+}
+
+API void pe_stop(pe_t *e) {
+    if (!e->running) return;
+    atomic_store(&e->stop, 1);
+    pthread_join(e->th, NULL);
+    e->running = 0;
+    for (int i = 0; i < PE_PORTS; i++) pe_close_ring(&e->p[i]);
+}
+
+/* a frame from Python (a PacketOut or a memory port's frame that came out here) */
+API void pe_send(pe_t *e, uint32_t number, const uint8_t *d, uint32_t len) {
+    if (number >= PE_PORTS) return;
+    pe_port *p = &e->p[number];
+    struct sockaddr_in peer;
+    pthread_mutex_lock(&p->peer_mu);
+    int have = p->have_peer;
+    peer = p->peer;
+    pthread_mutex_unlock(&p->peer_mu);
+    if (p->kind == PK_UDP && !have) return;
+    for (int tries = 0; tries < 2; tries++) {
+        ssize_t r = p->kind == PK_UDP ? sendto(p->fd, d, len, MSG_DONTWAIT, (void *)&peer, sizeof peer)
+                                      : send(p->fd, d, len, MSG_DONTWAIT);
+        if (r >= 0) { atomic_fetch_add(&p->tx, 1); return; }
+        if (errno != EAGAIN && errno != ENOBUFS) break;
+        struct pollfd pf = {p->fd, POLLOUT, 0};
+        poll(&pf, 1, SEND_WAIT_MS);
+    }
+    atomic_fetch_add(&p->tx_drops, 1);
+}
+
+API int pe_pyfd(pe_t *e) { return e->pyfd; }
+
+API uint32_t pe_take(pe_t *e, uint8_t *buf, uint32_t cap) {
+    uint64_t junk;
+    (void)!read(e->pyfd, &junk, sizeof junk);
+    pthread_mutex_lock(&e->pyq_mu);
+    uint32_t n = 0;
+    while (n + 16 <= e->pyq_len) {
+        uint32_t hdr[4];
+        memcpy(hdr, e->pyq + n, 16);
+        uint32_t rec = 16 + ((hdr[2] + 7u) & ~7u);
+        if (n + rec > cap) break;
+        n += rec;
+    }
+    memcpy(buf, e->pyq, n);
+    memmove(e->pyq, e->pyq + n, e->pyq_len - n);
+    e->pyq_len -= n;
+    pthread_mutex_unlock(&e->pyq_mu);
+    return n;
+}
+
+API uint32_t pe_pending(pe_t *e) {
+    pthread_mutex_lock(&e->pyq_mu);
+    uint32_t n = e->pyq_len;
+    pthread_mutex_unlock(&e->pyq_mu);
+    return n;
+}
+
+/* received, sent, frames from foreign sources dropped, frames not sent */
+API void pe_port_stats(pe_t *e, uint32_t number, uint64_t *out) {
+    pe_port *p = &e->p[number];
+    out[0] = atomic_load(&p->rx);
+    out[1] = atomic_load(&p->tx);
+    out[2] = atomic_load(&p->foreign);
+    out[3] = atomic_load(&p->tx_drops);
+}
+
+API void pe_stats(pe_t *e, uint64_t *out) {
+    out[0] = atomic_load(&e->batches);
+    out[1] = atomic_load(&e->frames);
+    out[2] = atomic_load(&e->py_dropped);
+}

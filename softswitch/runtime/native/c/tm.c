@@ -330,11 +330,8 @@ fail:
     return NULL;
 }
 
-static void ports_free(sw_t *sw);
-
 API void sw_free(sw_t *sw) {
     if (!sw) return;
-    ports_free(sw);
     if (sw->tbl) for (uint32_t i = 0; i < sw->ntbl; i++) tbl_free(sw->tbl[i]);
     if (sw->gm) for (uint32_t i = 0; i < sw->ngrp; i++) free(sw->gm[i]);
     if (sw->cpk) for (uint32_t i = 0; i < sw->nctr; i++) free(sw->cpk[i]);
