@@ -133,6 +133,8 @@ class NativeIndex:
         self.keys = keys
         self.ffi = pipe.ffi
         self.lib = pipe.lib
+        self.exact = ct.kind == "exact" and all(n == 1 for n in ct.words) and \
+            all(k.match_kind == "exact" for k in keys)
 
     def _encode(self, ident: Ident) -> tuple[list[int], list[int], list[int], int]:
         key: list[int] = []
@@ -161,20 +163,31 @@ class NativeIndex:
         return key, msk, rng, plen
 
     def _args(self, action: Resolved) -> list[int]:
+        widths = action.info.param_widths
+        if all(w <= 64 for w in widths):
+            return list(action.args)
         words: list[int] = []
-        for v, w in zip(action.args, action.info.param_widths, strict=True):
+        for v, w in zip(action.args, widths, strict=True):
             words += _to_words(v, 1 if w <= 64 else 2)
         return words
 
     def add(self, ident: Ident, action: Resolved, seq: int) -> Any:
-        key, msk, rng, plen = self._encode(ident)
+        if self.exact:  # the common case, kept short: every field exact, one word each
+            key = list(ident[:-1])
+            msk: list[int] = []
+            rng: list[int] = []
+            plen = 0
+        else:
+            key, msk, rng, plen = self._encode(ident)
         args = self._args(action)
-        ffi = self.ffi
-        e = self.lib.sw_tbl_insert(
-            self.pipe.sw, self.ct.tid, ffi.new("uint64_t[]", key or [0]),
-            ffi.new("uint64_t[]", msk or [0]), ffi.new("uint64_t[]", rng or [0]), plen, ident[-1], seq,
-            action.info.aid, ffi.new("uint64_t[]", args or [0]), len(args))
-        if e == ffi.NULL:
+        # one array: key, mask, range bounds, action arguments
+        words = self.ffi.new("uint64_t[]", [*key, *msk, *rng, *args, 0])
+        k, m = len(key), len(msk)
+        r = k + m
+        e = self.lib.sw_tbl_insert(self.pipe.sw, self.ct.tid, words, words + k if m else words,
+                                   words + r, plen, ident[-1], seq, action.info.aid, words + r + len(rng),
+                                   len(args))
+        if e == self.ffi.NULL:
             raise ResourceExhaustedError("out of memory for a table entry")
         return e
 
