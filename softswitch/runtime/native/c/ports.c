@@ -91,6 +91,8 @@ typedef struct {
     uint8_t *ring;
     size_t ring_size;
     uint32_t block_size, nblocks, cur;
+    uint32_t pos;    /* frames of the current block already taken */
+    uint8_t *at;     /* the next of them */
     /* counters */
     _Atomic uint64_t rx, tx, foreign, tx_drops;
     /* frames waiting to be sent */
@@ -144,15 +146,17 @@ static void pe_close_ring(pe_port *p) {
 }
 
 /* A TPACKET_V3 ring on an AF_PACKET socket; on any failure the socket is read with
- * recvmmsg instead. Blocks are handed over when full or after 1 ms. */
+ * recvmmsg instead. The kernel hands a block over when it is full or 1 ms after its first
+ * frame: blocks are small (64 KiB, a few hundred small frames) so that under load they
+ * fill and go at once, and at low rates a frame waits at most the 1 ms. */
 static void pe_open_ring(pe_port *p) {
     int v = TPACKET_V3;
     if (setsockopt(p->fd, SOL_PACKET, PACKET_VERSION, &v, sizeof v)) return;
     struct tpacket_req3 req;
     memset(&req, 0, sizeof req);
-    req.tp_block_size = 1u << 18;
-    req.tp_block_nr = 64;
-    req.tp_frame_size = 1u << 16;
+    req.tp_block_size = 1u << 16;
+    req.tp_block_nr = 128;
+    req.tp_frame_size = 1u << 14;
     req.tp_frame_nr = (req.tp_block_size / req.tp_frame_size) * req.tp_block_nr;
     req.tp_retire_blk_tov = 1;
     if (setsockopt(p->fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req)) {
@@ -175,6 +179,7 @@ static void pe_open_ring(pe_port *p) {
     p->block_size = req.tp_block_size;
     p->nblocks = req.tp_block_nr;
     p->cur = 0;
+    p->pos = 0;
 }
 
 /* ---- receiving -------------------------------------------------------------------- */
@@ -308,20 +313,23 @@ static int rx_afp(pe_t *e, uint32_t number, pe_port *p) {
         }
         return (uint32_t)got == want;
     }
-    /* whole blocks at a time: a block is returned to the kernel once all its frames are
-       in the batch, so a block is only started when the batch has room for it */
+    /* frames go into the batch as long as it has room; a block is returned to the kernel
+       once all its frames are in (a block may hold more small frames than a batch: the
+       position inside it is kept for the next batch) */
     for (;;) {
         struct tpacket_block_desc *bd = (void *)(p->ring + (size_t)p->cur * p->block_size);
         if (!(__atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) return 0;
         uint32_t n = bd->hdr.bh1.num_pkts;
-        if (n > budget(e, p)) return 1;
-        struct tpacket3_hdr *h = (void *)((uint8_t *)bd + bd->hdr.bh1.offset_to_first_pkt);
-        for (uint32_t i = 0; i < n; i++) {
+        if (p->pos == 0) p->at = (uint8_t *)bd + bd->hdr.bh1.offset_to_first_pkt;
+        while (p->pos < n) {
+            if (!budget(e, p)) return 1;
+            struct tpacket3_hdr *h = (void *)p->at;
             struct sockaddr_ll *ll = (void *)((uint8_t *)h + TPACKET_ALIGN(sizeof(struct tpacket3_hdr)));
-            if (ll->sll_pkttype != PACKET_OUTGOING)
-                deliver(e, number, p, (uint8_t *)h + h->tp_mac, h->tp_snaplen);
-            h = (void *)((uint8_t *)h + h->tp_next_offset);
+            if (ll->sll_pkttype != PACKET_OUTGOING) deliver(e, number, p, (uint8_t *)h + h->tp_mac, h->tp_snaplen);
+            p->at += h->tp_next_offset;
+            p->pos++;
         }
+        p->pos = 0;
         __atomic_store_n(&bd->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
         p->cur = (p->cur + 1) % p->nblocks;
     }
