@@ -48,48 +48,88 @@ LOADGEN_C = r"""
 #include <poll.h>
 #include <stdint.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
 #include <time.h>
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
 #define B 512
+#define SEGS 32
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
-/* Keep `window` frames in flight to `fd` (connected, or bound AF_PACKET) for `seconds`:
- * out[0] frames sent, out[1] answers received, out[2] the seconds it took. An answer is
- * any frame received; frames not answered within 50 ms are written off. */
+/* Keep `window` frames in flight to `fd` (a connected UDP socket, or a bound AF_PACKET
+ * one) for `seconds`: out[0] frames sent, out[1] answers received, out[2] the seconds it
+ * took. An answer is any frame received; frames not answered within 50 ms are written
+ * off. Over UDP, runs of equal-size frames go as one segmentation-offload message and
+ * answers are received coalesced (UDP_SEGMENT / UDP_GRO), as a batching client would. */
 int lg_run(int fd, const uint8_t *frames, const uint32_t *lens, uint32_t nframes, double seconds,
-           uint32_t window, uint64_t *out) {
+           uint32_t window, int udp, uint64_t *out) {
     static struct mmsghdr m[B], r[B];
-    static struct iovec v[B], rv[B];
-    static uint8_t rbuf[B][2048];
+    static struct iovec v[B * SEGS], rv[B];
+    static uint8_t rbuf[B][65536];
+    static uint8_t sctl[B][CMSG_SPACE(sizeof(uint16_t))], rctl[B][CMSG_SPACE(sizeof(int))];
     uint64_t sent = 0, got = 0, inflight = 0;
     uint32_t next = 0;
     const uint8_t *at[4096];
     uint64_t off = 0;
+    int one = 1;
+    if (udp) setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one);
     for (uint32_t i = 0; i < nframes && i < 4096; i++) { at[i] = frames + off; off += lens[i]; }
-    for (int i = 0; i < B; i++) {
-        rv[i].iov_base = rbuf[i]; rv[i].iov_len = sizeof rbuf[i];
-        memset(&r[i].msg_hdr, 0, sizeof r[i].msg_hdr);
-        r[i].msg_hdr.msg_iov = &rv[i]; r[i].msg_hdr.msg_iovlen = 1;
-    }
     double start = now(), end = start + seconds, last = start;
     while (now() < end) {
-        uint32_t n = 0;
-        while (inflight + n < window && n < B) {
-            uint32_t f = next++ % nframes;
-            v[n].iov_base = (void *)at[f]; v[n].iov_len = lens[f];
-            memset(&m[n].msg_hdr, 0, sizeof m[n].msg_hdr);
-            m[n].msg_hdr.msg_iov = &v[n]; m[n].msg_hdr.msg_iovlen = 1;
-            n++;
+        uint32_t nm = 0, nv = 0, queued = 0;
+        while (inflight + queued < window && nm < B) {
+            uint32_t seg = udp ? SEGS : 1, k = 0, len = lens[next % nframes];
+            struct msghdr *h = &m[nm].msg_hdr;
+            memset(h, 0, sizeof *h);
+            h->msg_iov = &v[nv];
+            while (k < seg && inflight + queued + k < window && lens[next % nframes] == len && (k + 1) * len < 65000) {
+                uint32_t f = next++ % nframes;
+                v[nv].iov_base = (void *)at[f]; v[nv].iov_len = lens[f];
+                nv++; k++;
+            }
+            h->msg_iovlen = k;
+            if (k > 1) {
+                h->msg_control = sctl[nm]; h->msg_controllen = sizeof sctl[nm];
+                struct cmsghdr *c = CMSG_FIRSTHDR(h);
+                c->cmsg_level = SOL_UDP; c->cmsg_type = UDP_SEGMENT; c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+                uint16_t s16 = (uint16_t)len; memcpy(CMSG_DATA(c), &s16, 2);
+            }
+            m[nm].msg_len = k;
+            queued += k;
+            nm++;
         }
-        if (n) {
-            int s = sendmmsg(fd, m, n, MSG_DONTWAIT);
-            if (s > 0) { sent += s; inflight += s; next -= n - s; } else next -= n;
+        uint32_t counts[B];
+        for (uint32_t i = 0; i < nm; i++) counts[i] = m[i].msg_len;
+        if (nm) {
+            int s = sendmmsg(fd, m, nm, MSG_DONTWAIT);
+            uint32_t done = 0;
+            for (int i = 0; i < s; i++) done += counts[i];
+            sent += done; inflight += done; next -= queued - done;
+        }
+        for (int i = 0; i < B; i++) {
+            rv[i].iov_base = rbuf[i]; rv[i].iov_len = sizeof rbuf[i];
+            memset(&r[i].msg_hdr, 0, sizeof r[i].msg_hdr);
+            r[i].msg_hdr.msg_iov = &rv[i]; r[i].msg_hdr.msg_iovlen = 1;
+            r[i].msg_hdr.msg_control = rctl[i]; r[i].msg_hdr.msg_controllen = sizeof rctl[i];
         }
         int k = recvmmsg(fd, r, B, MSG_DONTWAIT, NULL);
         if (k > 0) {
-            got += k; inflight = inflight > (uint64_t)k ? inflight - k : 0; last = now();
+            uint64_t n = 0;
+            for (int i = 0; i < k; i++) {
+                uint32_t seg = 0;
+                for (struct cmsghdr *c = CMSG_FIRSTHDR(&r[i].msg_hdr); c; c = CMSG_NXTHDR(&r[i].msg_hdr, c))
+                    if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) { int g; memcpy(&g, CMSG_DATA(c), sizeof g); seg = g; }
+                n += seg ? (r[i].msg_len + seg - 1) / seg : 1;
+            }
+            got += n; inflight = inflight > n ? inflight - n : 0; last = now();
             continue;
         }
-        if (inflight >= window || !n) {
+        if (inflight >= window || !nm) {
             struct pollfd p = {fd, POLLIN, 0};
             poll(&p, 1, 2);
             if (now() - last > 0.05) { inflight = 0; last = now(); }
@@ -102,34 +142,54 @@ int lg_run(int fd, const uint8_t *frames, const uint32_t *lens, uint32_t nframes
 }
 
 /* The kernel's ceiling on this machine: every frame received on `fd` sent straight back
- * (to its sender for UDP), batches of B, for `seconds`; returns the frames echoed. */
+ * (to its sender for UDP, with the same segmentation offload it came with), batches of
+ * B, for `seconds`; returns the frames echoed. */
 uint64_t lg_echo(int fd, int udp, double seconds) {
     static struct mmsghdr m[B];
     static struct iovec v[B];
-    static uint8_t buf[B][2048];
+    static uint8_t buf[B][65536];
     static struct sockaddr_storage from[B];
+    static uint8_t ctl[B][CMSG_SPACE(sizeof(int))], sctl[B][CMSG_SPACE(sizeof(uint16_t))];
     uint64_t n = 0;
+    int one = 1;
+    if (udp) setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one);
     double end = now() + seconds;
     while (now() < end) {
         for (int i = 0; i < B; i++) {
             v[i].iov_base = buf[i]; v[i].iov_len = sizeof buf[i];
             memset(&m[i].msg_hdr, 0, sizeof m[i].msg_hdr);
             m[i].msg_hdr.msg_iov = &v[i]; m[i].msg_hdr.msg_iovlen = 1;
-            if (udp) { m[i].msg_hdr.msg_name = &from[i]; m[i].msg_hdr.msg_namelen = sizeof from[i]; }
+            if (udp) {
+                m[i].msg_hdr.msg_name = &from[i]; m[i].msg_hdr.msg_namelen = sizeof from[i];
+                m[i].msg_hdr.msg_control = ctl[i]; m[i].msg_hdr.msg_controllen = sizeof ctl[i];
+            }
         }
         int k = recvmmsg(fd, m, B, MSG_DONTWAIT, NULL);
         if (k <= 0) { struct pollfd p = {fd, POLLIN, 0}; poll(&p, 1, 10); continue; }
-        for (int i = 0; i < k; i++) v[i].iov_len = m[i].msg_len;
+        for (int i = 0; i < k; i++) {
+            uint32_t seg = 0;
+            if (udp)
+                for (struct cmsghdr *c = CMSG_FIRSTHDR(&m[i].msg_hdr); c; c = CMSG_NXTHDR(&m[i].msg_hdr, c))
+                    if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) { int g; memcpy(&g, CMSG_DATA(c), sizeof g); seg = g; }
+            v[i].iov_len = m[i].msg_len;
+            n += seg ? (m[i].msg_len + seg - 1) / seg : 1;
+            m[i].msg_hdr.msg_control = NULL; m[i].msg_hdr.msg_controllen = 0;
+            if (seg && seg < m[i].msg_len) {
+                m[i].msg_hdr.msg_control = sctl[i]; m[i].msg_hdr.msg_controllen = sizeof sctl[i];
+                struct cmsghdr *c = CMSG_FIRSTHDR(&m[i].msg_hdr);
+                c->cmsg_level = SOL_UDP; c->cmsg_type = UDP_SEGMENT; c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+                uint16_t s16 = (uint16_t)seg; memcpy(CMSG_DATA(c), &s16, 2);
+            }
+        }
         int s = 0;
         while (s < k) { int r = sendmmsg(fd, m + s, k - s, 0); if (r <= 0) break; s += r; }
-        n += k;
     }
     return n;
 }
 """
 LOADGEN_CDEF = """
 int lg_run(int fd, const uint8_t *frames, const uint32_t *lens, uint32_t nframes, double seconds,
-           uint32_t window, uint64_t *out);
+           uint32_t window, int udp, uint64_t *out);
 uint64_t lg_echo(int fd, int udp, double seconds);
 """
 
@@ -225,7 +285,7 @@ def client(kind: str, where: str, seconds: float, k: int = K, window: int = 2048
     data = b"".join(frames)
     out = lg.ffi.new("uint64_t[3]")
     lg.lib.lg_run(sock.fileno(), data, lg.ffi.new("uint32_t[]", [len(f) for f in frames]), len(frames),
-                  seconds, window, out)
+                  seconds, window, int(not where.startswith("af:")), out)
     elapsed = struct.unpack("d", bytes(lg.ffi.buffer(out + 2, 8)))[0]
     print(f"{out[1] / elapsed} {out[0] - out[1]}")
 

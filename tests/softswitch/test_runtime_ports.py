@@ -373,3 +373,28 @@ def test_pipeline_swaps_between_back_ends_keep_ports_and_peers() -> None:
     finally:
         dev.stop()
         client.close()
+
+
+@pytest.mark.timeout(30)
+def test_segmentation_offload_senders_are_frame_by_frame(backend: str) -> None:
+    """A client that sends many frames as one UDP segmentation-offload message (as the
+    native engine itself does) is served frame by frame, in order."""
+    import struct
+
+    client = _udp_client()
+    dev = Device()
+    frames = [b"%03d" % i + bytes(61) for i in range(40)]
+    try:
+        n, port = parse_port_spec("1@udp:127.0.0.1:0")
+        dev.add_port(n, port)
+        dev.set_pipeline(reflect_program(backend))
+        dev.start()
+        try:
+            client.sendmsg([b"".join(frames)], [(socket.SOL_UDP, 103, struct.pack("=H", 64))],  # UDP_SEGMENT
+                           0, port.address)  # type: ignore[attr-defined]
+        except OSError as exc:
+            pytest.skip(f"no UDP segmentation offload here: {exc}")
+        assert _recv_all(client) == frames
+    finally:
+        dev.stop()
+        client.close()

@@ -990,6 +990,10 @@ class CGen(ProgramFrame):
         for h in hs:
             self.emit_code(h, self._hdr_base(h), ind)
 
+    def _lanes_fn(self) -> str:
+        """The multiversioning attribute for functions that may hold lane loops."""
+        return "LANES_FN " if self.plan is not None and self.plan.arrays else ""
+
     def _max_emit(self, stmts: list[Stmt]) -> int:
         """An upper bound of the deparser's output: every emit counted once."""
         total = 0
@@ -1016,7 +1020,8 @@ class CGen(ProgramFrame):
         start = lbl.get(p.get("start", "start"))
         if start is None:
             raise PipelineError(f"parser {p['name']} has no start state")
-        self.emit("static int G_parse(sw_t *sw, pkt_t *p, const uint8_t *d, uint32_t L, uint32_t *offp) {", 0)
+        self.emit(f"{self._lanes_fn()}static int G_parse(sw_t *sw, pkt_t *p, const uint8_t *d, uint32_t L, "
+                  "uint32_t *offp) {", 0)
         self.emit("uint32_t off = 0, n = 0; uint64_t perr = 0; (void)sw; (void)d;", 1)
         self.emit(f"goto {start};", 1)
         for name, st in states.items():
@@ -1157,8 +1162,8 @@ class CGen(ProgramFrame):
             self._labels = {}
             cname = pipe.get(role)
             dep = role == "deparser"
-            sig = ("static uint32_t G_deparse(sw_t *sw, pkt_t *p, uint8_t *o)" if dep
-                   else f"static void {fname}(sw_t *sw, pkt_t *p)")
+            sig = self._lanes_fn() + ("static uint32_t G_deparse(sw_t *sw, pkt_t *p, uint8_t *o)" if dep
+                                      else f"static void {fname}(sw_t *sw, pkt_t *p)")
             self.emit(sig + " {", 0)
             self.emit("(void)sw;" + (" uint32_t n = 0; (void)o;" if dep else ""), 1)
             if cname is not None:

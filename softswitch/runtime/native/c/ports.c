@@ -20,6 +20,7 @@
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -34,10 +35,23 @@
 
 #define API __attribute__((visibility("default")))
 #define PE_PORTS 512
-#define BATCH 256
+#define BATCH 256             /* frames per pipeline call (the batch runs once it has this many) */
+#define RX_MSGS 64            /* messages per recvmmsg */
 #define MAX_FRAME 65536
+/* a receive call may bring RX_MSGS coalesced buffers of up to GSO_MAX_SEGS frames each, a
+ * faulty port three frames per frame: the batch has room for that beyond BATCH */
+#define FRAMES_CAP (BATCH + 3 * RX_MSGS * 64)
+#define ARENA ((size_t)(BATCH + 3 * RX_MSGS) * MAX_FRAME)
 #define SEND_WAIT_MS 1000   /* a full socket buffer: wait this long for room, then drop */
 #define PYQ_MAX (64u << 20)  /* bytes of frames waiting for Python before new ones are dropped */
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+#define GSO_MAX_SEGS 64       /* the kernel's limit of segments per UDP GSO send */
+#define GSO_MAX_BYTES 65000   /* and of bytes */
 
 /* ---- Python's random.Random (MT19937, genrand_res53) -------------------------------- */
 typedef struct { uint32_t mt[624]; int mti; } mt_t;
@@ -95,10 +109,13 @@ typedef struct {
     uint8_t *at;     /* the next of them */
     /* counters */
     _Atomic uint64_t rx, tx, foreign, tx_drops;
-    /* frames waiting to be sent */
+    /* frames waiting to be sent: ntx frames (txv); flushing groups runs of equal-size
+       frames into one UDP GSO message where the kernel allows it */
     struct mmsghdr *txm;
     struct iovec *txv;
+    uint8_t (*txcm)[CMSG_SPACE(sizeof(uint16_t))];
     uint32_t ntx;
+    int gso;
 } pe_port;
 
 typedef uint64_t (*run_fn)(void *sw, const uint8_t *buf, const uint64_t *offs, const uint32_t *lens,
@@ -116,16 +133,18 @@ typedef struct pe {
     run_fn run;
     recs_fn recs;
     data_fn data;
-    /* the batch being assembled */
+    /* the batch being assembled: frames back to back in an arena */
     uint8_t *buf;
-    uint64_t offs[BATCH];
-    uint32_t lens[BATCH];
-    uint16_t ports[BATCH];
+    uint64_t used;
+    uint64_t offs[FRAMES_CAP];
+    uint32_t lens[FRAMES_CAP];
+    uint16_t ports[FRAMES_CAP];
     uint32_t n;
     /* receive scratch: one recvmmsg's frames before faults and the batch */
-    struct mmsghdr rxm[BATCH];
-    struct iovec rxv[BATCH];
-    struct sockaddr_storage rxfrom[BATCH];
+    struct mmsghdr rxm[RX_MSGS];
+    struct iovec rxv[RX_MSGS];
+    struct sockaddr_storage rxfrom[RX_MSGS];
+    uint8_t rxctl[RX_MSGS][CMSG_SPACE(sizeof(int))];
     uint8_t *rxslab;
     /* for Python: frames to ports the engine does not own */
     pthread_mutex_t pyq_mu;
@@ -209,13 +228,13 @@ static void pyq_push(pe_t *e, uint32_t port, const uint8_t *d, uint32_t len) {
 static int room(pe_t *e) { return e->n < BATCH; }
 
 static void batch_add(pe_t *e, uint32_t port, const uint8_t *d, uint32_t len) {
-    if (!room(e)) return;
     if (len > MAX_FRAME) len = MAX_FRAME;
-    uint64_t at = (uint64_t)e->n * MAX_FRAME;
-    memcpy(e->buf + at, d, len);
-    e->offs[e->n] = at;
+    if (e->n >= FRAMES_CAP || e->used + len > ARENA) return;  /* cannot happen: see budget() */
+    memcpy(e->buf + e->used, d, len);
+    e->offs[e->n] = e->used;
     e->lens[e->n] = len;
     e->ports[e->n] = (uint16_t)port;
+    e->used += (len + 63) & ~63ull;
     e->n++;
 }
 
@@ -259,12 +278,13 @@ static int same_peer(const struct sockaddr_in *a, const struct sockaddr_in *b) {
 /* frames a port can take before the batch is full; the rest wait for the next batch
  * (a duplicate or a released held frame can add two more per frame) */
 static uint32_t budget(pe_t *e, pe_port *p) {
-    uint32_t left = BATCH - e->n;
+    uint32_t left = e->n < BATCH ? BATCH - e->n : 0;
     return p->faulty ? left / 3 : left;
 }
 
 /* recvmmsg of up to `want` frames into the receive scratch */
 static int rx_mmsg(pe_t *e, pe_port *p, uint32_t want) {
+    if (want > RX_MSGS) want = RX_MSGS;
     for (uint32_t i = 0; i < want; i++) {
         e->rxv[i].iov_base = e->rxslab + (size_t)i * MAX_FRAME;
         e->rxv[i].iov_len = MAX_FRAME;
@@ -273,13 +293,27 @@ static int rx_mmsg(pe_t *e, pe_port *p, uint32_t want) {
         e->rxm[i].msg_hdr.msg_iovlen = 1;
         e->rxm[i].msg_hdr.msg_name = &e->rxfrom[i];
         e->rxm[i].msg_hdr.msg_namelen = sizeof e->rxfrom[i];
+        e->rxm[i].msg_hdr.msg_control = e->rxctl[i];
+        e->rxm[i].msg_hdr.msg_controllen = sizeof e->rxctl[i];
     }
     return recvmmsg(p->fd, e->rxm, want, MSG_DONTWAIT, NULL);
+}
+
+/* the segment size of a UDP GRO buffer (several datagrams of a GSO sender), or 0 */
+static uint32_t gro_size(struct msghdr *m) {
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c))
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+            int v;
+            memcpy(&v, CMSG_DATA(c), sizeof v);
+            return v > 0 ? (uint32_t)v : 0;
+        }
+    return 0;
 }
 
 static int rx_udp(pe_t *e, uint32_t number, pe_port *p) {
     uint32_t want = budget(e, p);
     if (!want) return 1;
+    if (want > RX_MSGS) want = RX_MSGS;
     int got = rx_mmsg(e, p, want);
     if (got <= 0) return 0;
     for (int i = 0; i < got; i++) {
@@ -295,7 +329,14 @@ static int rx_udp(pe_t *e, uint32_t number, pe_port *p) {
             p->have_peer = 1;
             pthread_mutex_unlock(&p->peer_mu);
         }
-        deliver(e, number, p, e->rxslab + (size_t)i * MAX_FRAME, e->rxm[i].msg_len);
+        const uint8_t *d = e->rxslab + (size_t)i * MAX_FRAME;
+        uint32_t len = e->rxm[i].msg_len, seg = gro_size(&e->rxm[i].msg_hdr);
+        if (!seg || seg >= len) {
+            deliver(e, number, p, d, len);
+            continue;
+        }
+        for (uint32_t at = 0; at < len; at += seg)  /* one frame per datagram */
+            deliver(e, number, p, d + at, len - at < seg ? len - at : seg);
     }
     return (uint32_t)got == want;  /* maybe more waiting */
 }
@@ -304,6 +345,7 @@ static int rx_afp(pe_t *e, uint32_t number, pe_port *p) {
     if (!p->ring) {  /* no ring: plain recvmmsg */
         uint32_t want = budget(e, p);
         if (!want) return 1;
+        if (want > RX_MSGS) want = RX_MSGS;
         int got = rx_mmsg(e, p, want);
         if (got <= 0) return 0;
         for (int i = 0; i < got; i++) {
@@ -336,12 +378,57 @@ static int rx_afp(pe_t *e, uint32_t number, pe_port *p) {
 }
 
 /* ---- sending ------------------------------------------------------------------------- */
+/* Messages for the ntx queued frames: a run of equal-size frames to a UDP peer becomes
+ * one message with UDP_SEGMENT (one pass through the kernel for up to GSO_MAX_SEGS
+ * datagrams), anything else one message per frame. Returns the number of messages. */
+static uint32_t tx_messages(pe_port *p) {
+    uint32_t nm = 0;
+    for (uint32_t i = 0; i < p->ntx;) {
+        uint32_t n = 1;
+        size_t len = p->txv[i].iov_len, total = len;
+        if (p->kind == PK_UDP && p->gso)
+            while (i + n < p->ntx && n < GSO_MAX_SEGS && p->txv[i + n].iov_len == len && total + len <= GSO_MAX_BYTES) {
+                total += len;
+                n++;
+            }
+        struct msghdr *h = &p->txm[nm].msg_hdr;
+        memset(h, 0, sizeof *h);
+        h->msg_iov = &p->txv[i];
+        h->msg_iovlen = n;
+        if (p->kind == PK_UDP) {
+            h->msg_name = &p->peer;
+            h->msg_namelen = sizeof p->peer;
+        }
+        if (n > 1) {
+            h->msg_control = p->txcm[nm];
+            h->msg_controllen = sizeof p->txcm[nm];
+            struct cmsghdr *c = CMSG_FIRSTHDR(h);
+            c->cmsg_level = SOL_UDP;
+            c->cmsg_type = UDP_SEGMENT;
+            c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+            uint16_t seg = (uint16_t)len;
+            memcpy(CMSG_DATA(c), &seg, sizeof seg);
+        }
+        p->txm[nm].msg_len = n;  /* frames in the message, until the kernel overwrites it */
+        nm++;
+        i += n;
+    }
+    return nm;
+}
+
 static void tx_flush(pe_port *p) {
-    uint32_t done = 0;
+    uint32_t nm = tx_messages(p);
+    uint32_t frames[BATCH];  /* frames per message (at most one message per queued frame) */
+    for (uint32_t i = 0; i < nm; i++) frames[i] = p->txm[i].msg_len;
+    uint32_t done = 0, sent = 0, dropped = 0;
     int waited = 0;
-    while (done < p->ntx) {
-        int r = sendmmsg(p->fd, p->txm + done, p->ntx - done, MSG_DONTWAIT);
-        if (r > 0) { done += (uint32_t)r; continue; }
+    while (done < nm) {
+        int r = sendmmsg(p->fd, p->txm + done, nm - done, MSG_DONTWAIT);
+        if (r > 0) {
+            for (int i = 0; i < r; i++) sent += frames[done + i];
+            done += (uint32_t)r;
+            continue;
+        }
         if (r < 0 && (errno == EAGAIN || errno == ENOBUFS) && !waited) {
             struct pollfd pf = {p->fd, POLLOUT, 0};
             poll(&pf, 1, SEND_WAIT_MS);  /* backpressure, as the Python ports give it */
@@ -350,27 +437,32 @@ static void tx_flush(pe_port *p) {
         }
         if (r < 0 && errno == EINTR) continue;
         if (r < 0 && (errno == EAGAIN || errno == ENOBUFS)) break;
-        done++;  /* a frame the socket refuses (too big, no route): skip it */
-        atomic_fetch_add_explicit(&p->tx_drops, 1, memory_order_relaxed);
+        if (r < 0 && frames[done] > 1 && p->gso) {
+            /* the kernel refuses segmentation offload here: frame by frame from now on */
+            p->gso = 0;
+            uint32_t rest = 0;
+            for (uint32_t i = done; i < nm; i++) rest += frames[i];
+            uint32_t first = 0;
+            for (uint32_t i = 0; i < done; i++) first += frames[i];
+            memmove(p->txv, p->txv + first, rest * sizeof *p->txv);
+            p->ntx = rest;
+            atomic_fetch_add_explicit(&p->tx, sent, memory_order_relaxed);
+            tx_flush(p);
+            return;
+        }
+        dropped += frames[done];  /* a frame the socket refuses (too big, no route): skip it */
+        done++;
     }
-    atomic_fetch_add_explicit(&p->tx, done, memory_order_relaxed);
-    if (done < p->ntx) atomic_fetch_add_explicit(&p->tx_drops, p->ntx - done, memory_order_relaxed);
+    for (uint32_t i = done; i < nm; i++) dropped += frames[i];
+    atomic_fetch_add_explicit(&p->tx, sent, memory_order_relaxed);
+    if (dropped) atomic_fetch_add_explicit(&p->tx_drops, dropped, memory_order_relaxed);
     p->ntx = 0;
 }
 
 static void tx_queue(pe_port *p, const uint8_t *d, uint32_t len) {
     if (p->ntx == BATCH) tx_flush(p);
-    struct mmsghdr *m = &p->txm[p->ntx];
-    struct iovec *v = &p->txv[p->ntx];
-    v->iov_base = (void *)d;
-    v->iov_len = len;
-    memset(&m->msg_hdr, 0, sizeof m->msg_hdr);
-    m->msg_hdr.msg_iov = v;
-    m->msg_hdr.msg_iovlen = 1;
-    if (p->kind == PK_UDP) {
-        m->msg_hdr.msg_name = &p->peer;
-        m->msg_hdr.msg_namelen = sizeof p->peer;
-    }
+    p->txv[p->ntx].iov_base = (void *)d;
+    p->txv[p->ntx].iov_len = len;
     p->ntx++;
 }
 
@@ -404,6 +496,7 @@ static void run_batch(pe_t *e) {
     atomic_fetch_add_explicit(&e->batches, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&e->frames, e->n, memory_order_relaxed);
     e->n = 0;
+    e->used = 0;
     if (e->pyq_len) {
         uint64_t one = 1;
         (void)!write(e->pyfd, &one, sizeof one);
@@ -430,7 +523,7 @@ static void *loop(void *arg) {
             pe_port *p = &e->p[number];
             int more = p->kind == PK_UDP ? rx_udp(e, number, p) : p->kind == PK_AFP ? rx_afp(e, number, p) : 0;
             if (!more) { carry[number] = 0; ncarry--; }
-            if (!room(e) || e->n > BATCH - 3) run_batch(e);
+            if (!room(e)) run_batch(e);
         }
         run_batch(e);
     }
@@ -449,8 +542,8 @@ API pe_t *pe_new(void) {
     for (int i = 0; i < PE_PORTS; i++) { pthread_mutex_init(&e->p[i].peer_mu, NULL); e->p[i].fd = -1; }
     e->epfd = epoll_create1(EPOLL_CLOEXEC);
     e->pyfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    e->buf = malloc((size_t)BATCH * MAX_FRAME);
-    e->rxslab = malloc((size_t)BATCH * MAX_FRAME);
+    e->buf = malloc(ARENA);
+    e->rxslab = malloc((size_t)RX_MSGS * MAX_FRAME);
     if (e->epfd < 0 || e->pyfd < 0 || !e->buf || !e->rxslab) { pe_free(e); return NULL; }
     return e;
 }
@@ -462,6 +555,7 @@ API void pe_free(pe_t *e) {
         free(e->p[i].held);
         free(e->p[i].txm);
         free(e->p[i].txv);
+        free(e->p[i].txcm);
         pthread_mutex_destroy(&e->p[i].peer_mu);
     }
     if (e->epfd >= 0) close(e->epfd);
@@ -479,7 +573,13 @@ API int pe_add_port(pe_t *e, uint32_t number, int kind, int fd, uint32_t peer_ip
     pe_port *p = &e->p[number];
     p->txm = calloc(BATCH, sizeof *p->txm);
     p->txv = calloc(BATCH, sizeof *p->txv);
-    if (!p->txm || !p->txv) return -1;
+    p->txcm = calloc(BATCH, sizeof *p->txcm);
+    if (!p->txm || !p->txv || !p->txcm) return -1;
+    if (kind == PK_UDP) {  /* datagrams of GSO senders arrive coalesced; sends are offloaded */
+        int one = 1;
+        setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one);
+        p->gso = 1;
+    }
     p->kind = kind;
     p->fd = fd;
     p->peer.sin_family = AF_INET;
@@ -550,7 +650,13 @@ API void pe_stop(pe_t *e) {
     atomic_store(&e->stop, 1);
     pthread_join(e->th, NULL);
     e->running = 0;
-    for (int i = 0; i < PE_PORTS; i++) pe_close_ring(&e->p[i]);
+    for (int i = 0; i < PE_PORTS; i++) {
+        pe_close_ring(&e->p[i]);
+        if (e->p[i].kind == PK_UDP) {  /* the Python loop reads datagram by datagram */
+            int zero = 0;
+            setsockopt(e->p[i].fd, SOL_UDP, UDP_GRO, &zero, sizeof zero);
+        }
+    }
 }
 
 /* a frame from Python (a PacketOut or a memory port's frame that came out here) */
