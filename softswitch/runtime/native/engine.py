@@ -29,7 +29,7 @@ void pe_set_faults(pe_t *e, uint32_t number, double drop, double dup, double reo
                    int pos, const uint8_t *held, uint32_t held_len, int has_held);
 int pe_get_faults(pe_t *e, uint32_t number, uint32_t *state, uint8_t *held, uint32_t cap, uint32_t *held_len);
 void pe_peer(pe_t *e, uint32_t number, uint32_t *out);
-void pe_set_pipeline(pe_t *e, void *sw, void *run, void *recs, void *data);
+void pe_set_pipeline(pe_t *e, void *sw, void *run, void *lock, void *unlock, void *recs, void *data);
 int pe_start(pe_t *e);
 void pe_stop(pe_t *e);
 void pe_send(pe_t *e, uint32_t number, const uint8_t *d, uint32_t len);
@@ -91,11 +91,16 @@ class PortEngine:
         """The native pipeline batches go through (None: frames are dropped)."""
         self.pipeline = pipe
         if pipe is None:
-            self.lib.pe_set_pipeline(self.pe, self.ffi.NULL, self.ffi.NULL, self.ffi.NULL, self.ffi.NULL)
+            null = self.ffi.NULL
+            self.lib.pe_set_pipeline(self.pe, null, null, null, null, null, null)
             return
         plib, pffi = pipe.lib, pipe.ffi
-        self.lib.pe_set_pipeline(self.pe, pffi.cast("void *", pipe.sw), pffi.cast("void *", plib.sw_run),
-                                 pffi.cast("void *", plib.sw_out_recs), pffi.cast("void *", plib.sw_out_data))
+
+        def fn(f: Any) -> Any:
+            return pffi.cast("void *", f)
+
+        self.lib.pe_set_pipeline(self.pe, fn(pipe.sw), fn(plib.sw_run_unlocked), fn(plib.sw_lock),
+                                 fn(plib.sw_unlock), fn(plib.sw_out_recs), fn(plib.sw_out_data))
 
     def start(self) -> None:
         if self.running:

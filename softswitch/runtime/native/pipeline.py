@@ -55,6 +55,10 @@ void sw_free(sw_t *sw);
 uint32_t sw_pkt_size(void);
 uint64_t sw_run(sw_t *sw, const uint8_t *buf, const uint64_t *offs, const uint32_t *lens,
                 const uint16_t *ports, uint32_t n, int keep);
+void sw_lock(sw_t *sw);
+void sw_unlock(sw_t *sw);
+uint64_t sw_run_unlocked(sw_t *sw, const uint8_t *buf, const uint64_t *offs, const uint32_t *lens,
+                         const uint16_t *ports, uint32_t n, int keep);
 uint64_t sw_run_repeat(sw_t *sw, const uint8_t *buf, const uint64_t *offs, const uint32_t *lens,
                        const uint16_t *ports, uint32_t n, uint32_t times);
 const uint32_t *sw_out_recs(sw_t *sw);
@@ -275,10 +279,19 @@ class NativePipeline:
             offs, lens, ports = self._one
             lens[0] = len(frame)
             ports[0] = port
-            n = self.lib.sw_run(self.sw, frame, offs, lens, ports, 1, 1)
-            outs = [(p, data) for _, p, data in self._outputs(n)]
+            outs = [(p, data) for _, p, data in self._run(frame, offs, lens, ports, 1)]
         self.drain()
         return outs
+
+    def _run(self, buf: Any, offs: Any, lens: Any, ports: Any, n: int) -> list[tuple[int, int, bytes]]:
+        """Run frames and read what they sent, holding the C lock throughout: the port
+        engine's batches run on the same pipeline and reuse the output buffer."""
+        lib, sw = self.lib, self.sw
+        lib.sw_lock(sw)
+        try:
+            return self._outputs(lib.sw_run_unlocked(sw, buf, offs, lens, ports, n, 1))
+        finally:
+            lib.sw_unlock(sw)
 
     def process_batch(self, frames: Sequence[tuple[int, bytes]]) -> list[list[tuple[int, bytes]]]:
         """Many frames in one call into C; the outputs of each frame, in order."""
@@ -287,8 +300,7 @@ class NativePipeline:
             return result
         c = FrameBatch(frames).arrays()
         with self._lock:
-            n = self.lib.sw_run(self.sw, c.buf, c.offs, c.lens, c.ports, len(frames), 1)
-            for idx, p, data in self._outputs(n):
+            for idx, p, data in self._run(c.buf, c.offs, c.lens, c.ports, len(frames)):
                 result[idx].append((p, data))
         self.drain()
         return result

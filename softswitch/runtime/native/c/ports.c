@@ -120,6 +120,7 @@ typedef struct {
 
 typedef uint64_t (*run_fn)(void *sw, const uint8_t *buf, const uint64_t *offs, const uint32_t *lens,
                            const uint16_t *ports, uint32_t n, int keep);
+typedef void (*lock_fn)(void *sw);
 typedef const uint32_t *(*recs_fn)(void *sw);
 typedef const uint8_t *(*data_fn)(void *sw);
 
@@ -130,7 +131,8 @@ typedef struct pe {
     _Atomic int stop;
     pthread_mutex_t pipe_mu;       /* held while a batch runs: swaps wait for its end */
     void *sw;
-    run_fn run;
+    run_fn run;      /* the pipeline's sw_run_unlocked, between lock and unlock */
+    lock_fn lock, unlock;
     recs_fn recs;
     data_fn data;
     /* the batch being assembled: frames back to back in an arena */
@@ -488,9 +490,11 @@ static void route(pe_t *e, uint64_t nout) {
 static void run_batch(pe_t *e) {
     if (!e->n) return;
     pthread_mutex_lock(&e->pipe_mu);
-    if (e->sw) {
+    if (e->sw) {  /* the outputs are read before anyone else (Python's process) runs */
+        e->lock(e->sw);
         uint64_t nout = e->run(e->sw, e->buf, e->offs, e->lens, e->ports, e->n, 1);
         route(e, nout);
+        e->unlock(e->sw);
     }
     pthread_mutex_unlock(&e->pipe_mu);
     atomic_fetch_add_explicit(&e->batches, 1, memory_order_relaxed);
@@ -626,10 +630,12 @@ API void pe_peer(pe_t *e, uint32_t number, uint32_t *out) {
     pthread_mutex_unlock(&p->peer_mu);
 }
 
-API void pe_set_pipeline(pe_t *e, void *sw, void *run, void *recs, void *data) {
+API void pe_set_pipeline(pe_t *e, void *sw, void *run, void *lock, void *unlock, void *recs, void *data) {
     pthread_mutex_lock(&e->pipe_mu);
     e->sw = sw;
     e->run = (run_fn)run;
+    e->lock = (lock_fn)lock;
+    e->unlock = (lock_fn)unlock;
     e->recs = (recs_fn)recs;
     e->data = (data_fn)data;
     pthread_mutex_unlock(&e->pipe_mu);
