@@ -419,15 +419,15 @@ static void tx_flush(pe_port *p) {
             done += (uint32_t)r;
             continue;
         }
-        if (r < 0 && (errno == EAGAIN || errno == ENOBUFS) && !waited) {
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && errno == EAGAIN) {  /* the socket buffer is full */
+            if (waited) break;  /* still full after waiting: the rest is dropped */
             struct pollfd pf = {p->fd, POLLOUT, 0};
             poll(&pf, 1, SEND_WAIT_MS);  /* backpressure, as the Python ports give it */
             waited = 1;
             continue;
         }
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0 && (errno == EAGAIN || errno == ENOBUFS)) break;
-        if (r < 0 && frames[done] > 1 && p->gso) {
+        if (r < 0 && frames[done] > 1 && p->gso && errno != ENOBUFS) {
             /* the kernel refuses segmentation offload here: frame by frame from now on */
             p->gso = 0;
             uint32_t rest = 0;
@@ -440,7 +440,9 @@ static void tx_flush(pe_port *p) {
             tx_flush(p);
             return;
         }
-        dropped += frames[done];  /* a frame the socket refuses (too big, no route): skip it */
+        /* this message is refused (a full queue behind the socket: ENOBUFS, too big, no
+           route): it alone is dropped, as the Python ports drop one frame */
+        dropped += frames[done];
         done++;
     }
     for (uint32_t i = done; i < nm; i++) dropped += frames[i];
