@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 P4SRC := p4src/aggregator.p4
 BUILD := build
 
-.PHONY: all venv test lint typecheck p4 bench bench-mininet run clean help
+.PHONY: all venv test lint typecheck p4 bench bench-mininet run clean help fuzz
 
 all: venv
 
@@ -20,6 +20,7 @@ help:
 	@echo "make bench    run the benchmarks, tables under bench/results/"
 	@echo "make bench-mininet  (root) p4reduce vs gloo on Mininet, plots under bench/results/"
 	@echo "make lint     ruff and mypy --strict"
+	@echo "make fuzz     the softswitch back ends against each other, native code under AddressSanitizer"
 
 $(STAMP): pyproject.toml
 	@test -x $(SYSTEM_PYTHON) || { echo "error: $(SYSTEM_PYTHON) not found; set SYSTEM_PYTHON=/path/to/python3.11"; exit 1; }
@@ -59,6 +60,17 @@ p4: $(STAMP)
 bench: $(STAMP)
 	@mkdir -p bench/results
 	$(PY) -m bench.run $(BENCH)
+
+# make fuzz [FUZZ_FRAMES=1000000]: random and mutated frames (truncated, wrong lengths, up
+# to 9,000 bytes) through every corpus program on both softswitch back ends, compared
+# frame by frame; the native code built with AddressSanitizer, whose runtime must be
+# preloaded into the interpreter that opens it.
+FUZZ_FRAMES ?= 1000000
+fuzz: $(STAMP)
+	@ASAN_LIB=$$($${CC:-cc} -print-file-name=libasan.so); \
+	  if [ ! -f "$$ASAN_LIB" ]; then echo "make fuzz needs AddressSanitizer's runtime (libasan) of $${CC:-cc}"; exit 1; fi; \
+	  LD_PRELOAD=$$ASAN_LIB ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	  $(PY) -m tests.softswitch.difffuzz --frames $(FUZZ_FRAMES) --asan
 
 # make run [MODEL=wide|small (small with bmv2)] [MODE=auto|loopback|mininet] [HOSTS=4] [LOSS=0]
 #          [STEPS=40 for wide, 300 for small] [LANES=256 (64 with bmv2)] [TOPO=star|twotier]

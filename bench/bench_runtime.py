@@ -1,14 +1,23 @@
-"""softswitch runtime throughput: IPv4 forwarding and K-register read-add-write programs
-(K = 64 and 256), in-process (Pipeline.process on one thread), through a UDP tunnel port on
-loopback and, as root with iproute2, through an AF_PACKET port on a veth pair inside a
-throw-away network namespace (the port path of the Mininet benchmarks).
+"""softswitch runtime throughput, each back end side by side: IPv4 LPM forwarding and
+K-register read-add-write programs (K = 64 and 256) in-process (the batch API, no Python
+per frame on the native back end), through UDP tunnel ports on loopback, and, as root with
+iproute2, through an AF_PACKET port on a veth pair inside a throw-away network namespace
+(the port path of the Mininet benchmarks); and the time of one P4Runtime Write of 20,000
+table entries.
 
-The K-register program has the shape of the aggregator: one lane control instantiated
-K times, each with its own register array and one read-add-write action.
+The K-register program has the shape of the aggregator: one lane control instantiated K
+times, each with its own register array and one read-add-write action.
+
+Port rows are driven by a load generator in C (built through p4reduce.native, run in its
+own process): it keeps a window of frames in flight with sendmmsg/recvmmsg and counts the
+answers; a Python sender could not offer the native back end enough frames. `pps` is
+answered frames per second of wall-clock time; `cpu pps` (in-process rows) is per second
+of the process's CPU time, the figure that stays comparable on a busy machine.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -22,14 +31,167 @@ from pathlib import Path
 from typing import Any
 
 from p4reduce.softswitch.p4 import compile_file, compile_source
-from p4reduce.softswitch.runtime import Device, Pipeline
+from p4reduce.softswitch.runtime import Device
+from p4reduce.softswitch.runtime.backend import make_pipeline
+from p4reduce.softswitch.runtime.batch import FrameBatch
 from p4reduce.softswitch.runtime.control import ActionCall, Lpm, TableEntry
 from p4reduce.softswitch.runtime.ports import AfPacketPort, UdpPort
 
 ROOT = Path(__file__).resolve().parent.parent
 BASIC = ROOT / "tests" / "p4" / "good" / "basic.p4"
 K = 64
-SOL_PACKET, PACKET_IGNORE_OUTGOING = 263, 23  # Linux; as the client's own constants
+BACKENDS = ("python", "native")
+
+LOADGEN_C = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <sys/socket.h>
+#include <time.h>
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+#define B 512
+#define SEGS 32
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
+/* Keep `window` frames in flight to `fd` (a connected UDP socket, or a bound AF_PACKET
+ * one) for `seconds`: out[0] frames sent, out[1] answers received, out[2] the seconds it
+ * took. An answer is any frame received; frames not answered within 50 ms are written
+ * off. Over UDP, runs of equal-size frames go as one segmentation-offload message and
+ * answers are received coalesced (UDP_SEGMENT / UDP_GRO), as a batching client would. */
+int lg_run(int fd, const uint8_t *frames, const uint32_t *lens, uint32_t nframes, double seconds,
+           uint32_t window, int udp, uint64_t *out) {
+    static struct mmsghdr m[B], r[B];
+    static struct iovec v[B * SEGS], rv[B];
+    static uint8_t rbuf[B][65536];
+    static uint8_t sctl[B][CMSG_SPACE(sizeof(uint16_t))], rctl[B][CMSG_SPACE(sizeof(int))];
+    uint64_t sent = 0, got = 0, inflight = 0;
+    uint32_t next = 0;
+    const uint8_t *at[4096];
+    uint64_t off = 0;
+    int one = 1;
+    if (udp) setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one);
+    for (uint32_t i = 0; i < nframes && i < 4096; i++) { at[i] = frames + off; off += lens[i]; }
+    double start = now(), end = start + seconds, last = start;
+    while (now() < end) {
+        uint32_t nm = 0, nv = 0, queued = 0;
+        while (inflight + queued < window && nm < B) {
+            uint32_t seg = udp ? SEGS : 1, k = 0, len = lens[next % nframes];
+            struct msghdr *h = &m[nm].msg_hdr;
+            memset(h, 0, sizeof *h);
+            h->msg_iov = &v[nv];
+            while (k < seg && inflight + queued + k < window && lens[next % nframes] == len && (k + 1) * len < 65000) {
+                uint32_t f = next++ % nframes;
+                v[nv].iov_base = (void *)at[f]; v[nv].iov_len = lens[f];
+                nv++; k++;
+            }
+            h->msg_iovlen = k;
+            if (k > 1) {
+                h->msg_control = sctl[nm]; h->msg_controllen = sizeof sctl[nm];
+                struct cmsghdr *c = CMSG_FIRSTHDR(h);
+                c->cmsg_level = SOL_UDP; c->cmsg_type = UDP_SEGMENT; c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+                uint16_t s16 = (uint16_t)len; memcpy(CMSG_DATA(c), &s16, 2);
+            }
+            m[nm].msg_len = k;
+            queued += k;
+            nm++;
+        }
+        uint32_t counts[B];
+        for (uint32_t i = 0; i < nm; i++) counts[i] = m[i].msg_len;
+        if (nm) {
+            int s = sendmmsg(fd, m, nm, MSG_DONTWAIT);
+            uint32_t done = 0;
+            for (int i = 0; i < s; i++) done += counts[i];
+            sent += done; inflight += done; next -= queued - done;
+        }
+        for (int i = 0; i < B; i++) {
+            rv[i].iov_base = rbuf[i]; rv[i].iov_len = sizeof rbuf[i];
+            memset(&r[i].msg_hdr, 0, sizeof r[i].msg_hdr);
+            r[i].msg_hdr.msg_iov = &rv[i]; r[i].msg_hdr.msg_iovlen = 1;
+            r[i].msg_hdr.msg_control = rctl[i]; r[i].msg_hdr.msg_controllen = sizeof rctl[i];
+        }
+        int k = recvmmsg(fd, r, B, MSG_DONTWAIT, NULL);
+        if (k > 0) {
+            uint64_t n = 0;
+            for (int i = 0; i < k; i++) {
+                uint32_t seg = 0;
+                for (struct cmsghdr *c = CMSG_FIRSTHDR(&r[i].msg_hdr); c; c = CMSG_NXTHDR(&r[i].msg_hdr, c))
+                    if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) { int g; memcpy(&g, CMSG_DATA(c), sizeof g); seg = g; }
+                n += seg ? (r[i].msg_len + seg - 1) / seg : 1;
+            }
+            got += n; inflight = inflight > n ? inflight - n : 0; last = now();
+            continue;
+        }
+        if (inflight >= window || !nm) {
+            struct pollfd p = {fd, POLLIN, 0};
+            poll(&p, 1, 2);
+            if (now() - last > 0.05) { inflight = 0; last = now(); }
+        }
+    }
+    out[0] = sent; out[1] = got;
+    double t = now() - start;
+    memcpy(&out[2], &t, 8);
+    return 0;
+}
+
+/* The kernel's ceiling on this machine: every frame received on `fd` sent straight back
+ * (to its sender for UDP, with the same segmentation offload it came with), batches of
+ * B, for `seconds`; returns the frames echoed. */
+uint64_t lg_echo(int fd, int udp, double seconds) {
+    static struct mmsghdr m[B];
+    static struct iovec v[B];
+    static uint8_t buf[B][65536];
+    static struct sockaddr_storage from[B];
+    static uint8_t ctl[B][CMSG_SPACE(sizeof(int))], sctl[B][CMSG_SPACE(sizeof(uint16_t))];
+    uint64_t n = 0;
+    int one = 1;
+    if (udp) setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one);
+    double end = now() + seconds;
+    while (now() < end) {
+        for (int i = 0; i < B; i++) {
+            v[i].iov_base = buf[i]; v[i].iov_len = sizeof buf[i];
+            memset(&m[i].msg_hdr, 0, sizeof m[i].msg_hdr);
+            m[i].msg_hdr.msg_iov = &v[i]; m[i].msg_hdr.msg_iovlen = 1;
+            if (udp) {
+                m[i].msg_hdr.msg_name = &from[i]; m[i].msg_hdr.msg_namelen = sizeof from[i];
+                m[i].msg_hdr.msg_control = ctl[i]; m[i].msg_hdr.msg_controllen = sizeof ctl[i];
+            }
+        }
+        int k = recvmmsg(fd, m, B, MSG_DONTWAIT, NULL);
+        if (k <= 0) { struct pollfd p = {fd, POLLIN, 0}; poll(&p, 1, 10); continue; }
+        for (int i = 0; i < k; i++) {
+            uint32_t seg = 0;
+            if (udp)
+                for (struct cmsghdr *c = CMSG_FIRSTHDR(&m[i].msg_hdr); c; c = CMSG_NXTHDR(&m[i].msg_hdr, c))
+                    if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) { int g; memcpy(&g, CMSG_DATA(c), sizeof g); seg = g; }
+            v[i].iov_len = m[i].msg_len;
+            n += seg ? (m[i].msg_len + seg - 1) / seg : 1;
+            m[i].msg_hdr.msg_control = NULL; m[i].msg_hdr.msg_controllen = 0;
+            if (seg && seg < m[i].msg_len) {
+                m[i].msg_hdr.msg_control = sctl[i]; m[i].msg_hdr.msg_controllen = sizeof sctl[i];
+                struct cmsghdr *c = CMSG_FIRSTHDR(&m[i].msg_hdr);
+                c->cmsg_level = SOL_UDP; c->cmsg_type = UDP_SEGMENT; c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+                uint16_t s16 = (uint16_t)seg; memcpy(CMSG_DATA(c), &s16, 2);
+            }
+        }
+        int s = 0;
+        while (s < k) { int r = sendmmsg(fd, m + s, k - s, 0); if (r <= 0) break; s += r; }
+    }
+    return n;
+}
+"""
+LOADGEN_CDEF = """
+int lg_run(int fd, const uint8_t *frames, const uint32_t *lens, uint32_t nframes, double seconds,
+           uint32_t window, int udp, uint64_t *out);
+uint64_t lg_echo(int fd, int udp, double seconds);
+"""
 
 
 def lanes_source(k: int = K, reg_size: int = 1024) -> str:
@@ -74,71 +236,65 @@ def ipv4_frame() -> bytes:
     return bytes(12) + b"\x08\x00" + ip + struct.pack("!HHHH", 1, 2, 40, 0) + bytes(32)
 
 
-def forwarding_pipeline() -> Pipeline:
-    p = Pipeline(compile_file(str(BASIC)))
+def forwarding_pipeline(backend: str) -> Any:
+    """basic.p4 with one route; every frame goes back out of port 1 (where it came in)."""
+    p = make_pipeline(compile_file(str(BASIC)), backend)  # type: ignore[arg-type]
     p.table_insert("MyIngress.ipv4_lpm",
                    TableEntry((Lpm(0x0A010000, 16),), ActionCall("MyIngress.ipv4_forward", (0x020000000002, 1))))
     return p
 
 
-def in_process(pipe: Pipeline, frames: list[bytes], seconds: float) -> float:
+def frames_of(kind: str, k: int) -> list[bytes]:
+    return [ipv4_frame()] if kind == "fwd" else [lanes_frame(i % 1024, k) for i in range(256)]
+
+
+def in_process(pipe: Any, frames: list[bytes], seconds: float) -> tuple[float, float]:
+    """(frames/s of wall-clock time, frames/s of CPU time) through `run_batch`."""
+    batch = FrameBatch([(1, f) for f in frames] * max(1, 4096 // len(frames)))
+    pipe.run_batch(batch, 1)
     n = 0
-    process = pipe.process
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     deadline = start + seconds
+    times = 1
     while True:
-        for f in frames:
-            process(1, f)
-        n += len(frames)
+        pipe.run_batch(batch, times)
+        n += batch.n * times
         now = time.perf_counter()
         if now >= deadline:
-            return n / (now - start)
+            return n / (now - start), n / max(time.process_time() - cpu, 1e-9)
+        if now - start < seconds / 20:
+            times *= 2  # as few calls as possible without overshooting much
 
 
-def client(kind: str, where: str, seconds: float, window: int = 32, k: int = K) -> None:
-    """The traffic source of `over_port`, run in its own process so it does not share the
-    switch's interpreter lock: sends `window` frames, reads the answers, repeats. `where`
-    is the switch's UDP port number, or `af:IFACE` for raw frames on an interface."""
-    frames = [ipv4_frame()] if kind == "fwd" else [lanes_frame(i % 1024, k) for i in range(256)]
+def client(kind: str, where: str, seconds: float, k: int = K, window: int = 2048) -> None:
+    """The traffic source of `over_port`, run in its own process: prints "pps lost".
+    `where` is the switch's UDP port number, or `af:IFACE` for raw frames on an interface."""
+    from p4reduce import native
+
+    lg = native.load("loadgen", LOADGEN_C, LOADGEN_CDEF)
+    frames = frames_of(kind, k)
     if where.startswith("af:"):
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88B5 if kind != "fwd" else 0x0800))
         sock.bind((where[3:], 0))
-        sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)  # our own frames are no answers
-
-        def send(frame: bytes) -> None:
-            sock.send(frame)
+        sock.setsockopt(263, 23, 1)  # PACKET_IGNORE_OUTGOING: our own frames are no answers
     else:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        dest = ("127.0.0.1", int(where))
-
-        def send(frame: bytes) -> None:
-            sock.sendto(frame, dest)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    sock.settimeout(0.5)
-    sent = got = 0
-    start = time.perf_counter()
-    deadline = start + seconds
-    i = 0
-    while time.perf_counter() < deadline:
-        for _ in range(window):
-            send(frames[i % len(frames)])
-            i += 1
-            sent += 1
-        for _ in range(window):
-            try:
-                sock.recv(65535)
-                got += 1
-            except TimeoutError:
-                break
-    elapsed = time.perf_counter() - start
-    print(f"{got / elapsed} {sent - got}")
+        sock.connect(("127.0.0.1", int(where)))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+    data = b"".join(frames)
+    out = lg.ffi.new("uint64_t[3]")
+    lg.lib.lg_run(sock.fileno(), data, lg.ffi.new("uint32_t[]", [len(f) for f in frames]), len(frames),
+                  seconds, window, int(not where.startswith("af:")), out)
+    elapsed = struct.unpack("d", bytes(lg.ffi.buffer(out + 2, 8)))[0]
+    print(f"{out[1] / elapsed} {out[0] - out[1]}")
 
 
-def over_port(pipe: Pipeline, kind: str, seconds: float, k: int = K, iface: str | None = None) -> tuple[float, int]:
-    """Frames into switch port 1 from a client process, over a loopback UDP tunnel or
+def over_port(pipe: Any, kind: str, seconds: float, k: int = K, iface: str | None = None) -> tuple[float, int]:
+    """Frames into switch port 1 from the load generator, over a loopback UDP tunnel or
     (with `iface`) an AF_PACKET port whose peer interface is `iface`'s veth peer; the
-    program sends each back out of port 1, i.e. to the client. Returns (answered
-    frames/s, lost)."""
+    program sends each back out of port 1, to the generator. Returns (answered frames/s,
+    frames not answered)."""
     dev = Device()
     port: UdpPort | AfPacketPort = AfPacketPort(iface) if iface else UdpPort("127.0.0.1", 0)
     where = "af:veth1" if iface else str(port.address[1])  # type: ignore[union-attr]
@@ -148,21 +304,57 @@ def over_port(pipe: Pipeline, kind: str, seconds: float, k: int = K, iface: str 
     try:
         code = f"from bench.bench_runtime import client; client({kind!r}, {where!r}, {seconds}, k={k})"
         res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                             timeout=seconds + 30, check=True)
+                             timeout=seconds + 120, check=True)
     finally:
         dev.stop()
     pps, lost = res.stdout.split()
     return float(pps), int(lost)
 
 
-def over_udp(pipe: Pipeline, kind: str, seconds: float, k: int = K) -> tuple[float, int]:
-    return over_port(pipe, kind, seconds, k)
+def echo_baseline(kind: str, seconds: float, iface: str | None = None) -> tuple[float, int]:
+    """The same load against a C echo (no pipeline, no switch): what the kernel's socket
+    path allows on this machine, the ceiling of the port rows."""
+    import threading
+
+    from p4reduce import native
+
+    lg = native.load("loadgen", LOADGEN_C, LOADGEN_CDEF)
+    if iface:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+        sock.bind((iface, 0))
+        sock.setsockopt(263, 23, 1)
+        where = "af:veth1"
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        where = str(sock.getsockname()[1])
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    echo = threading.Thread(target=lg.lib.lg_echo, args=(sock.fileno(), int(iface is None), seconds + 5))
+    echo.start()
+    try:
+        code = f"from bench.bench_runtime import client; client({kind!r}, {where!r}, {seconds}, k={K})"
+        res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                             timeout=seconds + 120, check=True)
+    finally:
+        echo.join()
+        sock.close()
+    pps, lost = res.stdout.split()
+    return float(pps), int(lost)
+
+
+def _cases() -> list[tuple[str, Callable[[str], Any], str, int]]:
+    cases: list[tuple[str, Callable[[str], Any], str, int]] = [
+        ("ipv4 lpm forwarding", forwarding_pipeline, "fwd", 0)]
+    for k in (K, 256):
+        ir = compile_source(lanes_source(k))
+        cases.append((f"{k} registers", lambda b, ir=ir: make_pipeline(ir, b), "lanes", k))  # type: ignore[misc]
+    return cases
 
 
 def af_packet_rows(seconds: float) -> list[dict[str, Any]]:
     """The AF_PACKET rows, measured in a child process inside a fresh network namespace
-    holding one veth pair (switch on veth0, client on veth1); the namespace is deleted
-    whatever happens. Nothing (an empty list) without root or iproute2."""
+    holding one veth pair (switch on veth0, load generator on veth1); the namespace is
+    deleted whatever happens. Nothing (an empty list) without root or iproute2."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
         return []
     ns = f"p4rbench{uuid.uuid4().hex[:8]}"
@@ -175,53 +367,89 @@ def af_packet_rows(seconds: float) -> list[dict[str, Any]]:
             subprocess.run([*run, "ip", "link", "set", dev, "up"], check=True, timeout=30)
         code = f"from bench.bench_runtime import _af_packet_inside; _af_packet_inside({seconds})"
         res = subprocess.run([*run, sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                             timeout=10 * seconds + 120, check=True)
+                             timeout=20 * seconds + 300, check=True)
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False, timeout=30)
-    rows: list[dict[str, Any]] = []
-    for line in res.stdout.splitlines():
-        name, pps, lost = line.rsplit(" ", 2)
-        rows.append({"program": name, "ports": "af_packet veth", "pps": float(pps), "lost": int(lost)})
-    return rows
+    return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
 
 
 def _af_packet_inside(seconds: float) -> None:
-    for name, make, kind, k in _cases()[:1] + [c for c in _cases() if "vectorised" in c[0]]:
-        pps, lost = over_port(make(), kind, seconds, k, iface="veth0")
-        print(f"{name} {pps} {lost}")
+    pps, lost = echo_baseline("lanes", seconds, iface="veth0")
+    print(json.dumps({"program": f"C echo, {K}-register frames", "ports": "af_packet veth",
+                      "backend": "kernel ceiling", "pps": pps, "lost": lost}), flush=True)
+    for name, make, kind, k in _cases():
+        for backend in BACKENDS:
+            pps, lost = over_port(make(backend), kind, seconds, k, iface="veth0")
+            print(json.dumps({"program": name, "ports": "af_packet veth", "backend": backend, "pps": pps,
+                              "lost": lost}), flush=True)
 
 
-def _cases() -> list[tuple[str, Callable[[], Pipeline], str, int]]:
-    cases: list[tuple[str, Callable[[], Pipeline], str, int]] = [
-        ("ipv4 lpm forwarding", forwarding_pipeline, "fwd", 0)]
-    for k in (K, 256):
-        ir = compile_source(lanes_source(k))
-        cases.append((f"{k} registers, vectorised", lambda ir=ir: Pipeline(ir), "lanes", k))  # type: ignore[misc]
-    ir64 = compile_source(lanes_source(K))
-    cases.append((f"{K} registers, scalar code", lambda: Pipeline(ir64, vectorize=False), "lanes", K))
-    return cases
+def table_write_rows() -> list[dict[str, Any]]:
+    """One P4Runtime Write of 20,000 exact entries, over gRPC on loopback."""
+    import grpc
+    from finsy.proto import p4r, p4r_grpc
+
+    from p4reduce.softswitch.p4.p4info import emit
+    from p4reduce.softswitch.p4runtime import serve
+
+    src = lanes_source(1).replace(
+        "apply { if (hdr.vals.isValid())",
+        "action fwd(bit<9> port) { std.egress_spec = port; } "
+        "table t { key = { hdr.ethernet.dst: exact; } actions = { fwd; NoAction; } size = 65536; } "
+        "apply { t.apply(); if (hdr.vals.isValid())")
+    ir = compile_source(src, "bulk.p4")
+    info = emit(ir)
+    rows = []
+    for backend in BACKENDS:
+        srv = serve(Device(), "127.0.0.1:0", factory=lambda ir, b=backend: make_pipeline(ir, b))  # type: ignore[misc]
+        try:
+            with grpc.insecure_channel(srv.address) as ch:
+                stub = p4r_grpc.P4RuntimeStub(ch)
+                stub.SetForwardingPipelineConfig(p4r.SetForwardingPipelineConfigRequest(
+                    device_id=0, action=p4r.SetForwardingPipelineConfigRequest.VERIFY_AND_COMMIT,
+                    config=p4r.ForwardingPipelineConfig(p4info=info, p4_device_config=json.dumps(ir).encode())))
+                tid = next(t.preamble.id for t in info.tables if t.preamble.name == "I.t")
+                aid = next(a.preamble.id for a in info.actions if a.preamble.name == "I.fwd")
+                ups = []
+                for i in range(20_000):
+                    te = p4r.TableEntry(table_id=tid)
+                    te.match.add(field_id=1).exact.value = (i + 1).to_bytes(6, "big")
+                    te.action.action.action_id = aid
+                    te.action.action.params.add(param_id=1, value=b"\x02")
+                    ups.append(p4r.Update(type=p4r.Update.INSERT, entity=p4r.Entity(table_entry=te)))
+                start, cpu = time.perf_counter(), time.process_time()
+                stub.Write(p4r.WriteRequest(device_id=0, updates=ups), timeout=600)
+                rows.append({"program": "P4Runtime Write of 20,000 entries", "ports": "gRPC",
+                             "backend": backend, "seconds": time.perf_counter() - start,
+                             "cpu seconds": time.process_time() - cpu})
+        finally:
+            srv.stop()
+    return rows
 
 
 def run(seconds: float = 3.0) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     cases = _cases()
     for name, make, kind, k in cases:
-        frames = [ipv4_frame()] if kind == "fwd" else [lanes_frame(i % 1024, k) for i in range(256)]
-        pipe = make()
-        assert pipe.process(1, frames[0]), f"{name}: the test frame was dropped"
-        rows.append({"program": name, "ports": "in-process", "pps": in_process(pipe, frames, seconds),
-                     "lost": 0})
+        for backend in BACKENDS:
+            pipe = make(backend)
+            assert pipe.process(1, frames_of(kind, k)[0]), f"{name}: the test frame was dropped"
+            pps, cpu = in_process(pipe, frames_of(kind, k), seconds)
+            rows.append({"program": name, "ports": "in-process", "backend": backend, "pps": pps,
+                         "cpu pps": cpu, "lost": 0})
+    pps, lost = echo_baseline("lanes", seconds)
+    rows.append({"program": f"C echo, {K}-register frames", "ports": "udp tunnel", "backend": "kernel ceiling",
+                 "pps": pps, "lost": lost})
     for name, make, kind, k in cases:
-        if "scalar" in name:
-            continue
-        pps, lost = over_udp(make(), kind, seconds, k)
-        rows.append({"program": name, "ports": "udp tunnel", "pps": pps, "lost": lost})
+        for backend in BACKENDS:
+            pps, lost = over_port(make(backend), kind, seconds, k)
+            rows.append({"program": name, "ports": "udp tunnel", "backend": backend, "pps": pps, "lost": lost})
     rows += af_packet_rows(seconds)
+    rows += table_write_rows()
     return rows
 
 
 if __name__ == "__main__":
     secs = float(sys.argv[1]) if len(sys.argv) > 1 else 3.0
-    print(f"{'program':<28} {'ports':<15} {'pps':>10} {'lost':>6}")
     for r in run(secs):
-        print(f"{r['program']:<28} {r['ports']:<15} {r['pps']:>10,.0f} {r['lost']:>6}")
+        print(r)

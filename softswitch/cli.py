@@ -3,8 +3,10 @@
 Differences from BMv2, on purpose: the gRPC address defaults to 127.0.0.1:9559 (not
 0.0.0.0:9559) so a development switch is not reachable from the network unless asked;
 the program is given as `--p4 FILE.p4` (compiled at start) or `--ir FILE.json` instead of
-p4c's JSON; and `-i N@udp:HOST:PORT` adds UDP tunnel ports. Without a program the switch
-waits for a P4Runtime SetForwardingPipelineConfig, like `simple_switch_grpc --no-p4`.
+p4c's JSON; `-i N@udp:HOST:PORT[,peer=HOST:PORT]` adds UDP tunnel ports; and `--backend`
+picks how programs run (compiled to C by default, see `p4reduce.softswitch.runtime.backend`).
+Without a program the switch waits for a P4Runtime SetForwardingPipelineConfig, like
+`simple_switch_grpc --no-p4`.
 
 One line `p4reduce-switch: ready, P4Runtime on HOST:PORT` is printed (flushed) once the
 server listens, so scripts can wait for it. SIGINT and SIGTERM stop it cleanly (exit 0).
@@ -29,6 +31,7 @@ from google.protobuf.message import (  # type: ignore[import-untyped,unused-igno
 )
 
 from p4reduce.softswitch.p4runtime.pipeline_config import PipelineFactory
+from p4reduce.softswitch.runtime.backend import BACKENDS, default_backend
 
 LOG_LEVELS = {
     "trace": logging.DEBUG,
@@ -66,6 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="p4reduce-switch",
         description="softswitch: an embedded v1model P4 target with a P4Runtime server "
         "(flags follow BMv2's simple_switch_grpc).",
+        epilog="Ports: N@IFACE is a Linux interface (AF_PACKET, needs root). N@udp:HOST:PORT is a "
+        "UDP tunnel bound to HOST:PORT, each datagram one Ethernet frame; without a peer it "
+        "sends to whoever sent to it last (learning: any local process can take the port over), "
+        "with ,peer=PEER_HOST:PEER_PORT it sends only to that peer and drops (and counts) "
+        "datagrams from anyone else, e.g. -i 1@udp:127.0.0.1:9001,peer=127.0.0.1:40001. "
+        "Backends: native compiles the program to C (the system C compiler, cached under "
+        "~/.cache/p4reduce) and serves socket ports from a C thread; python runs generated "
+        "Python; auto (the default, or $P4REDUCE_BACKEND) is native where it can be built "
+        "and python otherwise, with one warning.",
     )
     p.add_argument("--device-id", type=int, default=0, help="P4Runtime device id (default 0)")
     p.add_argument(
@@ -76,7 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="N@IFACE",
         help="attach port N to a Linux interface (N@eth0, needs root) or a UDP tunnel "
-        "(N@udp:HOST:PORT); repeatable",
+        "(N@udp:HOST:PORT[,peer=HOST:PORT], see below); repeatable",
+    )
+    p.add_argument(
+        "--backend",
+        choices=list(BACKENDS),
+        default=default_backend(),
+        help="how programs run: native (compiled to C), python, or auto: native when a C "
+        f"compiler is available, else python with a warning (default: {default_backend()})",
     )
     p.add_argument(
         "--grpc-server-addr",
@@ -175,6 +194,17 @@ def load_program(args: argparse.Namespace) -> Any | None:
 DeviceFactory = Callable[[argparse.Namespace], Any]
 
 
+def backend_factory(backend: str) -> PipelineFactory:
+    """Pipelines on `backend`; on `native`, a program C cannot run is refused (a
+    P4Runtime INVALID_ARGUMENT with the reason), on `auto` it falls back to Python."""
+    from p4reduce.softswitch.runtime.backend import make_pipeline
+
+    def factory(ir: dict[str, Any]) -> Any:
+        return make_pipeline(ir, backend)  # type: ignore[arg-type]
+
+    return factory
+
+
 def make_device(args: argparse.Namespace) -> Any:
     """The real device: softswitch.runtime.Device with the requested ports."""
     try:
@@ -218,6 +248,8 @@ def run(
 
     config = load_program(args)
     device = device_factory(args)
+    if pipeline_factory is None:
+        pipeline_factory = backend_factory(args.backend)
     try:
         server = serve(device, args.grpc_server_addr, factory=pipeline_factory)
     except OSError as exc:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from finsy.proto import p4r
 
+from p4reduce.softswitch.p4.ir import Program
 from p4reduce.softswitch.p4runtime.errors import P4RTError, invalid
 from p4reduce.softswitch.p4runtime.p4info_check import check as check_p4info
 from p4reduce.softswitch.p4runtime.schema import Schema, build_schema
@@ -22,9 +23,11 @@ PipelineFactory = Callable[[dict[str, Any]], PipelineControl]
 
 
 def default_factory(ir: dict[str, Any]) -> PipelineControl:
-    from p4reduce.softswitch.runtime import Pipeline  # type: ignore[attr-defined,unused-ignore]  # imported late: the runtime is optional here
+    """The runtime's pipeline on the default back end (`$P4REDUCE_BACKEND`, else auto),
+    imported late: the runtime is optional here."""
+    from p4reduce.softswitch.runtime.backend import make_pipeline
 
-    pipe: PipelineControl = Pipeline(ir)
+    pipe: PipelineControl = make_pipeline(cast(Program, ir))
     return pipe
 
 

@@ -9,6 +9,7 @@ the canonical, shortest form.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from finsy.proto import p4i
 
@@ -51,6 +52,11 @@ class ActionInfo:
     name: str
     params: tuple[ActionParam, ...]
 
+    @cached_property
+    def params_by_id(self) -> dict[int, ActionParam]:
+        """Computed once: every table write looks its parameters up by id."""
+        return {p.id: p for p in self.params}
+
 
 @dataclass(frozen=True)
 class TableInfo:
@@ -63,10 +69,15 @@ class TableInfo:
     const_default_action_id: int
     direct_counter_id: int | None
 
-    @property
+    @cached_property
     def needs_priority(self) -> bool:
         exactish = (p4i.MatchField.EXACT, p4i.MatchField.LPM)
         return any(f.match_type not in exactish for f in self.fields)
+
+    @cached_property
+    def fields_by_id(self) -> dict[int, MatchField]:
+        """Computed once: every table write looks its match fields up by id."""
+        return {f.id: f for f in self.fields}
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ def _decode_field(mf: MatchField, fm: p4r.FieldMatch) -> FieldMatch:
 
 
 def decode_keys(t: TableInfo, matches: list[p4r.FieldMatch]) -> tuple[FieldMatch, ...]:
-    by_id = {mf.id: mf for mf in t.fields}
+    by_id = t.fields_by_id
     given: dict[int, FieldMatch] = {}
     for fm in matches:
         mf = by_id.get(fm.field_id)
@@ -90,9 +90,10 @@ def decode_keys(t: TableInfo, matches: list[p4r.FieldMatch]) -> tuple[FieldMatch
 
 
 def check_priority(t: TableInfo, priority: int) -> None:
-    if t.needs_priority and priority <= 0:
+    needs = t.needs_priority
+    if needs and priority <= 0:
         raise invalid(f"table '{t.name}': entries need a priority > 0 (ternary/range/optional)")
-    if not t.needs_priority and priority != 0:
+    if not needs and priority != 0:
         raise invalid(f"table '{t.name}': priority must be 0 for exact/lpm-only tables")
 
 
@@ -113,7 +114,7 @@ def decode_action(s: Schema, t: TableInfo, ta: p4r.TableAction, default: bool) -
 
 
 def decode_params(a: ActionInfo, params: list[p4r.Action.Param]) -> tuple[int, ...]:
-    by_id = {p.id: p for p in a.params}
+    by_id = a.params_by_id
     got: dict[int, int] = {}
     for p in params:
         info = by_id.get(p.param_id)

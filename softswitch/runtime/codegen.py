@@ -12,44 +12,20 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+from p4reduce.softswitch.p4.ir import Expr, Parser, Program, Stmt
 from p4reduce.softswitch.runtime.errors import PipelineError
+from p4reduce.softswitch.runtime.frame import (
+    DROP_PORT,
+    Ctx,
+    Internal,
+    ProgramFrame,
+    is_signed,
+    width_of,
+)
 from p4reduce.softswitch.runtime.layout import FieldSlot, HeaderSlots, Layout
 from p4reduce.softswitch.runtime.vectorize import VectorPlan
 
-Expr = dict[str, Any]
-Stmt = dict[str, Any]
-
-NORMAL, INGRESS_CLONE, EGRESS_CLONE, COALESCED, RECIRC, REPLICATION, RESUBMIT = range(7)
-STD_TYPE = "standard_metadata_t"
-DROP_PORT = 511
-
-
-def width_of(t: dict[str, Any]) -> int:
-    kind = t["kind"]
-    if kind in ("bit", "int", "serenum"):
-        return int(t["width"])
-    if kind == "bool":
-        return 1
-    if kind in ("error", "enum"):
-        return 32
-    raise PipelineError(f"type {kind} has no bit width")
-
-
-def _is_signed(t: dict[str, Any]) -> bool:
-    return bool(t.get("kind") == "int")
-
-
-@dataclass
-class Internal:
-    """Slots for per-packet state the architecture keeps outside standard_metadata."""
-
-    clone: int = 0  # (type, session, field list index) or None
-    resubmit: int = 0  # field list index or None
-    recirc: int = 0
-    digests: int = 0  # list of DigestMessage or None
-    truncate: int = 0
-    payload: int = 0
-
+__all__ = ["DROP_PORT", "Codegen", "Generated", "width_of"]
 
 @dataclass
 class Generated:
@@ -65,140 +41,29 @@ class Generated:
     late_start: int = 0  # first slot of the actions generated last (Codegen `late`)
 
 
-class _Dynamic(PipelineError):
-    """A header stack index known only at run time where a static one is needed."""
-
-    def __init__(self) -> None:
-        super().__init__("a header stack index known only at run time is not supported here")
-
-
-class _Ctx:
-    def __init__(self, action: dict[str, Any] | None = None, in_parser: bool = False) -> None:
-        self.action = action
-        self.in_parser = in_parser
-        self.params: dict[str, tuple[int, dict[str, Any]]] = {}
-        if action:
-            for i, p in enumerate(action["params"]):
-                self.params[p["name"]] = (i, p)
-
-
-class Codegen:
-    def __init__(self, ir: dict[str, Any], plan: VectorPlan, late: frozenset[str] = frozenset()) -> None:
-        """`late`: actions whose locals and parameters get the last slots of the layout,
-        from `late_start` on (actions nothing can call, so the packet template can end
-        before their slots: see pipeline._trim)."""
-        if ir.get("ir_version") != 1:
-            raise PipelineError(f"unsupported IR version {ir.get('ir_version')!r} (this runtime runs version 1)")
-        if ir.get("arch", "v1model") != "v1model":
-            raise PipelineError(f"unsupported architecture {ir.get('arch')!r}")
-        self.ir = ir
+class Codegen(ProgramFrame):
+    def __init__(self, ir: Program, plan: VectorPlan, late: frozenset[str] = frozenset()) -> None:
+        """`late`: actions whose locals and parameters get the last slots of the layout
+        (see ProgramFrame; pipeline._trim cuts them off the packet template)."""
+        super().__init__(ir, late)
         self.plan = plan
-        self.lay = Layout(ir.get("types", {}))
         self.ns: dict[str, Any] = {}
         self.out: list[str] = []
-        self.errors = {name: i for i, name in enumerate(ir.get("errors", []))}
-        self.enums = ir.get("enums", {})
-        self.actions = {a["name"]: a for a in ir.get("actions", [])}
         self.action_fn = {a["name"]: f"_act_{i}" for i, a in enumerate(ir.get("actions", []))}
-        self.action_id = {a["name"]: i for i, a in enumerate(ir.get("actions", []))}
-        self.tables = {t["name"]: i for i, t in enumerate(ir.get("tables", []))}
-        self.registers = {r["name"]: r for r in ir.get("registers", [])}
-        self.counters = {c["name"]: i for i, c in enumerate(ir.get("counters", []))}
-        self.digests = ir.get("digests", [])
         self.labels: dict[str, str] = {}
-        self.structs = ir.get("types", {}).get("structs", {})
         self._tmp = 0
-        self.late = late
-        self.late_start = 0
         # packed field runs (vectorize.packable): first slot -> (end slot, width)
         self.packed: dict[int, tuple[int, int]] = {}
-        self._alloc_roots()
-
-    # ---- layout -------------------------------------------------------------------------
-    def _alloc_roots(self) -> None:
-        lay = self.lay
-        ht, mt = self.ir.get("header_type"), self.ir.get("meta_type")
-        if not ht or ht not in self.structs:
-            raise PipelineError(f"header_type {ht!r} is not a struct of the IR")
-        lay.alloc(("hdr",), {"kind": "struct", "name": ht})
-        if mt:
-            lay.alloc(("meta",), {"kind": "struct", "name": mt})
-        if STD_TYPE not in self.structs:
-            raise PipelineError("the IR has no standard_metadata_t struct")
-        lay.alloc(("std",), {"kind": "struct", "name": STD_TYPE})
-        for block in [*self.ir.get("parsers", {}).values(), *self.ir.get("controls", {}).values()]:
-            for loc in block.get("locals", []):
-                lay.alloc(("local", loc["name"]), loc["type"])
-        actions = self.ir.get("actions", [])
-        for a in actions:
-            if a["name"] not in self.late:
-                self._alloc_action(a)
-        self.internal = Internal(*(lay.new_slot(None) for _ in range(6)))
-        self.late_start = len(lay.init)
-        for a in actions:
-            if a["name"] in self.late:
-                self._alloc_action(a)
-        self.std = {}
-        for f in self.structs[STD_TYPE]["fields"]:
-            self.std[f["name"]] = lay.scalars[("std", f["name"])][0]
-        for need in ("ingress_port", "egress_spec", "egress_port", "instance_type", "packet_length"):
-            if need not in self.std:
-                raise PipelineError(f"standard_metadata_t lacks the field {need}")
-        # field lists for clone/resubmit/recirculate: @field_list(i) on metadata fields
-        self.field_lists: dict[int, list[int]] = {}
-        mt_decl = self.structs.get(mt or "", {"fields": []})
-        for f in mt_decl["fields"]:
-            for ann in f.get("annotations", []):
-                if ann["name"] == "field_list":
-                    for tok in ann["body"].replace(",", " ").split():
-                        idx = int(tok, 0)
-                        start, end = lay.ranges[("meta", f["name"])]
-                        self.field_lists.setdefault(idx, []).extend(range(start, end))
-
-    def _alloc_action(self, a: dict[str, Any]) -> None:
-        for loc in a.get("locals", []):
-            self.lay.alloc(("local", loc["name"]), loc["type"])
-        for p in a["params"]:
-            if p.get("dir", "none") != "none":
-                self.lay.alloc(("param", a["name"], p["name"]), p["type"])
-
-    def slot(self, key: tuple[str, ...]) -> int:
-        try:
-            return self.lay.scalars[key][0]
-        except KeyError:
-            raise PipelineError(f"unknown field {'.'.join(key)}") from None
 
     # ---- paths --------------------------------------------------------------------------
-    def path_key(self, e: Expr, ctx: _Ctx) -> tuple[str, ...]:
-        op = e["op"]
-        if op == "field" and "base" in e:
-            return (*self.path_key(e["base"], ctx), *(str(p) for p in e["path"]))
-        if op == "field":
-            path = tuple(str(p) for p in e["path"])
-            if path[0] == "param":
-                if ctx.action is None:
-                    raise PipelineError(f"parameter reference {path} outside an action")
-                return ("param", ctx.action["name"], *path[1:])
-            return path
-        if op == "stack_elem":
-            stack = self.path_key(e["stack"], ctx)
-            idx = e["index"]
-            if idx.get("op") != "const":
-                raise _Dynamic
-            size = len(self.lay.stacks[stack].elems)
-            if not 0 <= idx["value"] < size:
-                raise PipelineError(f"stack index {idx['value']} out of bounds for {'.'.join(stack)}")
-            return (*stack, str(idx["value"]))
-        raise PipelineError(f"expression {op!r} is not an lvalue/path")
-
-    def dyn_header(self, e: Expr, ctx: _Ctx) -> tuple[HeaderSlots, str, int] | None:
+    def dyn_header(self, e: Expr, ctx: Ctx) -> tuple[HeaderSlots, str, int] | None:
         """For `s.last` and `s[i]` with a run-time index: the first element's slots, the
         index as code, and the distance between elements; None for a static header."""
         op = e.get("op")
         if op == "stack_last":
             st = self.lay.stacks[self.path_key(e["stack"], ctx)]
             nxt = f"S[{st.next_index}]"
-            idx = f"_last_index({nxt}, off, {self._err('StackOutOfBounds')})" if ctx.in_parser else f"max({nxt} - 1, 0)"
+            idx = f"_last_index({nxt}, off, {self.err('StackOutOfBounds')})" if ctx.in_parser else f"max({nxt} - 1, 0)"
         elif op == "stack_elem" and e["index"].get("op") != "const":
             st = self.lay.stacks[self.path_key(e["stack"], ctx)]
             idx = f"min({self.ex(e['index'], ctx)}, {len(st.elems) - 1})"
@@ -207,7 +72,7 @@ class Codegen:
         h0 = st.elems[0]
         return h0, idx, h0.end - h0.start
 
-    def slot_code(self, e: Expr, ctx: _Ctx) -> str:
+    def slot_code(self, e: Expr, ctx: Ctx) -> str:
         """The slot index of a scalar lvalue as code (a constant unless a stack index is
         only known at run time)."""
         if e["op"] == "field" and "base" in e:
@@ -224,22 +89,15 @@ class Codegen:
             raise PipelineError(f"{'.'.join(key)} is not a scalar value")
         return str(self.lay.scalars[key][0])
 
-    def valid_code(self, e: Expr, ctx: _Ctx) -> str:
+    def valid_code(self, e: Expr, ctx: Ctx) -> str:
         dyn = self.dyn_header(e, ctx)
         if dyn is not None:
             h0, idx, stride = dyn
             return f"{h0.valid} + {idx} * {stride}"
         return str(self.header_of(e, ctx).valid)
 
-    def header_of(self, e: Expr, ctx: _Ctx) -> HeaderSlots:
-        key = self.path_key(e, ctx)
-        h = self.lay.headers.get(key)
-        if h is None:
-            raise PipelineError(f"{'.'.join(key)} is not a header")
-        return h
-
     # ---- expressions --------------------------------------------------------------------
-    def ex(self, e: Expr, ctx: _Ctx) -> str:
+    def ex(self, e: Expr, ctx: Ctx) -> str:
         op = e["op"]
         t = e.get("type", {})
         if op == "const":
@@ -281,7 +139,7 @@ class Codegen:
             if not ctx.in_parser:
                 raise PipelineError("lookahead outside a parser")
             w = width_of(t)
-            return f"_la(data, off, L, {w}, {self._err('PacketTooShort')})"
+            return f"_la(data, off, L, {w}, {self.err('PacketTooShort')})"
         if op == "stack_last_index":
             st = self.lay.stacks[self.path_key(e["stack"], ctx)]
             return f"((S[{st.next_index}] - 1) & 0xFFFFFFFF)"
@@ -289,7 +147,7 @@ class Codegen:
             return self._binary(e, ctx)
         raise PipelineError(f"unsupported expression op {op!r}")
 
-    def _cast(self, e: Expr, ctx: _Ctx) -> str:
+    def _cast(self, e: Expr, ctx: Ctx) -> str:
         a = self.ex(e["arg"], ctx)
         src, dst = e["arg"].get("type", {}), e["type"]
         if dst["kind"] == "bool":
@@ -300,13 +158,13 @@ class Codegen:
             return a
         wd, ws = width_of(dst), width_of(src)
         md = (1 << wd) - 1
-        if _is_signed(src) and wd > ws:
+        if is_signed(src) and wd > ws:
             return f"(_sx({a}, {ws}) & {md})"
         if wd >= ws:
             return a
         return f"({a} & {md})"
 
-    def _binary(self, e: Expr, ctx: _Ctx) -> str:
+    def _binary(self, e: Expr, ctx: Ctx) -> str:
         op = e["op"]
         left, right = e["left"], e["right"]
         a, b = self.ex(left, ctx), self.ex(right, ctx)
@@ -318,7 +176,7 @@ class Codegen:
             return f"({a} {op} {b})"
         lt = left.get("type", {})
         if op in ("<", "<=", ">", ">="):
-            if _is_signed(lt):
+            if is_signed(lt):
                 w = width_of(lt)
                 return f"(_sx({a}, {w}) {op} _sx({b}, {w}))"
             return f"({a} {op} {b})"
@@ -338,15 +196,15 @@ class Codegen:
                 return "0" if right["value"] >= w else f"(({a} << {right['value']}) & {m})"
             return f"_shl({a}, {b}, {w})"
         if op == ">>":
-            if _is_signed(t):
+            if is_signed(t):
                 return f"((_sx({a}, {w}) >> min({b}, {w})) & {m})"
             return f"({a} >> {b})"
         if op == "|+|":
-            if _is_signed(t):
+            if is_signed(t):
                 return f"_sat({a}, {b}, {w}, 1)"
             return f"min({a} + {b}, {m})"
         if op == "|-|":
-            if _is_signed(t):
+            if is_signed(t):
                 return f"_sat({a}, {b}, {w}, -1)"
             return f"max({a} - {b}, 0)"
         if op == "++":
@@ -366,7 +224,7 @@ class Codegen:
         self._tmp += 1
         return f"_t{self._tmp}"
 
-    def body(self, stmts: list[Stmt], ind: int, ctx: _Ctx) -> None:
+    def body(self, stmts: list[Stmt], ind: int, ctx: Ctx) -> None:
         start = len(self.out)
         i = 0
         while i < len(stmts):
@@ -381,7 +239,7 @@ class Codegen:
         if len(self.out) == start:
             self.emit("pass", ind)
 
-    def assign(self, lhs: Expr, rhs_src: str, ind: int, ctx: _Ctx) -> None:
+    def assign(self, lhs: Expr, rhs_src: str, ind: int, ctx: Ctx) -> None:
         if lhs["op"] == "slice":
             inner = self.path_key(lhs["arg"], ctx)
             s = self.slot(inner)
@@ -391,14 +249,14 @@ class Codegen:
             return
         self.emit(f"S[{self.slot_code(lhs, ctx)}] = {rhs_src}", ind)
 
-    def stmt(self, s: Stmt, ind: int, ctx: _Ctx) -> None:
+    def stmt(self, s: Stmt, ind: int, ctx: Ctx) -> None:
         kind = s["stmt"]
         handler = getattr(self, f"_st_{kind}", None)
         if handler is None:
             raise PipelineError(f"unsupported statement {kind!r}")
         handler(s, ind, ctx)
 
-    def _st_assign(self, s: Stmt, ind: int, ctx: _Ctx) -> None:
+    def _st_assign(self, s: Stmt, ind: int, ctx: Ctx) -> None:
         lhs, rhs = s["lhs"], s["rhs"]
         lt = lhs.get("type", {}).get("kind")
         if lt in ("header", "struct", "stack"):
@@ -413,7 +271,7 @@ class Codegen:
             return
         self.assign(lhs, self.ex(rhs, ctx), ind, ctx)
 
-    def _assign_list(self, lhs: Expr, rhs: Expr, ind: int, ctx: _Ctx) -> None:
+    def _assign_list(self, lhs: Expr, rhs: Expr, ind: int, ctx: Ctx) -> None:
         key = self.path_key(lhs, ctx)
         if key in self.lay.headers:
             h = self.lay.headers[key]
@@ -426,14 +284,14 @@ class Codegen:
         for sl, item in zip(slots, rhs["items"], strict=True):
             self.emit(f"S[{sl}] = {self.ex(item, ctx)}", ind)
 
-    def _st_if(self, s: Stmt, ind: int, ctx: _Ctx) -> None:
+    def _st_if(self, s: Stmt, ind: int, ctx: Ctx) -> None:
         self.emit(f"if {self.ex(s['cond'], ctx)}:", ind)
         self.body(s.get("then", []), ind + 1, ctx)
         if s.get("else"):
             self.emit("else:", ind)
             self.body(s["else"], ind + 1, ctx)
 
-    def _st_block(self, s: Stmt, ind: int, ctx: _Ctx) -> None:
+    def _st_block(self, s: Stmt, ind: int, ctx: Ctx) -> None:
         label = s.get("label")
         if not label:
             self.body(s.get("body", []), ind, ctx)
@@ -451,19 +309,19 @@ class Codegen:
             self.ns[name] = type(name, (Exception,), {})
         return self.labels[label]
 
-    def _st_return(self, s: Stmt, ind: int, ctx: _Ctx) -> None:
+    def _st_return(self, s: Stmt, ind: int, ctx: Ctx) -> None:
         if s.get("label"):
             self.emit(f"raise {self._label_exc(s['label'])}", ind)
         else:
             self.emit("return", ind)
 
-    def _st_exit(self, s: Stmt, ind: int, ctx: _Ctx) -> None:
+    def _st_exit(self, s: Stmt, ind: int, ctx: Ctx) -> None:
         self.emit("raise _EXIT", ind)
 
-    def _st_apply(self, s: Stmt, ind: int, ctx: _Ctx) -> None:
+    def _st_apply(self, s: Stmt, ind: int, ctx: Ctx) -> None:
         self.emit(f"{self._table_fn(s['table'])}(S)", ind)
 
-    def _st_switch(self, s: Stmt, ind: int, ctx: _Ctx) -> None:
+    def _st_switch(self, s: Stmt, ind: int, ctx: Ctx) -> None:
         r = self.tmp()
         self.emit(f"{r} = {self._table_fn(s['table'])}(S)[1]", ind)
         first = True
@@ -479,7 +337,7 @@ class Codegen:
                 self.emit("else:", ind)
                 self.body(s["default"], ind + 1, ctx)
 
-    def _st_call(self, s: Stmt, ind: int, ctx: _Ctx) -> None:
+    def _st_call(self, s: Stmt, ind: int, ctx: Ctx) -> None:
         name = s["action"]
         act = self.actions.get(name)
         if act is None:
@@ -518,7 +376,7 @@ class Codegen:
             else:
                 self.assign(lhs, f"S[{sl}]", ind, ctx)
 
-    def _st_method(self, s: Stmt, ind: int, ctx: _Ctx) -> None:
+    def _st_method(self, s: Stmt, ind: int, ctx: Ctx) -> None:
         kind, method, obj, args = s["kind"], s["method"], s["object"], s.get("args", [])
         if kind == "register":
             reg = self.registers.get(obj)
@@ -557,13 +415,13 @@ class Codegen:
     def register_var(self, name: str) -> str:
         return self.plan.register_var(name)
 
-    def _st_set_valid(self, s: Stmt, ind: int, ctx: _Ctx) -> None:
+    def _st_set_valid(self, s: Stmt, ind: int, ctx: Ctx) -> None:
         self.emit(f"S[{self.valid_code(s['header'], ctx)}] = True", ind)
 
-    def _st_set_invalid(self, s: Stmt, ind: int, ctx: _Ctx) -> None:
+    def _st_set_invalid(self, s: Stmt, ind: int, ctx: Ctx) -> None:
         self.emit(f"S[{self.valid_code(s['header'], ctx)}] = False", ind)
 
-    def _stack_shift(self, s: Stmt, ind: int, ctx: _Ctx, push: bool) -> None:
+    def _stack_shift(self, s: Stmt, ind: int, ctx: Ctx, push: bool) -> None:
         st = self.lay.stacks[self.path_key(s["stack"], ctx)]
         n = len(st.elems)
         c = int(s["count"]["value"]) if isinstance(s["count"], dict) else int(s["count"])
@@ -581,14 +439,14 @@ class Codegen:
         else:
             self.emit(f"S[{st.next_index}] = max(0, S[{st.next_index}] - {c})", ind)
 
-    def _st_push_front(self, s: Stmt, ind: int, ctx: _Ctx) -> None:
+    def _st_push_front(self, s: Stmt, ind: int, ctx: Ctx) -> None:
         self._stack_shift(s, ind, ctx, push=True)
 
-    def _st_pop_front(self, s: Stmt, ind: int, ctx: _Ctx) -> None:
+    def _st_pop_front(self, s: Stmt, ind: int, ctx: Ctx) -> None:
         self._stack_shift(s, ind, ctx, push=False)
 
     # ---- externs -------------------------------------------------------------------------
-    def _data_bytes(self, e: Expr, ctx: _Ctx) -> str:
+    def _data_bytes(self, e: Expr, ctx: Ctx) -> str:
         """Code for the bytes a hash or checksum runs over. BMv2 leaves out the fields of
         invalid headers; the common case (all of them valid) is one inline expression."""
         items = e["items"] if e["op"] == "list" else [e]
@@ -640,14 +498,6 @@ class Codegen:
         cond = " and ".join(f"S[{v}]" for v in slots)
         return f"({fast} if {cond} else _pack_valid(({items_code},)))"
 
-    def _algo(self, e: Expr) -> str:
-        if e.get("op") == "enum_member":
-            return str(e["member"])
-        if e.get("op") == "const":
-            members = self.enums.get("HashAlgorithm", [])
-            return str(members[e["value"]]) if e["value"] < len(members) else "?"
-        raise PipelineError("hash algorithm must be a HashAlgorithm constant")
-
     def _algo_fn(self, name: str) -> str:
         from p4reduce.softswitch.runtime.hashing import ALGORITHMS
 
@@ -657,7 +507,7 @@ class Codegen:
             raise PipelineError(f"unsupported hash algorithm {name!r}")
         return f"_H_{name}"
 
-    def _st_extern(self, s: Stmt, ind: int, ctx: _Ctx) -> None:
+    def _st_extern(self, s: Stmt, ind: int, ctx: Ctx) -> None:
         name, args = s["name"], s.get("args", [])
         std = self.std
         ist = self.internal
@@ -667,7 +517,7 @@ class Codegen:
                 self.emit(f"S[{std['mcast_grp']}] = 0", ind)
         elif name == "hash":
             out, algo, base, data, mx = args
-            fn = self._algo_fn(self._algo(algo))
+            fn = self._algo_fn(self.algo(algo))
             h, b, m = self.tmp(), self.tmp(), self.tmp()
             self.emit(f"{h} = {fn}({self._data_bytes(data, ctx)})", ind)
             self.emit(f"{b} = {self.ex(base, ctx)}", ind)
@@ -705,7 +555,7 @@ class Codegen:
             self.emit(f"S[{ist.digests}].append({d})", ind + 1)
         elif name in ("verify_checksum", "verify_checksum_with_payload", "update_checksum", "update_checksum_with_payload"):
             cond, data, ck, algo = args
-            fn = self._algo_fn(self._algo(algo))
+            fn = self._algo_fn(self.algo(algo))
             payload = f" + S[{ist.payload}]" if name.endswith("payload") else ""
             w = width_of(ck["type"])
             calc = f"({fn}({self._data_bytes(data, ctx)}{payload}) & {(1 << w) - 1})"
@@ -735,11 +585,6 @@ class Codegen:
             raise PipelineError(f"unsupported extern function {name!r}")
 
     # ---- parser -------------------------------------------------------------------------
-    def _err(self, name: str) -> int:
-        return self.errors.get(name, {"NoError": 0, "PacketTooShort": 1, "NoMatch": 2,
-                                      "StackOutOfBounds": 3, "HeaderTooShort": 4,
-                                      "ParserTimeout": 5}.get(name, 0))
-
     def _struct_for(self, h: HeaderSlots) -> tuple[str, list[tuple[str, list[tuple[int, int, int]]]]]:
         return self._struct_fields(h.fields, h.type_name)
 
@@ -815,7 +660,7 @@ class Codegen:
     def extract_code(self, h: HeaderSlots, ind: int, base: str | None = None) -> None:
         nbytes = h.width // 8
         self.emit(f"if off + {nbytes} > L:", ind)
-        self.emit(f"raise _PErr({self._err('PacketTooShort')}, off)", ind + 1)
+        self.emit(f"raise _PErr({self.err('PacketTooShort')}, off)", ind + 1)
         if base is None and self._packed_in(h):
             for packed, fields, boff in self._segments(h):
                 at = f"off + {boff}" if boff else "off"
@@ -885,7 +730,7 @@ class Codegen:
             vals.append(f"({expr}).to_bytes({total // 8}, 'big')")
         return f"{st}.pack({', '.join(vals)})"
 
-    def _st_extract(self, s: Stmt, ind: int, ctx: _Ctx) -> None:
+    def _st_extract(self, s: Stmt, ind: int, ctx: Ctx) -> None:
         target = s["header"]
         if target["op"] == "stack_next":
             st = self.lay.stacks[self.path_key(target["stack"], ctx)]
@@ -895,28 +740,28 @@ class Codegen:
             b = self.tmp()
             self.emit(f"{i} = S[{st.next_index}]", ind)
             self.emit(f"if {i} >= {len(st.elems)}:", ind)
-            self.emit(f"raise _PErr({self._err('StackOutOfBounds')}, off)", ind + 1)
+            self.emit(f"raise _PErr({self.err('StackOutOfBounds')}, off)", ind + 1)
             self.emit(f"{b} = {e0.start} + {i} * {stride}", ind)
             self.extract_code(e0, ind, base=b)
             self.emit(f"S[{st.next_index}] = {i} + 1", ind)
             return
         self.extract_code(self.header_of(target, ctx), ind)
 
-    def _st_advance(self, s: Stmt, ind: int, ctx: _Ctx) -> None:
+    def _st_advance(self, s: Stmt, ind: int, ctx: Ctx) -> None:
         bits = self.ex(s["bits"], ctx)
         t = self.tmp()
         self.emit(f"{t} = ({bits}) // 8", ind)
         self.emit(f"if off + {t} > L:", ind)
-        self.emit(f"raise _PErr({self._err('PacketTooShort')}, off)", ind + 1)
+        self.emit(f"raise _PErr({self.err('PacketTooShort')}, off)", ind + 1)
         self.emit(f"off += {t}", ind)
 
-    def _st_verify(self, s: Stmt, ind: int, ctx: _Ctx) -> None:
+    def _st_verify(self, s: Stmt, ind: int, ctx: Ctx) -> None:
         self.emit(f"if not {self.ex(s['cond'], ctx)}:", ind)
         err = s["error"]
         code = err["value"] if isinstance(err, dict) else err
         self.emit(f"raise _PErr({int(code)}, off)", ind + 1)
 
-    def _st_emit(self, s: Stmt, ind: int, ctx: _Ctx) -> None:
+    def _st_emit(self, s: Stmt, ind: int, ctx: Ctx) -> None:
         e = s["header"]
         key = self.path_key(e, ctx)
         if key in self.lay.headers:
@@ -930,10 +775,10 @@ class Codegen:
         else:
             raise PipelineError(f"cannot emit {'.'.join(key)}")
 
-    def parser(self, p: dict[str, Any]) -> None:
+    def parser(self, p: Parser) -> None:
         states = p["states"]
         fn = {name: f"_ps_{i}" for i, name in enumerate(states)}
-        ctx = _Ctx(in_parser=True)
+        ctx = Ctx(in_parser=True)
         for name, st in states.items():
             self.emit(f"def {fn[name]}(S, data, off, L):", 0)
             self.body(st.get("body", []), 1, ctx)
@@ -958,7 +803,7 @@ class Codegen:
                             conds.append(f"{ks['lo']} <= {kv} <= {ks['hi']}")
                     self.emit(f"if {' and '.join(conds) or 'True'}:", 1)
                     self.emit(f"return {self._next(case['next'], fn)}, off", 2)
-                self.emit(f"raise _PErr({self._err('NoMatch')}, off)", 1)
+                self.emit(f"raise _PErr({self.err('NoMatch')}, off)", 1)
             self.emit("", 0)
         start = fn.get(p.get("start", "start"))
         if start is None:
@@ -974,7 +819,7 @@ class Codegen:
         self.emit("st, off = st(S, data, off, L)", 3)
         self.emit("n += 1", 3)
         self.emit("if n > 10000:", 3)
-        self.emit(f"raise _PErr({self._err('ParserTimeout')}, off)", 4)
+        self.emit(f"raise _PErr({self.err('ParserTimeout')}, off)", 4)
         self.emit("except _PErr as e:", 1)
         if pe is not None:
             self.emit(f"S[{pe}] = e.code", 2)
@@ -1058,7 +903,7 @@ class Codegen:
         ir = self.ir
         pipe = ir.get("pipeline", {})
         for a in ir.get("actions", []):
-            ctx = _Ctx(action=a)
+            ctx = Ctx(action=a)
             params = "".join(f", a{i}" for i, p in enumerate(a["params"]) if p.get("dir", "none") == "none")
             self.emit(f"def {self.action_fn[a['name']]}(S{params}):", 0)
             self.body(a.get("body", []), 1, ctx)
@@ -1066,7 +911,7 @@ class Codegen:
         plen = self.std["packet_length"]
         for t in ir.get("tables", []):
             i = self.tables[t["name"]]
-            ctx = _Ctx()
+            ctx = Ctx()
             keys = [self.ex(k["expr"], ctx) for k in t.get("keys", [])]
             self.emit(f"def _tbl_{i}(S):", 0)
             self.emit(f"c = _TC{i}", 1)
@@ -1100,7 +945,7 @@ class Codegen:
             self.emit(f"def {fname}(S):", 0)
             if role == "deparser":
                 self.emit("_p = []", 1)
-            self.body(controls[cname].get("body", []), 1, _Ctx())
+            self.body(controls[cname].get("body", []), 1, Ctx())
             if role == "deparser":
                 self.emit("return b''.join(_p)", 1)
             self.emit("", 0)

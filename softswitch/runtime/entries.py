@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from p4reduce.softswitch.p4.ir import ConstEntry, Table
 from p4reduce.softswitch.runtime.control import (
     ActionCall,
     Exact,
@@ -16,7 +15,7 @@ from p4reduce.softswitch.runtime.control import (
 from p4reduce.softswitch.runtime.errors import PipelineError
 
 
-def const_entry(table: dict[str, Any], ce: dict[str, Any]) -> TableEntry:
+def const_entry(table: Table, ce: ConstEntry) -> TableEntry:
     """The IR numbers const entries as p4c does for BMv2 (earlier entry, smaller number,
     wins); the control surface uses P4Runtime's order (larger wins), so it is flipped."""
     keys: list[FieldMatch] = []

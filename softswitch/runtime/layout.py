@@ -8,12 +8,13 @@ whole-header assignment is one slice copy because a header's slots are contiguou
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from p4reduce.softswitch.runtime.errors import PipelineError
 
-Type = dict[str, Any]
+Type = Mapping[str, Any]  # a TypeT of the IR (p4.ir), or a hand-built equivalent
 
 
 @dataclass

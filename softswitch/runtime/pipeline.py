@@ -13,26 +13,19 @@ import logging
 import random
 import threading
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from p4reduce.softswitch.p4.ir import Action, Program
+from p4reduce.softswitch.p4.ir import Table as IRTable
 from p4reduce.softswitch.runtime import hashing
-from p4reduce.softswitch.runtime.codegen import (
-    DROP_PORT,
-    EGRESS_CLONE,
-    INGRESS_CLONE,
-    RECIRC,
-    REPLICATION,
-    RESUBMIT,
-    Codegen,
-    Generated,
-    width_of,
-)
+from p4reduce.softswitch.runtime.batch import FrameBatch
+from p4reduce.softswitch.runtime.codegen import Codegen, Generated
 from p4reduce.softswitch.runtime.control import (
     ActionCall,
     CloneSession,
-    ControlError,
     CounterValue,
     DigestMessage,
     FieldMatch,
@@ -41,17 +34,20 @@ from p4reduce.softswitch.runtime.control import (
     Replica,
     TableEntry,
 )
-from p4reduce.softswitch.runtime.entries import const_entry
 from p4reduce.softswitch.runtime.errors import PipelineError
-from p4reduce.softswitch.runtime.tables import ActionInfo, KeySpec, Table
-from p4reduce.softswitch.runtime.vectorize import (
-    VectorPlan,
-    analyse,
-    constant_subscripts,
-    live_functions,
-    packable,
-    packed_conflicts,
+from p4reduce.softswitch.runtime.frame import (
+    DROP_PORT,
+    EGRESS_CLONE,
+    INGRESS_CLONE,
+    RECIRC,
+    REPLICATION,
+    RESUBMIT,
+    ProgramFrame,
 )
+from p4reduce.softswitch.runtime.runs import packable, packed_conflicts, plan_runs, trimmable
+from p4reduce.softswitch.runtime.table_setup import build_table
+from p4reduce.softswitch.runtime.tables import PyIndex, Table
+from p4reduce.softswitch.runtime.vectorize import VectorPlan, emit_runs
 
 log = logging.getLogger("p4reduce.softswitch.runtime")
 p4log = logging.getLogger("p4reduce.softswitch.runtime.p4")
@@ -120,84 +116,54 @@ def _log_assert(kind: str) -> None:
     log.error("P4 %s failed; packet processing continues", kind)
 
 
-def _build(ir: dict[str, Any], vectorize: bool, pack: bool) -> tuple[VectorPlan, Generated]:
-    """The program's code. With packing, falls back to one slot per field if scalar code
-    turns out to touch a packed field. With vectorisation, a second pass moves the slots
-    of actions nothing calls any more (lane actions replaced by vector runs: 2 K locals
-    in the aggregator) to the end and cuts them off the packet template, which every
-    packet and every multicast replica copies."""
-    plan, g = _generate(ir, vectorize, pack)
-    if plan.packed and packed_conflicts(g.source, plan.packed, _table_actions(ir, g)):
-        pack = False
-        plan, g = _generate(ir, vectorize, pack)
+def _build(ir: Program, vectorize: bool, pack: bool) -> tuple[VectorPlan, Generated]:
+    """The program's code. With vectorisation, lane runs execute as numpy operations
+    (`runs.py` decides which, `vectorize.py` writes them); the slots of actions nothing
+    can call any more (lane actions replaced by runs: 2 K locals in the aggregator) are
+    laid out last and cut off the packet template, which every packet and every
+    multicast replica copies. With packing, the header fields of a lane run are one numpy
+    array per packet, unless scalar code touches one of them."""
+    registers = {r["name"]: r for r in ir.get("registers", [])}
     if not vectorize:
-        return plan, g
-    live = live_functions(g.source, _table_actions(ir, g))
-    dead = frozenset(name for name, fn in g.action_fns.items() if fn not in live)
-    if not dead:
-        return plan, g
-    plan2, g2 = _generate(ir, vectorize, pack, dead)
-    if plan2.packed != plan.packed or (plan2.packed and packed_conflicts(g2.source, plan2.packed,
-                                                                        _table_actions(ir, g2))):
-        return plan, g
-    if _trim(ir, plan2, g2):
-        return plan2, g2
+        plan = VectorPlan(registers)
+        return plan, _generate(ir, plan, frozenset())
+    first = plan_runs(ir, ProgramFrame(ir))
+    dead = frozenset(a["name"] for a in ir.get("actions", []) if a["name"] not in first.live_actions)
+    frame = ProgramFrame(ir, late=dead)
+    runplan = plan_runs(ir, frame) if dead else first
+    packed: dict[int, tuple[int, int]] = {}
+    if pack:
+        packed = packable(frame.lay, runplan, frame.field_lists)
+        if packed and packed_conflicts(ir, frame, runplan, packed):
+            packed = {}
+    plan = VectorPlan(registers, runplan, packed)
+    g = _generate(ir, plan, dead)
+    if dead and trimmable(ir, frame, runplan):
+        del g.layout.init[g.late_start:]
     return plan, g
 
 
-def _trim(ir: dict[str, Any], plan: VectorPlan, g: Generated) -> bool:
-    """Cut the packet template at `late_start` if nothing that can run reaches past it:
-    no constant subscript in live code, no gathered slot, no field list."""
-    start = g.late_start
-    if start >= len(g.layout.init):
-        return False
-    for body in live_functions(g.source, _table_actions(ir, g)).values():
-        if any(hi > start for _, hi, _ in constant_subscripts(body)):
-            return False
-    if any(max(slots) >= start for slots, _ in plan.touched):
-        return False
-    if any(s >= start for lst in g.field_lists.values() for s in lst):
-        return False
-    del g.layout.init[start:]
-    return True
-
-
-def _generate(
-    ir: dict[str, Any], vectorize: bool, pack: bool, late: frozenset[str] = frozenset()
-) -> tuple[VectorPlan, Generated]:
-    plan = VectorPlan({r["name"]: r for r in ir.get("registers", [])})
+def _generate(ir: Program, plan: VectorPlan, late: frozenset[str]) -> Generated:
     gen = Codegen(ir, plan, late)
-    plan.allocate_names()
-    if vectorize:
-        analyse(ir, plan, gen)
-        if pack:
-            plan.packed = packable(gen.lay, plan, gen.field_lists)
-            gen.packed = plan.packed
-            for a, (b, w) in plan.packed.items():
-                gen.ns[f"_PK{a}"] = a
-                gen.ns[f"_be{w}"] = np.dtype(f">u{w // 8}")
-                # the template array is shared by every packet: packed arrays are never
-                # written in place, only replaced
-                gen.lay.init[a] = np.zeros(b - a, dtype=f"u{w // 8}")
-    plan.resolve(plan.packed)
+    gen.packed = plan.packed
+    for a, (b, w) in plan.packed.items():
+        gen.ns[f"_PK{a}"] = a
+        gen.ns[f"_be{w}"] = np.dtype(f">u{w // 8}")
+        # the template array is shared by every packet: packed arrays are never written in
+        # place, only replaced
+        gen.lay.init[a] = np.zeros(b - a, dtype=f"u{w // 8}")
+    emit_runs(gen, plan)
     plan.allocate()
-    return plan, gen.generate()
-
-
-def _table_actions(ir: dict[str, Any], g: Generated) -> set[str]:
-    """Generated functions of the actions the control plane can reach through a table."""
-    names: set[str] = set()
-    for t in ir.get("tables", []):
-        names.update(ref["name"] for ref in t.get("actions", []))
-        names.add((t.get("default_action") or {}).get("name", ""))
-    return {g.action_fns[n] for n in names if n in g.action_fns}
+    return gen.generate()
 
 
 class Pipeline:
     """One compiled P4 program with its tables, externs and replication state."""
 
+    backend = "python"
+
     def __init__(
-        self, ir: dict[str, Any], *, seed: int | None = None, vectorize: bool = True, pack: bool = True
+        self, ir: Program, *, seed: int | None = None, vectorize: bool = True, pack: bool = True
     ) -> None:
         """`vectorize` runs same-shaped lane statements as numpy operations; `pack` (which
         needs it) also keeps the header fields those runs use as one array per packet.
@@ -257,55 +223,15 @@ class Pipeline:
         self._header_ranges = [(h.start, h.end) for h in g.layout.headers.values()]
 
     def _make_table(
-        self, t: dict[str, Any], actions: dict[str, dict[str, Any]], ns: dict[str, Any], g: Generated
+        self, t: IRTable, actions: dict[str, Action], ns: dict[str, Any], g: Generated
     ) -> Table:
-        infos: dict[str, ActionInfo] = {}
-        scopes: dict[str, str] = {}
-        for ref in t.get("actions", []):
-            a = actions.get(ref["name"])
-            if a is None:
-                raise PipelineError(f"table {t['name']} refers to unknown action {ref['name']!r}")
-            cp = [p for p in a["params"] if p.get("dir", "none") == "none"]
-            infos[a["name"]] = ActionInfo(
-                a["name"], list(actions).index(a["name"]), ns[g.action_fns[a["name"]]],
-                tuple(int(p["type"].get("width", 1)) for p in cp), tuple(p["name"] for p in cp),
-            )
-            scopes[a["name"]] = ref.get("scope", "table_and_default")
-        keys = []
-        for k in t.get("keys", []):
-            kt = k["expr"].get("type", {})
-            keys.append(KeySpec(k["name"], k["match_kind"], width_of(kt)))
-        d = t.get("default_action") or {"name": "NoAction", "args": [], "const": False}
-        if d["name"] not in infos and d["name"] in actions:
-            a = actions[d["name"]]
-            cp = [p for p in a["params"] if p.get("dir", "none") == "none"]
-            infos[d["name"]] = ActionInfo(
-                d["name"], list(actions).index(d["name"]), ns[g.action_fns[d["name"]]],
-                tuple(int(p["type"].get("width", 1)) for p in cp), tuple(p["name"] for p in cp),
-            )
-            scopes[d["name"]] = "default_only"
-        if d["name"] not in infos:
-            # a default that names no known action: behave as NoAction
-            infos[d["name"]] = ActionInfo(d["name"], -1, lambda S: None, (), ())
-        try:
-            table = Table(
-                t["name"], keys, infos, scopes,
-                ActionCall(d["name"], tuple(d.get("args", []))), bool(d.get("const")),
-                int(t.get("size", 1024)),
-            )
-            for ce in t.get("const_entries", []):
-                table.insert(const_entry(t, ce))
-        except ControlError as exc:
-            raise PipelineError(f"table {t['name']}: {exc}") from exc
-        cell: list[Any] = [table.lookup, table.default]
-        table.cell = cell  # type: ignore[attr-defined]
+        cell: list[Any] = [None, None]
         ns[f"_TC{g.tables[t['name']]}"] = cell
-        return table
 
-    def _sync(self, table: Table) -> None:
-        cell = table.cell  # type: ignore[attr-defined]
-        cell[0] = table.lookup
-        cell[1] = table.default
+        def fn(name: str) -> Any:
+            return ns[g.action_fns[name]]
+
+        return build_table(t, actions, lambda keys: PyIndex(keys, cell), fn)
 
     # ---- packets ---------------------------------------------------------------------
     @property
@@ -327,6 +253,19 @@ class Pipeline:
                 self._n_drop += 1
                 log.exception("internal error processing a %d-byte frame from port %d", len(frame), port)
                 return []
+
+    def process_batch(self, frames: Sequence[tuple[int, bytes]]) -> list[list[tuple[int, bytes]]]:
+        """The outputs of each frame, in order (the native back end's batch API)."""
+        return [self.process(port, frame) for port, frame in frames]
+
+    def run_batch(self, batch: FrameBatch, times: int = 1) -> int:
+        """The frames of `batch` `times` over; the number of frames sent (benchmarks)."""
+        n = 0
+        process = self.process
+        for _ in range(times):
+            for port, frame in batch.frames:
+                n += len(process(port, frame))
+        return n
 
     def _process(self, port: int, frame: bytes) -> list[tuple[int, bytes]]:
         kind, a, b, failed = self._fast(port, frame)
@@ -531,21 +470,15 @@ class Pipeline:
 
     def table_insert(self, table: str, entry: TableEntry) -> None:
         with self._lock:
-            t = self._table(table)
-            t.insert(entry)
-            self._sync(t)
+            self._table(table).insert(entry)
 
     def table_modify(self, table: str, entry: TableEntry) -> None:
         with self._lock:
-            t = self._table(table)
-            t.modify(entry)
-            self._sync(t)
+            self._table(table).modify(entry)
 
     def table_delete(self, table: str, keys: tuple[FieldMatch, ...], priority: int) -> None:
         with self._lock:
-            t = self._table(table)
-            t.delete(keys, priority)
-            self._sync(t)
+            self._table(table).delete(keys, priority)
 
     def table_entries(self, table: str) -> list[TableEntry]:
         with self._lock:
@@ -553,15 +486,11 @@ class Pipeline:
 
     def table_set_default(self, table: str, action: ActionCall) -> None:
         with self._lock:
-            t = self._table(table)
-            t.set_default(action)
-            self._sync(t)
+            self._table(table).set_default(action)
 
     def table_reset_default(self, table: str) -> None:
         with self._lock:
-            t = self._table(table)
-            t.reset_default()
-            self._sync(t)
+            self._table(table).reset_default()
 
     def table_get_default(self, table: str) -> ActionCall:
         with self._lock:
@@ -575,8 +504,7 @@ class Pipeline:
         self, table: str, keys: tuple[FieldMatch, ...], priority: int, value: CounterValue
     ) -> None:
         with self._lock:
-            cell = self._table(table).counter_cell(keys, priority)
-            cell[0], cell[1] = value.packets, value.bytes
+            self._table(table).write_counter(keys, priority, value)
 
     # ---- control surface: replication ----------------------------------------------------
     def mc_group_set(self, group: int, replicas: tuple[Replica, ...]) -> None:

@@ -4,7 +4,7 @@ A port is anything with `send(frame)`, `recv(timeout) -> frame | None`, `fileno(
 and `close()`. Socket ports also have `recv_nowait()`: their sockets are non-blocking, so
 the device can wait on all of them in one poll and then drain each with one syscall per
 frame (a blocking receive with a timeout costs a poll and a receive per frame). Three kinds exist: a UDP tunnel (the no-root default: each datagram is one
-Ethernet frame, the peer is learned from the last datagram), AF_PACKET on a Linux
+Ethernet frame; the peer is given, or else learned from the last datagram), AF_PACKET on a Linux
 interface (Mininet, needs root) and an in-memory port for tests. `FaultyPort` wraps any of
 them to drop, duplicate or reorder received frames with a seeded generator, so a lossy
 network is reproducible.
@@ -19,7 +19,7 @@ import random
 import select
 import socket
 import threading
-from typing import Protocol
+from typing import Any, Protocol
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -139,18 +139,43 @@ class _SocketPort:
 
 
 class UdpPort(_SocketPort):
-    """A UDP tunnel: the switch binds host:port; frames go to the last sender."""
+    """A UDP tunnel: the switch binds host:port. With a `peer`, frames go to it and only
+    its datagrams are accepted (others are dropped and counted in `foreign_drops`):
+    nobody else on the host can inject frames or redirect the port's output. Without
+    one, frames go to whoever sent the last datagram (learning; any local process can
+    take the port over)."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, peer: tuple[str, int] | None = None) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             self.sock.bind((host, port))
         except OSError as exc:
             self.sock.close()
             raise PortSpecError(f"cannot bind UDP {host}:{port}: {exc.strerror or exc}") from exc
-        self.peer: tuple[str, int] | None = None
+        self.fixed_peer = peer is not None
+        self._peer: tuple[str, int] | None = None
+        if peer is not None:
+            try:
+                self._peer = (socket.gethostbyname(peer[0]), peer[1])
+            except OSError as exc:
+                self.sock.close()
+                raise PortSpecError(f"cannot resolve tunnel peer {peer[0]!r}: {exc}") from exc
+        self.foreign_drops = 0
+        # while the native port engine serves this port, it holds the learned peer
+        self.engine: tuple[Any, int] | None = None
         self.address: tuple[str, int] = self.sock.getsockname()
         self._nonblocking()
+
+    @property
+    def peer(self) -> tuple[str, int] | None:
+        engine = self.engine
+        if engine is not None:
+            return engine[0].peer(engine[1])  # type: ignore[no-any-return]
+        return self._peer
+
+    @peer.setter
+    def peer(self, value: tuple[str, int] | None) -> None:
+        self._peer = value
 
     def send(self, frame: bytes) -> None:
         peer = self.peer
@@ -159,12 +184,17 @@ class UdpPort(_SocketPort):
         self._send(frame, peer)
 
     def recv_nowait(self) -> bytes | None:
-        try:
-            data, addr = self.sock.recvfrom(MAX_FRAME)
-        except OSError:  # nothing queued (BlockingIOError), or closed
-            return None
-        self.peer = addr
-        return data
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(MAX_FRAME)
+            except OSError:  # nothing queued (BlockingIOError), or closed
+                return None
+            if not self.fixed_peer:
+                self._peer = addr
+                return data
+            if addr == self._peer:
+                return data
+            self.foreign_drops += 1
 
 
 class AfPacketPort(_SocketPort):
@@ -272,12 +302,20 @@ def pollable(port: Port) -> bool:
     return isinstance(inner, _SocketPort) and port.fileno() >= 0
 
 
+def _hostport(text: str, what: str, spec: str) -> tuple[str, int]:
+    host, _, p = text.rpartition(":")
+    if not host or not p.isdigit() or not 0 <= int(p) < 65536:
+        raise PortSpecError(f"port spec {spec!r}: expected {what}")
+    return host, int(p)
+
+
 def parse_port_spec(spec: str, drop: float = 0.0, duplicate: float = 0.0, reorder: float = 0.0,
                     seed: int = 0) -> tuple[int, Port]:
-    """`N@IFACE` or `N@udp:HOST:PORT` (or `N@mem` for tests) into (port number, Port)."""
+    """`N@IFACE`, `N@udp:HOST:PORT[,peer=HOST:PORT]` (or `N@mem` for tests) into (port
+    number, Port)."""
     num, sep, where = spec.partition("@")
     if not sep or not where:
-        raise PortSpecError(f"port spec {spec!r}: expected N@IFACE or N@udp:HOST:PORT")
+        raise PortSpecError(f"port spec {spec!r}: expected N@IFACE or N@udp:HOST:PORT[,peer=HOST:PORT]")
     try:
         number = int(num)
     except ValueError:
@@ -286,10 +324,17 @@ def parse_port_spec(spec: str, drop: float = 0.0, duplicate: float = 0.0, reorde
         raise PortSpecError(f"port spec {spec!r}: port number must be 0..510 (511 is drop)")
     port: Port
     if where.startswith("udp:"):
-        host, _, p = where[4:].rpartition(":")
-        if not host or not p.isdigit() or not 0 <= int(p) < 65536:
-            raise PortSpecError(f"port spec {spec!r}: expected udp:HOST:PORT")
-        port = UdpPort(host, int(p))
+        local, *options = where[4:].split(",")
+        host, p = _hostport(local, "udp:HOST:PORT", spec)
+        peer = None
+        for opt in options:
+            key, eq, value = opt.partition("=")
+            if key != "peer" or not eq:
+                raise PortSpecError(f"port spec {spec!r}: unknown option {opt!r} (only peer=HOST:PORT)")
+            peer = _hostport(value, "peer=HOST:PORT", spec)
+            if peer[1] == 0:
+                raise PortSpecError(f"port spec {spec!r}: the peer needs a port number other than 0")
+        port = UdpPort(host, p, peer)
     elif where == "mem":
         port = MemoryPort()
     else:

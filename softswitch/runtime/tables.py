@@ -1,17 +1,27 @@
-"""Match-action tables: entry validation, storage and the lookup the generated code calls.
+"""Match-action tables: entry validation and bookkeeping (`Table`), and the lookup
+structure the generated code probes (`Index`), changed entry by entry.
+
+Validation, the entries the control plane reads back, scopes and default actions are the
+same for both back ends; only the index differs: `PyIndex` here (for the Python back
+end), the C tables of `native.pipeline` for the native one. Every write changes the
+index in place in O(1) (exact, lpm) or O(log n) (priority tables), never rebuilding it,
+so a Write of many entries costs in proportion to the entries written.
 
 Each table picks its lookup structure from its key kinds, because the per-packet cost is
 what matters: all-exact tables are one dict probe, exact+lpm tables one probe per
 installed prefix length (longest first), and anything with ternary, range or optional keys
-a scan in priority order. Lookups return a tuple `(action_fn, args, action_id, counter)`
-so the generated code never looks anything up by name.
+a scan in priority order (earlier insertion first among equal priorities). Python lookups
+return a tuple `(action_fn, args, action_id, counter)` so the generated code never looks
+anything up by name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+from sortedcontainers import SortedKeyList  # type: ignore[import-untyped,unused-ignore]
 
 from p4reduce.softswitch.runtime.control import (
     ActionCall,
@@ -31,6 +41,9 @@ from p4reduce.softswitch.runtime.control import (
 
 # (fn, args, action id, direct counter cell [packets, bytes])
 Hit = tuple[Callable[..., Any], tuple[int, ...], int, list[int]]
+Ident = tuple[Any, ...]  # canonical key fields and the priority, see Table._identity
+
+EXACT, LPM, SCAN = "exact", "lpm", "scan"
 
 
 @dataclass(frozen=True)
@@ -49,8 +62,36 @@ class KeySpec:
     width: int
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """An action call checked against the table: the action and its arguments."""
+
+    info: ActionInfo
+    args: tuple[int, ...]
+
+
 def _mask(width: int) -> int:
     return (1 << width) - 1
+
+
+def table_kind(keys: list[KeySpec]) -> str:
+    """The lookup structure for these keys: exact, lpm (exact fields and one lpm) or scan."""
+    kinds = {k.match_kind for k in keys}
+    if kinds & {"ternary", "range", "optional"} or sum(k.match_kind == "lpm" for k in keys) > 1:
+        return SCAN
+    return LPM if "lpm" in kinds else EXACT
+
+
+class Index(Protocol):
+    """A table's lookup structure, changed one entry at a time. `add` and `replace`
+    return the handle the table keeps for the entry (for later changes and counters)."""
+
+    def add(self, ident: Ident, action: Resolved, seq: int) -> Any: ...
+    def replace(self, ident: Ident, handle: Any, action: Resolved, seq: int) -> Any: ...
+    def remove(self, ident: Ident, handle: Any) -> None: ...
+    def set_default(self, action: Resolved) -> None: ...
+    def read_counter(self, handle: Any) -> tuple[int, int]: ...
+    def write_counter(self, handle: Any, packets: int, octets: int) -> None: ...
 
 
 class Table:
@@ -63,6 +104,7 @@ class Table:
         default: ActionCall,
         default_const: bool,
         size: int,
+        index: Index,
     ) -> None:
         self.name = name
         self.keys = keys
@@ -74,18 +116,15 @@ class Table:
         unknown = kinds - {"exact", "lpm", "ternary", "range", "optional", "selector"}
         if unknown:
             raise InvalidArgumentError(f"table {name}: unsupported match kind(s) {sorted(unknown)}")
-        self.needs_priority = bool(kinds & {"ternary", "range", "optional"})
-        if not self.needs_priority and sum(k.match_kind == "lpm" for k in keys) > 1:
-            self.needs_priority = True
+        self.kind = table_kind(keys)
+        self.needs_priority = self.kind == SCAN
         self.lpm_index = next((i for i, k in enumerate(keys) if k.match_kind == "lpm"), -1)
-        self._entries: dict[tuple[Any, ...], tuple[TableEntry, Hit]] = {}
+        self.index = index
+        self._entries: dict[Ident, tuple[TableEntry, Any, int]] = {}  # entry, handle, seq
+        self._seq = 0
         self._initial_default = default
-        self.default: tuple[Callable[..., Any], tuple[int, ...], int] = self._resolve(
-            default, as_default=True, check_scope=False
-        )
         self._default_call = default
-        self.lookup: Callable[[tuple[int, ...]], Hit | None] = self._lookup_none
-        self._rebuild()
+        index.set_default(self._resolve(default, as_default=True, check_scope=False))
 
     # ---- control surface -------------------------------------------------------------
     def insert(self, entry: TableEntry) -> None:
@@ -94,9 +133,10 @@ class Table:
             raise AlreadyExistsError(f"table {self.name}: entry already exists")
         if len(self._entries) >= self.size:
             raise ResourceExhaustedError(f"table {self.name} is full ({self.size} entries)")
-        fn, args, aid = self._resolve(entry.action, as_default=False)
-        self._entries[ident] = (entry, (fn, args, aid, [0, 0]))
-        self._rebuild()
+        action = self._resolve(entry.action, as_default=False)
+        self._seq += 1
+        handle = self.index.add(ident, action, self._seq)
+        self._entries[ident] = (entry, handle, self._seq)
 
     def modify(self, entry: TableEntry) -> None:
         ident = self._identity(entry.keys, entry.priority)
@@ -105,9 +145,9 @@ class Table:
             raise NotFoundError(f"table {self.name}: no such entry to modify")
         if old[0].is_const:
             raise InvalidArgumentError(f"table {self.name}: const entries cannot be modified")
-        fn, args, aid = self._resolve(entry.action, as_default=False)
-        self._entries[ident] = (entry, (fn, args, aid, old[1][3]))
-        self._rebuild()
+        action = self._resolve(entry.action, as_default=False)
+        handle = self.index.replace(ident, old[1], action, old[2])
+        self._entries[ident] = (entry, handle, old[2])
 
     def delete(self, keys: tuple[FieldMatch, ...], priority: int) -> None:
         ident = self._identity(keys, priority)
@@ -117,39 +157,40 @@ class Table:
         if old[0].is_const:
             raise InvalidArgumentError(f"table {self.name}: const entries cannot be deleted")
         del self._entries[ident]
-        self._rebuild()
+        self.index.remove(ident, old[1])
 
     def entries(self) -> list[TableEntry]:
-        return [e for e, _ in self._entries.values()]
+        return [e for e, _, _ in self._entries.values()]
 
-    def counter_cell(self, keys: tuple[FieldMatch, ...], priority: int) -> list[int]:
+    def _handle(self, keys: tuple[FieldMatch, ...], priority: int) -> Any:
         ident = self._identity(keys, priority)
         old = self._entries.get(ident)
         if old is None:
             raise NotFoundError(f"table {self.name}: no such entry")
-        return old[1][3]
+        return old[1]
 
     def read_counter(self, keys: tuple[FieldMatch, ...], priority: int) -> CounterValue:
-        cell = self.counter_cell(keys, priority)
-        return CounterValue(packets=cell[0], bytes=cell[1])
+        packets, octets = self.index.read_counter(self._handle(keys, priority))
+        return CounterValue(packets=packets, bytes=octets)
+
+    def write_counter(self, keys: tuple[FieldMatch, ...], priority: int, value: CounterValue) -> None:
+        self.index.write_counter(self._handle(keys, priority), value.packets, value.bytes)
 
     def set_default(self, action: ActionCall) -> None:
         if self.default_const:
             raise InvalidArgumentError(f"table {self.name}: the default action is const")
-        self.default = self._resolve(action, as_default=True)
+        self.index.set_default(self._resolve(action, as_default=True))
         self._default_call = action
 
     def reset_default(self) -> None:
-        self.default = self._resolve(self._initial_default, as_default=True, check_scope=False)
+        self.index.set_default(self._resolve(self._initial_default, as_default=True, check_scope=False))
         self._default_call = self._initial_default
 
     def get_default(self) -> ActionCall:
         return self._default_call
 
     # ---- validation --------------------------------------------------------------------
-    def _resolve(
-        self, call: ActionCall, as_default: bool, check_scope: bool = True
-    ) -> tuple[Callable[..., Any], tuple[int, ...], int]:
+    def _resolve(self, call: ActionCall, as_default: bool, check_scope: bool = True) -> Resolved:
         info = self.actions.get(call.action)
         if info is None:
             raise InvalidArgumentError(f"table {self.name}: action {call.action!r} is not one of its actions")
@@ -167,9 +208,9 @@ class Table:
                 raise InvalidArgumentError(
                     f"action {call.action}: argument {pname}={value} does not fit in {width} bits"
                 )
-        return info.fn, tuple(call.args), info.aid
+        return Resolved(info, tuple(call.args))
 
-    def _identity(self, keys: tuple[FieldMatch, ...], priority: int) -> tuple[Any, ...]:
+    def _identity(self, keys: tuple[FieldMatch, ...], priority: int) -> Ident:
         if len(keys) != len(self.keys):
             raise InvalidArgumentError(
                 f"table {self.name} has {len(self.keys)} key field(s), got {len(keys)}"
@@ -242,32 +283,134 @@ class Table:
             return fits(m.value)
         raise InvalidArgumentError(f"{where}: unsupported match kind {kind}")
 
-    # ---- lookup structures -----------------------------------------------------------
-    def _lookup_none(self, key: tuple[int, ...]) -> Hit | None:
-        return None
 
-    def _rebuild(self) -> None:
-        if not self._entries:
-            self.lookup = self._lookup_none
-        elif not self.needs_priority and self.lpm_index < 0:
-            exact: dict[tuple[int, ...], Hit] = {ident[:-1]: hit for ident, (_, hit) in self._entries.items()}
-            self.lookup = exact.get
-        elif not self.needs_priority:
-            self.lookup = self._build_lpm()
+def entry_checks(keys: list[KeySpec], ident: Ident) -> list[tuple[int, str, Any]]:
+    """A priority-table entry as the checks a key must pass: (key index, "eq" | "mask" |
+    "range", operand); fields that match anything are left out."""
+    checks: list[tuple[int, str, Any]] = []
+    for i, spec in enumerate(keys):
+        c = ident[i]
+        kind = spec.match_kind
+        full = _mask(spec.width)
+        if kind == "exact":
+            checks.append((i, "eq", c))
+        elif kind == "lpm":
+            value, plen = c
+            if plen:
+                checks.append((i, "mask", (value, full ^ _mask(spec.width - plen))))
+        elif kind == "ternary":
+            if c[1]:
+                checks.append((i, "mask", c))
+        elif kind == "range":
+            if c != (0, full):
+                checks.append((i, "range", c))
+        elif kind == "optional" and c is not None:
+            checks.append((i, "eq", c))
+    return checks
+
+
+class _Row:
+    """A priority-table entry of PyIndex: its order, its checks and what a hit runs."""
+
+    __slots__ = ("checks", "hit", "prio", "seq")
+
+    def __init__(self, prio: int, seq: int, checks: list[tuple[int, str, Any]], hit: Hit) -> None:
+        self.prio = prio
+        self.seq = seq
+        self.checks = checks
+        self.hit = hit
+
+
+class PyIndex:
+    """The Python back end's lookup structures. `cell` is what the generated code reads:
+    `cell[0]` the lookup function (key tuple -> Hit or None), `cell[1]` the default
+    (fn, args, action id). Handles are the Hit tuples (exact, lpm) or rows (scan)."""
+
+    def __init__(self, keys: list[KeySpec], cell: list[Any]) -> None:
+        self.keys = keys
+        self.kind = table_kind(keys)
+        self.cell = cell
+        self.lpm_index = next((i for i, k in enumerate(keys) if k.match_kind == "lpm"), -1)
+        if self.kind == EXACT:
+            self._exact: dict[tuple[int, ...], Hit] = {}
+            cell[0] = self._exact.get
+        elif self.kind == LPM:
+            self._by_len: dict[int, dict[tuple[int, ...], Hit]] = {}
+            self._levels: list[tuple[int, dict[tuple[int, ...], Hit]]] = []
+            cell[0] = self._lpm_lookup()
         else:
-            self.lookup = self._build_scan()
+            self._rows = SortedKeyList(key=lambda r: (-r.prio, r.seq))
+            cell[0] = self._scan_lookup()
 
-    def _build_lpm(self) -> Callable[[tuple[int, ...]], Hit | None]:
+    @staticmethod
+    def _hit(action: Resolved, counter: list[int]) -> Hit:
+        return (action.info.fn, action.args, action.info.aid, counter)
+
+    def _lpm_key(self, ident: Ident) -> tuple[int, tuple[int, ...]]:
         li = self.lpm_index
-        width = self.keys[li].width
-        by_len: dict[int, dict[tuple[int, ...], Hit]] = {}
-        for ident, (_, hit) in self._entries.items():
-            value, plen = ident[li]
-            k = (*ident[:li], value, *ident[li + 1 : -1])
-            by_len.setdefault(plen, {})[k] = hit
-        levels = [
-            (_mask(width) ^ _mask(width - plen), by_len[plen]) for plen in sorted(by_len, reverse=True)
-        ]
+        value, plen = ident[li]
+        return plen, (*ident[:li], value, *ident[li + 1 : -1])
+
+    def _store(self, ident: Ident, hit: Hit, seq: int) -> Any:
+        if self.kind == EXACT:
+            self._exact[ident[:-1]] = hit
+            return hit
+        if self.kind == LPM:
+            plen, k = self._lpm_key(ident)
+            level = self._by_len.get(plen)
+            if level is None:
+                level = self._by_len[plen] = {}
+                self._relevel()
+            level[k] = hit
+            return hit
+        row = _Row(ident[-1], seq, entry_checks(self.keys, ident), hit)
+        self._rows.add(row)
+        return row
+
+    def add(self, ident: Ident, action: Resolved, seq: int) -> Any:
+        return self._store(ident, self._hit(action, [0, 0]), seq)
+
+    def replace(self, ident: Ident, handle: Any, action: Resolved, seq: int) -> Any:
+        if self.kind == SCAN:
+            self._rows.remove(handle)
+            return self._store(ident, self._hit(action, handle.hit[3]), seq)
+        return self._store(ident, self._hit(action, handle[3]), seq)
+
+    def remove(self, ident: Ident, handle: Any) -> None:
+        if self.kind == EXACT:
+            del self._exact[ident[:-1]]
+        elif self.kind == LPM:
+            plen, k = self._lpm_key(ident)
+            level = self._by_len[plen]
+            del level[k]
+            if not level:
+                del self._by_len[plen]
+                self._relevel()
+        else:
+            self._rows.remove(handle)
+
+    def set_default(self, action: Resolved) -> None:
+        self.cell[1] = (action.info.fn, action.args, action.info.aid)
+
+    def read_counter(self, handle: Any) -> tuple[int, int]:
+        cell = handle.hit[3] if self.kind == SCAN else handle[3]
+        return cell[0], cell[1]
+
+    def write_counter(self, handle: Any, packets: int, octets: int) -> None:
+        cell = handle.hit[3] if self.kind == SCAN else handle[3]
+        cell[0], cell[1] = packets, octets
+
+    # ---- lookups -----------------------------------------------------------------------
+    def _relevel(self) -> None:
+        """The prefix lengths present, longest first: changed in place (one slice
+        assignment) only when a length appears or disappears."""
+        width = self.keys[self.lpm_index].width
+        self._levels[:] = [(_mask(width) ^ _mask(width - plen), self._by_len[plen])
+                           for plen in sorted(self._by_len, reverse=True)]
+
+    def _lpm_lookup(self) -> Callable[[tuple[int, ...]], Hit | None]:
+        li = self.lpm_index
+        levels = self._levels
 
         def lookup(key: tuple[int, ...]) -> Hit | None:
             v = key[li]
@@ -280,35 +423,12 @@ class Table:
 
         return lookup
 
-    def _build_scan(self) -> Callable[[tuple[int, ...]], Hit | None]:
-        rows: list[tuple[int, int, list[tuple[int, str, Any]], Hit]] = []
-        for n, (ident, (_, hit)) in enumerate(self._entries.items()):
-            checks: list[tuple[int, str, Any]] = []
-            for i, spec in enumerate(self.keys):
-                c = ident[i]
-                kind = spec.match_kind
-                full = _mask(spec.width)
-                if kind == "exact":
-                    checks.append((i, "eq", c))
-                elif kind == "lpm":
-                    value, plen = c
-                    if plen:
-                        checks.append((i, "mask", (value, full ^ _mask(spec.width - plen))))
-                elif kind == "ternary":
-                    if c[1]:
-                        checks.append((i, "mask", c))
-                elif kind == "range":
-                    if c != (0, full):
-                        checks.append((i, "range", c))
-                elif kind == "optional" and c is not None:
-                    checks.append((i, "eq", c))
-            rows.append((ident[-1], -n, checks, hit))
-        rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
-        compiled = [(checks, hit) for _, _, checks, hit in rows]
+    def _scan_lookup(self) -> Callable[[tuple[int, ...]], Hit | None]:
+        rows = self._rows
 
         def lookup(key: tuple[int, ...]) -> Hit | None:
-            for checks, hit in compiled:
-                for i, kind, c in checks:
+            for row in rows:
+                for i, kind, c in row.checks:
                     v = key[i]
                     if kind == "eq":
                         if v != c:
@@ -319,6 +439,7 @@ class Table:
                     elif not c[0] <= v <= c[1]:
                         break
                 else:
+                    hit: Hit = row.hit
                     return hit
             return None
 

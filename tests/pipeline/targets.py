@@ -1,5 +1,6 @@
 """Targets a case runs on. Both install through P4Runtime (tests.pipeline.p4rt) so the
-control path is the same; they differ only in how frames get in and out."""
+control path is the same; they differ only in how frames get in and out. softswitch runs
+every case on both of its back ends at once and checks they agree frame by frame."""
 
 from __future__ import annotations
 
@@ -98,24 +99,28 @@ class _DirectInstaller:
         return None
 
 
-class SoftswitchTarget:
-    """softswitch in-process: entities go over real gRPC to its P4Runtime server, frames
-    straight into `Pipeline.process`. `install="direct"` skips P4Runtime (debugging only)."""
+class _Softswitch:
+    """softswitch in-process on one back end: entities go over real gRPC to its P4Runtime
+    server, frames straight into the pipeline's `process`. `install="direct"` skips
+    P4Runtime (debugging only)."""
 
-    def __init__(self, install: str = "p4runtime", **defines: int) -> None:
+    def __init__(self, backend: str, install: str = "p4runtime", **defines: int) -> None:
+        from tests.support.backends import make
+
         self.ir = compile_ir(**defines)
         if install == "direct":
-            from p4reduce.softswitch.runtime import Pipeline
-
-            self.pipe = Pipeline(self.ir)
+            self.pipe = make(self.ir, backend)
             self.client: Any = _DirectInstaller(self.pipe, self.ir)
             self.server: Any = None
             return
         from p4reduce.softswitch.p4runtime import serve
+        from p4reduce.softswitch.runtime.backend import make_pipeline
+        from tests.support.backends import skip_unless_available
 
+        skip_unless_available(backend)
         self.p4info = p4info_of(self.ir)
         self.device = _TestDevice()
-        self.server = serve(self.device, "127.0.0.1:0")
+        self.server = serve(self.device, "127.0.0.1:0", factory=lambda ir: make_pipeline(ir, backend))  # type: ignore[arg-type]
         try:
             self.client = P4RuntimeClient(self.server.address, self.p4info)
             self.client.set_pipeline(json.dumps(self.ir).encode())
@@ -123,22 +128,59 @@ class SoftswitchTarget:
             self.server.stop()
             raise
         assert self.device.pipe is not None, "SetForwardingPipelineConfig loaded no pipeline"
+        assert self.device.pipe.backend == backend, f"asked for {backend}, got {self.device.pipe.backend}"
         self.pipe = self.device.pipe
-
-    def install(self, entities: Sequence[Entity], *, modify: bool = False) -> None:
-        self.client.write(entities, modify=modify)
-
-    def send(self, port: int, frame: bytes, expected: int = 0) -> list[tuple[int, bytes]]:
-        return [(p, bytes(f)) for p, f in self.pipe.process(port, frame)]
-
-    def counter(self, name: str, index: int) -> tuple[int, int]:
-        packets, octets = self.client.counter(name, index)
-        return int(packets), int(octets)
 
     def close(self) -> None:
         self.client.close()
         if self.server is not None:
             self.server.stop()
+
+
+class SoftswitchTarget:
+    """softswitch in-process. With `backend="both"` (the default) every case runs on the
+    Python and the native back end side by side: each frame's outputs and each counter
+    must be identical on both (the native side is left out, not faked, where no C
+    compiler exists). `pipe` is the first back end's pipeline."""
+
+    def __init__(self, install: str = "p4runtime", backend: str = "both", **defines: int) -> None:
+        from tests.support.backends import native_unavailable
+
+        names = ["python", "native"] if backend == "both" else [backend]
+        if backend == "both" and native_unavailable() is not None:
+            names = ["python"]
+        self.sides: list[_Softswitch] = []
+        try:
+            for name in names:
+                self.sides.append(_Softswitch(name, install, **defines))
+        except BaseException:
+            self.close()
+            raise
+        self.ir = self.sides[0].ir
+        self.pipe = self.sides[0].pipe
+        self.client = self.sides[0].client
+
+    def install(self, entities: Sequence[Entity], *, modify: bool = False) -> None:
+        for side in self.sides:
+            side.client.write(entities, modify=modify)
+
+    def send(self, port: int, frame: bytes, expected: int = 0) -> list[tuple[int, bytes]]:
+        outs = [[(p, bytes(f)) for p, f in side.pipe.process(port, frame)] for side in self.sides]
+        for side, out in zip(self.sides[1:], outs[1:], strict=True):
+            assert out == outs[0], (f"{side.pipe.backend} back end differs from {self.sides[0].pipe.backend}: "
+                                    f"{out} != {outs[0]}")
+        return outs[0]
+
+    def counter(self, name: str, index: int) -> tuple[int, int]:
+        values = [side.client.counter(name, index) for side in self.sides]
+        for v in values[1:]:
+            assert v == values[0], f"counter {name}[{index}] differs between back ends: {values}"
+        packets, octets = values[0]
+        return int(packets), int(octets)
+
+    def close(self) -> None:
+        for side in self.sides:
+            side.close()
 
 
 def run_case(target: Target, case: Case) -> None:

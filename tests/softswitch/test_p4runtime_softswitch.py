@@ -397,3 +397,63 @@ def test_replicas_outside_the_port_and_rid_ranges_are_refused(
     q = p4r.ReadRequest(device_id=0)
     q.entities.add().packet_replication_engine_entry.multicast_group_entry.SetInParent()
     assert [e for r in stub.Read(q, timeout=10) for e in r.entities] == []
+
+
+BIG = PROGRAM.replace("counters = fwd_c;", "counters = fwd_c; size = 32768;")
+
+
+@pytest.mark.timeout(120)
+def test_bulk_write_with_reads_answered_meanwhile(backend: str) -> None:
+    """One Write of 20,000 inserts: every entry lands (the tables change entry by entry),
+    and Reads sent while it runs are answered before it ends, not after."""
+    import threading
+
+    from p4reduce.softswitch.runtime.backend import make_pipeline
+
+    ir = compile_source(BIG, "big.p4")
+    info = emit(ir)
+    dev = Device(device_id=0, cpu_port=64)
+    out = MemoryPort()
+    dev.add_port(2, out)
+    srv = serve(dev, factory=lambda ir: make_pipeline(ir, backend))  # type: ignore[arg-type]
+    try:
+        with grpc.insecure_channel(srv.address) as ch:
+            stub = p4r_grpc.P4RuntimeStub(ch)
+            ids = _install(stub, (ir, info))
+            updates = []
+            for i in range(20_000):
+                te = p4r.TableEntry(table_id=ids["I.fwd"])
+                te.match.add(field_id=1).exact.value = (i + 1).to_bytes(6, "big")
+                te.action.action.action_id = ids["I.set_port"]
+                te.action.action.params.add(param_id=1, value=b"\x02")
+                updates.append(p4r.Update(type=p4r.Update.INSERT, entity=p4r.Entity(table_entry=te)))
+            done = threading.Event()
+            failed: list[BaseException] = []
+
+            def write() -> None:
+                try:
+                    stub.Write(p4r.WriteRequest(device_id=0, updates=updates), timeout=100)
+                except BaseException as exc:
+                    failed.append(exc)
+                done.set()
+
+            writer = threading.Thread(target=write)
+            writer.start()
+            answered_during = 0
+            req = p4r.ReadRequest(device_id=0)
+            req.entities.add().counter_entry.counter_id = ids["I.pkts"]
+            while not done.is_set():
+                got = [e for r in stub.Read(req, timeout=100) for e in r.entities]
+                assert len(got) == 4
+                answered_during += not done.is_set()
+            writer.join()
+            assert not failed, failed
+            assert answered_during >= 1
+            read = p4r.ReadRequest(device_id=0)
+            read.entities.add().table_entry.table_id = ids["I.fwd"]
+            assert sum(len(r.entities) for r in stub.Read(read, timeout=100)) == 20_000
+            frame = (20_000).to_bytes(6, "big") + bytes(6) + b"\x08\x00" + b"x"
+            srv.service.device.inject(1, frame)
+            assert out.wait_sent(1, 5) == [frame]
+    finally:
+        srv.stop()

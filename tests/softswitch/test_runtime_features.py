@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import pytest
 
 from p4reduce.softswitch.p4 import compile_source
-from p4reduce.softswitch.runtime import Pipeline
 from p4reduce.softswitch.runtime.control import ActionCall, Exact, TableEntry
 from p4reduce.softswitch.runtime.hashing import csum16
+from tests.support.backends import BACKENDS, make
 from tests.support.runtime_ir import (
     ETH,
     V1_PRELUDE,
@@ -53,19 +54,19 @@ V1Switch(P(), V(), I(), E(), C(), D()) main;
 ETH_MPLS = bytes(11) + b"\x2a" + b"\x88\x47"
 
 
-@pytest.fixture(scope="module")
-def stack_pipe() -> Pipeline:
-    return Pipeline(compile_source(V1_PRELUDE + STACK_P4))
+@pytest.fixture(scope="module", params=BACKENDS)
+def stack_pipe(request: pytest.FixtureRequest) -> Any:
+    return make(compile_source(V1_PRELUDE + STACK_P4), request.param)
 
 
-def test_stack_next_last_and_pop_front(stack_pipe: Pipeline) -> None:
+def test_stack_next_last_and_pop_front(stack_pipe: Any) -> None:
     out = stack_pipe.process(0, ETH_MPLS + b"\x05\x00\x07\x00\x09\x01" + b"tail")
     assert out == [(1, ETH_MPLS + b"\x07\x00\x09\x01" + b"tail")]
     one = ETH_MPLS + b"\x05\x01" + b"tail"
     assert stack_pipe.process(0, one) == [(1, one)]
 
 
-def test_stack_overflow_is_a_parser_error_not_a_crash(stack_pipe: Pipeline) -> None:
+def test_stack_overflow_is_a_parser_error_not_a_crash(stack_pipe: Any) -> None:
     before = stack_pipe.stats["parser_errors"]
     out = stack_pipe.process(0, ETH_MPLS + b"\x05\x00\x05\x00\x05\x00\x05\x01" + b"tail")
     # three labels fit; the fourth stays in the payload; ingress still runs
@@ -73,7 +74,7 @@ def test_stack_overflow_is_a_parser_error_not_a_crash(stack_pipe: Pipeline) -> N
     assert stack_pipe.stats["parser_errors"] == before + 1
 
 
-def test_log_msg_goes_to_the_logger(stack_pipe: Pipeline, caplog: pytest.LogCaptureFixture) -> None:
+def test_log_msg_goes_to_the_logger(stack_pipe: Any, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="p4reduce.softswitch.runtime.p4"):
         stack_pipe.process(0, ETH_MPLS + b"\x05\x01")
     assert "x=42" in caplog.text
@@ -87,7 +88,7 @@ CSUM = {"op": "enum_member", "enum": "HashAlgorithm", "member": "csum16", "type"
 TRUE = {"op": "const", "value": 1, "type": {"kind": "bool"}}
 
 
-def test_verify_checksum_sets_checksum_error_and_update_writes() -> None:
+def test_verify_checksum_sets_checksum_error_and_update_writes(backend: str) -> None:
     eth_only = {"ethernet": ETH}
     states = {"start": {"body": [extract("hdr.ethernet", "ethernet_t")],
                         "transition": {"kind": "direct", "next": "accept"}}}
@@ -101,7 +102,7 @@ def test_verify_checksum_sets_checksum_error_and_update_writes() -> None:
         compute=[extern("update_checksum", TRUE, _data(f("hdr.ethernet.srcAddr", 48)),
                         f("hdr.ethernet.etherType", 16), CSUM)],
     )
-    p = Pipeline(ir)
+    p = make(ir, backend)
     dst = bytes.fromhex("0a0b0c0d0e0f")
     good = dst + bytes(6) + csum16(dst).to_bytes(2, "big")
     [(_, out)] = p.process(0, good)
@@ -112,7 +113,7 @@ def test_verify_checksum_sets_checksum_error_and_update_writes() -> None:
     assert out[12:14] == csum16(b"\x00\x00\x00\x00\x00\x01").to_bytes(2, "big")
 
 
-def test_lookahead_selects_without_consuming() -> None:
+def test_lookahead_selects_without_consuming(backend: str) -> None:
     states = {
         "start": {"body": [], "transition": {
             "kind": "select", "keys": [{"op": "lookahead", "type": {"kind": "bit", "width": 8}}],
@@ -123,7 +124,7 @@ def test_lookahead_selects_without_consuming() -> None:
     ir = program(headers={"ethernet": ETH}, parser_states=states,
                  ingress=[assign(f("std.egress_spec", 9), c(1, 9)),
                           assign(f("hdr.ethernet.etherType", 16), c(0x4242, 16))])
-    p = Pipeline(ir)
+    p = make(ir, backend)
     frame = b"\xaa" + bytes(13) + b"rest"
     assert p.process(0, frame) == [(1, b"\xaa" + bytes(11) + b"\x42\x42" + b"rest")]
     other = b"\xbb" + bytes(13)
@@ -131,18 +132,18 @@ def test_lookahead_selects_without_consuming() -> None:
     assert p.stats["parser_errors"] == 1
 
 
-def test_truncate_limits_the_sent_frame() -> None:
+def test_truncate_limits_the_sent_frame(backend: str) -> None:
     ir = program(headers={"ethernet": ETH},
                  parser_states={"start": {"body": [extract("hdr.ethernet", "ethernet_t")],
                                           "transition": {"kind": "direct", "next": "accept"}}},
                  ingress=[assign(f("std.egress_spec", 9), c(1, 9)), extern("truncate", c(20, 32))])
-    p = Pipeline(ir)
+    p = make(ir, backend)
     [(_, out)] = p.process(0, bytes(14) + bytes(range(40)))
     assert out == bytes(14) + bytes(range(6))
 
 
 @pytest.mark.timeout(60)
-def test_control_changes_are_atomic_per_packet() -> None:
+def test_control_changes_are_atomic_per_packet(backend: str) -> None:
     """A thread rewrites a table while others send packets: every packet sees either the
     old or the new entry, never an error."""
     from tests.support.runtime_ir import action, apply, table
@@ -151,10 +152,10 @@ def test_control_changes_are_atomic_per_packet() -> None:
                       params=[("port", 9, "none")])
     t = table("I.t", [("hdr.ethernet.etherType", "exact", f("hdr.ethernet.etherType", 16))],
               ["I.set_port", "NoAction"])
-    p = Pipeline(program(headers={"ethernet": ETH},
+    p = make(program(headers={"ethernet": ETH},
                          parser_states={"start": {"body": [extract("hdr.ethernet", "ethernet_t")],
                                                   "transition": {"kind": "direct", "next": "accept"}}},
-                         actions=[set_port], tables=[t], ingress=[apply("I.t")]))
+                         actions=[set_port], tables=[t], ingress=[apply("I.t")]), backend)
     key = (Exact(0x0800),)
     p.table_insert("I.t", TableEntry(key, ActionCall("I.set_port", (1,))))
     errors: list[BaseException] = []
@@ -201,7 +202,7 @@ def test_csum16_matches_rfc1071_reference() -> None:
         assert csum16(data) == _csum_reference(data), data.hex()
 
 
-def test_hash_data_not_whole_bytes_is_padded_at_the_end() -> None:
+def test_hash_data_not_whole_bytes_is_padded_at_the_end(backend: str) -> None:
     from tests.support.runtime_ir import bit
 
     identity = {"op": "enum_member", "enum": "HashAlgorithm", "member": "identity",
@@ -217,11 +218,11 @@ def test_hash_data_not_whole_bytes_is_padded_at_the_end() -> None:
             extern("hash", f("meta.h", 32), identity, c(0, 32), _data(f("meta.a", 4), f("meta.b", 8)), c(0, 32)),
             assign(f("hdr.ethernet.srcAddr", 48), {"op": "cast", "arg": f("meta.h", 32), "type": bit(48)}),
         ])
-    [(_, out)] = Pipeline(ir).process(0, bytes(14))
+    [(_, out)] = make(ir, backend).process(0, bytes(14))
     assert out[6:12] == b"\x00\x00\x00\x00\xab\xc0"  # 1010 1011 1100 then 4 zero bits
 
 
-def test_hash_leaves_out_fields_of_invalid_headers() -> None:
+def test_hash_leaves_out_fields_of_invalid_headers(backend: str) -> None:
     from tests.support.runtime_ir import bit, emit
 
     identity = {"op": "enum_member", "enum": "HashAlgorithm", "member": "identity",
@@ -240,7 +241,7 @@ def test_hash_leaves_out_fields_of_invalid_headers() -> None:
             assign(f("hdr.ethernet.srcAddr", 48), {"op": "cast", "arg": f("meta.h", 32), "type": bit(48)}),
         ],
         deparser=[emit("hdr.ethernet", "ethernet_t"), emit("hdr.tag", "tag_t")])
-    p = Pipeline(ir)
+    p = make(ir, backend)
     [(_, out)] = p.process(0, bytes(12) + b"\x99\x99" + b"\x5a")
     assert out[6:12] == b"\x00\x00\x00\x5a\x99\x99"  # tag valid: both fields
     [(_, out)] = p.process(0, bytes(12) + b"\x12\x34" + b"\x5a")

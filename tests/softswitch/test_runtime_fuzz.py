@@ -11,10 +11,10 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
 from p4reduce.softswitch.p4 import compile_file
-from p4reduce.softswitch.runtime import Pipeline
 from p4reduce.softswitch.runtime.control import ActionCall, Lpm, TableEntry
 from p4reduce.worker.wire import AGG_UDP_PORT, AggHeader, pack_payload
 from tests.paths import ROOT
+from tests.support.backends import make
 
 FRAMES = 100_000
 
@@ -43,9 +43,9 @@ def _frames(rng: random.Random, seeds: list[bytes], n: int) -> list[bytes]:
 
 
 @pytest.mark.timeout(120)
-def test_fuzz_100k_frames_never_raise() -> None:
-    agg = Pipeline(compile_file(str(ROOT / "p4src" / "aggregator.p4")))
-    router = Pipeline(compile_file(str(ROOT / "tests" / "p4" / "good" / "basic.p4")))
+def test_fuzz_100k_frames_never_raise(backend: str) -> None:
+    agg = make(compile_file(str(ROOT / "p4src" / "aggregator.p4")), backend)
+    router = make(compile_file(str(ROOT / "tests" / "p4" / "good" / "basic.p4")), backend)
     router.table_insert("MyIngress.ipv4_lpm",
                         TableEntry((Lpm(0, 0),), ActionCall("MyIngress.ipv4_forward", (1, 2))))
     seeds = [_agg_frame(), bytes(Ether() / IP(dst="10.0.0.1") / UDP() / b"hello")]

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import random
 import struct
+from typing import Any
 
 import pytest
 
 from p4reduce.softswitch.p4 import compile_source
 from p4reduce.softswitch.runtime import Pipeline
 from p4reduce.softswitch.runtime.control import Replica
-from p4reduce.softswitch.runtime.vectorize import live_functions, packed_conflicts
+from p4reduce.softswitch.runtime.frame import ProgramFrame
+from p4reduce.softswitch.runtime.runs import live_actions, packable, packed_conflicts, plan_runs
+from tests.support.backends import make
 from tests.support.runtime_ir import V1_PRELUDE, lanes_frame, lanes_p4
 
 K = 8
@@ -77,15 +80,17 @@ def _mixed_frame(rng: random.Random, k: int = K) -> bytes:
     return eth + body + bytes(rng.randrange(3))
 
 
-def _three(ir: dict[str, object]) -> tuple[Pipeline, Pipeline, Pipeline]:
-    pipes = (Pipeline(ir), Pipeline(ir, pack=False), Pipeline(ir, vectorize=False))
+def _variants(ir: dict[str, object], backend: str) -> tuple[Any, ...]:
+    """Packed, unpacked and scalar Python code, the pipeline of `backend`, and the scalar
+    reference last."""
+    pipes = (Pipeline(ir), Pipeline(ir, pack=False), make(ir, backend), Pipeline(ir, vectorize=False))
     for p in pipes:
         p.mc_group_set(7, (Replica(1, 0), Replica(2, 1), Replica(3, 2)))
     return pipes
 
 
-def _same_registers(pipes: tuple[Pipeline, ...]) -> None:
-    names = pipes[0].plan.registers
+def _same_registers(pipes: tuple[Any, ...]) -> None:
+    names = [r["name"] for r in pipes[-1].ir["registers"]]
     for name in names:
         size = pipes[0].register_size(name)
         ref = [pipes[-1].register_read(name, i) for i in range(size)]
@@ -93,9 +98,10 @@ def _same_registers(pipes: tuple[Pipeline, ...]) -> None:
             assert [p.register_read(name, i) for i in range(size)] == ref, name
 
 
-def test_lane_program_is_packed_and_agrees() -> None:
+def test_lane_program_is_packed_and_agrees(backend: str) -> None:
     ir = compile_source(lanes_p4(k=16, reg_size=8))
     packed, plain, scalar = Pipeline(ir), Pipeline(ir, pack=False), Pipeline(ir, vectorize=False)
+    other = make(ir, backend)
     assert packed.plan.packed and not plain.plan.packed and not scalar.plan.packed
     assert "_PK" in packed.source and ".tolist()" not in packed.source
     # the lane actions are dead (their calls became one vector run): their 16 locals
@@ -109,12 +115,13 @@ def test_lane_program_is_packed_and_agrees() -> None:
         out = scalar.process(2, frame)
         assert packed.process(2, frame) == out
         assert plain.process(2, frame) == out
-    _same_registers((packed, plain, scalar))
+        assert other.process(2, frame) == out
+    _same_registers((packed, plain, other, scalar))
 
 
-def test_mixed_header_multicast_and_egress_runs_agree() -> None:
+def test_mixed_header_multicast_and_egress_runs_agree(backend: str) -> None:
     ir = compile_source(_mixed_p4())
-    pipes = _three(ir)
+    pipes = _variants(ir, backend)
     assert pipes[0].plan.packed  # both runs use the same slice: one packed run
     assert len(pipes[0].plan.runs) == 2
     rng = random.Random(11)
@@ -129,40 +136,84 @@ def test_mixed_header_multicast_and_egress_runs_agree() -> None:
     assert pipes[0].stats == pipes[2].stats
 
 
-def test_scalar_access_to_a_lane_disables_packing() -> None:
+def test_scalar_access_to_a_lane_disables_packing(backend: str) -> None:
     ir = compile_source(_mixed_p4(scalar_touch=True))
-    pipes = _three(ir)
+    pipes = _variants(ir, backend)
     assert not pipes[0].plan.packed
     rng = random.Random(5)
     for _ in range(150):
         frame = _mixed_frame(rng)
         outs = [p.process(1, frame) for p in pipes]
-        assert outs[0] == outs[2] and outs[1] == outs[2]
+        assert all(o == outs[-1] for o in outs)
     _same_registers(pipes)
 
 
-def test_conflict_scan_sees_scalar_and_slice_uses() -> None:
-    packed = {10: (20, 32)}
-    src = "def _ctl_ingress(S):\n    S[9] = S[20]\n    S[_PK10] = 1\n"
-    assert packed_conflicts(src, packed, set()) == []
-    assert packed_conflicts(src + "    S[0:11] = S[30:41]\n", packed, set()) == ["_ctl_ingress: S[0:11]"]
-    dead = "def _act_3(S):\n    S[12] = 0\n"
-    assert packed_conflicts(src + dead, packed, set()) == []  # nothing can call it
-    assert packed_conflicts(src + dead, packed, {"_act_3"}) == ["_act_3: S[12]"]
-    called = src + "    _act_3(S)\n" + dead
-    assert packed_conflicts(called, packed, set()) == ["_act_3: S[12]"]
+def _lanes_with(ingress_extra: str = "", decls: str = "", k: int = K) -> dict[str, Any]:
+    """The lane program with extra ingress statements and declarations, compiled."""
+    fields = "".join(f"bit<32> v{i}; " for i in range(k))
+    insts = "".join(f"Lane() l{i}; " for i in range(k))
+    applies = "".join(f"l{i}.apply(hdr.vals.v{i}, hdr.vals.idx); " for i in range(k))
+    return compile_source(V1_PRELUDE + f"""
+header ethernet_t {{ bit<48> dst; bit<48> src; bit<16> etherType; }}
+header vals_t {{ bit<32> idx; {fields} }}
+struct headers {{ ethernet_t ethernet; vals_t vals; vals_t copy; }}
+struct metadata {{ bit<8> unused; }}
+parser P(packet_in pkt, out headers hdr, inout metadata meta, inout standard_metadata_t std) {{
+    state start {{ pkt.extract(hdr.ethernet); pkt.extract(hdr.vals); transition accept; }}
+}}
+control Lane(inout bit<32> value, in bit<32> idx) {{
+    register<bit<32>>(16) r;
+    action add() {{ bit<32> x; r.read(x, idx); x = x + value; r.write(idx, x); value = x; }}
+    apply {{ add(); }}
+}}
+control I(inout headers hdr, inout metadata meta, inout standard_metadata_t std) {{
+    {insts}
+    {decls}
+    apply {{ {applies} {ingress_extra} std.egress_spec = 1; }}
+}}
+control E(inout headers hdr, inout metadata meta, inout standard_metadata_t std) {{ apply {{ }} }}
+control V(inout headers hdr, inout metadata meta) {{ apply {{ }} }}
+control C(inout headers hdr, inout metadata meta) {{ apply {{ }} }}
+control D(packet_out pkt, in headers hdr) {{ apply {{ pkt.emit(hdr.ethernet); pkt.emit(hdr.vals); }} }}
+V1Switch(P(), V(), I(), E(), C(), D()) main;
+""")
 
 
-def test_live_functions_follow_calls_from_tables_and_live_code() -> None:
-    src = ("def _ctl_ingress(S):\n    _act_1(S)\n"
-           "def _act_1(S):\n    _act_2(S)\n"
-           "def _act_2(S):\n    pass\n"
-           "def _act_3(S):\n    pass\n"
-           "def _act_4(S):\n    _act_5(S)\n"
-           "def _act_5(S):\n    pass\n")
-    live = set(live_functions(src, set())) - {""}  # "": code outside any function
-    assert live == {"_ctl_ingress", "_act_1", "_act_2"}
-    assert set(live_functions(src, {"_act_4"})) - {""} == {"_ctl_ingress", "_act_1", "_act_2", "_act_4", "_act_5"}
+def _conflicts(ir: dict[str, Any]) -> tuple[dict[int, tuple[int, int]], list[tuple[int, int]]]:
+    fr = ProgramFrame(ir)  # type: ignore[arg-type]
+    plan = plan_runs(ir, fr)  # type: ignore[arg-type]
+    packed = packable(fr.lay, plan, fr.field_lists)
+    return packed, packed_conflicts(ir, fr, plan, packed)  # type: ignore[arg-type]
+
+
+def test_conflicts_are_found_on_the_ir_not_in_generated_code() -> None:
+    packed, bad = _conflicts(_lanes_with())
+    assert [b - a for a, (b, _) in packed.items()] == [K] and bad == []
+    (a, (b, _)), = packed.items()
+    # a scalar write of one lane field, a whole-header copy across the lanes
+    _, bad = _conflicts(_lanes_with("hdr.vals.v3 = 7;"))
+    assert bad == [(a + 3, a + 4)]
+    _, bad = _conflicts(_lanes_with("hdr.copy = hdr.vals;"))
+    assert bad and all(lo <= a and b <= hi for lo, hi in bad)
+    # an action nothing can call does not count; one a table lists, or live code calls, does
+    touch = "action touch() { hdr.vals.v5 = 1; }"
+    assert _conflicts(_lanes_with(decls=touch))[1] == []
+    table = "table t { key = { hdr.vals.idx: exact; } actions = { touch; NoAction; } }"
+    assert _conflicts(_lanes_with("t.apply();", decls=touch + table))[1] == [(a + 5, a + 6)]
+    assert _conflicts(_lanes_with("touch();", decls=touch))[1] == [(a + 5, a + 6)]
+
+
+def test_live_actions_follow_tables_and_calls_but_not_runs() -> None:
+    decls = ("action inner() { hdr.vals.idx = 1; } action outer() { inner(); } "
+             "action unused() { hdr.vals.idx = 2; } action listed() { hdr.vals.idx = 3; } "
+             "table t { key = { hdr.vals.idx: exact; } actions = { listed; NoAction; } }")
+    ir = _lanes_with("outer(); t.apply();", decls=decls)
+    fr = ProgramFrame(ir)  # type: ignore[arg-type]
+    live = live_actions(ir, fr, plan_runs(ir, fr))  # type: ignore[arg-type]
+    assert {"I.outer", "I.inner", "I.listed", "NoAction"} <= live
+    assert "I.unused" not in live
+    # every call of a lane action is part of the vector run: none of them is live
+    assert not any(a.endswith(".add") for a in live)
 
 
 @pytest.mark.parametrize("k", [64, 256])

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import socket
 import time
+from typing import Any
 
 import pytest
 
-from p4reduce.softswitch.runtime import Device, MemoryPort, Pipeline
+from p4reduce.softswitch.runtime import Device, MemoryPort
 from p4reduce.softswitch.runtime.device import BATCH
 from p4reduce.softswitch.runtime.ports import FaultyPort, UdpPort, pollable
+from tests.support.backends import make
 from tests.support.runtime_ir import assign, f, program
 
 
-def _reflect() -> Pipeline:
-    return Pipeline(program(ingress=[assign(f("std.egress_spec", 9), f("std.ingress_port", 9))]))
+def _reflect(backend: str) -> Any:
+    return make(program(ingress=[assign(f("std.egress_spec", 9), f("std.ingress_port", 9))]), backend)
 
 
 def _frame(port: int, i: int) -> bytes:
@@ -42,12 +44,12 @@ def test_pollable_ports() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_udp_ports_reflect_everything_in_order() -> None:
+def test_udp_ports_reflect_everything_in_order(backend: str) -> None:
     dev = Device()
     ports = {n: UdpPort("127.0.0.1", 0) for n in (1, 2, 3)}
     for n, p in ports.items():
         dev.add_port(n, p)
-    dev.set_pipeline(_reflect())
+    dev.set_pipeline(_reflect(backend))
     dev.start()
     clients = {n: _client() for n in ports}
     try:
@@ -65,7 +67,7 @@ def test_udp_ports_reflect_everything_in_order() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_duplicates_beyond_a_batch_are_not_stranded(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_duplicates_beyond_a_batch_are_not_stranded(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
     """Each received frame becomes two. With an odd batch the cut falls between the two
     copies of the last frame, which then is only in the FaultyPort, not in the socket:
     the loop must come back for it without waiting for the socket."""
@@ -77,8 +79,8 @@ def test_duplicates_beyond_a_batch_are_not_stranded(monkeypatch: pytest.MonkeyPa
     out = MemoryPort()
     dev.add_port(1, FaultyPort(udp, duplicate=1.0))
     dev.add_port(2, out)
-    dev.set_pipeline(Pipeline(program(ingress=[assign(f("std.egress_spec", 9), {"op": "const", "value": 2,
-                                                                               "type": {"kind": "bit", "width": 9}})])))
+    dev.set_pipeline(make(program(ingress=[assign(f("std.egress_spec", 9), {"op": "const", "value": 2,
+                                                                               "type": {"kind": "bit", "width": 9}})]), backend))
     c = _client()
     try:
         n = 2

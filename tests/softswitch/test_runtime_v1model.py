@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import struct
 import zlib
+from typing import Any
 
 import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
 from p4reduce.softswitch.p4 import compile_file, compile_source
-from p4reduce.softswitch.runtime import Pipeline
 from p4reduce.softswitch.runtime.control import (
     ActionCall,
     CloneSession,
@@ -24,6 +24,7 @@ from p4reduce.softswitch.runtime.control import (
 )
 from p4reduce.softswitch.runtime.hashing import crc16
 from tests.paths import P4_CORPUS
+from tests.support.backends import make
 from tests.support.runtime_ir import (
     ETH,
     V1_PRELUDE,
@@ -40,8 +41,8 @@ from tests.support.runtime_ir import (
 BASIC = P4_CORPUS / "good" / "basic.p4"
 
 
-def prog(ingress: str, egress: str = "", meta: str = "bit<8> unused;", decls: str = "",
-         ingress_decls: str = "", egress_decls: str = "") -> Pipeline:
+def prog(backend: str, ingress: str, egress: str = "", meta: str = "bit<8> unused;", decls: str = "",
+         ingress_decls: str = "", egress_decls: str = "") -> Any:
     src = V1_PRELUDE + f"""
 header ethernet_t {{ bit<48> dst; bit<48> src; bit<16> etherType; }}
 struct headers {{ ethernet_t ethernet; }}
@@ -63,7 +64,7 @@ control C(inout headers hdr, inout metadata meta) {{ apply {{ }} }}
 control D(packet_out pkt, in headers hdr) {{ apply {{ pkt.emit(hdr.ethernet); }} }}
 V1Switch(P(), V(), I(), E(), C(), D()) main;
 """
-    return Pipeline(compile_source(src))
+    return make(compile_source(src), backend)
 
 
 def eth(dst: int = 0x0A0B0C0D0E0F, src: int = 0x010203040506, etype: int = 0x1234, payload: bytes = b"data") -> bytes:
@@ -74,8 +75,8 @@ def src_of(frame: bytes) -> int:
     return int.from_bytes(frame[6:12], "big")
 
 
-def test_basic_p4_routes_and_recomputes_ipv4_checksum() -> None:
-    p = Pipeline(compile_file(str(BASIC)))
+def test_basic_p4_routes_and_recomputes_ipv4_checksum(backend: str) -> None:
+    p = make(compile_file(str(BASIC)), backend)
     p.table_insert("MyIngress.ipv4_lpm", TableEntry(
         (Lpm(0x0A000000, 8),), ActionCall("MyIngress.ipv4_forward", (0x020000000009, 4))))
     pkt = bytes(Ether(dst="02:00:00:00:00:01", src="02:00:00:00:00:02") / IP(dst="10.0.0.7", ttl=64) / UDP() / b"x")
@@ -90,8 +91,8 @@ def test_basic_p4_routes_and_recomputes_ipv4_checksum() -> None:
     assert p.process(1, bytes(Ether() / IP(dst="11.0.0.1"))) == []  # default drop
 
 
-def test_multicast_replicas_in_order_with_rid_and_instance_type() -> None:
-    p = prog("std.mcast_grp = 7;",
+def test_multicast_replicas_in_order_with_rid_and_instance_type(backend: str) -> None:
+    p = prog(backend, "std.mcast_grp = 7;",
              "hdr.ethernet.src = (bit<48>)std.egress_rid ++ (bit<48>)std.instance_type;"
              .replace("(bit<48>)std.egress_rid ++ (bit<48>)std.instance_type",
                       "((bit<48>)std.egress_rid << 8) | (bit<48>)std.instance_type"))
@@ -103,15 +104,15 @@ def test_multicast_replicas_in_order_with_rid_and_instance_type() -> None:
     assert p.process(0, eth()) == []  # an unknown group replicates to nobody
 
 
-def test_mark_to_drop_and_default_port_zero() -> None:
-    p = prog("if (hdr.ethernet.etherType == 1) { mark_to_drop(std); }")
+def test_mark_to_drop_and_default_port_zero(backend: str) -> None:
+    p = prog(backend, "if (hdr.ethernet.etherType == 1) { mark_to_drop(std); }")
     assert p.process(5, eth(etype=2)) == [(0, eth(etype=2))]  # egress_spec defaults to 0
     assert p.process(5, eth(etype=1)) == []
     assert p.stats["dropped"] == 1
 
 
-def test_ingress_clone_is_the_received_frame() -> None:
-    p = prog("""clone(CloneType.I2E, 5);
+def test_ingress_clone_is_the_received_frame(backend: str) -> None:
+    p = prog(backend, """clone(CloneType.I2E, 5);
                 hdr.ethernet.dst = 0xFFFFFFFFFFFF; std.egress_spec = 2;""",
              "if (std.instance_type == 1) { hdr.ethernet.etherType = 0xC1; }")
     p.clone_session_set(CloneSession(5, (Replica(9, 0),)))
@@ -120,8 +121,8 @@ def test_ingress_clone_is_the_received_frame() -> None:
     assert out[1] == (2, eth(dst=0xFFFFFFFFFFFF))
 
 
-def test_egress_clone_keeps_egress_changes_and_preserves_fields() -> None:
-    p = prog("std.egress_spec = 2;",
+def test_egress_clone_keeps_egress_changes_and_preserves_fields(backend: str) -> None:
+    p = prog(backend, "std.egress_spec = 2;",
              """if (std.instance_type == 0) {
                     meta.tag = 0x42;
                     hdr.ethernet.etherType = 0xE0;
@@ -137,8 +138,8 @@ def test_egress_clone_keeps_egress_changes_and_preserves_fields() -> None:
     assert out[1][1][12:14] == b"\x00\xe0" and src_of(out[1][1]) == 0x42
 
 
-def test_resubmit_preserves_field_list() -> None:
-    p = prog("""if (std.instance_type == 0) {
+def test_resubmit_preserves_field_list(backend: str) -> None:
+    p = prog(backend, """if (std.instance_type == 0) {
                     meta.x = 0x77;
                     resubmit_preserving_field_list(1);
                 } else {
@@ -150,8 +151,8 @@ def test_resubmit_preserves_field_list() -> None:
     assert port == 3 and src_of(out) == 0x77 and out[12:14] == b"\x00\x06"
 
 
-def test_recirculate_runs_ingress_again_on_the_deparsed_frame() -> None:
-    p = prog("""if (std.instance_type == 4) {
+def test_recirculate_runs_ingress_again_on_the_deparsed_frame(backend: str) -> None:
+    p = prog(backend, """if (std.instance_type == 4) {
                     hdr.ethernet.src = (bit<48>)meta.n;
                     std.egress_spec = 4;
                 } else {
@@ -168,8 +169,8 @@ def test_recirculate_runs_ingress_again_on_the_deparsed_frame() -> None:
     assert out[:6] == b"\x11" * 6 and src_of(out) == 9
 
 
-def test_digest_values_and_take() -> None:
-    p = prog("digest<learn_t>(1, {hdr.ethernet.src, std.ingress_port}); std.egress_spec = 1;",
+def test_digest_values_and_take(backend: str) -> None:
+    p = prog(backend, "digest<learn_t>(1, {hdr.ethernet.src, std.ingress_port}); std.egress_spec = 1;",
              decls="struct learn_t { bit<48> mac; bit<9> port; }")
     p.process(5, eth(src=0xAABBCCDDEEFF))
     p.process(6, eth(src=0x1))
@@ -178,8 +179,8 @@ def test_digest_values_and_take() -> None:
     assert p.take_digests() == []
 
 
-def test_counters_packets_and_bytes() -> None:
-    p = prog("c.count((bit<32>)std.ingress_port); std.egress_spec = 1;",
+def test_counters_packets_and_bytes(backend: str) -> None:
+    p = prog(backend, "c.count((bit<32>)std.ingress_port); std.egress_spec = 1;",
              ingress_decls="counter(8, CounterType.packets_and_bytes) c;")
     for _ in range(3):
         p.process(2, eth(payload=b"12345"))
@@ -190,8 +191,8 @@ def test_counters_packets_and_bytes() -> None:
     assert p.counter_size("I.c") == 8
 
 
-def test_direct_counter_counts_hits_only() -> None:
-    p = prog("t.apply();", ingress_decls="""
+def test_direct_counter_counts_hits_only(backend: str) -> None:
+    p = prog(backend, "t.apply();", ingress_decls="""
         direct_counter(CounterType.packets_and_bytes) dc;
         action fwd(bit<9> port) { std.egress_spec = port; }
         table t { key = { hdr.ethernet.etherType: exact; } actions = { fwd; NoAction; }
@@ -204,7 +205,7 @@ def test_direct_counter_counts_hits_only() -> None:
     assert p.direct_counter_read("I.t", key, 0) == CounterValue(2, 36)
 
 
-def test_hash_crc16_crc32_with_base_and_max() -> None:
+def test_hash_crc16_crc32_with_base_and_max(backend: str) -> None:
     # hand-built IR: the front end does not accept list arguments to hash() yet
     def algo(name: str) -> dict[str, object]:
         return {"op": "enum_member", "enum": "HashAlgorithm", "member": name, "type": {"kind": "enum", "name": "HashAlgorithm"}}
@@ -225,7 +226,7 @@ def test_hash_crc16_crc32_with_base_and_max() -> None:
                    bin_("|", bin_("<<", {"op": "cast", "arg": f("meta.h1", 16), "type": bit(48)}, c(32, 8), bit(48)),
                         {"op": "cast", "arg": f("meta.h2", 32), "type": bit(48)})),
         ])
-    p = Pipeline(ir)
+    p = make(ir, backend)
     dst = 0x0A0B0C0D0E0F
     [(_, out)] = p.process(0, eth(dst=dst))
     want1 = crc16(dst.to_bytes(6, "big"))
@@ -233,16 +234,16 @@ def test_hash_crc16_crc32_with_base_and_max() -> None:
     assert src_of(out) == (want1 << 32) | want2
 
 
-def test_exit_skips_rest_of_ingress_but_not_egress() -> None:
-    p = prog("std.egress_spec = 2; if (hdr.ethernet.etherType == 0x1234) { exit; } std.egress_spec = 3;",
+def test_exit_skips_rest_of_ingress_but_not_egress(backend: str) -> None:
+    p = prog(backend, "std.egress_spec = 2; if (hdr.ethernet.etherType == 0x1234) { exit; } std.egress_spec = 3;",
              "hdr.ethernet.src = 5;")
     [(port, out)] = p.process(0, eth())
     assert port == 2 and src_of(out) == 5
     assert p.process(0, eth(etype=1))[0][0] == 3
 
 
-def test_switch_action_run_and_const_entries_priority() -> None:
-    p = prog("""switch (t.apply().action_run) {
+def test_switch_action_run_and_const_entries_priority(backend: str) -> None:
+    p = prog(backend, """switch (t.apply().action_run) {
                     a1: { hdr.ethernet.src = 1; }
                     a2: { hdr.ethernet.src = 2; }
                     default: { hdr.ethernet.src = 3; }
@@ -258,8 +259,8 @@ def test_switch_action_run_and_const_entries_priority() -> None:
     assert all(e.is_const for e in p.table_entries("I.t"))
 
 
-def test_registers_through_control_api() -> None:
-    p = prog("""bit<32> v; r.read(v, 1); r.write(1, v + 1); std.egress_spec = 1;""",
+def test_registers_through_control_api(backend: str) -> None:
+    p = prog(backend, """bit<32> v; r.read(v, 1); r.write(1, v + 1); std.egress_spec = 1;""",
              ingress_decls="register<bit<32>>(4) r;")
     p.register_write("I.r", 1, 41)
     p.process(0, eth())
@@ -274,8 +275,8 @@ def test_registers_through_control_api() -> None:
         p.register_read("I.nope", 0)
 
 
-def test_register_out_of_range_index_reads_zero_and_ignores_write() -> None:
-    p = prog("""bit<32> v; r.read(v, (bit<32>)hdr.ethernet.etherType); r.write((bit<32>)hdr.ethernet.etherType, 9);
+def test_register_out_of_range_index_reads_zero_and_ignores_write(backend: str) -> None:
+    p = prog(backend, """bit<32> v; r.read(v, (bit<32>)hdr.ethernet.etherType); r.write((bit<32>)hdr.ethernet.etherType, 9);
                 hdr.ethernet.src = (bit<48>)v; std.egress_spec = 1;""",
              ingress_decls="register<bit<32>>(4) r;")
     [(_, out)] = p.process(0, eth(etype=100))
@@ -283,15 +284,15 @@ def test_register_out_of_range_index_reads_zero_and_ignores_write() -> None:
     assert [p.register_read("I.r", i) for i in range(4)] == [0, 0, 0, 0]
 
 
-def test_parser_error_visible_in_ingress() -> None:
-    p = prog("hdr.ethernet.etherType = (bit<16>)(std.parser_error == error.PacketTooShort ? 1w1 : 1w0);"
+def test_parser_error_visible_in_ingress(backend: str) -> None:
+    p = prog(backend, "hdr.ethernet.etherType = (bit<16>)(std.parser_error == error.PacketTooShort ? 1w1 : 1w0);"
              " std.egress_spec = 1;")
     out = p.process(0, b"\x01\x02\x03")
     assert out == [(1, b"\x01\x02\x03")]  # nothing valid to emit, payload kept
     assert p.stats["parser_errors"] == 1
 
 
-def test_struct_payload_roundtrip() -> None:
-    p = prog("std.egress_spec = 1;")
+def test_struct_payload_roundtrip(backend: str) -> None:
+    p = prog(backend, "std.egress_spec = 1;")
     frame = eth(payload=struct.pack("!Q", 123456789))
     assert p.process(0, frame) == [(1, frame)]

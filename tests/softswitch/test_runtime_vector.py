@@ -1,14 +1,17 @@
-"""The vectorised execution of lane runs must behave exactly like the scalar code."""
+"""The vectorised execution of lane runs must behave exactly like the scalar code, on both
+back ends."""
 
 from __future__ import annotations
 
 import random
+import re
 import struct
 
 import pytest
 
 from p4reduce.softswitch.p4 import compile_source
 from p4reduce.softswitch.runtime import Pipeline
+from tests.support.backends import make
 from tests.support.runtime_ir import lanes_frame, lanes_p4
 
 
@@ -24,8 +27,8 @@ def test_lane_runs_are_vectorised(lanes_ir: dict[str, object]) -> None:
     assert "_G0" in p.source
 
 
-def test_vector_and_scalar_agree(lanes_ir: dict[str, object]) -> None:
-    vec, sca = Pipeline(lanes_ir), Pipeline(lanes_ir, vectorize=False)
+def test_vector_scalar_and_native_agree(lanes_ir: dict[str, object], backend: str) -> None:
+    vec, sca = make(lanes_ir, backend), Pipeline(lanes_ir, vectorize=False)
     assert not sca.plan.runs
     rng = random.Random(7)
     for _ in range(300):
@@ -39,8 +42,8 @@ def test_vector_and_scalar_agree(lanes_ir: dict[str, object]) -> None:
             assert vec.register_read(name, i) == sca.register_read(name, i)
 
 
-def test_lane_sums_wrap_and_control_api_sees_columns(lanes_ir: dict[str, object]) -> None:
-    p = Pipeline(lanes_ir)
+def test_lane_sums_wrap_and_control_api_sees_columns(lanes_ir: dict[str, object], backend: str) -> None:
+    p = make(lanes_ir, backend)
     p.register_write("I.lane3.r", 2, 0xFFFFFFFF)
     out = p.process(1, lanes_frame(2, [1] * 8))
     vals = struct.unpack("!9I", out[0][1][14:50])
@@ -84,12 +87,29 @@ V1Switch(P(), V(), I(), E(), C(), D()) main;
 """
 
 
-def test_dependent_statements_are_not_vectorised() -> None:
+def test_dependent_statements_are_not_vectorised(backend: str) -> None:
     ir = compile_source(_chain_p4(6))
     vec, sca = Pipeline(ir), Pipeline(ir, vectorize=False)
     assert not vec.plan.runs  # the fields overlap between statements: stays scalar
+    other = make(ir, backend)
     frame = bytes(14) + struct.pack("!7I", *range(1, 8))
     for _ in range(3):
-        assert vec.process(0, frame) == sca.process(0, frame)
+        out = sca.process(0, frame)
+        assert vec.process(0, frame) == out
+        assert other.process(0, frame) == out
     out = vec.process(0, frame)[0][1]
     assert out != frame
+
+
+def test_native_runs_are_loops_over_lane_arrays(lanes_ir: dict[str, object]) -> None:
+    """The native back end runs the same runs as one C loop: the lane fields are one array,
+    the lanes' registers one group, the lane actions (and their locals) do not exist."""
+    from tests.support.backends import skip_unless_available
+
+    skip_unless_available("native")
+    p = make(lanes_ir, "native")
+    src = p.program.source
+    assert src.count("vector run: 8 lanes") == 1
+    assert re.search(r"uint32_t a\d+\[8\];", src)  # hdr.vals.v0..v7 as one array
+    assert not any(f"I.lane{i}.add" in src for i in range(8))
+    assert p.program.registers["I.lane5.r"][:2] == (5, 32)

@@ -79,6 +79,8 @@ def test_help_lists_simple_switch_grpc_flags() -> None:
         "--reorder",
         "--seed",
         "-i",
+        "--backend",
+        "peer=",
     ):
         assert flag in r.stdout
     assert "127.0.0.1:9559" in r.stdout
@@ -176,13 +178,23 @@ def _free_udp_port() -> int:
 
 
 @pytest.mark.timeout(90)
-def test_real_switch_over_udp_tunnel_ports(tmp_path: Path) -> None:
-    """--p4 compiles at start; -i N@udp ports carry frames; P4Runtime installs the entry."""
+@pytest.mark.parametrize("backend", ["native", "python", "auto-without-compiler"])
+def test_real_switch_over_udp_tunnel_ports(tmp_path: Path, backend: str) -> None:
+    """--p4 compiles at start; -i N@udp ports carry frames; P4Runtime installs the entry.
+    On each back end; `auto` where no C compiler exists runs Python, saying so once."""
     from tests.softswitch.test_p4runtime_softswitch import DST, FRAME, PROGRAM
+    from tests.support.backends import skip_unless_available
 
+    env = _env()
+    if backend == "auto-without-compiler":
+        env["CC"] = str(tmp_path / "no-such-cc")
+    else:
+        skip_unless_available(backend)
     src = tmp_path / "fwd.p4"
     src.write_text(PROGRAM)
     p1, p2 = _free_udp_port(), _free_udp_port()
+    host1 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    host1.bind(("127.0.0.1", 0))
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -193,21 +205,22 @@ def test_real_switch_over_udp_tunnel_ports(tmp_path: Path) -> None:
             "--cpu-port",
             "64",
             "-i",
-            f"1@udp:127.0.0.1:{p1}",
+            f"1@udp:127.0.0.1:{p1},peer=127.0.0.1:{host1.getsockname()[1]}",
             "-i",
             f"2@udp:127.0.0.1:{p2}",
             "--grpc-server-addr",
             "127.0.0.1:0",
             "--log-level",
             "warn",
+            "--backend",
+            backend.split("-")[0],
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(),
+        env=env,
         cwd=REPO,
     )
-    host1 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     host2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         assert proc.stdout is not None
@@ -253,6 +266,12 @@ def test_real_switch_over_udp_tunnel_ports(tmp_path: Path) -> None:
         _, err = proc.communicate(timeout=20)
         assert proc.returncode == 0, err
         assert "Traceback" not in err
+        warnings = [ln for ln in err.splitlines() if "WARNING" in ln]
+        if backend == "auto-without-compiler":
+            assert len(warnings) == 1 and "no-such-cc not found" in warnings[0], err
+            assert "running the Python backend" in warnings[0]
+        else:
+            assert warnings == [], err
     finally:
         host1.close()
         host2.close()
@@ -282,3 +301,22 @@ def test_port_spec_errors_are_reported(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert "-i nonsense" in r.stderr
     assert "Traceback" not in r.stderr
+    r = _cli("--p4", str(src), "-i", "1@udp:127.0.0.1:0,peer=nowhere", "--grpc-server-addr", "127.0.0.1:0")
+    assert r.returncode == 1
+    assert "peer=HOST:PORT" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.timeout(60)
+def test_native_backend_without_a_compiler_is_one_clear_error(tmp_path: Path) -> None:
+    from tests.softswitch.test_p4runtime_softswitch import PROGRAM
+
+    src = tmp_path / "fwd.p4"
+    src.write_text(PROGRAM)
+    env = _env()
+    env["CC"] = str(tmp_path / "no-such-cc")
+    r = subprocess.run([sys.executable, "-m", "p4reduce.softswitch.cli", "--p4", str(src), "--backend", "native",
+                        "--grpc-server-addr", "127.0.0.1:0"], capture_output=True, text=True, timeout=60,
+                       env=env, cwd=REPO)
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("p4reduce-switch: error: ")
+    assert "native backend is unavailable" in r.stderr and "no-such-cc" in r.stderr

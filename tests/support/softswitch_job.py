@@ -14,7 +14,7 @@ from typing import Any
 
 from p4reduce import contract as n
 from p4reduce.softswitch.p4.frontend import compile_file
-from p4reduce.softswitch.runtime import Device, Pipeline, parse_port_spec
+from p4reduce.softswitch.runtime import Device, make_pipeline, parse_port_spec
 from p4reduce.softswitch.runtime.control import ActionCall, Exact, Replica, TableEntry
 from p4reduce.softswitch.runtime.ports import FaultyPort, UdpPort
 from p4reduce.worker import JobSpec, wire
@@ -49,7 +49,7 @@ class SoftswitchJob:
                  seed: int = 0, extra_ports: int = 0) -> None:
         self.job_id, self.world, self.num_slots = job_id, world, num_slots
         self.base, self.epoch = base, epoch
-        self.pipeline = Pipeline(compiled())
+        self.pipeline = make_pipeline(compiled())  # the default back end ($P4REDUCE_BACKEND)
         self.device = Device()
         self.device.set_pipeline(self.pipeline)
         self.addresses: list[tuple[str, int]] = []
