@@ -222,6 +222,16 @@ static void *grow(void *p, size_t *cap, size_t need, size_t elem) {
  * scale is a normal float32 (or 0), else float32(float64(s) * scale), as
  * quant.dequantize_f32 (which is proven there to equal rounding the float64 product). */
 
+/* The per-value loops are built twice on x86-64, for AVX2 (rounding, byte swaps and
+ * conversions of 8 lanes per instruction) and for the baseline; the loader picks one at
+ * run time. Both round the same way (to nearest, ties to even), so the bits are equal
+ * (the tests build with -DCS_BASELINE too, to check the baseline on any machine). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(CS_BASELINE)
+#define HOT __attribute__((target_clones("avx2", "default")))
+#else
+#define HOT
+#endif
+
 static int8_t exp_of_bits(double maxabs, int bad) {
     if (bad) return EXP_POISON;
     if (maxabs == 0.0) return EXP_ZERO;
@@ -232,7 +242,7 @@ static int8_t exp_of_bits(double maxabs, int bad) {
     return (int8_t)e;
 }
 
-static int8_t block_exp_f32(const float *x, int64_t cnt) {
+HOT static int8_t block_exp_f32(const float *x, int64_t cnt) {
     uint32_t mx = 0;
     for (int64_t i = 0; i < cnt; i++) {
         uint32_t b;
@@ -245,7 +255,7 @@ static int8_t block_exp_f32(const float *x, int64_t cnt) {
     return exp_of_bits((double)f, mx >= 0x7F800000u);
 }
 
-static int8_t block_exp_f64(const double *x, int64_t cnt) {
+HOT static int8_t block_exp_f64(const double *x, int64_t cnt) {
     uint64_t mx = 0;
     for (int64_t i = 0; i < cnt; i++) {
         uint64_t b;
@@ -260,35 +270,36 @@ static int8_t block_exp_f64(const double *x, int64_t cnt) {
 
 static inline int reserved(int8_t e) { return e == EXP_ZERO || e == EXP_POISON; }
 
-/* cnt values of one chunk into K big-endian lanes (zeros after cnt) */
-static void quant_f32(const float *x, int64_t cnt, uint32_t k, int8_t e, int shift,
+/* cnt values of one chunk into K big-endian lanes (zeros after cnt); the float to int32
+ * conversion is of integral values below 2^30 (the agreed exponent bounds them) */
+HOT static void quant_f32(const float *x, int64_t cnt, uint32_t k, int8_t e, int shift,
                       uint32_t *dst) {
     int64_t i = 0;
     if (!reserved(e)) {
         int sh = shift - e;
         if (sh <= 127) {
             float s = ldexpf(1.0f, sh);
-            for (; i < cnt; i++) dst[i] = __builtin_bswap32((uint32_t)(int32_t)lrintf(x[i] * s));
+            for (; i < cnt; i++) dst[i] = __builtin_bswap32((uint32_t)(int32_t)rintf(x[i] * s));
         } else {
             double s = ldexp(1.0, sh);
             for (; i < cnt; i++)
-                dst[i] = __builtin_bswap32((uint32_t)(int32_t)lrint((double)x[i] * s));
+                dst[i] = __builtin_bswap32((uint32_t)(int32_t)rint((double)x[i] * s));
         }
     }
     for (; i < k; i++) dst[i] = 0;
 }
 
-static void quant_f64(const double *x, int64_t cnt, uint32_t k, int8_t e, int shift,
+HOT static void quant_f64(const double *x, int64_t cnt, uint32_t k, int8_t e, int shift,
                       uint32_t *dst) {
     int64_t i = 0;
     if (!reserved(e)) {
         double s = ldexp(1.0, shift - e);
-        for (; i < cnt; i++) dst[i] = __builtin_bswap32((uint32_t)(int32_t)lrint(x[i] * s));
+        for (; i < cnt; i++) dst[i] = __builtin_bswap32((uint32_t)(int32_t)rint(x[i] * s));
     }
     for (; i < k; i++) dst[i] = 0;
 }
 
-static void copy_i32(const int32_t *x, int64_t cnt, uint32_t k, uint32_t *dst) {
+HOT static void copy_i32(const int32_t *x, int64_t cnt, uint32_t k, uint32_t *dst) {
     int64_t i = 0;
     for (; i < cnt; i++) dst[i] = __builtin_bswap32((uint32_t)x[i]);
     for (; i < k; i++) dst[i] = 0;
@@ -299,7 +310,7 @@ static inline double deq_scale(int8_t e, int shift) {
 }
 
 /* cnt big-endian sums (read unaligned) to out */
-static void deq_f32(const uint8_t *src, int64_t cnt, int8_t e, int shift, float *out) {
+HOT static void deq_f32(const uint8_t *src, int64_t cnt, int8_t e, int shift, float *out) {
     double scale = deq_scale(e, shift);
     if (scale == 0.0 || scale >= 0x1p-126) {
         float s = (float)scale;
@@ -311,13 +322,13 @@ static void deq_f32(const uint8_t *src, int64_t cnt, int8_t e, int shift, float 
     }
 }
 
-static void deq_f64(const uint8_t *src, int64_t cnt, int8_t e, int shift, double *out) {
+HOT static void deq_f64(const uint8_t *src, int64_t cnt, int8_t e, int shift, double *out) {
     double scale = deq_scale(e, shift);
     for (int64_t i = 0; i < cnt; i++)
         out[i] = (double)(int32_t)__builtin_bswap32(load_u32(src + 4 * i)) * scale;
 }
 
-static void deq_i32(const uint8_t *src, int64_t cnt, int32_t *out) {
+HOT static void deq_i32(const uint8_t *src, int64_t cnt, int32_t *out) {
     for (int64_t i = 0; i < cnt; i++) out[i] = (int32_t)__builtin_bswap32(load_u32(src + 4 * i));
 }
 

@@ -66,10 +66,13 @@ def api(src: str) -> str:
 
 
 @functools.cache
-def load(sanitize: bool = False) -> native.Native:
-    """The compiled engine (cached by content); NativeUnavailable when it cannot be."""
+def load(sanitize: bool = False, baseline: bool = False) -> native.Native:
+    """The compiled engine (cached by content); NativeUnavailable when it cannot be.
+    `baseline` leaves out the AVX2 clones of the per-value loops (for tests)."""
     src = source()
-    flags = ("-fno-math-errno",) if sanitize else ("-O3", "-fno-math-errno")
+    flags: tuple[str, ...] = ("-fno-math-errno",) if sanitize else ("-O3", "-fno-math-errno")
+    if baseline:
+        flags += ("-DCS_BASELINE",)
     return native.load("cstream", src, api(src), sanitize=sanitize, extra_flags=flags)
 
 

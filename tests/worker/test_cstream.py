@@ -85,10 +85,11 @@ def c_exponents(nat: Any, x: np.ndarray, k: int) -> np.ndarray:
 
 
 @settings(max_examples=150, deadline=None)
-@given(float_blocks(), st.integers(1, 32), st.booleans(), st.data())
+@given(float_blocks(), st.integers(1, 32), st.booleans(), st.booleans(), st.data())
 def test_kernels_give_quant_py_bits(block: tuple[np.ndarray, int], world: int, wide: bool,
-                                    data: st.DataObject) -> None:
-    nat = cstream.load()
+                                    baseline: bool, data: st.DataObject) -> None:
+    """Both builds of the loops (AVX2 where the CPU has it, and the baseline)."""
+    nat = cstream.load(baseline=baseline)
     x, k = block
     if wide:
         with np.errstate(over="ignore"):  # beyond float64: inf, a poisoned chunk
