@@ -1,9 +1,10 @@
 """`Communicator`: allreduce of numpy arrays through the aggregation switch.
 
-Two packet plans share the streaming engine (`plans` describes the protocol). Integers
-(int32, and int64 whose values fit int32) go as they are and come back as the switch's
-wrapping int32 sum, bit-exact with a host int32 sum. Floats (float16, bfloat16, float32,
-float64) go through block floating point (`p4reduce.worker.quant`).
+Integers (int32, and int64 whose values fit int32) go as they are and come back as the
+switch's wrapping int32 sum, bit-exact with a host int32 sum. Floats (float16, bfloat16,
+float32, float64) go through block floating point (`p4reduce.worker.quant`). One call
+streams any mix of them (`allreduce_many`): the packets are laid out by `plans` (see
+docs/WIRE.md).
 
 A rank whose chunk holds NaN/inf proposes the reserved poison exponent; every rank then
 streams the whole call to the end (keeping slot rounds in step, so the communicator stays
@@ -21,7 +22,9 @@ import logging
 import os
 import threading
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import ml_dtypes
@@ -31,7 +34,7 @@ import numpy.typing as npt
 from p4reduce.worker import quant
 from p4reduce.worker.errors import NonFiniteError
 from p4reduce.worker.job import JobSpec
-from p4reduce.worker.plans import FloatOutcome, PythonEngine
+from p4reduce.worker.plans import Outcome, PythonEngine
 from p4reduce.worker.stats import CallStats
 from p4reduce.worker.stream import Abort, MissingRanks, RtoEstimator
 from p4reduce.worker.transport import Transport, make_transport
@@ -57,11 +60,8 @@ class Engine(Protocol):
     @property
     def broken(self) -> str | None: ...
 
-    def reduce_ints(self, flat: npt.NDArray[np.int32], nbytes: int
-                    ) -> tuple[npt.NDArray[np.int32], CallStats]: ...
-
-    def reduce_floats(self, flat: npt.NDArray[np.floating], nbytes: int, *, wide: bool
-                      ) -> FloatOutcome: ...
+    def reduce(self, floats: npt.NDArray[np.floating] | None,
+               ints: npt.NDArray[np.int32] | None, nbytes: int, *, wide: bool) -> Outcome: ...
 
     def close(self) -> None: ...
 
@@ -158,56 +158,93 @@ class Communicator:
 
     def allreduce(self, array: npt.ArrayLike, op: str = "sum") -> npt.NDArray[Any]:
         """Elementwise sum of `array` over all ranks, same shape and dtype."""
+        return self.allreduce_many([array], op)[0]
+
+    def allreduce_many(self, arrays: Sequence[npt.ArrayLike], op: str = "sum"
+                       ) -> list[npt.NDArray[Any]]:
+        """Elementwise sums of several arrays (of any supported dtypes) in one stream: one
+        exponent round and one packet window for all of them, as one call. Every rank must
+        pass arrays of the same sizes and kinds in the same order. The floats are
+        quantized together (a chunk may span two arrays), within the same error bound."""
         if op != "sum":
             raise ValueError(f"allreduce op {op!r} is not supported; the switch implements 'sum'")
-        arr = np.asarray(array)
-        dtype = arr.dtype
-        flat = np.ascontiguousarray(arr).reshape(-1)
-        if dtype == np.int32:
-            return self._ints(flat, arr.shape, dtype)
-        if dtype == np.int64:
-            if flat.size and (flat.min() < INT32_MIN or flat.max() > INT32_MAX):
-                bad = int(np.flatnonzero((flat < INT32_MIN) | (flat > INT32_MAX))[0])
-                raise ValueError(
-                    f"int64 allreduce needs every value to fit int32 (the switch sums int32); "
-                    f"element {bad} is {int(flat[bad])}"
-                )
-            return self._ints(flat.astype(np.int32), arr.shape, dtype)
-        if dtype in FLOAT_DTYPES:
-            work = flat if dtype == np.float64 else flat.astype(np.float32)
-            return self._floats(work, arr.shape, dtype)
-        names = "float16, bfloat16, float32, float64, int32, int64 (values within int32)"
-        raise TypeError(f"allreduce of dtype {dtype} is not supported; supported: {names}")
-
-    def _stats(self, stats: CallStats) -> None:
-        self.last_stats = stats
+        parts = [_part(np.asarray(a)) for a in arrays]  # all refusals before anything is sent
+        floats = [p for p in parts if p.kind == "f"]
+        ints = [p for p in parts if p.kind == "i"]
+        wide = any(p.dtype != np.float32 for p in floats)
+        f_work = _concat([p.flat for p in floats],
+                         np.float64 if any(p.dtype == np.float64 for p in floats) else np.float32)
+        i_work = _concat([p.flat for p in ints], np.int32)
+        nbytes = sum(p.flat.size * p.dtype.itemsize for p in parts)
+        with self._lock:
+            res = self.engine.reduce(f_work, i_work, nbytes, wide=wide)
+        self.last_stats = res.stats
         log.debug("job %d rank %d allreduce: %s, %.1f MB/s", self.job.job_id, self.job.rank,
-                  stats, stats.goodput_mb_s)
+                  res.stats, res.stats.goodput_mb_s)
+        self._check_finite(res.agreed, res.proposals)
+        out: list[npt.NDArray[Any]] = []
+        at = {"f": 0, "i": 0}
+        for p in parts:
+            src = res.floats if p.kind == "f" else res.ints
+            n = p.flat.size
+            piece = src[at[p.kind]: at[p.kind] + n]
+            at[p.kind] += n
+            out.append(piece.astype(p.dtype, copy=False).reshape(p.shape))
+        return out
 
-    def _ints(self, flat: npt.NDArray[Any], shape: tuple[int, ...], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
-        with self._lock:
-            out, stats = self.engine.reduce_ints(flat, flat.size * dtype.itemsize)
-        self._stats(stats)
-        return out.astype(dtype, copy=False).reshape(shape)
+    def _check_finite(self, agreed: npt.NDArray[np.int8], proposals: npt.NDArray[np.int8]) -> None:
+        poisoned = np.flatnonzero(agreed == quant.EXP_POISON)
+        if not poisoned.size:
+            return
+        mine = np.flatnonzero(proposals == quant.EXP_POISON)
+        where = ", ".join(str(int(c) * self.job.k) for c in poisoned[:5])
+        who = (
+            f"this rank's input has NaN, inf or |x| >= 2^{quant.MAX_EXP} in chunks at offsets "
+            + ", ".join(str(int(c) * self.job.k) for c in mine[:5])
+            if mine.size
+            else "another rank's input has NaN, inf or |x| >= 2^126 there"
+        )
+        raise NonFiniteError(
+            f"allreduce of job {self.job.job_id} (rank {self.job.rank}) refused: "
+            f"non-finite or out-of-range values in {poisoned.size} chunk(s) of {self.job.k} "
+            f"elements starting at element offsets {where}; {who}"
+        )
 
-    def _floats(self, flat: npt.NDArray[Any], shape: tuple[int, ...], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
-        with self._lock:
-            res = self.engine.reduce_floats(flat, flat.size * dtype.itemsize,
-                                            wide=dtype != np.float32)
-        self._stats(res.stats)
-        poisoned = np.flatnonzero(res.agreed == quant.EXP_POISON)
-        if poisoned.size:
-            mine = np.flatnonzero(res.proposals == quant.EXP_POISON)
-            where = ", ".join(str(int(c) * self.job.k) for c in poisoned[:5])
-            who = (
-                f"this rank's input has NaN, inf or |x| >= 2^{quant.MAX_EXP} in chunks at offsets "
-                + ", ".join(str(int(c) * self.job.k) for c in mine[:5])
-                if mine.size
-                else "another rank's input has NaN, inf or |x| >= 2^126 there"
+
+@dataclass
+class _Part:
+    """One array of a call: its kind on the wire ("f" floats, "i" int32), its values as a
+    contiguous 1-D array, and what to give back."""
+
+    kind: str
+    flat: npt.NDArray[Any]
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+
+
+def _part(arr: npt.NDArray[Any]) -> _Part:
+    dtype = arr.dtype
+    flat = np.ascontiguousarray(arr).reshape(-1)
+    if dtype == np.int32:
+        return _Part("i", flat, dtype, arr.shape)
+    if dtype == np.int64:
+        if flat.size and (flat.min() < INT32_MIN or flat.max() > INT32_MAX):
+            bad = int(np.flatnonzero((flat < INT32_MIN) | (flat > INT32_MAX))[0])
+            raise ValueError(
+                f"int64 allreduce needs every value to fit int32 (the switch sums int32); "
+                f"element {bad} is {int(flat[bad])}"
             )
-            raise NonFiniteError(
-                f"allreduce of job {self.job.job_id} (rank {self.job.rank}) refused: "
-                f"non-finite or out-of-range values in {poisoned.size} chunk(s) of {self.job.k} "
-                f"elements starting at element offsets {where}; {who}"
-            )
-        return res.values.astype(dtype, copy=False).reshape(shape)
+        return _Part("i", flat, dtype, arr.shape)
+    if dtype in FLOAT_DTYPES:
+        return _Part("f", flat, dtype, arr.shape)
+    names = "float16, bfloat16, float32, float64, int32, int64 (values within int32)"
+    raise TypeError(f"allreduce of dtype {dtype} is not supported; supported: {names}")
+
+
+def _concat(flats: list[npt.NDArray[Any]], dtype: type) -> npt.NDArray[Any] | None:
+    """One contiguous array of `dtype` (no copy for a single array of that dtype)."""
+    if not flats:
+        return None
+    if len(flats) == 1:
+        return flats[0].astype(dtype, copy=False)
+    return np.concatenate(flats).astype(dtype, copy=False)

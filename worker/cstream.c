@@ -59,8 +59,7 @@
 #define CS_MISMATCH 4
 #define CS_DESCRIPTOR 5
 
-#define CS_KIND_INT 1
-#define CS_KIND_FLOAT 2
+#define CS_DESCRIPTOR_LANES 6
 #define CS_T_I32 0
 #define CS_T_F32 1
 #define CS_T_F64 2
@@ -84,16 +83,18 @@ typedef struct {
 } cs_config;
 
 typedef struct {
-    int32_t kind;        /* CS_KIND_* */
-    int32_t in_type;     /* CS_T_*: int32 for ints; float32 or float64 for floats */
-    int32_t out_type;    /* CS_T_*: int32 for ints; float32 or float64 for floats */
+    int32_t f_in_type;   /* CS_T_F32 or CS_T_F64: the float segment's values */
+    int32_t f_out_type;  /* CS_T_F32 or CS_T_F64: its sums */
     int32_t shift;       /* quantization headroom (quant.shift_for) */
     int32_t world;
-    int64_t n;           /* elements */
-    const void *input;
-    void *output;        /* n elements of out_type */
-    int8_t *proposals;   /* floats: ceil(n / k) exponent proposals, written */
-    int8_t *agreed;      /* floats: ceil(n / k) agreed exponents, written */
+    int64_t n_f;         /* float elements */
+    int64_t n_i;         /* int32 elements */
+    const void *f_in;
+    void *f_out;         /* n_f sums of f_out_type */
+    const int32_t *i_in;
+    int32_t *i_out;      /* n_i sums */
+    int8_t *proposals;   /* ceil(n_f / k) exponent proposals, written */
+    int8_t *agreed;      /* ceil(n_f / k) agreed exponents, written */
     double timeout_s;    /* no new result for this long: CS_TIMEOUT */
 } cs_call;
 
@@ -115,7 +116,7 @@ typedef struct {
     int32_t err_want_exp_only;
     int64_t err_offset;
     int64_t err_want_offset;
-    int64_t desc_got;        /* CS_DESCRIPTOR: the switch's sum of the element counts */
+    int64_t desc_got[6];     /* CS_DESCRIPTOR: the switch's maximum of the descriptors */
 } cs_state;
 
 typedef struct cs_engine cs_engine;
@@ -577,10 +578,11 @@ struct cs_engine {
     /* the call */
     int active, started;
     cs_call call;
-    int64_t n_chunks, n_head, m, n_done;
+    int64_t cf, ci, n_exp, m, n_done;  /* float and int chunks, exponent packets */
     uint64_t base;
     uint8_t *pkt; size_t pkt_cap;   /* P_SENT | P_DONE per packet */
-    int32_t desc[2];
+    int32_t desc[CS_DESCRIPTOR_LANES];
+    int desc_seen;
     double t0;
     int paced;
     /* candidates and sends of one batch */
@@ -718,21 +720,41 @@ int cs_feed(cs_engine *e, const uint8_t *data, const uint32_t *lens, uint32_t co
 
 /* ---- the plan: which packets a call sends and what their results mean ----
  *
- * Packets 0..n_head-1 are exponent-only (EXP_ONLY); packet 0 carries the descriptor
- * (n, n*n + kind) mod 2^31 in lanes 0 and 1, which the switch sums. Ints: n_head = 1,
- * data packet c is packet 1 + c. Floats: n_head = min(S, chunks), exponent packet i
- * proposes chunk i; data packet c (packet n_head + c) carries the proposal for chunk c + S
- * and waits for packet c (which brings its chunk's agreed exponent). */
+ * (worker/plans.py and docs/WIRE.md describe the same.) Packets 0..n_exp-1 are exponent
+ * packets (EXP_ONLY: the switch keeps the larger value of each lane): lane g of the
+ * call's lane stream (packet g / K, lane g % K) is descriptor lane g for g < D, the
+ * proposal of float chunk g - D (sign-extended) for g < D + cf, else EXP_ZERO. Packet
+ * n_exp + c is float chunk c (quantized with its agreed exponent, waiting for exponent
+ * packet (D + c) / K); packet n_exp + cf + c is int chunk c (waiting for nothing). */
+
+#define D CS_DESCRIPTOR_LANES
 
 static inline int64_t plan_dep(const cs_engine *e, int64_t i) {
-    if (e->call.kind != CS_KIND_FLOAT || i < e->n_head) return -1;
-    return i - e->n_head;
+    if (i < e->n_exp || i >= e->n_exp + e->cf) return -1;
+    return (D + i - e->n_exp) / e->K;
 }
 
 static inline int pkt_done(const cs_engine *e, int64_t i) { return i < 0 || (e->pkt[i] & P_DONE); }
 
 static inline int plan_ready(const cs_engine *e, int64_t i) {
     return !(e->pkt[i] & P_SENT) && pkt_done(e, i - e->S) && pkt_done(e, plan_dep(e, i));
+}
+
+/* Exponent lanes are order-encoded (docs/WIRE.md): bit-reverse(v ^ 2^31), so that the
+ * switch finds the larger of two by the lowest bit in which they differ. */
+static inline uint32_t rev32(uint32_t x) {
+    x = ((x >> 1) & 0x55555555u) | ((x & 0x55555555u) << 1);
+    x = ((x >> 2) & 0x33333333u) | ((x & 0x33333333u) << 2);
+    x = ((x >> 4) & 0x0F0F0F0Fu) | ((x & 0x0F0F0F0Fu) << 4);
+    return __builtin_bswap32(x);
+}
+static inline uint32_t order_encode(int32_t v) { return rev32((uint32_t)v ^ 0x80000000u); }
+static inline int32_t order_decode(uint32_t lane) { return (int32_t)(rev32(lane) ^ 0x80000000u); }
+
+static inline int32_t exp_lane(const cs_engine *e, int64_t g) {
+    if (g < D) return e->desc[g];
+    if (g < D + e->cf) return e->call.proposals[g - D];
+    return EXP_ZERO;
 }
 
 static void plan_build(cs_engine *e, int64_t i, uint8_t *row) {
@@ -742,27 +764,24 @@ static void plan_build(cs_engine *e, int64_t i, uint8_t *row) {
     uint8_t flags = 0;
     int64_t offset;
     int8_t exp = 0;
-    if (i < e->n_head) {
+    if (i < e->n_exp) {
         flags = F_EXP_ONLY;
-        offset = c->kind == CS_KIND_FLOAT ? i * (int64_t)K : 0;
-        if (c->kind == CS_KIND_FLOAT) exp = c->proposals[i];
-        memset(lanes, 0, (size_t)K * 4);
-        if (i == 0) {
-            lanes[0] = __builtin_bswap32((uint32_t)e->desc[0]);
-            if (K > 1) lanes[1] = __builtin_bswap32((uint32_t)e->desc[1]);
-        }
-    } else {
-        int64_t ch = i - e->n_head, at = ch * (int64_t)K, cnt = chunk_len(c->n, K, ch);
+        offset = i * (int64_t)K;
+        exp = EXP_ZERO;
+        for (uint32_t l = 0; l < K; l++)
+            lanes[l] = __builtin_bswap32(order_encode(exp_lane(e, offset + l)));
+    } else if (i < e->n_exp + e->cf) {
+        int64_t ch = i - e->n_exp, at = ch * (int64_t)K, cnt = chunk_len(c->n_f, K, ch);
         offset = at;
-        if (c->kind == CS_KIND_INT) {
-            copy_i32((const int32_t *)c->input + at, cnt, K, lanes);
-        } else {
-            exp = ch + e->S < e->n_chunks ? c->proposals[ch + e->S] : EXP_ZERO;
-            if (c->in_type == CS_T_F64)
-                quant_f64((const double *)c->input + at, cnt, K, c->agreed[ch], c->shift, lanes);
-            else
-                quant_f32((const float *)c->input + at, cnt, K, c->agreed[ch], c->shift, lanes);
-        }
+        exp = c->agreed[ch];
+        if (c->f_in_type == CS_T_F64)
+            quant_f64((const double *)c->f_in + at, cnt, K, exp, c->shift, lanes);
+        else
+            quant_f32((const float *)c->f_in + at, cnt, K, exp, c->shift, lanes);
+    } else {
+        int64_t ch = i - e->n_exp - e->cf, at = ch * (int64_t)K;
+        offset = (e->cf + ch) * (int64_t)K;
+        copy_i32(c->i_in + at, chunk_len(c->n_i, K, ch), K, lanes);
     }
     row[0] = flags;
     put32(row + 7, (uint32_t)offset);
@@ -774,29 +793,35 @@ static int plan_result(cs_engine *e, int64_t i, const uint8_t *p) {
     const cs_call *c = &e->call;
     uint32_t K = e->K;
     const uint8_t *lanes = p + HDR_LEN;
-    int8_t exp = (int8_t)p[11];
-    if (i < e->n_head) {
-        if (i == 0) {
-            for (uint32_t l = 0; l < 2 && l < K; l++) {
-                uint32_t want = (uint32_t)e->desc[l] * (uint32_t)c->world;
-                uint32_t got = get32(lanes + 4 * l);
-                if (got != want) {
-                    e->st.desc_got = (int32_t)get32(lanes);
-                    return CS_DESCRIPTOR;
+    if (i < e->n_exp) {
+        int64_t at = i * (int64_t)K;
+        for (uint32_t l = 0; l < K; l++) {
+            int64_t g = at + l;
+            int32_t v = order_decode(get32(lanes + 4 * l));
+            if (g < D) {
+                e->st.desc_got[g] = v;
+                if (++e->desc_seen == D) {
+                    for (int j = 0; j < D; j++)
+                        if (e->st.desc_got[j] != e->desc[j]) return CS_DESCRIPTOR;
                 }
+            } else if (g < D + e->cf) {
+                c->agreed[g - D] = (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
+            } else {
+                break;
             }
         }
-        if (c->kind == CS_KIND_FLOAT) c->agreed[i] = exp;
         return 0;
     }
-    int64_t ch = i - e->n_head, at = ch * (int64_t)K, cnt = chunk_len(c->n, K, ch);
-    if (c->kind == CS_KIND_INT) {
-        deq_i32(lanes, cnt, (int32_t *)c->output + at);
+    if (i < e->n_exp + e->cf) {
+        int64_t ch = i - e->n_exp, at = ch * (int64_t)K, cnt = chunk_len(c->n_f, K, ch);
+        if (c->f_out_type == CS_T_F64)
+            deq_f64(lanes, cnt, c->agreed[ch], c->shift, (double *)c->f_out + at);
+        else
+            deq_f32(lanes, cnt, c->agreed[ch], c->shift, (float *)c->f_out + at);
         return 0;
     }
-    if (c->out_type == CS_T_F64) deq_f64(lanes, cnt, c->agreed[ch], c->shift, (double *)c->output + at);
-    else deq_f32(lanes, cnt, c->agreed[ch], c->shift, (float *)c->output + at);
-    if (ch + e->S < e->n_chunks) c->agreed[ch + e->S] = exp;
+    int64_t ch = i - e->n_exp - e->cf;
+    deq_i32(lanes, chunk_len(c->n_i, K, ch), c->i_out + ch * (int64_t)K);
     return 0;
 }
 
@@ -809,38 +834,47 @@ static int push_cand(cs_engine *e, int64_t i) {
     return 0;
 }
 
+/* packets that may have waited for packet j: its slot's next user, and, for an exponent
+ * packet, the float chunks whose proposals it carried */
 static void plan_dependents(cs_engine *e, int64_t j) {
     push_cand(e, j + e->S);
-    if (e->call.kind == CS_KIND_FLOAT) push_cand(e, j + e->n_head);
+    if (j >= e->n_exp) return;
+    int64_t lo = j * (int64_t)e->K - D, hi = lo + e->K;
+    if (lo < 0) lo = 0;
+    if (hi > e->cf) hi = e->cf;
+    for (int64_t ch = lo; ch < hi; ch++) push_cand(e, e->n_exp + ch);
 }
 
 int cs_begin(cs_engine *e, const cs_call *call) {
     double t0 = mono();
-    if (call->n < 0 || call->world < 1 || call->timeout_s <= 0) return -1;
-    if (call->kind == CS_KIND_INT) {
-        if (call->in_type != CS_T_I32 || call->out_type != CS_T_I32) return -1;
-    } else if (call->kind == CS_KIND_FLOAT) {
-        if (call->in_type == CS_T_I32 || call->out_type == CS_T_I32) return -1;
-        if (call->n && (!call->proposals || !call->agreed)) return -1;
-    } else {
+    if (call->n_f < 0 || call->n_i < 0 || call->world < 1 || call->timeout_s <= 0) return -1;
+    if ((call->f_in_type != CS_T_F32 && call->f_in_type != CS_T_F64) ||
+        (call->f_out_type != CS_T_F32 && call->f_out_type != CS_T_F64))
         return -1;
-    }
-    if (call->n && (!call->input || !call->output)) return -1;
+    if (call->n_f && (!call->f_in || !call->f_out || !call->proposals || !call->agreed))
+        return -1;
+    if (call->n_i && (!call->i_in || !call->i_out)) return -1;
     e->call = *call;
-    e->n_chunks = (call->n + e->K - 1) / e->K;
-    if (call->kind == CS_KIND_INT) e->n_head = 1;
-    else e->n_head = e->n_chunks < e->S ? e->n_chunks : e->S;
-    e->m = e->n_chunks ? e->n_head + e->n_chunks : 0;
+    int64_t K = e->K;
+    e->cf = (call->n_f + K - 1) / K;
+    e->ci = (call->n_i + K - 1) / K;
+    e->n_exp = call->n_f || call->n_i ? (D + e->cf + K - 1) / K : 0;
+    e->m = e->n_exp ? e->n_exp + e->cf + e->ci : 0;
     uint8_t *p = grow(e->pkt, &e->pkt_cap, (size_t)e->m + 1, 1);
     if (!p) return -1;
     e->pkt = p;
     memset(e->pkt, 0, (size_t)e->m + 1);
-    int64_t n = call->n;
-    e->desc[0] = (int32_t)(n & 0x7FFFFFFF);
-    e->desc[1] = (int32_t)(((uint64_t)n * (uint64_t)n + (uint64_t)call->kind) & 0x7FFFFFFF);
-    if (call->kind == CS_KIND_FLOAT && n) {
-        cs_block_exponents(call->in_type, call->input, n, e->K, call->proposals);
-        memset(call->agreed, EXP_ZERO, (size_t)e->n_chunks);
+    int64_t nf = call->n_f, ni = call->n_i;
+    int32_t v[3] = {(int32_t)(nf & 0x7FFFFFFF), (int32_t)(ni & 0x7FFFFFFF),
+                    (int32_t)((((nf >> 31) & 0x7FFF) << 16) | ((ni >> 31) & 0x7FFF))};
+    for (int j = 0; j < 3; j++) {
+        e->desc[2 * j] = v[j];
+        e->desc[2 * j + 1] = ~v[j];
+    }
+    e->desc_seen = 0;
+    if (nf) {
+        cs_block_exponents(call->f_in_type, call->f_in, nf, e->K, call->proposals);
+        memset(call->agreed, EXP_ZERO, (size_t)e->cf);
     }
     cs_state *st = &e->st;
     st->sent = st->retransmitted = st->duplicates = st->bad = 0;
@@ -866,6 +900,8 @@ int cs_begin(cs_engine *e, const cs_call *call) {
     e->started = 0;
     return 0;
 }
+
+#undef D
 
 /* ---- I/O ---- */
 

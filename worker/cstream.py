@@ -24,14 +24,11 @@ import numpy as np
 import numpy.typing as npt
 
 from p4reduce import native
+from p4reduce.contract import DESCRIPTOR_LANES
 from p4reduce.worker import quant
+from p4reduce.worker.errors import AllreduceError
 from p4reduce.worker.job import JobSpec
-from p4reduce.worker.plans import (
-    KIND_FLOAT,
-    KIND_INT,
-    FloatOutcome,
-    descriptor_error,
-)
+from p4reduce.worker.plans import Outcome, check_descriptor
 from p4reduce.worker.stats import CallStats
 from p4reduce.worker.stream import (
     Abort,
@@ -44,6 +41,8 @@ from p4reduce.worker.stream import (
 )
 from p4reduce.worker.transport import NativeIo, Transport
 
+_NO_FLOATS = np.zeros(0, dtype=np.float32)
+_NO_INTS = np.zeros(0, dtype=np.int32)
 #: the longest the C loop runs before Python gets control back, seconds
 SLICE_S = 0.05
 
@@ -53,7 +52,7 @@ CS_IO_FD, CS_IO_QUEUE, CS_IO_ECHO = 0, 1, 2
 CS_FRAME_NONE, CS_FRAME_ETH = 0, 1
 CS_DONE, CS_SLICE, CS_IO, CS_TIMEOUT, CS_MISMATCH, CS_DESCRIPTOR = 0, 1, 2, 3, 4, 5
 CS_T_I32, CS_T_F32, CS_T_F64 = 0, 1, 2
-CS_KIND_INT, CS_KIND_FLOAT = KIND_INT, KIND_FLOAT  # the descriptor's kinds
+CS_DESCRIPTOR_LANES = DESCRIPTOR_LANES
 
 
 def source() -> str:
@@ -125,49 +124,39 @@ class CEngine:
         self._rows = np.frombuffer(ffi.buffer(lib.cs_rows(ptr), rows * length),
                                    dtype=np.uint8).reshape(rows, length)
         self._call = ffi.new("cs_call *")
+        self._shift = quant.shift_for(job.world_size)
 
     @property
     def seq(self) -> int:
         return int(self._st.seq)
 
-    def reduce_ints(self, flat: npt.NDArray[np.int32], nbytes: int
-                    ) -> tuple[npt.NDArray[np.int32], CallStats]:
-        out = np.empty(flat.size, dtype=np.int32)
-        stats = self._run(CS_KIND_INT, flat, CS_T_I32, out, CS_T_I32, None, None, nbytes)
-        return out, stats
-
-    def reduce_floats(self, flat: npt.NDArray[np.floating], nbytes: int, *, wide: bool
-                      ) -> FloatOutcome:
-        chunks = -(-flat.size // self.job.k)
-        proposals = np.empty(chunks, dtype=np.int8)
-        agreed = np.empty(chunks, dtype=np.int8)
-        out: npt.NDArray[np.floating] = np.empty(flat.size,
-                                                 dtype=np.float64 if wide else np.float32)
-        in_type = CS_T_F64 if flat.dtype == np.float64 else CS_T_F32
-        stats = self._run(CS_KIND_FLOAT, flat, in_type, out, CS_T_F64 if wide else CS_T_F32,
-                          proposals, agreed, nbytes)
-        return FloatOutcome(out, agreed, proposals, stats)
-
-    def _run(self, kind: int, flat: npt.NDArray[Any], in_type: int, out: npt.NDArray[Any],
-             out_type: int, proposals: npt.NDArray[np.int8] | None,
-             agreed: npt.NDArray[np.int8] | None, nbytes: int) -> CallStats:
+    def reduce(self, floats: npt.NDArray[np.floating] | None,
+               ints: npt.NDArray[np.int32] | None, nbytes: int, *, wide: bool) -> Outcome:
+        """The same as PythonEngine.reduce, in C."""
         check_usable(self.broken, self.job)
         if self._e is None:
             raise ValueError("p4reduce: the C engine was closed")
         ffi, lib, e, call = self._ffi, self._lib, self._e, self._call
-        if not flat.flags.c_contiguous:
-            flat = np.ascontiguousarray(flat)
-        keep = [ffi.from_buffer(a) for a in (flat, out) if a.size]
-        call.kind, call.in_type, call.out_type = kind, in_type, out_type
-        call.shift = quant.shift_for(self.job.world_size)
-        call.world, call.n, call.timeout_s = self.job.world_size, flat.size, self.timeout_s
-        call.input = keep[0] if keep else ffi.NULL
-        call.output = keep[1] if keep else ffi.NULL
-        arrays = [ffi.from_buffer("int8_t[]", a) if a is not None and a.size else ffi.NULL
-                  for a in (proposals, agreed)]
-        call.proposals, call.agreed = arrays
+        n_f = 0 if floats is None else floats.size
+        n_i = 0 if ints is None else ints.size
+        f_in = np.ascontiguousarray(floats) if floats is not None and n_f else _NO_FLOATS
+        i_in = np.ascontiguousarray(ints) if ints is not None and n_i else _NO_INTS
+        f_out: npt.NDArray[np.floating] = np.empty(n_f, dtype=np.float64 if wide else np.float32)
+        i_out = np.empty(n_i, dtype=np.int32)
+        chunks = -(-n_f // self.job.k)
+        proposals = np.empty(chunks, dtype=np.int8)
+        agreed = np.empty(chunks, dtype=np.int8)
+        keep = [ffi.from_buffer(t, a) if a.size else ffi.NULL
+                for t, a in (("char[]", f_in), ("char[]", f_out), ("int32_t[]", i_in),
+                             ("int32_t[]", i_out), ("int8_t[]", proposals), ("int8_t[]", agreed))]
+        call.f_in_type = CS_T_F64 if f_in.dtype == np.float64 else CS_T_F32
+        call.f_out_type = CS_T_F64 if wide else CS_T_F32
+        call.shift, call.world = self._shift, self.job.world_size
+        call.n_f, call.n_i, call.timeout_s = n_f, n_i, self.timeout_s
+        call.f_in, call.f_out, call.i_in, call.i_out, call.proposals, call.agreed = keep
         if lib.cs_begin(e, call) != 0:
-            raise ValueError(f"p4reduce: the C engine refused a call of {flat.size} elements")
+            raise ValueError(f"p4reduce: the C engine refused a call of {n_f} float and "
+                             f"{n_i} int32 elements")
         aborting = AbortPoll(self.abort, time.monotonic())
         try:
             while True:
@@ -177,16 +166,17 @@ class CEngine:
                 if rc == CS_IO:
                     self._pump()
                 elif rc != CS_SLICE:
-                    raise self._error(rc, flat.size)
+                    raise self._error(rc, n_f, n_i)
                 aborting.poll(time.monotonic())
         except BaseException as exc:  # any interruption mid-stream desynchronizes the rounds
             self.broken = str(exc) or type(exc).__name__
             raise
         finally:
-            del keep, arrays
+            del keep
         st = self._st
-        return CallStats(int(st.sent), int(st.retransmitted), int(st.duplicates),
-                         float(st.elapsed), nbytes)
+        stats = CallStats(int(st.sent), int(st.retransmitted), int(st.duplicates),
+                          float(st.elapsed), nbytes)
+        return Outcome(f_out, i_out, agreed, proposals, stats)
 
     def _pump(self) -> None:
         """Queue mode: send what the engine asks to, feed it what came back."""
@@ -205,7 +195,7 @@ class CEngine:
                            ffi.from_buffer("uint32_t[]", lens), len(got)) != 0:
                 raise MemoryError("p4reduce: the C engine could not buffer received packets")
 
-    def _error(self, rc: int, n: int) -> Exception:
+    def _error(self, rc: int, n_f: int, n_i: int) -> Exception:
         st, job = self._st, self.job
         if rc == CS_TIMEOUT:
             cap = job.num_slots
@@ -220,7 +210,10 @@ class CEngine:
                                   bool(st.err_exp_only), int(st.err_want_offset),
                                   bool(st.err_want_exp_only))
         if rc == CS_DESCRIPTOR:
-            return descriptor_error(n, job.world_size, int(st.desc_got))
+            try:
+                check_descriptor(n_f, n_i, list(st.desc_got))
+            except AllreduceError as e:
+                return e
         return RuntimeError(f"p4reduce: the C engine returned status {rc}")
 
     def close(self) -> None:

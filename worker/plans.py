@@ -1,14 +1,20 @@
 """The packets of one call, in Python: what the reference streamer sends and how it reads
-the results (`worker/cstream.c` implements the same protocol in C).
+the results (`worker/cstream.c` implements the same protocol in C; docs/WIRE.md describes
+it).
 
-Integers (int32) go as they are, one packet per chunk of K values, and come back as the
-switch's wrapping int32 sum. Floats go through block floating point (`quant`): a first
-window of exponent-only packets proposes the exponents of chunks 0..S-1, and the data
-packet of chunk c carries the proposal for chunk c+S, so the agreed exponent of every
-later chunk is back before its data may leave.
+A call reduces a float segment (block floating point, `quant`) and an int32 segment
+(summed exactly, wrapping like int32), either possibly empty, as one stream:
 
-Every call starts with a descriptor (see `descriptor`) so that ranks disagreeing on the
-tensor size fail instead of mixing chunks.
+* E exponent packets (flags EXP_ONLY, combined by the switch with a maximum per lane,
+  their lanes order-encoded: `wire.order_encode`) carry the call descriptor
+  (DESCRIPTOR_LANES lanes) and then this rank's exponent proposal for every float chunk,
+  K lanes a packet;
+* one data packet per float chunk, quantized with the chunk's agreed exponent once the
+  exponent packet holding its proposal has its result;
+* one data packet per int chunk, which waits for nothing.
+
+The descriptor holds (v, ~v) for each of three values that describe the call, so a rank
+whose peers stream another call sees it in its first result and fails, on every rank.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from p4reduce.contract import DESCRIPTOR_LANES
 from p4reduce.worker import quant, wire
 from p4reduce.worker.errors import AllreduceError
 from p4reduce.worker.job import JobSpec
@@ -27,178 +34,165 @@ from p4reduce.worker.transport import Transport
 
 IntArray = npt.NDArray[np.intp]
 Built = tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike, npt.ArrayLike]
-#: descriptor kinds: what the ranks reduce, besides how many elements
-KIND_INT, KIND_FLOAT = 1, 2
+I32 = npt.NDArray[np.int32]
+_LOW31 = 0x7FFF_FFFF
 
 
-def descriptor(n: int, kind: int, k: int) -> npt.NDArray[np.int32]:
-    """Lanes of a call's first packet: (n, n*n + kind) mod 2^31, zeros after.
-
-    The switch sums them; the sums equal W times each rank's own lanes only when every
-    rank reduces the same number of elements of the same kind (two moments: equal sums of
-    n and of n^2 force equal n). A rank whose peers stream a different call learns it from
-    its first packet's result instead of returning a silently mixed sum.
-    """
-    lanes = np.zeros(k, dtype=np.int32)
-    lanes[0] = n & 0x7FFFFFFF
-    if k > 1:
-        lanes[1] = (n * n + kind) & 0x7FFFFFFF
+def descriptor(n_floats: int, n_ints: int) -> I32:
+    """The call descriptor lanes: (v, ~v) for v0 = n_floats mod 2^31, v1 = n_ints mod 2^31
+    and v2 = their high bits (15 each). The switch's signed maximum of v equals a rank's
+    own v, and that of ~v its own ~v, only if every rank has the same v."""
+    values = (n_floats & _LOW31, n_ints & _LOW31,
+              ((n_floats >> 31) & 0x7FFF) << 16 | ((n_ints >> 31) & 0x7FFF))
+    lanes = np.array([x for v in values for x in (v, ~v)], dtype=np.int32)
+    assert lanes.size == DESCRIPTOR_LANES
     return lanes
 
 
-def descriptor_error(n: int, world: int, got0: int) -> AllreduceError:
-    return AllreduceError(
-        f"allreduce: the ranks are not reducing tensors of the same size and kind "
-        f"(this rank has {n} elements; the switch's sum of the ranks' sizes is {got0}, "
-        f"not {world} x {n})"
+def check_descriptor(n_floats: int, n_ints: int, got: npt.ArrayLike) -> None:
+    """Raise AllreduceError unless `got` (the switch's maximum of every rank's descriptor
+    lanes) shows that every rank streams this call."""
+    got = np.asarray(got, dtype=np.int64)
+    own = descriptor(n_floats, n_ints)
+    if np.array_equal(got, own):
+        return
+    hi, lo = got[0::2], ~got[1::2]  # maximum of v, minimum of v over the ranks
+    raise AllreduceError(
+        f"allreduce: the ranks are not reducing tensors of the same size and kind (this "
+        f"rank has {n_floats} float and {n_ints} int32 elements; the ranks' float counts "
+        f"range over {int(lo[0])}..{int(hi[0])} and their int32 counts over "
+        f"{int(lo[1])}..{int(hi[1])}, mod 2^31)"
     )
 
 
-class _Plan:
-    """Common part: packet 0 .. n_head-1 are EXP_ONLY, packet 0 carries the descriptor.
+def exponent_lanes(desc: I32, proposals: npt.NDArray[np.int8], k: int) -> I32:
+    """The lanes of a call's exponent packets, (E, k), as sent (order-encoded, see
+    `wire.order_encode`): the descriptor, then the proposals, then EXP_ZERO."""
+    total = desc.size + proposals.size
+    n = -(-total // k)
+    lanes = np.full(n * k, quant.EXP_ZERO, dtype=np.int32)
+    lanes[: desc.size] = desc
+    lanes[desc.size: total] = proposals
+    return wire.order_encode(lanes).reshape(n, k)
 
-    The streamer asks for packets and hands results back a batch at a time, as index
-    arrays: every method is a handful of numpy operations whatever the batch size."""
 
-    kind = 0
+class CallPlan:
+    """A call's packets, built and consumed a batch at a time (index arrays): every
+    method is a handful of numpy operations whatever the batch size."""
 
-    def __init__(self, n_elems: int, n_chunks: int, n_head: int, k: int, world: int) -> None:
-        self.k, self.n, self.n_head, self.world = k, n_chunks, n_head, world
-        self.n_elems = n_elems
-        self.n_packets = n_head + n_chunks if n_chunks else 0
+    def __init__(self, floats: npt.NDArray[np.floating] | None,
+                 ints: npt.NDArray[np.int32] | None, k: int, shift: int) -> None:
+        self.k, self.shift = k, shift
+        self.n_f = 0 if floats is None else floats.size
+        self.n_i = 0 if ints is None else ints.size
+        self.blocks = (quant.to_blocks(floats, k) if floats is not None and floats.size
+                       else np.zeros((0, k), dtype=np.float32))
+        irows = (quant.to_blocks(ints, k) if ints is not None and ints.size
+                 else np.zeros((0, k), dtype=np.int32))
+        # a copy, as the caller's array may be written while the call streams
+        self.irows = irows.copy() if ints is not None and np.may_share_memory(irows, ints) else irows
+        self.cf, self.ci = self.blocks.shape[0], self.irows.shape[0]
+        self.desc = descriptor(self.n_f, self.n_i)
+        self.proposals = quant.block_exponents(self.blocks)
+        self.lanes = exponent_lanes(self.desc, self.proposals, k)
+        self.n_exp = self.lanes.shape[0] if self.n_f or self.n_i else 0
+        self.n_packets = self.n_exp + self.cf + self.ci if self.n_exp else 0
         self.tensor_bytes = 0
-        self.desc = descriptor(n_elems, self.kind, k)
+        self.agreed = np.full(self.cf, quant.EXP_ZERO, dtype=np.int8)
+        self.result_f = np.zeros((self.cf, k), dtype=np.int32)
+        self.result_i = np.empty((self.ci, k), dtype=np.int32)
+        self.desc_got = np.zeros(self.desc.size, dtype=np.int64)  # as the results come
+        self.desc_seen = 0
 
-    def head_values(self, idx: IntArray) -> npt.NDArray[np.int32]:
-        """Lanes of head packets idx: the descriptor in packet 0, zeros elsewhere."""
-        values = np.zeros((idx.size, self.k), dtype=np.int32)
-        values[idx == 0] = self.desc
-        return values
+    def deps(self, idx: IntArray) -> IntArray:
+        """A float data packet waits for the exponent packet holding its chunk's lane."""
+        e, d = self.n_exp, self.desc.size
+        floats = (idx >= e) & (idx < e + self.cf)
+        return np.where(floats, (d + idx - e) // self.k, -1)
+
+    def dependents(self, done: IntArray) -> IntArray:
+        ex = done[done < self.n_exp]
+        if not ex.size:
+            return done[:0]
+        d, k = self.desc.size, self.k
+        lo = np.maximum(ex * k - d, 0)
+        hi = np.minimum((ex + 1) * k - d, self.cf)
+        parts = [np.arange(a, b) for a, b in zip(lo.tolist(), hi.tolist(), strict=True) if b > a]
+        return (np.concatenate(parts) + self.n_exp) if parts else done[:0]
 
     def expect(self, idx: IntArray) -> tuple[npt.NDArray[np.integer], npt.NDArray[np.integer]]:
-        head = idx < self.n_head
-        exp_only = np.where(head, wire.FLAG_EXP_ONLY, 0)
-        return exp_only, np.where(head, idx, idx - self.n_head) * self.k
-
-    def check_head(self, idx: IntArray, values: npt.NDArray[np.int32]) -> None:
-        at = np.flatnonzero(idx == 0)
-        if not at.size:
-            return
-        got = values[int(at[0]), : min(self.k, 2)].astype(np.int64)
-        want = (self.desc[: got.size].astype(np.int64) * self.world + 2**31) % 2**32 - 2**31
-        if not np.array_equal(got, want):
-            raise descriptor_error(self.n_elems, self.world, int(got[0]))
-
-
-class IntPlan(_Plan):
-    kind = KIND_INT
-
-    def __init__(self, flat: npt.NDArray[np.int32], k: int, world: int) -> None:
-        rows = quant.to_blocks(flat, k)
-        # a copy, as the caller's array may be written while the call streams
-        self.rows = rows.copy() if np.may_share_memory(rows, flat) else rows
-        super().__init__(flat.size, self.rows.shape[0], 1, k, world)
-        self.result = np.empty_like(self.rows)
-
-    def deps(self, idx: IntArray) -> IntArray:
-        return np.full(idx.size, -1, dtype=np.intp)
-
-    def dependents(self, done: IntArray) -> IntArray:
-        return done[:0]
+        head = idx < self.n_exp
+        return (np.where(head, wire.FLAG_EXP_ONLY, 0),
+                np.where(head, idx, idx - self.n_exp) * self.k)
 
     def build(self, idx: IntArray) -> Built:
-        chunk = idx - 1
-        if idx[0] > 0:  # the usual batch: data packets only
-            return 0, chunk * self.k, 0, self.rows[chunk]
-        values = self.rows[np.maximum(chunk, 0)]
-        values[0] = self.desc  # idx is sorted: packet 0, the descriptor, comes first
-        flags = np.where(idx == 0, wire.FLAG_EXP_ONLY, 0)
-        return flags, np.maximum(chunk, 0) * self.k, 0, values
+        e, cf, k = self.n_exp, self.cf, self.k
+        first, last = int(idx[0]), int(idx[-1])
+        if first >= e and last < e + cf:  # float data only (the usual batch)
+            c = idx - e
+            lo, hi = first - e, last - e + 1
+            if hi - lo == c.size:  # consecutive chunks: slices, no gather
+                return 0, c * k, self.agreed[lo:hi], quant.quantize(self.blocks[lo:hi],
+                                                                     self.agreed[lo:hi], self.shift)
+            return 0, c * k, self.agreed[c], quant.quantize(self.blocks[c], self.agreed[c],
+                                                            self.shift)
+        flags = np.where(idx < e, wire.FLAG_EXP_ONLY, 0)
+        offsets = np.where(idx < e, idx, idx - e) * k
+        exps = np.zeros(idx.size, dtype=np.int8)
+        values = np.empty((idx.size, k), dtype=np.int32)
+        head = idx < e
+        exps[head] = quant.EXP_ZERO
+        values[head] = self.lanes[idx[head]]
+        fl = (idx >= e) & (idx < e + cf)
+        if fl.any():
+            c = idx[fl] - e
+            exps[fl] = self.agreed[c]
+            values[fl] = quant.quantize(self.blocks[c], self.agreed[c], self.shift)
+        it = idx >= e + cf
+        values[it] = self.irows[idx[it] - e - cf]
+        return flags, offsets, exps, values
 
     def on_result(self, idx: IntArray, exps: npt.NDArray[np.int8],
                   values: npt.NDArray[np.int32]) -> None:
-        data = idx > 0
-        if not data.all():
-            self.check_head(idx, values)
-            idx, values = idx[data], values[data]
-        self.result[idx - 1] = values
-
-
-class FloatPlan(_Plan):
-    """Packets 0..n_exp-1 propose the exponents of chunks 0..n_exp-1; data packet of chunk
-    c carries the proposal for chunk c+S and gets back its agreed exponent."""
-
-    kind = KIND_FLOAT
-
-    def __init__(self, flat: npt.NDArray[np.floating], k: int, num_slots: int, shift: int,
-                 world: int) -> None:
-        self.S, self.shift = num_slots, shift
-        self.blocks = quant.to_blocks(flat, k)
-        n = self.blocks.shape[0]
-        super().__init__(flat.size, n, min(num_slots, n), k, world)
-        self.proposals = quant.block_exponents(self.blocks)
-        # the exponent field of data packet c: the proposal for chunk c + S, or none
-        self.ahead = np.full(n, quant.EXP_ZERO, dtype=np.int8)
-        self.ahead[: max(n - num_slots, 0)] = self.proposals[num_slots:]
-        self.agreed = np.full(n, quant.EXP_ZERO, dtype=np.int8)
-        self.result = np.zeros((n, k), dtype=np.int32)
-
-    def deps(self, idx: IntArray) -> IntArray:
-        # data packets wait for the packet that brings their chunk's agreed exponent: the
-        # exponent-only packet of their chunk, or (from chunk S on) the data packet of
-        # chunk c - S; n_head packets earlier either way
-        return np.where(idx >= self.n_head, idx - self.n_head, -1)
-
-    def dependents(self, done: IntArray) -> IntArray:
-        return done + self.n_head
-
-    def build(self, idx: IntArray) -> Built:
-        n_head = self.n_head
-        if idx[-1] < n_head:  # idx is sorted: exponent-only packets only
-            return wire.FLAG_EXP_ONLY, idx * self.k, self.proposals[idx], self.head_values(idx)
-        if idx[0] < n_head:  # both kinds: the streamer never asks so, but be general
-            cut = int(np.searchsorted(idx, n_head))
-            head, data = self.build(idx[:cut]), self.build(idx[cut:])
-            return tuple(np.concatenate([np.broadcast_to(np.asarray(h), (cut, *np.shape(h)[1:])),
-                                         np.broadcast_to(np.asarray(d), (idx.size - cut, *np.shape(d)[1:]))])
-                         for h, d in zip(head, data, strict=True))  # type: ignore[return-value]
-        # data packets: quantized once their exponents are agreed, a batch per numpy call
-        c = idx - n_head
-        lo, hi = int(c[0]), int(c[-1]) + 1
-        if hi - lo == c.size:  # consecutive chunks (the common case): slices, no gather
-            values = quant.quantize(self.blocks[lo:hi], self.agreed[lo:hi], self.shift)
-            return 0, c * self.k, self.ahead[lo:hi], values
-        values = quant.quantize(self.blocks[c], self.agreed[c], self.shift)
-        return 0, c * self.k, self.ahead[c], values
-
-    def on_result(self, idx: IntArray, exps: npt.NDArray[np.int8],
-                  values: npt.NDArray[np.int32]) -> None:
-        n_head, S = self.n_head, self.S
-        head = idx < n_head
+        e, cf, k, d = self.n_exp, self.cf, self.k, self.desc.size
+        head = idx < e
         if head.any():
-            self.check_head(idx, values)
-            self.agreed[idx[head]] = exps[head]
-            data = ~head
-            idx, exps, values = idx[data], exps[data], values[data]
-        c = idx - n_head
-        self.result[c] = values
-        later = c + S < self.n
-        self.agreed[c[later] + S] = exps[later]
-
+            for row, pkt in zip(values[head], idx[head].tolist(), strict=True):
+                lanes = wire.order_decode(row).astype(np.int64)
+                at = pkt * k  # this packet's first lane in the call's lane stream
+                if at < d:  # descriptor lanes (in packet 0 unless k < DESCRIPTOR_LANES)
+                    n = min(d - at, k)
+                    self.desc_got[at: at + n] = lanes[:n]
+                    self.desc_seen += n
+                    if self.desc_seen >= d:
+                        check_descriptor(self.n_f, self.n_i, self.desc_got)
+                c0 = max(at - d, 0)  # first chunk whose proposal is in this packet
+                c1 = min(at + k - d, cf)
+                if c1 > c0:
+                    self.agreed[c0:c1] = np.clip(lanes[c0 + d - at: c1 + d - at], -128, 127)
+            idx, exps, values = idx[~head], exps[~head], values[~head]
+        fl = idx < e + cf
+        if fl.all():
+            self.result_f[idx - e] = values
+            return
+        self.result_f[idx[fl] - e] = values[fl]
+        self.result_i[idx[~fl] - e - cf] = values[~fl]
 
 @dataclass
-class FloatOutcome:
-    """A float call's sum (float32 or float64, the caller's element count), the agreed
-    exponent of every chunk and this rank's own proposals (for NonFiniteError)."""
+class Outcome:
+    """A call's sums: floats (float32 or float64) and ints of the caller's element counts,
+    the agreed exponent of every float chunk and this rank's own proposals (for
+    NonFiniteError)."""
 
-    values: npt.NDArray[np.floating]
+    floats: npt.NDArray[np.floating]
+    ints: npt.NDArray[np.int32]
     agreed: npt.NDArray[np.int8]
     proposals: npt.NDArray[np.int8]
     stats: CallStats
 
 
 class PythonEngine:
-    """The reference engine: the plans above driven by the numpy streamer."""
+    """The reference engine: a CallPlan driven by the numpy streamer."""
 
     name = "python"
 
@@ -218,27 +212,21 @@ class PythonEngine:
     def broken(self) -> str | None:
         return self.streamer.broken
 
-    def reduce_ints(self, flat: npt.NDArray[np.int32], nbytes: int
-                    ) -> tuple[npt.NDArray[np.int32], CallStats]:
-        plan = IntPlan(flat, self.job.k, self.job.world_size)
+    def reduce(self, floats: npt.NDArray[np.floating] | None, ints: I32 | None, nbytes: int,
+               *, wide: bool) -> Outcome:
+        """Sum both segments over the ranks in one stream. Float sums come back as float64
+        when `wide` (rounded once more by the caller, to its dtype), else as float32
+        (`quant.dequantize_f32`, the same bits as rounding the float64)."""
+        plan = CallPlan(floats, ints, self.job.k, self.shift)
         plan.tensor_bytes = nbytes
         stats = self.streamer.run(plan)
-        return plan.result.reshape(-1)[: flat.size], stats
-
-    def reduce_floats(self, flat: npt.NDArray[np.floating], nbytes: int, *, wide: bool
-                      ) -> FloatOutcome:
-        """Sums as float64 when `wide` (rounded once more by the caller, to its dtype),
-        else float32 (`quant.dequantize_f32`, the same bits as rounding the float64)."""
-        job = self.job
-        plan = FloatPlan(flat, job.k, job.num_slots, self.shift, job.world_size)
-        plan.tensor_bytes = nbytes
-        stats = self.streamer.run(plan)
-        if not wide:
-            out: npt.NDArray[np.floating] = quant.dequantize_f32(plan.result, plan.agreed,
-                                                                 self.shift)
+        if wide:
+            out: npt.NDArray[np.floating] = quant.dequantize(plan.result_f, plan.agreed,
+                                                             self.shift)
         else:
-            out = quant.dequantize(plan.result, plan.agreed, self.shift)
-        return FloatOutcome(out.reshape(-1)[: flat.size], plan.agreed, plan.proposals, stats)
+            out = quant.dequantize_f32(plan.result_f, plan.agreed, self.shift)
+        return Outcome(out.reshape(-1)[: plan.n_f], plan.result_i.reshape(-1)[: plan.n_i],
+                       plan.agreed, plan.proposals, stats)
 
     def close(self) -> None:
         return None

@@ -57,29 +57,31 @@ class Harness:
         self.active = False
 
     def begin(self) -> None:
+        """A call of random float and int segments (either may be empty), sometimes with
+        non-finite values, a descriptor other ranks disagree with (world > 1) or a short
+        timeout."""
         rng, ffi = self.rng, self.ffi
-        n = rng.choice([0, 1, 7, 8, 9, 63, 64, 200, 1000])
-        kind = rng.choice([cstream.CS_KIND_INT, cstream.CS_KIND_FLOAT])
-        world = rng.choice([1, 1, 1, 2, 32])
-        if kind == cstream.CS_KIND_INT:
-            x: np.ndarray = np.arange(n, dtype=np.int32) * 7 - 3
-            out: np.ndarray = np.empty(n, dtype=np.int32)
-            in_t = out_t = cstream.CS_T_I32
-        else:
-            x = np.random.default_rng(rng.randrange(1 << 30)).standard_normal(n)
-            x = x.astype(rng.choice([np.float32, np.float64]))
-            if n and rng.random() < 0.2:
-                x[rng.randrange(n)] = rng.choice([np.nan, np.inf, 1e300])
-            in_t = cstream.CS_T_F64 if x.dtype == np.float64 else cstream.CS_T_F32
-            out_t = rng.choice([cstream.CS_T_F32, cstream.CS_T_F64])
-            out = np.empty(n, dtype=np.float64 if out_t == cstream.CS_T_F64 else np.float32)
-        chunks = -(-n // K)
+        n_f = rng.choice([0, 0, 1, 7, 8, 9, 63, 64, 200, 1000])
+        n_i = rng.choice([0, 0, 1, 8, 9, 100])
+        f = np.random.default_rng(rng.randrange(1 << 30)).standard_normal(n_f)
+        f = f.astype(rng.choice([np.float32, np.float64]))
+        if n_f and rng.random() < 0.2:
+            f[rng.randrange(n_f)] = rng.choice([np.nan, np.inf, 1e300])
+        wide = rng.random() < 0.5
+        f_out = np.empty(n_f, dtype=np.float64 if wide else np.float32)
+        ints = np.arange(n_i, dtype=np.int32) * 7 - 3
+        i_out = np.empty(n_i, dtype=np.int32)
+        chunks = -(-n_f // K)
         props, agreed = np.empty(chunks, np.int8), np.empty(chunks, np.int8)
-        self.keep = [x, out, props, agreed]
+        self.keep = [f, f_out, ints, i_out, props, agreed]
         c = self.call
-        c.kind, c.in_type, c.out_type, c.shift, c.world, c.n = kind, in_t, out_t, 25, world, n
-        c.input = ffi.from_buffer(x) if n else ffi.NULL
-        c.output = ffi.from_buffer(out) if n else ffi.NULL
+        c.f_in_type = cstream.CS_T_F64 if f.dtype == np.float64 else cstream.CS_T_F32
+        c.f_out_type = cstream.CS_T_F64 if wide else cstream.CS_T_F32
+        c.shift, c.world, c.n_f, c.n_i = 25, rng.choice([1, 1, 1, 2, 32]), n_f, n_i
+        c.f_in = ffi.from_buffer(f) if n_f else ffi.NULL
+        c.f_out = ffi.from_buffer(f_out) if n_f else ffi.NULL
+        c.i_in = ffi.from_buffer("int32_t[]", ints) if n_i else ffi.NULL
+        c.i_out = ffi.from_buffer("int32_t[]", i_out) if n_i else ffi.NULL
         c.proposals = ffi.from_buffer("int8_t[]", props) if chunks else ffi.NULL
         c.agreed = ffi.from_buffer("int8_t[]", agreed) if chunks else ffi.NULL
         c.timeout_s = rng.choice([0.005, 0.05, 1.0])

@@ -50,7 +50,7 @@ def test_api_constants_are_the_c_files() -> None:
     defines = dict(re.findall(r"^#define (CS_\w+) (\d+)$", cstream.source(), re.M))
     for name, value in defines.items():
         assert getattr(cstream, name) == int(value), name
-    assert len(defines) == 16
+    assert len(defines) == 15
 
 
 # --------------------------------------------------------------------------------------
@@ -233,7 +233,9 @@ def test_losses_duplicates_and_reordering_give_the_clean_bits(up: int, down: int
         stats = c.last_stats
         assert stats is not None and stats.packets_sent == len(t.seen) - before
         retx = [h for h in t.seen[before:] if h.flags & wire.FLAG_RETRANSMIT]
-        assert stats.retransmitted == len(retx) and (stats.retransmitted > 0) == bool(up or down)
+        assert stats.retransmitted == len(retx)
+        # (without loss a loaded machine may still make the 1..10 ms timers fire)
+        assert stats.retransmitted > 0 or not (up or down)
 
 
 @pytest.mark.timeout(120)
@@ -306,11 +308,17 @@ def test_timeout_names_the_stuck_slots_and_rounds(engine: str) -> None:
     c = Communicator(JobSpec(3, 0, 2, 4, tunnel_port=9), t, timeout_s=0.3, engine=engine,
                      missing_ranks=lambda job, slot, rnd: [1])
     with pytest.raises(AllreduceTimeout) as e:
-        c.allreduce(np.ones(64 * 10, np.float32))
+        c.allreduce(np.ones(64 * 10, np.int32))  # int chunks wait for no exponents
     assert e.value.stuck == [(0, 0), (1, 0), (2, 0), (3, 0)]
     assert e.value.missing_ranks == [1] and 0.3 <= e.value.waited_s < 1.0
-    assert len({p[:12] for p in t.sent if not p[0] & wire.FLAG_RETRANSMIT}) == 4
+    first = [p for p in t.sent if not p[0] & wire.FLAG_RETRANSMIT]
+    assert [p[0] for p in first] == [wire.FLAG_EXP_ONLY, 0, 0, 0]  # the descriptor first
     assert any(p[0] & wire.FLAG_RETRANSMIT for p in t.sent)
+    t = Silent()
+    c = Communicator(JobSpec(3, 0, 2, 4, tunnel_port=9), t, timeout_s=0.3, engine=engine)
+    with pytest.raises(AllreduceTimeout) as e:
+        c.allreduce(np.ones(64 * 10, np.float32))  # the data waits for the exponent round
+    assert e.value.stuck == [(0, 0)] and e.value.missing_ranks is None
 
 
 @pytest.mark.timeout(60)

@@ -123,16 +123,17 @@ class FakeComm:
 
     def __init__(self, world: int) -> None:
         self.job = SimpleNamespace(world_size=world)
-        self.calls: list[tuple[np.dtype[Any], int]] = []
+        self.calls: list[list[tuple[str, int]]] = []  # per call: (dtype, size) of each array
 
-    def allreduce(self, array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        self.calls.append((array.dtype, array.size))
-        if array.dtype == np.int32:
-            return np.asarray((array.astype(np.int64) * self.job.world_size).astype(np.int32))
-        return np.asarray(array * self.job.world_size)
+    def allreduce_many(self, arrays: list[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
+        self.calls.append([(str(a.dtype), a.size) for a in arrays])
+        return [np.asarray((a.astype(np.int64) * self.job.world_size).astype(np.int32))
+                if a.dtype == np.int32 else np.asarray(a * self.job.world_size) for a in arrays]
 
 
-def test_one_switch_call_per_dtype_results_in_place() -> None:
+def test_one_switch_call_for_all_tensors_results_in_place() -> None:
+    """allreduce_coalesced of five tensors of four dtypes is one stream: one float32
+    buffer (float32, bfloat16, float16 alike) and one int32 buffer in one call."""
     comm = FakeComm(4)
     a = torch.arange(6, dtype=torch.float32).view(2, 3)
     b = torch.tensor([1.5, -2.25], dtype=torch.bfloat16)
@@ -140,13 +141,14 @@ def test_one_switch_call_per_dtype_results_in_place() -> None:
     d = torch.arange(12, dtype=torch.float32).view(3, 4).t()  # not contiguous
     e = torch.tensor([0.5], dtype=torch.float16)
     reduce_into(comm, [a, b, c, d, e], average=False)  # type: ignore[arg-type]
-    assert sorted((str(dt), n) for dt, n in comm.calls) == [
-        ("float32", 1), ("float32", 2), ("float32", 6 + 12), ("int32", 3)]
+    assert comm.calls == [[("float32", 6 + 2 + 12 + 1), ("int32", 3)]]
     assert a.tolist() == [[0, 4, 8], [12, 16, 20]]
     assert b.dtype == torch.bfloat16 and b.tolist() == [6.0, -9.0]
     assert c.tolist() == [28, -28, 36]
     assert torch.equal(d, torch.arange(12, dtype=torch.float32).view(3, 4).t() * 4)
     assert e.dtype == torch.float16 and e.tolist() == [2.0]
+    reduce_into(comm, [c], average=False)  # type: ignore[arg-type]
+    assert comm.calls[-1] == [("int32", 3)] and c.tolist() == [112, -112, 144]
 
 
 def test_average_divides_floats_and_truncates_ints() -> None:
@@ -241,9 +243,9 @@ class GatedComm(NullComm):
         super().__init__(spec)
         self.gate = threading.Event()
 
-    def allreduce(self, array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    def allreduce_many(self, arrays: list[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
         assert self.gate.wait(20)
-        return super().allreduce(array)
+        return super().allreduce_many(arrays)
 
 
 @pytest.mark.timeout(30)

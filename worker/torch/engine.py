@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import ml_dtypes
@@ -38,62 +39,67 @@ def to_numpy(t: torch.Tensor) -> np.ndarray[Any, Any]:
     return flat.numpy()
 
 
-def from_numpy(a: np.ndarray[Any, Any], dtype: torch.dtype) -> torch.Tensor:
-    if dtype == torch.bfloat16:
-        bits = np.ascontiguousarray(a.astype(ml_dtypes.bfloat16)).view(np.int16)
-        return torch.from_numpy(bits).view(torch.bfloat16)
-    return torch.from_numpy(np.ascontiguousarray(a))
+@dataclass
+class Packed:
+    """The tensors of one collective as host buffers: every float tensor (float32,
+    float16, bfloat16) in one float32 buffer, every int32 tensor in one int32 buffer, so
+    that the call is one stream however many tensors and dtypes it has."""
+
+    floats: list[torch.Tensor]
+    ints: list[torch.Tensor]
+    buffers: list[np.ndarray[Any, Any]]  # the float buffer (if any), then the int one
 
 
-Packed = list[tuple[torch.dtype, list[torch.Tensor], np.ndarray[Any, Any]]]
+def _flat(group: list[torch.Tensor], dtype: type) -> np.ndarray[Any, Any]:
+    parts = [to_numpy(t) for t in group]
+    if len(parts) == 1:
+        return parts[0].astype(dtype, copy=True)
+    return np.concatenate([p.astype(dtype, copy=False) for p in parts])
 
 
 def pack(tensors: list[torch.Tensor]) -> Packed:
-    """One host buffer per dtype (float32 for every float dtype, int32 for int32).
+    """Host copies of `tensors`, as they are when the collective is issued.
 
-    Runs on the caller's thread: it snapshots the inputs as they are when the collective
-    is issued, and for CUDA tensors `.cpu()` orders the copy after the kernels of the
-    caller's current stream that produced them.
+    Runs on the caller's thread: it snapshots the inputs, and for CUDA tensors `.cpu()`
+    orders the copy after the kernels of the caller's current stream that produced them.
     """
-    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
-    for t in tensors:
-        by_dtype.setdefault(t.dtype, []).append(t)
-    out: Packed = []
-    for dtype, group in by_dtype.items():
-        parts = [to_numpy(t) for t in group]
-        wire_dtype = np.int32 if dtype == torch.int32 else np.float32
-        flat = (np.concatenate(parts).astype(wire_dtype, copy=False) if len(parts) > 1
-                else parts[0].astype(wire_dtype, copy=True))
-        out.append((dtype, group, flat))
-    return out
+    floats = [t for t in tensors if t.dtype != torch.int32]
+    ints = [t for t in tensors if t.dtype == torch.int32]
+    buffers = ([_flat(floats, np.float32)] if floats else []) + (
+        [_flat(ints, np.int32)] if ints else [])
+    return Packed(floats, ints, buffers)
 
 
 def finish(comm: Communicator, packed: Packed, average: bool) -> None:
-    """Reduce each packed buffer through the switch and write the results back in place.
+    """Reduce the packed buffers through the switch in one call and write the results
+    back in place.
 
     Floats travel as float32 whatever their dtype, so the sum of half-precision values is
     rounded once, at the end, not on every addition. The average of int32 truncates
     toward zero, as NCCL's does.
     """
+    if not packed.buffers:
+        return
     world = comm.job.world_size
-    for dtype, group, flat in packed:
-        out = comm.allreduce(flat)
+    outs = comm.allreduce_many(packed.buffers)
+    groups = ([packed.floats] if packed.floats else []) + ([packed.ints] if packed.ints else [])
+    for group, out in zip(groups, outs, strict=True):
         if average:
             out = (np.trunc(out.astype(np.float64) / world).astype(np.int32)
-                   if dtype == torch.int32 else out / np.float32(world))
-        result = from_numpy(out, dtype)
+                   if out.dtype == np.int32 else out / np.float32(world))
+        result = torch.from_numpy(np.ascontiguousarray(out))
         offset = 0
         for t in group:
             n = t.numel()
-            t.copy_(result[offset : offset + n].view(t.shape))
+            t.copy_(result[offset : offset + n].view(t.shape))  # casts to t's dtype
             offset += n
-        for t in group:
-            if t.is_cuda:  # the copies above ran on this thread's stream: done before the future
-                torch.cuda.current_stream(t.device).synchronize()
+    for t in (*packed.floats, *packed.ints):
+        if t.is_cuda:  # the copies above ran on this thread's stream: done before the future
+            torch.cuda.current_stream(t.device).synchronize()
 
 
 def reduce_into(comm: Communicator, tensors: list[torch.Tensor], average: bool) -> None:
-    """Sum (or average) `tensors` over the ranks in place, one switch call per dtype."""
+    """Sum (or average) `tensors` over the ranks in place, as one switch call."""
     finish(comm, pack(tensors), average)
 
 
