@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16), np.dtype(np.float32),
                 np.dtype(np.float64))
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 EngineChoice = Literal["auto", "c", "python"]
 #: environment variable that picks the engine when the caller does not
 ENGINE_ENV = "P4REDUCE_ENGINE"
@@ -158,7 +159,23 @@ class Communicator:
 
     def allreduce(self, array: npt.ArrayLike, op: str = "sum") -> npt.NDArray[Any]:
         """Elementwise sum of `array` over all ranks, same shape and dtype."""
-        return self.allreduce_many([array], op)[0]
+        if op != "sum":
+            raise ValueError(f"allreduce op {op!r} is not supported; the switch implements 'sum'")
+        # one array: allreduce_many without its lists (a small call's Python cost counts)
+        p = _part(np.asarray(array))
+        nbytes = p.flat.size * p.dtype.itemsize
+        with self._lock:
+            if p.kind == "f":
+                work = p.flat if p.dtype in (_F32, _F64) else p.flat.astype(np.float32)
+                res = self.engine.reduce(work, None, nbytes, wide=p.dtype != _F32)
+            else:
+                res = self.engine.reduce(None, p.flat.astype(np.int32, copy=False), nbytes,
+                                         wide=False)
+        self.last_stats = res.stats
+        if p.kind == "f":
+            self._check_finite(res.agreed, res.proposals)
+            return res.floats.astype(p.dtype, copy=False).reshape(p.shape)
+        return res.ints.astype(p.dtype, copy=False).reshape(p.shape)
 
     def allreduce_many(self, arrays: Sequence[npt.ArrayLike], op: str = "sum"
                        ) -> list[npt.NDArray[Any]]:

@@ -6,7 +6,9 @@ and the window's loss detection is the same as `window.Window`'s. Control comes 
 Python every `SLICE_S` seconds at most, so that Ctrl-C and the `abort` hook are served.
 
 Sockets stay Python's: a transport that offers `native_io()` (the UDP and tunnel
-transports) lends its socket to the engine, which then does its own sendmmsg/recvmmsg;
+transports) lends its socket to the engine, which then does its own sendmmsg/recvmmsg
+(sending up to 64 datagrams per message with UDP segmentation offload where the kernel
+has it: one pass through the network stack per message instead of per datagram);
 any other transport (test doubles, in-memory switches) works through a queue, with Python
 moving the packets the engine asks to send and feeding it what comes back.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import os
 import socket
 import struct
 import time
@@ -43,6 +46,9 @@ from p4reduce.worker.transport import NativeIo, Transport
 
 _NO_FLOATS = np.zeros(0, dtype=np.float32)
 _NO_INTS = np.zeros(0, dtype=np.int32)
+#: P4REDUCE_GSO=0 sends one datagram per message instead of with UDP segmentation
+#: offload (which the engine turns off by itself where the kernel refuses it)
+GSO_ENV = "P4REDUCE_GSO"
 #: the longest the C loop runs before Python gets control back, seconds
 SLICE_S = 0.05
 
@@ -115,6 +121,7 @@ class CEngine:
                 cfg.framing, cfg.rx_port = CS_FRAME_ETH, io.rx_port
         cfg.job_id, cfg.rank, cfg.slots, cfg.k = job.job_id, job.rank, job.num_slots, job.k
         cfg.rto_initial, cfg.rto_min, cfg.rto_max = rto.initial_s, rto.min_s, rto.max_s
+        cfg.gso = os.environ.get(GSO_ENV, "1") != "0"
         ptr = lib.cs_new(cfg)
         if ptr == ffi.NULL:
             raise MemoryError(f"p4reduce: cannot allocate the C engine of job {job.job_id}")
@@ -124,6 +131,9 @@ class CEngine:
         self._rows = np.frombuffer(ffi.buffer(lib.cs_rows(ptr), rows * length),
                                    dtype=np.uint8).reshape(rows, length)
         self._call = ffi.new("cs_call *")
+        # the pointer types of cs_call's arrays, resolved once (a small call's Python cost)
+        self._ctypes = [ffi.typeof(t) for t in ("char[]", "char[]", "int32_t[]", "int32_t[]",
+                                                "int8_t[]", "int8_t[]")]
         self._shift = quant.shift_for(job.world_size)
 
     @property
@@ -147,8 +157,8 @@ class CEngine:
         proposals = np.empty(chunks, dtype=np.int8)
         agreed = np.empty(chunks, dtype=np.int8)
         keep = [ffi.from_buffer(t, a) if a.size else ffi.NULL
-                for t, a in (("char[]", f_in), ("char[]", f_out), ("int32_t[]", i_in),
-                             ("int32_t[]", i_out), ("int8_t[]", proposals), ("int8_t[]", agreed))]
+                for t, a in zip(self._ctypes, (f_in, f_out, i_in, i_out, proposals, agreed),
+                                strict=True)]
         call.f_in_type = CS_T_F64 if f_in.dtype == np.float64 else CS_T_F32
         call.f_out_type = CS_T_F64 if wide else CS_T_F32
         call.shift, call.world = self._shift, self.job.world_size

@@ -438,8 +438,12 @@ def test_engine_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_c_engine_over_kernel_udp_against_a_c_echo() -> None:
-    """The benchmark's echo (cs_echo_serve) answers the engine's own sendmmsg batches."""
+@pytest.mark.parametrize("gso", ["1", "0"])
+def test_c_engine_over_kernel_udp_against_a_c_echo(gso: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The benchmark's echo (cs_echo_serve) answers the engine's own batches, sent with
+    UDP segmentation offload (64 datagrams a message) and without."""
+    monkeypatch.setenv(cstream.GSO_ENV, gso)
     nat = cstream.load()
     srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     srv.bind(("127.0.0.1", 0))
