@@ -252,14 +252,55 @@ class GatedComm(NullComm):
 def test_inputs_are_taken_when_the_collective_is_issued(fake_client: type[FakeClient]) -> None:
     eng = SwitchEngine(from_env(0, 3, BASE), communicator_factory=GatedComm)  # type: ignore[arg-type]
     try:
-        t = torch.ones(5)
+        n = engine_mod.INLINE_MAX_BYTES // 4 + 1  # too big to run on the caller's thread
+        t = torch.ones(n)
         fut = eng.submit([t], average=False)
         t.fill_(100.0)  # after issuing: must not leak into this allreduce
         assert not fut.done()
         assert isinstance(eng.comm, GatedComm)
         eng.comm.gate.set()
         assert fut.wait()[0] is t
-        assert t.tolist() == [3.0] * 5
+        assert torch.equal(t, torch.full((n,), 3.0))
+    finally:
+        eng.close()
+
+
+class OrderComm(NullComm):
+    """Records the order of calls and the thread each ran on; the first one waits."""
+
+    def __init__(self, spec: Any) -> None:
+        super().__init__(spec)
+        self.gate = threading.Event()
+        self.order: list[tuple[int, str]] = []
+
+    def allreduce_many(self, arrays: list[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
+        if not self.order:
+            assert self.gate.wait(20)
+        self.order.append((arrays[0].size, threading.current_thread().name))
+        return super().allreduce_many(arrays)
+
+
+@pytest.mark.timeout(30)
+def test_small_calls_run_inline_unless_a_call_is_queued(fake_client: type[FakeClient]) -> None:
+    """A small call with nothing before it completes before submit returns (no thread
+    hand-off); behind a queued call it waits its turn, so the order is the ranks' order."""
+    eng = SwitchEngine(from_env(0, 2, BASE), communicator_factory=OrderComm)  # type: ignore[arg-type]
+    try:
+        assert isinstance(eng.comm, OrderComm)
+        big = torch.ones(engine_mod.INLINE_MAX_BYTES // 4 + 1)
+        small = [torch.ones(i + 1) for i in range(3)]
+        futs = [eng.submit([big], average=False)]
+        futs += [eng.submit([t], average=False) for t in small]  # queued behind `big`
+        assert not any(f.done() for f in futs)
+        eng.comm.gate.set()
+        for f in futs:
+            f.wait()
+        assert [size for size, _ in eng.comm.order] == [big.numel(), 1, 2, 3]
+        assert all(name.startswith("p4reduce") for _, name in eng.comm.order)
+        lone = torch.ones(5)
+        fut = eng.submit([lone], average=False)
+        assert fut.done() and lone.tolist() == [2.0] * 5  # ran inline
+        assert eng.comm.order[-1] == (5, threading.current_thread().name)
     finally:
         eng.close()
 
