@@ -376,7 +376,11 @@ def bench_loopback(world: int = 4, sizes: tuple[int, ...] = (4 * KB, 64 * KB, 4 
         port = _free_port()
         per_rank = _run_ranks([["--gloo-rank", str(r), str(world), str(port), size_arg, rep_arg]
                                for r in range(world)])
-        rows += _rows("gloo (ring over TCP)", per_rank, world, None, None)
+        gloo_rows = _rows("gloo (ring over TCP)", per_rank, world, None, None)
+        gloo_ms = {r["size"]: r["ms per call (median)"] for r in gloo_rows}
+        for r in rows:  # the yardstick: a call's time as a multiple of gloo's
+            r["time / gloo"] = r["ms per call (median)"] / gloo_ms[r["size"]]
+        rows += gloo_rows
     return rows
 
 
