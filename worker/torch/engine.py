@@ -202,15 +202,17 @@ class SwitchEngine:
             return fut
 
         def run() -> None:
+            error: BaseException | None = None
             try:
                 finish(self.comm, packed, average)
             except BaseException as e:
-                fut.set_exception(e)  # type: ignore[arg-type]
+                error = e
+            with self._submit_lock:  # before the future: a caller woken by it may submit
+                self._pending -= 1
+            if error is not None:
+                fut.set_exception(error)  # type: ignore[arg-type]
             else:
                 fut.set_result(tensors)
-            finally:
-                with self._submit_lock:
-                    self._pending -= 1
 
         small = sum(b.nbytes for b in packed.buffers) <= INLINE_MAX_BYTES
         with self._submit_lock:
