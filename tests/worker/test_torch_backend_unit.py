@@ -282,8 +282,9 @@ class OrderComm(NullComm):
 
 @pytest.mark.timeout(30)
 def test_small_calls_run_inline_unless_a_call_is_queued(fake_client: type[FakeClient]) -> None:
-    """A small call with nothing before it completes before submit returns (no thread
-    hand-off); behind a queued call it waits its turn, so the order is the ranks' order."""
+    """A small call from the main thread with nothing before it completes before submit
+    returns (no thread hand-off); behind a queued call it waits its turn, so the order is
+    the ranks' order."""
     eng = SwitchEngine(from_env(0, 2, BASE), communicator_factory=OrderComm)  # type: ignore[arg-type]
     try:
         assert isinstance(eng.comm, OrderComm)
@@ -301,6 +302,12 @@ def test_small_calls_run_inline_unless_a_call_is_queued(fake_client: type[FakeCl
         fut = eng.submit([lone], average=False)
         assert fut.done() and lone.tolist() == [2.0] * 5  # ran inline
         assert eng.comm.order[-1] == (5, threading.current_thread().name)
+        other: list[Any] = []  # from another thread (as DDP's autograd threads): queued
+        th = threading.Thread(target=lambda: other.append(eng.submit([torch.ones(6)], False)))
+        th.start()
+        th.join()
+        other[0].wait()
+        assert eng.comm.order[-1][0] == 6 and eng.comm.order[-1][1].startswith("p4reduce")
     finally:
         eng.close()
 

@@ -103,8 +103,8 @@ def reduce_into(comm: Communicator, tensors: list[torch.Tensor], average: bool) 
     finish(comm, pack(tensors), average)
 
 
-#: calls of at most this many bytes run on the caller's thread when nothing is queued
-#: (`SwitchEngine.submit`)
+#: calls of at most this many bytes from the main thread run there when nothing is
+#: queued (`SwitchEngine.submit`)
 INLINE_MAX_BYTES = 64 * 1024
 
 _live: list[SwitchEngine] = []
@@ -184,11 +184,12 @@ class SwitchEngine:
     def submit(self, tensors: list[torch.Tensor], average: bool) -> torch.futures.Future[list[torch.Tensor]]:
         """Start an in-place allreduce; the future fails with the switch path's error.
 
-        A small call with nothing queued before it runs right here, on the caller's
-        thread: handing it to the engine's thread costs more than its packets do (about
-        100 us against a few tens on loopback), and with nothing in flight there is
-        nothing to overlap it with. Anything larger, or anything behind a queued call,
-        goes to the engine's thread, in submission order.
+        A small call from the main thread with nothing queued before it runs right here:
+        handing it to the engine's thread costs more than its packets do (about 100 us
+        against a few tens on loopback), and with nothing in flight there is nothing to
+        overlap it with. Anything larger, anything behind a queued call, and every call
+        from another thread (DDP's buckets come from autograd threads, whose backward pass
+        must go on meanwhile) goes to the engine's thread, in submission order.
         """
         fut: torch.futures.Future[list[torch.Tensor]] = torch.futures.Future()
         if self.closed:
@@ -214,7 +215,8 @@ class SwitchEngine:
             else:
                 fut.set_result(tensors)
 
-        small = sum(b.nbytes for b in packed.buffers) <= INLINE_MAX_BYTES
+        small = (sum(b.nbytes for b in packed.buffers) <= INLINE_MAX_BYTES
+                 and threading.current_thread() is threading.main_thread())
         with self._submit_lock:
             inline = small and self._pending == 0
             self._pending += 1
