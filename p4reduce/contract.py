@@ -9,7 +9,9 @@ the standard library, so importing it is free and it can never join an import cy
 `p4src/config.p4` and `p4src/headers.p4` state the same values for P4; tests compare them
 with this module (`tests/test_contract.py`) and the compiled P4Info with the names here
 (`tests/softswitch/test_pipeline_names.py`). The design behind the numbers is
-`docs/DESIGN.md` (sections 2, "Wire format", and 3, "The switch").
+`docs/DESIGN.md` (sections 2, "Wire format", and 3, "The switch"); what the fields and
+lanes mean, the switch algorithm and how a call is laid out in packets are detailed in
+`docs/WIRE.md`.
 
 P4 names follow one convention, p4c's default: a table, action or extern declared in a
 sub-control is named by its instance path (`AggIngress.admission.jobs`); nothing in
@@ -43,9 +45,21 @@ JOB_MCAST_BASE: Final = 0x1000
 # Bits of the `flags` field.
 FLAG_RESULT: Final = 0x01  # set by the switch on a result
 FLAG_RETRANSMIT: Final = 0x02  # set by a worker resending a contribution
-FLAG_EXP_ONLY: Final = 0x04  # exponent round: values carry the call descriptor
+#: an exponent packet: its lanes (the call descriptor, then one exponent proposal per
+#: float chunk, order-encoded) are combined by maximum instead of summed
+FLAG_EXP_ONLY: Final = 0x04
 
-# Reserved values of the signed 8-bit `exp` field (the switch keeps their maximum).
+#: lanes at the start of a call's first exponent packet(s) that describe the call: for
+#: each of three values v (float count, int count, their high bits) v and ~v, so that the
+#: switch's maximum differs from a rank's own lanes whenever any rank's call differs
+DESCRIPTOR_LANES: Final = 6
+#: exponent packets carry each lane's signed value v as bit-reverse(v ^ LANE_SIGN) (see
+#: `order_encode`): the switch then finds the larger of two lanes by the lowest bit in
+#: which they differ, with no per-lane comparison
+LANE_SIGN: Final = 0x8000_0000
+
+# Reserved exponent codes, in exponent lanes and the signed 8-bit `exp` field (the switch
+# keeps their maximum).
 EXP_ZERO: Final = -128  # "nothing to scale": an all-zero chunk
 EXP_POISON: Final = 127  # a rank has NaN, an infinity or a value >= 2^126 in the chunk
 
@@ -95,6 +109,29 @@ VALUE_BYTES: Final = 4
 def agg_payload_len(k: int = DEFAULT_K) -> int:
     """Bytes of the UDP payload of one aggregation packet carrying k values."""
     return AGG_HEADER_LEN + VALUE_BYTES * k
+
+
+def _reverse32(x: int) -> int:
+    return int(f"{x & 0xFFFF_FFFF:032b}"[::-1], 2)
+
+
+def order_encode(v: int) -> int:
+    """The 32-bit lane (unsigned) an exponent packet carries for the signed value v.
+
+    Flipping the sign bit makes the signed order the unsigned one; reversing the bits puts
+    the most significant bit lowest, so the larger of two values is the one holding the
+    lowest bit in which their lanes differ, which the switch isolates as d & -d
+    (p4src/aggregation.p4). This is the reference; the worker has vectorized copies.
+    """
+    if not -(2**31) <= v < 2**31:
+        raise ValueError(f"lane value {v} is not a signed 32-bit number")
+    return _reverse32(v ^ LANE_SIGN)
+
+
+def order_decode(lane: int) -> int:
+    """The signed value of an order-encoded lane (the inverse of `order_encode`)."""
+    u = _reverse32(lane) ^ LANE_SIGN
+    return u - 2**32 if u >= 2**31 else u
 
 
 # --------------------------------------------------------------------------------------

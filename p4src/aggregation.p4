@@ -5,13 +5,25 @@
 
 // One value lane: its own register array (lanes are never packed into a wider register,
 // where carries would spill between them) and one action doing the whole read-modify-write.
-control Lane(inout bit<32> value, in bit<32> idx, in bit<2> op) {
+// `op` says what the lane keeps: the packet's value (a round's first packet), the wrapping
+// sum (data packets), the maximum (exponent packets) or what it has (a resend).
+//
+// Exponent packets carry their lanes order-encoded (docs/WIRE.md): a signed value v is
+// sent as bit-reverse(v ^ 0x80000000), so that of two lanes the larger v is the one that
+// has the lowest bit in which they differ. Two's complement isolates that bit (d & -d), so
+// the maximum takes four xor/and/subtract operations and no per-lane comparison: the same
+// arithmetic for every lane, which a target can run on all lanes at once.
+control Lane(inout bit<32> value, in bit<32> idx, in bit<3> op) {
     register<bit<32>>(REG_SIZE) sum;
 
     action update() {
         bit<32> cur;
         sum.read(cur, idx);
-        bit<32> updated = op == LANE_STORE ? value : (op == LANE_ADD ? cur + value : cur);
+        bit<32> updated = op == LANE_STORE ? value
+                        : (op == LANE_ADD ? cur + value
+                        : (op == LANE_MAX
+                           ? cur ^ ((value ^ cur) & (0 - (value & ((value ^ cur) & (0 - (value ^ cur))))))
+                           : cur));
         sum.write(idx, updated);
         // The packet carries the register's value out: the sum on completion, the stored
         // result on a resend (and a partial sum, harmlessly, on a dropped packet).
@@ -57,6 +69,9 @@ control Aggregation(inout headers_t hdr, inout metadata_t meta) {
         bool contributes = opens || adds;
         // Signed max of two int8s by comparing them with the sign bit flipped.
         bit<8> bigger = (hdr.agg.exp ^ 0x80) > (old_exp ^ 0x80) ? hdr.agg.exp : old_exp;
+        // Exponent packets carry the call descriptor and exponent proposals in their
+        // lanes, which the round combines by maximum; data packets are summed.
+        bool max_op = (hdr.agg.flags & FLAG_EXP_ONLY) != 0;
 
         bit<32> new_bitmap = opens ? wbit : (adds ? old_bitmap | wbit : old_bitmap);
         bit<8> new_count = opens ? 8w1 : (adds ? old_count + 1 : old_count);
@@ -72,7 +87,7 @@ control Aggregation(inout headers_t hdr, inout metadata_t meta) {
                      : (!current ? V_STALE
                      : (old_count == meta.num_workers ? V_RESEND : V_DUPLICATE));
         meta.lane_op = opens ? LANE_STORE
-                     : (adds ? LANE_ADD
+                     : (adds ? (max_op ? LANE_MAX : LANE_ADD)
                      : (current && old_count == meta.num_workers ? LANE_READ : LANE_SKIP));
     }
 

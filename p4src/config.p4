@@ -34,6 +34,8 @@
 
 // A result keeps the triggering packet's other flags (as tests/refswitch.py does).
 #define FLAG_RESULT 8w0x01
+// An exponent packet: its (order-encoded) lanes are combined by maximum, not summed.
+#define FLAG_EXP_ONLY 8w0x04
 
 // Typed (8w, 2w) so they can be the arms of ?: expressions.
 // Outcome of an aggregation packet (metadata.verdict). Rejections are REJECT_BASE + the
@@ -53,10 +55,11 @@
 #define NUM_REJECT_REASONS 5
 
 // What each lane does with its register (metadata.lane_op).
-#define LANE_SKIP 2w0
-#define LANE_STORE 2w1
-#define LANE_ADD 2w2
-#define LANE_READ 2w3
+#define LANE_SKIP 3w0
+#define LANE_STORE 3w1
+#define LANE_ADD 3w2
+#define LANE_READ 3w3
+#define LANE_MAX 3w4
 
 // A frame claiming to be a result (RESULT flag set, or the aggregation address as its IPv4
 // source) from a port that may not send results (AggIngress.result_ports).

@@ -78,7 +78,7 @@ struct metadata_t {
     // register index of this packet's slot and shadow set
     bit<32> idx;
     bit<8>  verdict;
-    bit<2>  lane_op;
+    bit<3>  lane_op;
     bit<8>  exp;
     // set on a completed result so egress rewrites each replica's addresses
     bit<1>  mcast_result;
