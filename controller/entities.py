@@ -103,7 +103,7 @@ def desired(topo: Topology, jobs: list[Job], members: list[Member], owner: bytes
                     n.TABLE_MEMBERS.name,
                     (j.id, m.rank, m.ipv4, m.switch_port),
                     n.ACTION_MEMBER_OK.name,
-                    (),
+                    (m.rank,),
                 )
             )
             rows.append(

@@ -105,7 +105,7 @@ def test_join_over_grpc_installs_entries_groups_and_reads_counters(
             n.ACTION_SET_JOB.name,
             (0, 64, 2, n.JOB_MCAST_BASE + jid, first.epoch),
         ) in rows
-        assert (n.TABLE_MEMBERS.name, (jid, 1, 0x0A000002, 2), n.ACTION_MEMBER_OK.name, ()) in rows
+        assert (n.TABLE_MEMBERS.name, (jid, 1, 0x0A000002, 2), n.ACTION_MEMBER_OK.name, (1,)) in rows
         assert (
             n.TABLE_RESULT_REWRITE.name,
             (jid, 0),
