@@ -231,6 +231,8 @@ REGISTER_COUNT: Final = "AggIngress.aggregation.worker_count"
 REGISTER_EXP_MAX: Final = "AggIngress.aggregation.exp_max"
 #: 1 when a slot's lanes hold its result (not yet, below the root, until the parent answers)
 REGISTER_HAS_RESULT: Final = "AggIngress.aggregation.has_result"
+#: below the root: the children that asked again for a complete, unanswered partial
+REGISTER_ASKED: Final = "AggIngress.aggregation.asked"
 
 
 def lane_register(i: int) -> str:

@@ -32,6 +32,11 @@ control Aggregation(inout headers_t hdr, inout metadata_t meta, in bool from_par
     // complete, below it when the parent's result arrived (until then the lanes hold this
     // switch's partial aggregate, and exp_max its partial maximum)
     register<bit<1>>(REG_SIZE) has_result;
+    // Below the root, the children that asked again (retransmitted) for a complete partial
+    // since it last went up. The first ask resends it; asks of other children are then
+    // only noted, until one child asks a second time (its own timer ran out again): the
+    // children's timers pace the resends, about one per timeout instead of one per child.
+    register<bit<32>>(REG_SIZE) asked;
 
 #define LANE(i) Lane() lane_##i;
 #include "lanes.p4"
@@ -47,11 +52,13 @@ control Aggregation(inout headers_t hdr, inout metadata_t meta, in bool from_par
         bit<8> old_count;
         bit<8> old_exp;
         bit<1> old_done;
+        bit<32> old_asked;
         tag.read(old_tag, meta.idx);
         bitmap.read(old_bitmap, meta.idx);
         worker_count.read(old_count, meta.idx);
         exp_max.read(old_exp, meta.idx);
         has_result.read(old_done, meta.idx);
+        asked.read(old_asked, meta.idx);
 
         bit<32> want = meta.epoch ++ hdr.agg.round;
         // Serial-number arithmetic mod 256: the packet's round is newer than the stored
@@ -73,6 +80,8 @@ control Aggregation(inout headers_t hdr, inout metadata_t meta, in bool from_par
         // complete partial aggregate that the parent has not answered yet.
         bool full = current && old_count == meta.num_workers;
         bool answered = old_done == 1 || meta.up == 0;
+        bool waits = full && !answered && (old_bitmap & wbit) != 0;
+        bool resend_up = waits && (old_asked == 0 || (old_asked & wbit) != 0);
 
         tag.write(meta.idx, opens ? want : old_tag);
         bitmap.write(meta.idx, new_bitmap);
@@ -80,15 +89,17 @@ control Aggregation(inout headers_t hdr, inout metadata_t meta, in bool from_par
         exp_max.write(meta.idx, new_exp);
         has_result.write(meta.idx, contributes ? (complete && meta.up == 0 ? 1w1 : 1w0)
                                                : old_done);
+        asked.write(meta.idx, contributes ? 32w0
+                            : (resend_up ? wbit : (waits ? old_asked | wbit : old_asked)));
 
         meta.exp = new_exp;
         meta.verdict = contributes ? (complete ? V_COMPLETE : V_AGGREGATED)
                      : (!current ? V_STALE
                      : (!full ? V_DUPLICATE
-                     : (answered ? V_RESEND : V_RESEND_UP)));
+                     : (answered ? V_RESEND : (resend_up ? V_RESEND_UP : V_DUPLICATE))));
         meta.lane_op = opens ? LANE_STORE
                      : (adds ? LANE_ADD
-                     : (full ? LANE_READ : LANE_SKIP));
+                     : (full && (answered || resend_up) ? LANE_READ : LANE_SKIP));
     }
 
     // The parent's result for a slot whose partial this switch sent up: stored in place

@@ -239,9 +239,15 @@ def test_a_lost_partial_is_resent_up_when_a_worker_asks_again(fabric: Fabric) ->
     send(fabric, contribution(1, v[1]))
     t = send(fabric, contribution(2, v[2]), drop={("leaf1", UPLINK)})  # the partial is lost
     assert len(t.dropped) == 1 and not t.delivered
-    # rank 1 times out and resends: leaf1 resends its stored partial, the spine completes
-    t = send(fabric, contribution(1, v[1], flags=wire.FLAG_RETRANSMIT))
+    # rank 1 times out and resends: leaf1 resends its stored partial, lost again
     resent = partial("leaf1", leaf_sum(v, "leaf1"), flags=wire.FLAG_RETRANSMIT)
+    t = send(fabric, contribution(1, v[1], flags=wire.FLAG_RETRANSMIT), drop={("leaf1", UPLINK)})
+    assert hops(t.crossed) == [hop("leaf1", UPLINK, resent)] and not t.delivered
+    # rank 0's resend is only noted (one resend per round of timeouts, not one per
+    # worker); rank 1 asking a second time resends it, and the spine completes
+    t = send(fabric, contribution(0, v[0], flags=wire.FLAG_RETRANSMIT))
+    assert not t.crossed and not t.delivered
+    t = send(fabric, contribution(1, v[1], flags=wire.FLAG_RETRANSMIT))
     assert hops(t.crossed)[0] == hop("leaf1", UPLINK, resent)
     same(t.to_hosts(), [hop(leaf, h.port, result_to(h, leaf, leaf_id("leaf1"), total,
                                                       flags=wire.FLAG_RETRANSMIT))
@@ -252,8 +258,8 @@ def test_a_lost_partial_is_resent_up_when_a_worker_asks_again(fabric: Fabric) ->
     assert not t.crossed
     same(t.to_hosts(), [hop(leaf, h.port, result_to(h, leaf, 0, total,
                                                       flags=wire.FLAG_RETRANSMIT))])
-    assert fabric.counter("leaf1", n.COUNTER_PARTIALS, JOB) == 2
-    assert fabric.counter("leaf1", n.COUNTER_DUPLICATES, JOB) == 1
+    assert fabric.counter("leaf1", n.COUNTER_PARTIALS, JOB) == 3
+    assert fabric.counter("leaf1", n.COUNTER_DUPLICATES, JOB) == 2
     assert fabric.counter("leaf1", n.COUNTER_RESENT, JOB) == 1
     assert fabric.counter("spine", n.COUNTER_AGGREGATED, JOB) == 2
     assert fabric.counter("spine", n.COUNTER_RESULTS, JOB) == 1
