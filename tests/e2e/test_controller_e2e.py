@@ -410,7 +410,7 @@ def test_watch_reconnects_and_restores_a_restarted_switch(fake: FakeSwitch, tmp_
         _until(lambda: not c.switch.alive())
         fake.device = FakeDevice()
         fake.server = serve(fake.device, address, factory=AggFakePipeline)
-        watch = Watch(c.mgr, lambda: connect(fake))
+        watch = Watch(c.mgr, lambda name: connect(fake))
         watch.tick()
         assert c.mgr.switch is not c.switch and c.mgr.switch.is_primary()
         assert (switch_rows(fake.pipe), dict(fake.pipe.groups)) == good
