@@ -334,7 +334,10 @@ class JobManager:
         self.store.add_job(job)
         return job
 
-    def _new_job(self, name: str, world_size: int, slots: int, leased: bool) -> Job:
+    def _new_job(self, name: str, world_size: int, slots: int, leased: bool,
+                 where: frozenset[str] | None = None) -> Job:
+        """`where`: the switches its first member puts it on (None: not known yet, so
+        its range is taken on every switch)."""
         self._check_world(world_size)
         count = slots or self.settings.default_slots
         if not 1 <= count <= self.settings.num_slots:
@@ -346,9 +349,9 @@ class JobManager:
         if job_id is None:
             raise Exhausted(f"all {self.settings.max_jobs - 1} job ids are in use")
         try:
-            base = self.alloc.allocate(name, count)
+            base = self.alloc.allocate(name, count, where)
         except Exhausted as full:
-            base = self._compact_for(name, count, full)
+            base = self._compact_for(name, count, full, where)
         try:
             now = self.clock()
             job = Job(
@@ -370,7 +373,8 @@ class JobManager:
         self._fresh.append(job.id)
         return job
 
-    def _compact_for(self, name: str, count: int, full: Exhausted) -> int:
+    def _compact_for(self, name: str, count: int, full: Exhausted,
+                     where: frozenset[str] | None = None) -> int:
         """Make room by moving jobs no worker has joined yet (idle by construction: no
         packet can use their slots). Jobs with members never move. A moved job gets a new
         epoch, so state left in its old registers can never be mistaken for its own.
@@ -384,7 +388,7 @@ class JobManager:
             if j not in movable:
                 alloc.restore(j.name, j.base, j.count, self._footprint(j))
         try:
-            base = alloc.allocate(name, count)
+            base = alloc.allocate(name, count, where)
             placed: dict[int, int] = {}
             for j in movable:  # stay put when possible: every move costs a new epoch
                 try:
@@ -494,6 +498,7 @@ class JobManager:
                 f"worker {ipv4} is not a host of the topology: its switch port is unknown"
             )
         sw_port = host.port
+        where = None if self.topo.single else frozenset({host.switch})
         with self._cv:
             self._require_primary()
 
@@ -508,7 +513,8 @@ class JobManager:
                 job = existing
                 if job is None:
                     try:
-                        job = self._new_job(name, world_size, slots, leased=True)
+                        job = self._new_job(name, world_size, slots, leased=True,
+                                            where=where)
                     except Exhausted:
                         if not best_effort:
                             raise
