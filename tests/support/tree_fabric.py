@@ -159,6 +159,16 @@ class TreeFabric:
         mgr.start()
         return mgr
 
+    @staticmethod
+    def release(mgr: JobManager) -> None:
+        """Close the manager's connections and state (before the fabric closes, so the
+        switches' streams end quietly)."""
+        for sw in mgr.switches.values():
+            close = getattr(sw, "close", None)
+            if close is not None:
+                close()
+        mgr.store.close()
+
     def host(self, index: int) -> dict[str, Any]:
         return self.hosts[index]
 
