@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         build = demo.compile_p4(run_dir)
         net_args = argparse.Namespace(hosts=args.hosts, topo="star", bw=100.0, delay="1ms",
-                                      loss=0.0, switch="softswitch")
+                                      loss=0.0, switch="softswitch", lanes=None)
         net, env, _ = demo.start_mininet(procs, net_args, build, tag)
         env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "WORLD_SIZE": str(args.hosts),
                "MASTER_PORT": str(demo.free_port(socket.SOCK_STREAM)), "OMP_NUM_THREADS": "1",
