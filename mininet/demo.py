@@ -193,7 +193,8 @@ def start_mininet(procs: Procs, args: argparse.Namespace, build: Path,
     import mnrun
 
     mn = mnrun.MininetRun(procs.run_dir, tag, args.hosts, args.topo, args.bw, args.delay,
-                          args.loss, args.switch, free_port(socket.SOCK_STREAM), args.per_leaf)
+                          args.loss, args.switch, free_port(socket.SOCK_STREAM),
+                          getattr(args, "per_leaf", 2))
     procs.mininet = mn
     for note in mn.notes:
         print(f"note: {note}", flush=True)
