@@ -27,7 +27,7 @@ from mininet.topo import Topo  # type: ignore[import-untyped]
 MGMT_NET = "10.10.0"
 AGG_MAC = "02:00:00:00:00:fe"  # the aggregation address the workers send to (the spine's)
 AGG_IPV4 = "10.0.0.254"
-UPLINK = 100  # a leaf's port to the spine (two-tier)
+UPLINK = 0  # a leaf's port to the spine (two-tier; a short interface name: sN-eth0)
 
 
 def leaf_agg(i: int) -> tuple[str, str]:

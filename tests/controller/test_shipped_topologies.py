@@ -36,7 +36,7 @@ def test_the_layouts_differ_as_their_networks_do() -> None:
     tree = load(topologies()["twotier"])
     assert [h.switch for h in tree.hosts] == ["leaf1", "leaf1", "leaf2", "leaf2"]
     assert [(s.name, s.parent, s.uplink, s.parent_port) for s in tree.switches] == [
-        ("spine", "", 0, 0), ("leaf1", "spine", 100, 1), ("leaf2", "spine", 100, 2)]
+        ("spine", "", 0, 0), ("leaf1", "spine", 0, 1), ("leaf2", "spine", 0, 2)]
     tunnels = [from_env(r, 4, {"P4REDUCE_CONTROLLER": "127.0.0.1:50051",
                                "P4REDUCE_TOPOLOGY": str(LOOPBACK_TOPOLOGY)}).tunnel_port
                for r in range(4)]
