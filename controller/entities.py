@@ -122,8 +122,10 @@ def desired_all(topo: Topology, jobs: list[Job], members: list[Member],
         if not tree.levels:
             # no member yet: only the admission entry, at the root of the topology
             rows, _ = out[topo.root.name]
+            # (a count no round can reach: up to MAX_WORKERS bits are ever set)
             rows.append(Row(n.TABLE_JOBS.name, (j.id,), n.ACTION_SET_JOB.name,
-                            (j.base, j.count, j.world_size, grp, j.epoch), owner))
+                            (j.base, j.count, min(j.world_size, n.MAX_WORKERS + 1), grp,
+                             j.epoch), owner))
             continue
         missing = j.world_size - len(ms)
         for name, level in tree.levels.items():

@@ -254,3 +254,16 @@ def test_any_switch_is_restored_and_only_its_jobs_are_told(
     event = subs["both"].get(1.0)
     assert event is not None and event.kind == SWITCH_RESTARTED and "leaf2" in event.message
     assert subs["alone"].get(0.1) is None
+
+
+def test_a_wide_job_before_its_first_member_counts_beyond_any_bitmap(
+        tree: tuple[JobManager, dict[str, MemorySwitch], Topology]) -> None:
+    """A job made by hand has no tree yet: its admission entry sits on the root with a
+    count no round can reach (the 8-bit field cannot hold 96), and its first member
+    moves it to that member's leaf."""
+    mgr, sws, _ = tree
+    job = mgr.create("wide", 96).job
+    assert rows(sws["spine"], n.TABLE_JOBS.name)[(job.id,)][2] == n.MAX_WORKERS + 1
+    join(mgr, "wide", 5, 96, 2, 1)
+    assert not rows(sws["spine"], n.TABLE_JOBS.name)
+    assert rows(sws["leaf2"], n.TABLE_JOBS.name)[(job.id,)][2] == n.MAX_WORKERS + 1

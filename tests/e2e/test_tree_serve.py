@@ -30,7 +30,7 @@ from p4reduce.worker.peers import PeerWatch
 from p4reduce.worker.resync import ResyncingCommunicator
 from tests.e2e.test_worker_e2e import run_ranks
 from tests.paths import ROOT
-from tests.support.tree_fabric import TreeFabric, _program
+from tests.support.tree_fabric import TreeFabric, program
 
 K, SLOTS = 8, 64
 JOB_HOSTS = {"tree": [0, 3, 1, 4], "solo": [2]}  # hosts 0..2 on leaf1, 3..5 on leaf2
@@ -45,7 +45,7 @@ def fab() -> Iterator[TreeFabric]:
 def _files(fab: TreeFabric, tmp: Path) -> list[str]:
     import json
 
-    info, config = _program(K, SLOTS)
+    info, config = program(K, SLOTS)
     (tmp / "p4info.txtpb").write_text(str(to_text(info)))
     (tmp / "config.json").write_bytes(config)
     (tmp / "topology.json").write_text(json.dumps(fab.topology_data))

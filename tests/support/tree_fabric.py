@@ -36,7 +36,7 @@ AGG_PORT = 48879
 
 
 @functools.cache
-def _program(k: int, num_slots: int) -> tuple[Any, bytes]:
+def program(k: int, num_slots: int) -> tuple[Any, bytes]:
     from p4reduce.softswitch.p4 import compile_file
     from p4reduce.softswitch.p4.p4info import emit
 
@@ -147,7 +147,7 @@ class TreeFabric:
         return {"switches": switches, "hosts": self.hosts}
 
     def connect(self, name: str, election_id: int = 1) -> P4RuntimeSwitch:
-        info, config = _program(self.k, self.num_slots)
+        info, config = program(self.k, self.num_slots)
         sw = P4RuntimeSwitch(self.servers[name].address, 0, election_id, connect_timeout=10)
         sw.ensure_pipeline(info, config)
         return sw
