@@ -84,8 +84,12 @@ def _static_rows(topo: Topology, name: str) -> tuple[list[Row], dict[int, Replic
         rows.append(Row(n.TABLE_L2.name, (h.mac,), n.ACTION_FORWARD.name, (port,)))
     rows.append(Row(n.TABLE_L2.name, (BROADCAST_MAC,), n.ACTION_FLOOD.name, ()))
     rows.append(Row(n.TABLE_ARP.name, (sw.agg_ipv4,), n.ACTION_ARP_REPLY.name, (sw.agg_mac,)))
-    # Results come from the aggregation address: a host port sending from it forges them.
-    rows.append(Row(n.TABLE_OWN_ADDRESSES.name, (sw.agg_ipv4,), n.ACTION_OWN_ADDRESS.name, ()))
+    # Results come from an aggregation address: a host port sending from it forges them.
+    # Every switch knows every switch's, so no host can pose as another switch of a tree
+    # (its frames cross this one's links, where that one would take them as its parent's).
+    for other in topo.switches:
+        rows.append(Row(n.TABLE_OWN_ADDRESSES.name, (other.agg_ipv4,), n.ACTION_OWN_ADDRESS.name,
+                        ()))
     if sw.parent:  # its parent's results come in on the uplink, and only there
         rows.append(Row(n.TABLE_RESULT_PORTS.name, (sw.uplink,), n.ACTION_ALLOW_RESULTS.name, ()))
     flood = {h.port for h in topo.hosts if h.switch == name} | set(topo.links(name))

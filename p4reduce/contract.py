@@ -64,9 +64,10 @@ REJECT_NOT_MEMBER: Final = 2
 #: the child index `members` gives the sender is beyond the bitmap (>= MAX_WORKERS): an
 #: entry the controller never writes
 REJECT_BAD_WORKER: Final = 3
-#: a result (RESULT flag, or the switch's own address as source) from a port that may not
-#: send results (TABLE_RESULT_PORTS), or one for a job whose parent (TABLE_UPLINK) is not
-#: behind the port it came in on; counted in the global `rejected` counter only
+#: a result (RESULT flag) from a port that may not send results (TABLE_RESULT_PORTS), a
+#: result for a job whose parent (TABLE_UPLINK) is not behind the port it came in on, or
+#: any frame but an aggregation packet with a switch's address (TABLE_OWN_ADDRESSES) as
+#: its source; counted in the global `rejected` counter only
 REJECT_FORGED_RESULT: Final = 4
 
 # --------------------------------------------------------------------------------------
@@ -176,8 +177,9 @@ TABLE_UPLINK: Final = P4Table("AggIngress.admission.uplink", (P4Param("hdr.agg.j
 TABLE_RESULT_PORTS: Final = P4Table("AggIngress.result_ports",
                                     (P4Param("standard_metadata.ingress_port", 9),),
                                     ACTION_ALLOW_RESULTS)
-#: the switch's own IPv4 addresses (the aggregation address): a frame from a host port
-#: with one of them as source claims to be a result
+#: the aggregation addresses of the switch (and, in a tree, of every switch): a frame with
+#: one of them as its source is forged unless it is an aggregation packet (a result from
+#: the parent's port, or a child switch's partial, which `members` binds to its port)
 TABLE_OWN_ADDRESSES: Final = P4Table("AggIngress.own_addresses",
                                      (P4Param("hdr.ipv4.srcAddr", 32),), ACTION_OWN_ADDRESS)
 #: L2 forwarding of ordinary traffic by destination MAC; unknown destinations flood

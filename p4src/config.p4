@@ -68,9 +68,9 @@
 #define LANE_ADD 2w2
 #define LANE_READ 2w3
 
-// A frame claiming to be a result (RESULT flag set, or the aggregation address as its IPv4
-// source) from a port that may not send results (AggIngress.result_ports), or a result
-// for a job whose parent (AggIngress.admission.uplink) is not behind that port.
+// A result (RESULT flag set) from a port that may not send results (AggIngress.result_ports),
+// a result for a job whose parent (AggIngress.admission.uplink) is not behind that port, or
+// a frame other than an aggregation packet from a switch's aggregation address.
 #define REJECT_FORGED_RESULT 4
 
 #endif

@@ -2,12 +2,15 @@
 // ordinary forwarding, and does all counting and the final send/drop in one place, so
 // each outcome maps to exactly one counter update (p4reduce/contract.py).
 //
-// Results come only from this switch or from its parent in a tree of switches. A frame
-// that claims to be one (the RESULT flag on an agg header, or one of the switch's own
-// addresses as IPv4 source: what workers accept results from) is dropped unless it
-// arrives on a port listed in result_ports (empty on a single switch; the parent's port
-// in a tree). A result admitted from there is the parent's answer for one of this
-// switch's partial aggregates: stored, then multicast to the job's children here.
+// Results come only from this switch or from its parent in a tree of switches. Workers
+// take results from their switch's aggregation address; `own_addresses` lists it (and,
+// in a tree, every switch's, so that no host can pose as another leaf either). An agg
+// header with the RESULT flag is dropped as forged unless it arrives on a port listed in
+// result_ports (empty on a single switch; the parent's port in a tree), where it is the
+// parent's answer for one of this switch's partial aggregates: stored, then multicast to
+// the job's children here. Any other frame from a switch's address is forged too, except
+// an aggregation packet without the flag: a child switch's partial aggregate, which
+// `members` accepts only from the port that leads to that child.
 #ifndef INGRESS_P4
 #define INGRESS_P4
 
@@ -86,22 +89,25 @@ control AggIngress(inout headers_t hdr, inout metadata_t meta,
     }
 
     apply {
-        bool claims_result = false;
+        bool flagged = false;  // an agg header with the RESULT flag
         if (hdr.agg.isValid()) {
             if ((hdr.agg.flags & FLAG_RESULT) != 0) {
-                claims_result = true;
+                flagged = true;
             }
         }
+        bool from_switch = false;  // a switch's aggregation address as the source
         if (hdr.ipv4.isValid()) {
             if (own_addresses.apply().hit) {
-                claims_result = true;
+                from_switch = true;
             }
         }
         bool forged = false;
-        if (claims_result) {
+        if (flagged) {
             if (result_ports.apply().miss) {
                 forged = true;
             }
+        } else if (from_switch && !hdr.agg.isValid()) {
+            forged = true;
         }
         if (standard_metadata.parser_error != error.NoError) {
             drop_packet();
@@ -109,16 +115,10 @@ control AggIngress(inout headers_t hdr, inout metadata_t meta,
             rejected.count((bit<32>)REJECT_FORGED_RESULT);
             drop_packet();
         } else if (hdr.agg.isValid()) {
-            // from the parent (a result) or from a child (a contribution); anything else
-            // claiming a result from the parent's port is not a result
-            bool from_parent = claims_result;
-            if (from_parent && (hdr.agg.flags & FLAG_RESULT) == 0) {
-                meta.verdict = REJECT_BASE + REJECT_FORGED_RESULT;
-            } else {
-                admission.apply(hdr, meta, standard_metadata, from_parent);
-                if (meta.verdict == V_ADMITTED) {
-                    aggregation.apply(hdr, meta, from_parent);
-                }
+            // a result from the parent, or a contribution from a child (worker or switch)
+            admission.apply(hdr, meta, standard_metadata, flagged);
+            if (meta.verdict == V_ADMITTED) {
+                aggregation.apply(hdr, meta, flagged);
             }
             bit<32> job = (bit<32>)hdr.agg.job_id;
             if (meta.verdict >= REJECT_BASE) {

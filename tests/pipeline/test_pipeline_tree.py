@@ -74,16 +74,16 @@ def fabric(request: pytest.FixtureRequest) -> Iterator[Fabric]:
 
 
 def base_entities(name: str) -> list[Entity]:
-    """Flooding, ARP for and ownership of the switch's address; a leaf takes results
-    from its uplink only."""
+    """Flooding and ARP for the switch's address; every switch's address as a switch's
+    (no host may send from one); a leaf takes results from its uplink only."""
     ports = SPINE_PORTS if name == "spine" else (*LEAF_PORTS, UPLINK)
     addr = SW[name]
     out: list[Entity] = [
         Group(n.FLOOD_MCAST_GRP, tuple((p, 0) for p in ports)),
         Entry(n.TABLE_ARP.name, {"hdr.arp.tpa": ip_int(addr.ip)}, n.ACTION_ARP_REPLY.name,
               {"mac": mac_int(addr.mac)}),
-        Entry(n.TABLE_OWN_ADDRESSES.name, {"hdr.ipv4.srcAddr": ip_int(addr.ip)},
-              n.ACTION_OWN_ADDRESS.name),
+        *(Entry(n.TABLE_OWN_ADDRESSES.name, {"hdr.ipv4.srcAddr": ip_int(sw.ip)},
+                n.ACTION_OWN_ADDRESS.name) for sw in SW.values()),
     ]
     if name != "spine":
         out.append(Entry(n.TABLE_RESULT_PORTS.name, {"standard_metadata.ingress_port": UPLINK},
@@ -321,7 +321,8 @@ def test_a_job_on_one_leaf_is_rooted_there_and_hosts_cannot_reach_other_jobs(
     """Job OTHER runs on leaf1 alone (no uplink entry: leaf1 is its root) beside JOB on
     the whole tree. A member of OTHER forging JOB's packets, leaf1's partial, or a result
     gets nothing past leaf1; a host on the spine forging leaf1's partial is not a member
-    there. JOB's round then still sums exactly its own ranks' values."""
+    there; a result forged from leaf1's address elsewhere in the tree is dropped where it
+    enters. JOB's round then still sums exactly its own ranks' values."""
     ents = tree_entities(base=0)
     mine = [(0, worker(1, 4), 4), (1, worker(1, 5), 5)]
     ents["leaf1"] += level_entities(OTHER, mine, base=1, num_slots=1, epoch=2)
@@ -349,13 +350,23 @@ def test_a_job_on_one_leaf_is_rooted_there_and_hosts_cannot_reach_other_jobs(
         ("spine", SPINE_HOST, agg_frame(SW["leaf1"], JOB, leaf_id("leaf1"), 0, 0, poison,
                                         to=SW["spine"])),
     ]
+    # a result from leaf1's address, as its workers take results, sent from leaf2 to a
+    # worker of leaf1: plain UDP, forwarded by MAC, it would cross the spine and enter
+    # leaf1 from its parent's port; leaf2 knows leaf1's address and drops it
+    victim = RANKS[0][1]
+    to_worker = result_frame(victim, JOB, 0, 0, 0, poison, via=SW["leaf1"])
+    fabric.install({name: [Entry(n.TABLE_L2.name, {"hdr.ethernet.dstAddr": mac_int(victim.mac)},
+                                 n.ACTION_FORWARD.name, {"port": port})]
+                    for name, port in (("leaf2", UPLINK), ("spine", DOWN["leaf1"]))})
+    spoofs += [("leaf2", 3, to_worker), ("spine", SPINE_HOST, to_worker)]
     for at in spoofs:
         t = send(fabric, at)
         assert not t.crossed and not t.delivered, at[:2]
-    # leaf1's own address as a source from a host port claims to be one of its results
-    assert fabric.counter("leaf1", n.COUNTER_REJECTED, n.REJECT_NOT_MEMBER) == 1
-    assert fabric.counter("leaf1", n.COUNTER_REJECTED, n.REJECT_FORGED_RESULT) == 3
+    assert fabric.counter("leaf1", n.COUNTER_REJECTED, n.REJECT_NOT_MEMBER) == 2
+    assert fabric.counter("leaf1", n.COUNTER_REJECTED, n.REJECT_FORGED_RESULT) == 2
+    assert fabric.counter("leaf2", n.COUNTER_REJECTED, n.REJECT_FORGED_RESULT) == 1
     assert fabric.counter("spine", n.COUNTER_REJECTED, n.REJECT_NOT_MEMBER) == 1
+    assert fabric.counter("spine", n.COUNTER_REJECTED, n.REJECT_FORGED_RESULT) == 1
     # JOB's round: exact, although the spoofs named its slot and round
     delivered = []
     for r in RANKS:
