@@ -267,3 +267,30 @@ def test_a_wide_job_before_its_first_member_counts_beyond_any_bitmap(
     join(mgr, "wide", 5, 96, 2, 1)
     assert not rows(sws["spine"], n.TABLE_JOBS.name)
     assert rows(sws["leaf2"], n.TABLE_JOBS.name)[(job.id,)][2] == n.MAX_WORKERS + 1
+
+
+def test_three_levels_root_at_the_lowest_common_ancestor() -> None:
+    """spine -> agg1 -> (leaf1, leaf2), spine -> leaf3: a job under agg1 is rooted there;
+    one spanning leaf1 and leaf3 goes through agg1 (one child there) up to the spine."""
+    data = {"switches": [switch("spine", 1), switch("agg1", 2, "spine", 50, 1),
+                         switch("leaf1", 3, "agg1", 100, 1), switch("leaf2", 4, "agg1", 100, 2),
+                         switch("leaf3", 5, "spine", 100, 2)],
+            "hosts": hosts_on(1, 2) + hosts_on(2, 2) + hosts_on(3, 2)}
+    topo = parse(data, "t")
+    under_agg = job_tree(topo, members(topo, {0: (1, 1), 1: (2, 1), 2: (2, 2)}))
+    assert under_agg.root == "agg1" and under_agg.switches == {"agg1", "leaf1", "leaf2"}
+    assert [(c.worker_id, c.switch) for c in under_agg.levels["agg1"].children] == [
+        (0, "leaf1"), (1, "leaf2")]
+    across = job_tree(topo, members(topo, {0: (3, 1), 1: (1, 2), 2: (1, 1)}))
+    assert across.root == "spine"
+    assert across.switches == {"spine", "agg1", "leaf1", "leaf3"}
+    agg = across.levels["agg1"]
+    assert (agg.parent, agg.worker_id) == ("spine", 1)
+    assert [(c.worker_id, c.port, c.switch) for c in agg.children] == [(1, 1, "leaf1")]
+    assert [(c.worker_id, c.port) for c in across.levels["spine"].children] == [(0, 2), (1, 1)]
+    assert topo.port_towards("leaf3", "leaf1") == 100 and topo.port_towards("spine", "leaf2") == 1
+    sws = {s.name: MemorySwitch() for s in topo.switches}
+    want = desired_all(topo, [], [], b"")
+    assert {r.keys[0] for r in want["leaf2"].rows.values()
+            if r.table == n.TABLE_OWN_ADDRESSES.name} == {s.agg_ipv4 for s in topo.switches}
+    assert set(sws) == set(want)
