@@ -45,6 +45,7 @@ def test_actions_have_the_contract_params_and_belong_to_their_tables(p4info: Any
 def test_registers_have_the_contract_names(p4info: Any) -> None:
     regs = {r.preamble.name for r in p4info.registers}
     for name in (n.REGISTER_TAG, n.REGISTER_BITMAP, n.REGISTER_COUNT, n.REGISTER_EXP_MAX,
+                 n.REGISTER_HAS_RESULT, n.REGISTER_ASKED,
                  n.lane_register(0), n.lane_register(n.DEFAULT_K - 1)):
         assert name in regs, name
 

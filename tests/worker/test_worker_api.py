@@ -34,7 +34,7 @@ def comm() -> tuple[Communicator, NoWire]:
     ("kwargs", "message"),
     [
         ({"rank": 2}, "rank 2 out of range 0..1"),
-        ({"world_size": 33}, "world_size 33 out of range"),
+        ({"world_size": 257}, "world_size 257 out of range"),
         ({"num_slots": 0}, "num_slots 0"),
         ({"job_id": 70000}, "not a 16-bit number"),
         ({"tunnel_port": 0}, "needs tunnel_port"),
