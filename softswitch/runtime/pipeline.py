@@ -47,6 +47,7 @@ from p4reduce.softswitch.runtime.frame import (
 from p4reduce.softswitch.runtime.runs import packable, packed_conflicts, plan_runs, trimmable
 from p4reduce.softswitch.runtime.table_setup import build_table
 from p4reduce.softswitch.runtime.tables import PyIndex, Table
+from p4reduce.softswitch.runtime.unsupported import refuse_unexecutable
 from p4reduce.softswitch.runtime.vectorize import VectorPlan, emit_runs
 
 log = logging.getLogger("p4reduce.softswitch.runtime")
@@ -171,6 +172,7 @@ class Pipeline:
         if not isinstance(ir, dict):
             raise PipelineError("the IR must be a JSON object")
         self.ir = ir
+        refuse_unexecutable(ir)
         try:
             plan, g = _build(ir, vectorize, pack)
         except PipelineError:

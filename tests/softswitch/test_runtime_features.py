@@ -246,3 +246,26 @@ def test_hash_leaves_out_fields_of_invalid_headers(backend: str) -> None:
     assert out[6:12] == b"\x00\x00\x00\x5a\x99\x99"  # tag valid: both fields
     [(_, out)] = p.process(0, bytes(12) + b"\x12\x34" + b"\x5a")
     assert out[6:12] == b"\x00\x00\x00\x00\x12\x34"  # tag invalid: its field is left out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("program_name", "construct"), [
+    ("value_sets", "parser value set"),
+    ("action_profiles", "action profile or selector"),
+])
+def test_constructs_the_runtime_cannot_run_are_refused(backend: str, program_name: str,
+                                                         construct: str) -> None:
+    """Programs the front end compiles (with p4c's P4Info) but the runtime cannot execute
+    are refused when the pipeline is built, naming the construct, on both back ends;
+    before, a value set matched everything and an action profile's table ran as a direct
+    table, silently."""
+    from p4reduce.softswitch.p4 import compile_file
+    from p4reduce.softswitch.runtime.backend import make_pipeline
+    from p4reduce.softswitch.runtime.errors import PipelineError
+    from tests.paths import P4_CORPUS
+
+    ir = compile_file(P4_CORPUS / "good" / f"{program_name}.p4")
+    with pytest.raises(PipelineError, match=f"not supported by the softswitch runtime: .*{construct}"):
+        make(ir, backend)
+    with pytest.raises(PipelineError, match="not supported by the softswitch runtime"):
+        make_pipeline(ir, backend)

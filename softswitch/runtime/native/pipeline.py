@@ -44,6 +44,7 @@ from p4reduce.softswitch.runtime.native.cgen import (
 from p4reduce.softswitch.runtime.runs import RunPlan, lane_arrays, plan_runs
 from p4reduce.softswitch.runtime.table_setup import build_table
 from p4reduce.softswitch.runtime.tables import Ident, KeySpec, Resolved, Table
+from p4reduce.softswitch.runtime.unsupported import refuse_unexecutable
 
 log = logging.getLogger("p4reduce.softswitch.runtime")
 p4log = logging.getLogger("p4reduce.softswitch.runtime.p4")
@@ -234,6 +235,7 @@ class NativePipeline:
         if not isinstance(ir, dict):
             raise PipelineError("the IR must be a JSON object")
         self.ir = ir
+        refuse_unexecutable(ir)
         try:
             self.program, lib = compile_program(ir, plan, sanitize=sanitize)
         except (PipelineError, native.NativeUnavailable):
