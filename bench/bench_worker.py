@@ -12,7 +12,7 @@ goodputs move with the machine's load, so quote ratios from one run only.
 * loopback: W worker processes through aggregator.p4 on a softswitch process (UDP
   tunnel ports), and W gloo processes (torch.distributed over TCP) on the same machine,
   timing the same sizes in the same run. The switch is the softswitch's current
-  backend, so until it is native these rows measure the switch as much as the workers.
+  backend (native unless $P4REDUCE_BACKEND says otherwise).
 
     python -m bench.bench_worker [--full] [--only echo,udp,loopback]
 """
@@ -35,6 +35,7 @@ import numpy as np
 
 from p4reduce.worker import Communicator, JobSpec, quant, wire
 from p4reduce.worker.transport import NativeIo
+from tests.support.softswitch_job import SWITCH_IP, SWITCH_MAC, SoftswitchJob
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -210,50 +211,27 @@ def bench_udp_echo(engine: str, k: int, workers: int, nbytes: int = 4 * MB, slot
 # --------------------------------------------------------------------------------------
 
 
-def _switch_mac() -> str:
-    return "02:00:00:00:00:fe"
-
-
-def _worker_addr(rank: int) -> tuple[str, str, int]:
-    return f"02:00:00:00:02:{rank + 1:02x}", f"10.0.3.{rank + 1}", 40000 + rank
+#: the job serve_switch installs
+JOB_ID = 7
 
 
 def serve_switch(world: int, slots: int, k: int) -> None:
-    """(subprocess) aggregator.p4 with NUM_LANES=k on UDP tunnel ports, one job installed
-    as the controller would; prints the ports as one JSON line, runs until stdin closes."""
-    from p4reduce import contract as n
-    from p4reduce.softswitch.p4.frontend import compile_file
-    from p4reduce.softswitch.runtime import Device, Pipeline, parse_port_spec
-    from p4reduce.softswitch.runtime.control import ActionCall, Exact, Replica, TableEntry
-
-    def ip(a: str) -> int:
-        return int.from_bytes(socket.inet_aton(a), "big")
-
-    pipe = Pipeline(compile_file(ROOT / "p4src" / "aggregator.p4", {"NUM_LANES": str(k)}))
-    dev = Device()
-    dev.set_pipeline(pipe)
-    ports = []
-    for w in range(world):
-        number, port = parse_port_spec(f"{w + 1}@udp:127.0.0.1:0")
-        ports.append(port.address)  # type: ignore[attr-defined]
-        dev.add_port(number, port)
-    job, group = 7, n.JOB_MCAST_BASE + 7
-    pipe.table_insert(n.TABLE_JOBS.name, TableEntry((Exact(job),), ActionCall(
-        n.ACTION_SET_JOB.name, (0, slots, world, group, 1))))
-    for w in range(world):
-        mac, addr, port_no = _worker_addr(w)
-        pipe.table_insert(n.TABLE_MEMBERS.name, TableEntry(
-            (Exact(job), Exact(w), Exact(ip(addr))), ActionCall(n.ACTION_MEMBER_OK.name)))
-        pipe.table_insert(n.TABLE_RESULT_REWRITE.name, TableEntry(
-            (Exact(job), Exact(w)), ActionCall(n.ACTION_SET_WORKER_ADDR.name, (
-                int(mac.replace(":", ""), 16), ip(addr), port_no))))
-    pipe.mc_group_set(group, tuple(Replica(w + 1, w) for w in range(world)))
-    dev.start()
-    print(json.dumps({"ports": [p[1] for p in ports]}), flush=True)
-    try:
+    """(subprocess) aggregator.p4 with NUM_LANES=k on the softswitch's default back end,
+    one UDP tunnel port per worker and one job installed as the controller would
+    (tests.support.softswitch_job); prints the ports as one JSON line, runs until stdin
+    closes."""
+    with SoftswitchJob(JOB_ID, world, slots, k=k) as sw:
+        print(json.dumps({"ports": [a[1] for a in sw.addresses],
+                          "backend": sw.pipeline.backend}), flush=True)
         sys.stdin.read()
-    finally:
-        dev.stop()
+
+
+def _job_spec(rank: int, world: int, slots: int, k: int, tunnel_port: int) -> JobSpec:
+    """Rank `rank`'s JobSpec as serve_switch's job knows it."""
+    return JobSpec(JOB_ID, rank, world, slots, k=k, switch_mac=SWITCH_MAC, switch_ip=SWITCH_IP,
+                   local_mac=SoftswitchJob.worker_mac(rank),
+                   local_ip=SoftswitchJob.worker_ip(rank), local_port=40000 + rank,
+                   tunnel_port=tunnel_port)
 
 
 def _rank_times(comm_call: Any, sizes: list[int], reps: dict[int, int]) -> list[dict[str, Any]]:
@@ -274,9 +252,7 @@ def _rank_times(comm_call: Any, sizes: list[int], reps: dict[int, int]) -> list[
 def rank_main(rank: int, world: int, slots: int, k: int, tunnel_port: int, engine: str,
               sizes: list[int], reps: dict[int, int]) -> None:
     """(subprocess) one p4reduce rank: per-call times of every size, as one JSON line."""
-    mac, addr, port = _worker_addr(rank)
-    job = JobSpec(7, rank, world, slots, k=k, switch_mac=_switch_mac(), switch_ip="10.0.0.254",
-                  local_mac=mac, local_ip=addr, local_port=port, tunnel_port=tunnel_port)
+    job = _job_spec(rank, world, slots, k, tunnel_port)
     comm = Communicator(job, timeout_s=120, engine=engine)  # type: ignore[arg-type]
     packets: dict[int, int] = {}
 

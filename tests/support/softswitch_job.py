@@ -29,8 +29,9 @@ REG_BITMAP = "AggIngress.aggregation.bitmap"
 
 
 @functools.cache
-def compiled() -> dict[str, Any]:
-    return compile_file(PROGRAM)
+def compiled(k: int | None = None) -> dict[str, Any]:
+    """The program at its default K, or compiled with NUM_LANES = k."""
+    return compile_file(PROGRAM) if k is None else compile_file(PROGRAM, {"NUM_LANES": str(k)})
 
 
 def _ip(ip: str) -> int:
@@ -46,10 +47,12 @@ class SoftswitchJob:
 
     def __init__(self, job_id: int, world: int, num_slots: int, *, base: int = 0, epoch: int = 1,
                  drop: float = 0.0, duplicate: float = 0.0, reorder: float = 0.0,
-                 seed: int = 0, extra_ports: int = 0) -> None:
+                 seed: int = 0, extra_ports: int = 0, k: int | None = None) -> None:
         self.job_id, self.world, self.num_slots = job_id, world, num_slots
         self.base, self.epoch = base, epoch
-        self.pipeline = make_pipeline(compiled())  # the default back end ($P4REDUCE_BACKEND)
+        self.k = k
+        # the default back end ($P4REDUCE_BACKEND)
+        self.pipeline = make_pipeline(compiled(k))  # type: ignore[arg-type]
         self.device = Device()
         self.device.set_pipeline(self.pipeline)
         self.addresses: list[tuple[str, int]] = []
@@ -71,6 +74,8 @@ class SoftswitchJob:
 
     def spec(self, rank: int, **kw: Any) -> JobSpec:
         """The JobSpec of `rank`, matching what `_install` told the switch about it."""
+        if self.k is not None:
+            kw.setdefault("k", self.k)
         return JobSpec(self.job_id, rank, self.world, self.num_slots, switch_mac=SWITCH_MAC,
                        switch_ip=SWITCH_IP, local_mac=self.worker_mac(rank),
                        local_ip=self.worker_ip(rank), local_port=40000 + rank,
