@@ -13,8 +13,8 @@ generated data (the example's teacher map), so their losses read the same way.
 
 The gradients' allreduce goes through a DDP communication hook that only times the
 call, so that both backends are measured the same way (issue to completion). Packets and
-retransmissions come from the p4reduce communicator's per-call statistics, read after
-each backward pass (DDP has waited for every bucket by then). Rank 0 prints one
+retransmissions are the p4reduce communicator's statistics summed over every call (a
+step is one call per DDP bucket), read after training. Rank 0 prints one
 `step N/M loss X` line per step so the launcher can show progress.
 """
 
@@ -100,13 +100,13 @@ def timed_allreduce(state: Timer, bucket: GradBucket) -> torch.futures.Future[to
 
 
 def _switch_stats() -> Any:
-    """The last switch call's CallStats, or None for a backend without a switch."""
+    """The switch calls' summed CallStats so far, or None for a backend without a switch."""
     if dist.get_backend() != "p4reduce":
         return None
     from p4reduce.worker.torch.engine import live_engine
 
     engine = live_engine()
-    return engine.comm.last_stats if engine is not None else None
+    return engine.comm.total_stats if engine is not None and engine.comm is not None else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,22 +133,18 @@ def main(argv: list[str] | None = None) -> int:
     w_true = ex.teacher(args.seed)
     data = torch.Generator().manual_seed(args.seed * 1000 + rank)
     packets = retrans = 0
-    last = None
     t_start = time.perf_counter()
     for step in range(args.steps):
         x, y = ex.batch(w_true, data, args.batch)
         opt.zero_grad()
         loss = torch.nn.functional.mse_loss(model(x), y)
         loss.backward()  # type: ignore[no-untyped-call]
-        stats = _switch_stats()
-        if stats is not None and stats is not last:
-            packets += stats.packets_sent
-            retrans += stats.retransmitted
-            last = stats
         opt.step()
         if rank == 0:
             print(f"step {step + 1}/{args.steps} loss {float(loss):.5f}", flush=True)
     train_s = time.perf_counter() - t_start
+    if (stats := _switch_stats()) is not None:
+        packets, retrans = stats.packets_sent, stats.retransmitted
     final_loss, accuracy = held_out(model.module, args.seed, w_true)
     result = {
         "rank": rank, "backend": args.backend, "steps": args.steps, "model": args.model,

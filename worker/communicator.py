@@ -147,6 +147,8 @@ class Communicator:
             raise
         self.shift = quant.shift_for(job.world_size)
         self.last_stats: CallStats | None = None
+        #: every call's costs summed (a DDP step is several calls: last_stats is one)
+        self.total_stats = CallStats(0, 0, 0, 0.0, 0)
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
 
@@ -195,6 +197,7 @@ class Communicator:
                 res = self.engine.reduce(None, p.flat.astype(np.int32, copy=False), nbytes,
                                          wide=False)
         self.last_stats = res.stats
+        self.total_stats = self.total_stats + res.stats
         if p.kind == "f":
             self._check_finite(res.agreed, res.proposals)
             return res.floats.astype(p.dtype, copy=False).reshape(p.shape)
@@ -219,6 +222,7 @@ class Communicator:
         with self._lock:
             res = self.engine.reduce(f_work, i_work, nbytes, wide=wide)
         self.last_stats = res.stats
+        self.total_stats = self.total_stats + res.stats
         log.debug("job %d rank %d allreduce: %s, %.1f MB/s", self.job.job_id, self.job.rank,
                   res.stats, res.stats.goodput_mb_s)
         self._check_finite(res.agreed, res.proposals)

@@ -13,6 +13,13 @@ class CallStats:
     elapsed_s: float
     tensor_bytes: int  # bytes of the caller's array
 
+    def __add__(self, other: CallStats) -> CallStats:
+        """Both calls' costs together (`Communicator.total_stats` sums every call)."""
+        return CallStats(self.packets_sent + other.packets_sent,
+                         self.retransmitted + other.retransmitted,
+                         self.duplicates_received + other.duplicates_received,
+                         self.elapsed_s + other.elapsed_s, self.tensor_bytes + other.tensor_bytes)
+
     @property
     def goodput_mb_s(self) -> float:
         """Caller's bytes reduced per second (MB = 1e6 bytes)."""

@@ -112,3 +112,24 @@ def test_lossy_fused_calls_give_identical_bits() -> None:
     for w, g in zip(want, got, strict=True):
         for a, b in zip(w, g, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("engine", ["python", "c"])
+def test_total_stats_sum_every_call(engine: str) -> None:
+    """`total_stats` is every call's cost summed (a DDP step is several calls, and
+    `last_stats` only the last one); the packet counts are the engine's own."""
+    world = 2
+    with Cluster(world, slots=8, k=K, engine=engine) as cl:
+        sent = []
+        for n in (5, 300, 1):
+            xs = [np.full(n, r + 1, np.float32) for r in range(world)]
+            got = run_ranks(cl.comms, lambda r, c, xs=xs: c.allreduce(xs[r]))
+            assert all(not isinstance(g, BaseException) for g in got), got
+            stats = cl.comms[0].last_stats
+            assert stats is not None
+            sent.append(stats.packets_sent)
+        total = cl.comms[0].total_stats
+        assert total.packets_sent == sum(sent) == cl.comms[0].engine.seq
+        assert total.tensor_bytes == 4 * (5 + 300 + 1)
+        assert total.retransmitted == 0
