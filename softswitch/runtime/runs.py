@@ -23,17 +23,20 @@ import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from p4reduce.softswitch.p4.ir import Action, Expr, Program, Register, Stmt
 from p4reduce.softswitch.runtime.errors import PipelineError
-from p4reduce.softswitch.runtime.frame import Ctx, ProgramFrame
-from p4reduce.softswitch.runtime.layout import Layout
+from p4reduce.softswitch.runtime.frame import Ctx, ProgramFrame, nested_bodies
+from p4reduce.softswitch.runtime.layout import HeaderSlots, Layout
 
 MIN_RUN = 4
 NATIVE_WIDTHS = (8, 16, 32, 64)
 VEC_BINARY = {"+", "-", "*", "&", "|", "^"}
-_SUB = ("left", "right", "arg", "cond", "then", "else")
+# the keys of an Expr holding its operands (unary, binary, slice, cast, mux), in the order
+# every walk visits them
+Operand = Literal["left", "right", "arg", "cond", "then", "else"]
+_SUB: tuple[Operand, ...] = ("left", "right", "arg", "cond", "then", "else")
 
 
 class NoVec(Exception):
@@ -64,13 +67,12 @@ class _Flat:
         self._stmt(stmt, None)
 
     def _stmt(self, s: Stmt, action: Action | None) -> None:
-        kind = s["stmt"]
-        if kind == "block":
+        if s["stmt"] == "block":
             for sub in s.get("body", []):
                 if sub["stmt"] == "return":
                     raise NoVec
                 self._stmt(sub, action)
-        elif kind == "call":
+        elif s["stmt"] == "call":
             act = self.fr.actions.get(s["action"])
             if act is None or act["params"] or s.get("args"):
                 raise NoVec
@@ -79,14 +81,14 @@ class _Flat:
                 if sub["stmt"] == "return":
                     raise NoVec
                 self._stmt(sub, act)
-        elif kind == "assign":
+        elif s["stmt"] == "assign":
             ctx = Ctx(action=action)
             p = Prim("assign", ctx, lhs=s["lhs"], value=s["rhs"])
             self.sig.append("assign")
             self._lvalue(s["lhs"], ctx)
             self._expr(s["rhs"], ctx)
             self.prims.append(p)
-        elif kind == "method" and s["kind"] == "register" and s["method"] in ("read", "write"):
+        elif s["stmt"] == "method" and s["kind"] == "register" and s["method"] in ("read", "write"):
             ctx = Ctx(action=action)
             args = s["args"]
             reg = s["object"]
