@@ -75,6 +75,7 @@ fuzz: $(STAMP)
 # make run [MODEL=wide|small (small with bmv2)] [MODE=auto|loopback|mininet] [HOSTS=4] [LOSS=0]
 #          [STEPS=40 for wide, 300 for small] [LANES=256 (64 with bmv2)] [TOPO=star|twotier]
 #          [BW=Mbit/s, per host link] [DELAY=1ms] [SWITCH=softswitch|bmv2]  (TOPO, BW, DELAY: Mininet only)
+#          [PER_LEAF=2 (TOPO=twotier: hosts per leaf; every switch aggregates)]
 MODEL ?=
 MODE ?= auto
 HOSTS ?= 4
@@ -85,6 +86,7 @@ TOPO ?= star
 BW ?= 100
 DELAY ?= 1ms
 SWITCH ?= softswitch
+PER_LEAF ?= 2
 RUN_MININET := $(shell if [ "$(MODE)" = mininet ] || { [ "$(MODE)" = auto ] && [ "$$(id -u)" = 0 ]; }; then echo yes; fi)
 
 run: $(STAMP) p4
@@ -95,15 +97,16 @@ run: $(STAMP) p4
 	fi
 	$(PY) mininet/demo.py $(if $(MODEL),--model $(MODEL)) --mode $(MODE) --hosts $(HOSTS) --loss $(LOSS) \
 	  $(if $(STEPS),--steps $(STEPS)) $(if $(LANES),--lanes $(LANES)) \
-	  --topo $(TOPO) --bw $(BW) --delay $(DELAY) --switch $(SWITCH)
+	  --topo $(TOPO) --per-leaf $(PER_LEAF) --bw $(BW) --delay $(DELAY) --switch $(SWITCH)
 
-# make bench-mininet [BENCH_ARGS="--workers 2,4 --sizes 1M,16M ..."]  (root; see --help)
+# make bench-mininet [TOPO=twotier] [BENCH_ARGS="--workers 2,4 --sizes 1M,16M ..."]  (root; see --help)
 bench-mininet: $(STAMP)
 	@if [ "$$(id -u)" != 0 ]; then echo "bench-mininet needs root (Mininet): sudo make bench-mininet"; exit 1; fi
 	@{ $(PY) -c 'import mininet.net' 2>/dev/null && command -v ethtool >/dev/null; } || \
 	  { echo "installing Debian's mininet and ethtool"; apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mininet ethtool; }
-	$(PY) mininet/bench_mininet.py $(if $(filter bmv2,$(SWITCH)),--switch bmv2) $(BENCH_ARGS)
+	$(PY) mininet/bench_mininet.py $(if $(filter bmv2,$(SWITCH)),--switch bmv2) \
+	  $(if $(filter twotier,$(TOPO)),--topo twotier --per-leaf $(PER_LEAF)) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) .pytest_cache .mypy_cache .ruff_cache

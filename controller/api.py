@@ -14,11 +14,14 @@ from typing import Any, TypeVar
 
 import grpc
 
+from p4reduce import contract as n
 from p4reduce.controller.entities import job_group
 from p4reduce.controller.errors import ControllerError
 from p4reduce.controller.jobs import JobManager, JobView
 from p4reduce.controller.liveness import JOB_DELETED, PEER_DOWN, PEER_LEFT, SWITCH_RESTARTED
 from p4reduce.controller.protos import pb, svc
+from p4reduce.controller.topology import Switch
+from p4reduce.controller.tree import member_switch
 from p4reduce.controller.validate import int_to_ipv4, int_to_mac
 
 log = logging.getLogger("p4reduce.controller")
@@ -32,9 +35,20 @@ _EVENT_KINDS = {
 }
 
 
-def job_info(mgr: JobManager, v: JobView) -> Any:
+def _agg_address(sw: Switch) -> Any:
+    return pb.AggAddress(mac=int_to_mac(sw.agg_mac), ipv4=int_to_ipv4(sw.agg_ipv4),
+                         udp_port=sw.agg_udp_port)
+
+
+def job_info(mgr: JobManager, v: JobView, rank: int | None = None) -> Any:
+    """The job as the API shows it; `rank`: the rank asking (a Join), whose own switch's
+    aggregation address goes in `aggregation` (else the job's root switch's)."""
     j = v.job
     topo = mgr.topo
+    tree = mgr.tree_of(j, list(v.members))
+    root = topo.switch(tree.root) if tree.levels else topo.root
+    where = {m.rank: member_switch(topo, m) or root.name for m in v.members}
+    mine = topo.switch(where[rank]) if rank in where else root
     return pb.JobInfo(
         job_id=j.id,
         name=j.name,
@@ -43,11 +57,7 @@ def job_info(mgr: JobManager, v: JobView) -> Any:
         slot_count=j.count,
         epoch=j.epoch,
         k=mgr.settings.k,
-        aggregation=pb.AggAddress(
-            mac=int_to_mac(topo.agg_mac),
-            ipv4=int_to_ipv4(topo.agg_ipv4),
-            udp_port=topo.agg_udp_port,
-        ),
+        aggregation=_agg_address(mine),
         ready=v.ready,
         members=[
             pb.Member(
@@ -57,6 +67,8 @@ def job_info(mgr: JobManager, v: JobView) -> Any:
                 udp_port=m.udp_port,
                 switch_port=m.switch_port,
                 joined=m.joined,
+                switch=where[m.rank],
+                aggregation=_agg_address(topo.switch(where[m.rank])),
             )
             for m in v.members
         ],
@@ -64,6 +76,8 @@ def job_info(mgr: JobManager, v: JobView) -> Any:
         lease_until=j.lease_until,
         mcast_group=0 if j.host_only else job_group(j.id),
         host_only=j.host_only,
+        switches=sorted(tree.switches),
+        root=tree.root,
     )
 
 
@@ -103,7 +117,7 @@ class Servicer(svc.ControllerServicer):  # type: ignore[misc]
             )
             if req.wait_ready_timeout > 0:
                 v = self.mgr.wait_ready(req.job, req.wait_ready_timeout)
-            return job_info(self.mgr, v)
+            return job_info(self.mgr, v, req.rank)
 
         return self._call(context, do)
 
@@ -177,55 +191,90 @@ class Servicer(svc.ControllerServicer):  # type: ignore[misc]
 
     def Slots(self, req: Any, context: grpc.ServicerContext) -> Any:
         def do() -> Any:
-            occ = self.mgr.occupancy()
-            return pb.SlotMap(
-                total=self.mgr.settings.num_slots,
-                free=sum(e.count for e in occ if not e.owner),
-                extents=[pb.SlotExtent(base=e.base, count=e.count, job=e.owner) for e in occ],
-            )
+            def slot_map(name: str) -> Any:
+                occ = self.mgr.occupancy(name)
+                return pb.SlotMap(
+                    total=self.mgr.settings.num_slots,
+                    free=sum(e.count for e in occ if not e.owner),
+                    extents=[pb.SlotExtent(base=e.base, count=e.count, job=e.owner)
+                             for e in occ],
+                    switch=name,
+                )
+
+            topo = self.mgr.topo
+            out = slot_map(topo.root.name)
+            if not topo.single:
+                out.switches.extend(slot_map(s.name) for s in topo.switches)
+            return out
 
         return self._call(context, do)
 
     def Counters(self, req: Any, context: grpc.ServicerContext) -> Any:
         def do() -> Any:
-            per_job = self.mgr.counters(req.job or None)
+            by_switch = self.mgr.counters_by_switch(req.job or None)
             ids = {v.job.name: v.job.id for v in self.mgr.jobs()}
-            return pb.CountersReply(
-                jobs=[
-                    pb.JobCounters(
-                        job=name,
-                        job_id=ids.get(name, 0),
-                        counters=[
-                            pb.CounterValue(name=c.rsplit(".", 1)[-1], packets=p, bytes=b)
-                            for c, (p, b) in cs.items()
-                        ],
-                    )
-                    for name, cs in per_job.items()
-                ],
-                rejected=[]
-                if req.job
-                else [
-                    pb.CounterValue(name=r, packets=p, bytes=b)
-                    for r, (p, b) in self.mgr.rejected().items()
-                ],
-            )
+            tree = not self.mgr.topo.single
+
+            def values(cs: dict[str, tuple[int, int]]) -> list[Any]:
+                return [pb.CounterValue(name=c.rsplit(".", 1)[-1], packets=p, bytes=b)
+                        for c, (p, b) in cs.items()]
+
+            def total(per: dict[str, dict[str, tuple[int, int]]]) -> dict[str, tuple[int, int]]:
+                out = {c: (0, 0) for c in n.PER_JOB_COUNTERS}
+                for cs in per.values():
+                    for c, (p, b) in cs.items():
+                        out[c] = (out[c][0] + p, out[c][1] + b)
+                return out
+
+            reply = pb.CountersReply(jobs=[
+                pb.JobCounters(
+                    job=name, job_id=ids.get(name, 0), counters=values(total(per)),
+                    switches=[pb.SwitchCounters(switch=sw, counters=values(cs))
+                              for sw, cs in per.items()] if tree else [])
+                for name, per in by_switch.items()
+            ])
+            if not req.job:
+                rejects = self.mgr.rejected_by_switch()
+                summed: dict[str, tuple[int, int]] = {r: (0, 0) for r in n.REJECT_REASONS}
+                for cs in rejects.values():
+                    for r, (p, b) in cs.items():
+                        summed[r] = (summed[r][0] + p, summed[r][1] + b)
+                reply.rejected.extend(pb.CounterValue(name=r, packets=p, bytes=b)
+                                      for r, (p, b) in summed.items())
+                if tree:
+                    reply.rejected_by_switch.extend(
+                        pb.SwitchCounters(switch=sw, counters=[
+                            pb.CounterValue(name=r, packets=p, bytes=b)
+                            for r, (p, b) in cs.items()])
+                        for sw, cs in rejects.items())
+            return reply
 
         return self._call(context, do)
 
     def Switch(self, req: Any, context: grpc.ServicerContext) -> Any:
         def do() -> Any:
-            st = self.mgr.switch.status()
-            return pb.SwitchInfo(
-                address=st.address,
-                device_id=st.device_id,
-                primary=st.primary,
-                election_id=str(st.election_id),
-                primary_election_id=""
-                if st.primary_election_id is None
-                else str(st.primary_election_id),
-                pipeline=st.pipeline,
-                details=st.details,
-            )
+            topo = self.mgr.topo
+
+            def info(name: str) -> Any:
+                st = self.mgr.switches[name].status()
+                return pb.SwitchInfo(
+                    address=st.address,
+                    device_id=st.device_id,
+                    primary=st.primary,
+                    election_id=str(st.election_id),
+                    primary_election_id=""
+                    if st.primary_election_id is None
+                    else str(st.primary_election_id),
+                    pipeline=st.pipeline,
+                    details=st.details,
+                    name=name,
+                    parent=topo.switch(name).parent,
+                )
+
+            out = info(topo.root.name)
+            if not topo.single:
+                out.switches.extend(info(s.name) for s in topo.switches)
+            return out
 
         return self._call(context, do)
 

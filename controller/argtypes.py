@@ -71,6 +71,21 @@ def address(text: str) -> str:
     return text.strip()
 
 
+def switch_address(text: str) -> tuple[str, str]:
+    """`HOST:PORT` (the one switch) or `NAME=HOST:PORT` (a switch of the topology's tree)
+    as (name or "", address)."""
+    name, sep, where = text.strip().partition("=")
+    if not sep:
+        name, where = "", text
+    elif not name:
+        raise argparse.ArgumentTypeError(f"{text!r}: the switch name before '=' is empty")
+    try:
+        split_hostport(where)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return name, where.strip()
+
+
 def listen_address(text: str) -> str:
     """A `host:port` to listen on (port 0: any free port)."""
     try:

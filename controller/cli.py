@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from p4reduce.contract import MAX_WORKERS
+from p4reduce.contract import MAX_WORLD_SIZE
 from p4reduce.controller import argtypes as at
 
 if TYPE_CHECKING:
@@ -133,13 +133,19 @@ def _show_job(j: Any, o: Out) -> None:
         f"aggregation address {agg.mac} {agg.ipv4}:{agg.udp_port}, K={j.k},"
         f" multicast group {j.mcast_group}"
     )
+    tree = len(j.switches) > 1
+    if tree:
+        o.line(f"tree of switches: root {j.root}, {', '.join(j.switches)}")
     if not j.members:
         o.line(f"no worker has joined yet (0 of {j.world_size})")
         return
+    cols = ["rank", "MAC", "IPv4", "UDP port", *(["switch"] if tree else []), "switch port",
+            "joined"]
     o.table(
         "members",
-        ("rank", "MAC", "IPv4", "UDP port", "switch port", "joined"),
-        [[m.rank, m.mac, m.ipv4, m.udp_port, m.switch_port, _when(m.joined)] for m in j.members],
+        cols,
+        [[m.rank, m.mac, m.ipv4, m.udp_port, *([m.switch] if tree else []), m.switch_port,
+          _when(m.joined)] for m in j.members],
     )
 
 
@@ -164,8 +170,13 @@ def cmd_slots(c: ControllerClient, a: argparse.Namespace, o: Out) -> None:
     if o.as_json:
         o.json(_dict(m))
         return
+    for each in m.switches or [m]:
+        _show_slots(each, o, f"switch {each.switch}: " if m.switches else "")
+
+
+def _show_slots(m: Any, o: Out, prefix: str) -> None:
     o.table(
-        f"register space: {m.free} of {m.total} slots free",
+        f"{prefix}register space: {m.free} of {m.total} slots free",
         ("first", "last", "count", "held by"),
         [[e.base, e.base + e.count - 1, e.count, e.job or "(free)"] for e in m.extents],
     )
@@ -205,23 +216,40 @@ def cmd_counters(c: ControllerClient, a: argparse.Namespace, o: Out) -> None:
         )
         return
     names = [x.name for x in r.jobs[0].counters] if r.jobs else []
+    tree = any(j.switches for j in r.jobs) or bool(r.rejected_by_switch)
     o.table(
-        "per-job counters (packets)",
+        "per-job counters (packets)" + (", summed over the job's switches" if tree else ""),
         ["job", "id", *names],
         [[j.job, j.job_id, *[x.packets for x in j.counters]] for j in r.jobs],
     )
+    if tree:
+        o.table(
+            "per-job counters by switch (packets)",
+            ["job", "switch", *names],
+            [[j.job, s.switch, *[x.packets for x in s.counters]] for j in r.jobs
+             for s in j.switches],
+        )
     if r.rejected:
         o.table(
             "rejected (packets)",
             ("reason", "packets", "bytes"),
             [[x.name, x.packets, x.bytes] for x in r.rejected],
         )
+    if r.rejected_by_switch:
+        reasons = [x.name for x in r.rejected_by_switch[0].counters]
+        o.table(
+            "rejected by switch (packets)",
+            ["switch", *reasons],
+            [[s.switch, *[x.packets for x in s.counters]] for s in r.rejected_by_switch],
+        )
 
 
 def cmd_workers(c: ControllerClient, a: argparse.Namespace, o: Out) -> None:
     jobs = c.jobs()
+    tree = any(len(j.switches) > 1 for j in jobs)
     rows = [
-        [j.name, m.rank, m.mac, m.ipv4, m.udp_port, m.switch_port, _when(m.joined)]
+        [j.name, m.rank, m.mac, m.ipv4, m.udp_port, *([m.switch] if tree else []),
+         m.switch_port, _when(m.joined)]
         for j in jobs
         for m in j.members
     ]
@@ -229,7 +257,8 @@ def cmd_workers(c: ControllerClient, a: argparse.Namespace, o: Out) -> None:
         o.json([{"job": j.name, **_dict(m)} for j in jobs for m in j.members])
     else:
         o.table(
-            "workers", ("job", "rank", "MAC", "IPv4", "UDP port", "switch port", "joined"), rows
+            "workers", ("job", "rank", "MAC", "IPv4", "UDP port", *(["switch"] if tree else []),
+                        "switch port", "joined"), rows
         )
 
 
@@ -237,6 +266,11 @@ def cmd_switch(c: ControllerClient, a: argparse.Namespace, o: Out) -> None:
     s = c.switch()
     if o.as_json:
         o.json(_dict(s))
+        return
+    if s.switches:
+        o.table("switches", ("switch", "parent", "address", "device id", "role", "pipeline"),
+                [[x.name, x.parent or "-", x.address, x.device_id,
+                  "primary" if x.primary else "backup", x.pipeline] for x in s.switches])
         return
     rows = [
         ["address", s.address],
@@ -308,8 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     jc = add_job("create", cmd_job_create, "create a job and allocate its slots")
-    jc.add_argument("--workers", type=at.count(1, MAX_WORKERS), required=True,
-                    help=f"world size (1..{MAX_WORKERS})")
+    jc.add_argument("--workers", type=at.count(1, MAX_WORLD_SIZE), required=True,
+                    help=f"world size (1..{MAX_WORLD_SIZE}; more than 32 needs a tree of"
+                    " switches)"),
     jc.add_argument("--slots", type=at.count(0, 2**32 - 1), default=0,
                     help="slot count (default 0: the controller's default)")
     add_job("show", cmd_job_show, "show a job and its members")

@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from p4reduce import contract as n
+from p4reduce.controller.errors import InvalidArgument
 from p4reduce.controller.store import Job, Member
 from p4reduce.controller.topology import Topology
+from p4reduce.controller.tree import EMPTY, job_tree
 
 BROADCAST_MAC = 0xFFFF_FFFF_FFFF
 
@@ -23,6 +25,7 @@ OWNED_TABLES: tuple[str, ...] = (
     n.TABLE_ARP.name,
     n.TABLE_OWN_ADDRESSES.name,
     n.TABLE_RESULT_PORTS.name,
+    n.TABLE_UPLINK.name,
 )
 
 
@@ -68,52 +71,89 @@ def describe_owner(tag: bytes) -> str:
     return "no owner tag" if not tag else f"owner tag {tag[:24]!r}"
 
 
-def desired(topo: Topology, jobs: list[Job], members: list[Member], owner: bytes = b"") -> Desired:
+def _static_rows(topo: Topology, name: str) -> tuple[list[Row], dict[int, Replicas]]:
+    """What switch `name` needs whatever the jobs: forwarding towards every host (its own
+    on their ports, the others down the link to the subtree that holds them, or up), ARP
+    for and ownership of its aggregation address, and the one port results may come from
+    (its parent's, if it has one)."""
+    sw = topo.switch(name)
     rows: list[Row] = []
     groups: dict[int, Replicas] = {}
     for h in topo.hosts:
-        rows.append(Row(n.TABLE_L2.name, (h.mac,), n.ACTION_FORWARD.name, (h.port,)))
+        port = h.port if h.switch == name else topo.port_towards(name, h.switch)
+        rows.append(Row(n.TABLE_L2.name, (h.mac,), n.ACTION_FORWARD.name, (port,)))
     rows.append(Row(n.TABLE_L2.name, (BROADCAST_MAC,), n.ACTION_FLOOD.name, ()))
-    rows.append(Row(n.TABLE_ARP.name, (topo.agg_ipv4,), n.ACTION_ARP_REPLY.name, (topo.agg_mac,)))
-    # Results come from the aggregation address: a host port sending from it forges them.
-    # No port may send results (result_ports stays empty): one switch, no parent.
-    rows.append(Row(n.TABLE_OWN_ADDRESSES.name, (topo.agg_ipv4,), n.ACTION_OWN_ADDRESS.name, ()))
-    if topo.hosts:
-        groups[n.FLOOD_MCAST_GRP] = frozenset((h.port, 0) for h in topo.hosts)
+    rows.append(Row(n.TABLE_ARP.name, (sw.agg_ipv4,), n.ACTION_ARP_REPLY.name, (sw.agg_mac,)))
+    # Results come from an aggregation address: a host port sending from it forges them.
+    # Every switch knows every switch's, so no host can pose as another switch of a tree
+    # (its frames cross this one's links, where that one would take them as its parent's).
+    for other in topo.switches:
+        rows.append(Row(n.TABLE_OWN_ADDRESSES.name, (other.agg_ipv4,), n.ACTION_OWN_ADDRESS.name,
+                        ()))
+    if sw.parent:  # its parent's results come in on the uplink, and only there
+        rows.append(Row(n.TABLE_RESULT_PORTS.name, (sw.uplink,), n.ACTION_ALLOW_RESULTS.name, ()))
+    flood = {h.port for h in topo.hosts if h.switch == name} | set(topo.links(name))
+    if flood:
+        groups[n.FLOOD_MCAST_GRP] = frozenset((p, 0) for p in flood)
+    return rows, groups
+
+
+def desired_all(topo: Topology, jobs: list[Job], members: list[Member],
+                owner: bytes = b"") -> dict[str, Desired]:
+    """The entries of every switch of the topology, by switch name.
+
+    A job is installed on the switches of its tree (`tree.job_tree`): on each, its
+    `jobs` entry (the same slot range and epoch everywhere; `num_workers` is the number
+    of children to count there), a `members` entry and a multicast replica per child
+    (the replica id and `result_rewrite` key are the child's worker id), and below the
+    root an `uplink` entry naming the parent. Until every rank joined, the root also
+    counts the missing ones (capped beyond the bitmap), so no round can complete early.
+    """
+    out: dict[str, tuple[list[Row], dict[int, Replicas]]] = {
+        s.name: _static_rows(topo, s.name) for s in topo.switches}
     by_job: dict[int, list[Member]] = {}
     for m in members:
         by_job.setdefault(m.job_id, []).append(m)
     for j in jobs:
         if j.host_only:  # no slots: its ranks reduce on the hosts, the switch knows nothing
             continue
-        grp = job_group(j.id)
-        rows.append(
-            Row(
-                n.TABLE_JOBS.name,
-                (j.id,),
-                n.ACTION_SET_JOB.name,
-                (j.base, j.count, j.world_size, grp, j.epoch),
-                owner,
-            )
-        )
         ms = by_job.get(j.id, [])
-        for m in ms:
-            rows.append(
-                Row(
-                    n.TABLE_MEMBERS.name,
-                    (j.id, m.rank, m.ipv4, m.switch_port),
-                    n.ACTION_MEMBER_OK.name,
-                    (),
-                )
-            )
-            rows.append(
-                Row(
-                    n.TABLE_RESULT_REWRITE.name,
-                    (j.id, m.rank),
-                    n.ACTION_SET_WORKER_ADDR.name,
-                    (m.mac, m.ipv4, m.udp_port),
-                )
-            )
-        if ms:
-            groups[grp] = frozenset((m.switch_port, m.rank) for m in ms)
-    return Desired({r.ident: r for r in rows}, groups)
+        grp = job_group(j.id)
+        try:
+            tree = job_tree(topo, ms, f"job {j.name!r}")
+        except InvalidArgument:
+            tree = EMPTY  # refused at join; a changed topology cannot make it fit now
+        if not tree.levels:
+            # no member yet: only the admission entry, at the root of the topology
+            rows, _ = out[topo.root.name]
+            # (a count no round can reach: up to MAX_WORKERS bits are ever set)
+            rows.append(Row(n.TABLE_JOBS.name, (j.id,), n.ACTION_SET_JOB.name,
+                            (j.base, j.count, min(j.world_size, n.MAX_WORKERS + 1), grp,
+                             j.epoch), owner))
+            continue
+        missing = j.world_size - len(ms)
+        for name, level in tree.levels.items():
+            rows, groups = out[name]
+            count = len(level.children)
+            if name == tree.root and missing > 0:
+                count = min(count + missing, n.MAX_WORKERS + 1)
+            rows.append(Row(n.TABLE_JOBS.name, (j.id,), n.ACTION_SET_JOB.name,
+                            (j.base, j.count, count, grp, j.epoch), owner))
+            for c in level.children:
+                rows.append(Row(n.TABLE_MEMBERS.name, (j.id, c.worker_id, c.ipv4, c.port),
+                                n.ACTION_MEMBER_OK.name, (c.index,)))
+                rows.append(Row(n.TABLE_RESULT_REWRITE.name, (j.id, c.worker_id),
+                                n.ACTION_SET_WORKER_ADDR.name, (c.mac, c.ipv4, c.udp_port)))
+            groups[grp] = frozenset((c.port, c.worker_id) for c in level.children)
+            if level.parent:
+                sw, up = topo.switch(name), topo.switch(level.parent)
+                rows.append(Row(n.TABLE_UPLINK.name, (j.id,), n.ACTION_SET_PARENT.name,
+                                (sw.uplink, level.worker_id, up.agg_mac, up.agg_ipv4,
+                                 sw.agg_mac, sw.agg_ipv4)))
+    return {name: Desired({r.ident: r for r in rows}, groups)
+            for name, (rows, groups) in out.items()}
+
+
+def desired(topo: Topology, jobs: list[Job], members: list[Member], owner: bytes = b"") -> Desired:
+    """The entries of the root switch (all of them, on a one-switch topology)."""
+    return desired_all(topo, jobs, members, owner)[topo.root.name]

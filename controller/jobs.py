@@ -1,21 +1,26 @@
 """Job admission, membership and leases: the controller's decisions, independent of gRPC.
 
-Each change validates first, then updates the store and reconciles the switch inside one
-database transaction: if validation or the switch refuses, nothing is committed, so a
-bad request changes nothing anywhere.
+Each change validates first, then updates the store and reconciles the switches inside
+one database transaction: if validation or a switch refuses, nothing is committed, so a
+bad request changes nothing in the store (and a switch written before another refused
+is repaired by the next reconcile, which then reads every switch back).
+
+The manager drives every switch of the topology, each over its own connection, where it
+must be primary: a job's entries go to the switches of its tree (`tree.job_tree`), with
+one slot range and one epoch for all of them.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from p4reduce import contract as n
 from p4reduce.controller.allocator import Extent, SlotAllocator
 from p4reduce.controller.backend import SwitchBackend
-from p4reduce.controller.entities import Desired, describe_owner, desired, owner_tag
+from p4reduce.controller.entities import Desired, describe_owner, desired_all, owner_tag
 from p4reduce.controller.errors import (
     AlreadyExists,
     ControllerError,
@@ -29,6 +34,7 @@ from p4reduce.controller.liveness import PEER_LEFT, SWITCH_RESTARTED, JobEvent, 
 from p4reduce.controller.reconcile import Plan, reconcile
 from p4reduce.controller.store import HOST_ONLY_FIRST_ID, Job, Member, Store
 from p4reduce.controller.topology import Topology
+from p4reduce.controller.tree import EMPTY, JobTree, capacity, job_tree
 from p4reduce.controller.validate import (
     int_to_ipv4,
     int_to_mac,
@@ -69,26 +75,37 @@ class ForeignJobs(ControllerError):
 
 
 class JobManager:
+    """`switch`: the one switch of a one-switch topology, or every switch of the
+    topology by name."""
+
     def __init__(
         self,
         store: Store,
-        switch: SwitchBackend,
+        switch: SwitchBackend | Mapping[str, SwitchBackend],
         topo: Topology,
         settings: Settings | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.switch = switch
         self.topo = topo
+        if isinstance(switch, Mapping):
+            self.switches: dict[str, SwitchBackend] = dict(switch)
+        else:
+            self.switches = {topo.root.name: switch}
+        names = {s.name for s in topo.switches}
+        if set(self.switches) != names:
+            raise InvalidArgument(
+                f"the topology's switches ({', '.join(sorted(names))}) are not the ones"
+                f" connected ({', '.join(sorted(self.switches))})")
         self.settings = settings or Settings()
         self.clock = clock
         self._cv = threading.Condition()
-        self._known: Desired | None = None
+        self._known: dict[str, Desired] = {}
         self.last_plan = Plan([])
         self.owner = owner_tag(store.owner_id())
-        # whether this controller may write the switch: it holds no jobs of another
+        # per switch: whether this controller may write it: it holds no jobs of another
         # controller, or it was told to take them over (see `_claim`)
-        self.claimed = False
+        self._claimed: set[str] = set()
         self.claim_error: str | None = None
         self._fresh: list[int] = []  # jobs created in this change: counters to reset
         self.liveness = Liveness(clock)
@@ -100,66 +117,106 @@ class JobManager:
         self.alloc = SlotAllocator(self.settings.num_slots)
         self._load_alloc()
 
+    # -- switches ------------------------------------------------------------------
+    @property
+    def switch(self) -> SwitchBackend:
+        """The root switch's connection (the only one, on a one-switch topology)."""
+        return self.switches[self.topo.root.name]
+
+    @property
+    def claimed(self) -> bool:
+        return self._claimed == set(self.switches)
+
+    def is_primary(self) -> bool:
+        """Primary on every switch: only then may jobs change."""
+        return all(sw.is_primary() for sw in self.switches.values())
+
+    def _label(self, name: str) -> str:
+        return "the switch" if self.topo.single else f"switch {name}"
+
+    def tree_of(self, job: Job, members: list[Member] | None = None) -> JobTree:
+        """The job's tree as its members make it (EMPTY: no member yet)."""
+        ms = self.store.members(job.id) if members is None else members
+        try:
+            return job_tree(self.topo, ms, f"job {job.name!r}")
+        except InvalidArgument:
+            return EMPTY
+
     # -- switch sync ---------------------------------------------------------------
-    def _sync(self, full: bool = False) -> Desired:
-        """Make the switch match the store. Between full reads, the switch is assumed to
-        hold what the last successful sync wrote (`_known`), so a join costs only its own
-        writes instead of a read of every entry."""
-        want = desired(self.topo, self.store.jobs(), self.store.members(), self.owner)
-        have = None if full else self._known
-        self._known = None  # unknown until the write and the commit succeed
-        if self._fresh:
-            # A new job reports only its own packets: its id's counters start at zero
-            # (before its entry exists, so nothing of it is counted and then wiped).
-            self.switch.reset_counters([(c, i) for i in self._fresh for c in n.PER_JOB_COUNTERS])
-        self.last_plan = reconcile(self.switch, want, have)
-        return want
+    def _sync(self, full: bool = False, only: list[str] | None = None) -> dict[str, Desired]:
+        """Make the switches (`only` these) match the store. Between full reads, a switch
+        is assumed to hold what the last successful sync wrote (`_known`), so a join
+        costs only its own writes instead of a read of every entry."""
+        want = desired_all(self.topo, self.store.jobs(), self.store.members(), self.owner)
+        names = list(self.switches) if only is None else only
+        known = {} if full else self._known
+        self._known = {}  # unknown until the writes and the commit succeed
+        updates = []
+        for name in names:
+            sw = self.switches[name]
+            if self._fresh:
+                # A new job reports only its own packets: its id's counters start at zero
+                # (before its entry exists, so nothing of it is counted and then wiped).
+                sw.reset_counters([(c, i) for i in self._fresh for c in n.PER_JOB_COUNTERS])
+            updates += reconcile(sw, want[name], known.get(name)).updates
+        self.last_plan = Plan(updates)
+        return {name: want[name] for name in names}
 
     def start(self) -> Plan:
-        """Full reconcile (read back everything): at start-up, after a reconnect or a
-        promotion, and periodically against drift. A backup controller only looks.
-        Raises `ForeignJobs` (and writes nothing) when the switch runs another
-        controller's jobs and `Settings.takeover` is off."""
+        """Full reconcile (read back everything) of every switch where this controller is
+        primary: at start-up, after a reconnect or a promotion, and periodically against
+        drift. A backup controller only looks. Raises `ForeignJobs` (and writes nothing
+        to that switch) when a switch runs another controller's jobs and
+        `Settings.takeover` is off."""
         with self._cv:
-            if not self.switch.is_primary():
+            names = [name for name, sw in self.switches.items() if sw.is_primary()]
+            if not names:
                 return Plan([])
-            if not self.claimed:
-                self._claim()
-            self._known = self._sync(full=True)
+            for name in names:
+                if name not in self._claimed:
+                    self._claim(name)
+            known = self._sync(full=True, only=names)
+            if len(names) == len(self.switches):
+                self._known = known
             return self.last_plan
 
-    def _claim(self) -> None:
+    def _claim(self, name: str) -> None:
         """Before the first write as primary: refuse a switch whose `jobs` entries were
         written by a controller with another state file (tagged with another owner),
         unless told to take over. A restart with the same state file finds only its own
         tag, so it never needs --takeover; untagged entries are not a controller's jobs
         (hand-made, or drift) and are repaired like any other difference."""
-        rows = self.switch.read_rows((n.TABLE_JOBS.name,))
+        rows = self.switches[name].read_rows((n.TABLE_JOBS.name,))
         foreign = [r for r in rows if r.owner and r.owner != self.owner]
         if foreign and not self.settings.takeover:
             owners = sorted({describe_owner(r.owner) for r in foreign})
             ids = ", ".join(str(r.keys[0]) for r in foreign[:8])
             self.claim_error = (
-                f"the switch runs {len(foreign)} job(s) of another controller (job ids {ids};"
-                f" {', '.join(owners)}) that this controller's state file {self.store.path}"
-                " does not hold: start it with that controller's state file, or pass"
-                " --takeover to replace them with this state file's jobs"
+                f"{self._label(name)} runs {len(foreign)} job(s) of another controller (job"
+                f" ids {ids}; {', '.join(owners)}) that this controller's state file"
+                f" {self.store.path} does not hold: start it with that controller's state"
+                " file, or pass --takeover to replace them with this state file's jobs"
             )
             raise ForeignJobs(self.claim_error)
-        self.claimed, self.claim_error = True, None
+        self._claimed.add(name)
+        if self.claimed:
+            self.claim_error = None
 
-    def replace_switch(self, switch: SwitchBackend) -> None:
+    def replace_switch(self, switch: SwitchBackend, name: str | None = None) -> None:
         with self._cv:
-            self.switch = switch
-            self._known = None
+            self.switches[name or self.topo.root.name] = switch
+            self._known = {}
 
-    def switch_restarted(self, why: str) -> list[str]:
-        """The switch lost its registers (it restarted, or its pipeline was pushed
-        again): every job with members had its in-flight aggregation state wiped. Tell
-        their ranks; returns the jobs' names."""
+    def switch_restarted(self, why: str, switch: str | None = None) -> list[str]:
+        """A switch lost its registers (it restarted, or its pipeline was pushed again):
+        every job with members on it (on any switch, when `switch` is None) had its
+        in-flight aggregation state wiped. Tell their ranks; returns the jobs' names."""
         now = self.clock()
         with self._cv:
-            jobs = [j for j in self.store.jobs() if not j.host_only and self.store.members(j.id)]
+            jobs = [j for j in self.store.jobs() if not j.host_only and self.store.members(j.id)
+                    and (switch is None or switch in self.tree_of(j).switches)]
+        if switch is not None and not self.topo.single:
+            why = f"switch {switch}: {why}"
         with self._resync_cv:  # increasing, and never one a controller run before gave
             gen = self._last_restart = max(self._last_restart + 1, int(now * 1000))
         for j in jobs:
@@ -216,13 +273,15 @@ class JobManager:
     def _require_primary(self) -> None:
         if self.claim_error is not None:
             raise ForeignJobs(self.claim_error)
-        if not self.switch.is_primary():
-            st = self.switch.status()
-            raise NotPrimary(
-                f"this controller is a backup for device {st.device_id} at {st.address}"
-                f" (its election id {st.election_id} < primary's {st.primary_election_id}):"
-                " it cannot change jobs"
-            )
+        for name, sw in self.switches.items():
+            if not sw.is_primary():
+                st = sw.status()
+                which = "" if self.topo.single else f" ({name})"
+                raise NotPrimary(
+                    f"this controller is a backup for device {st.device_id} at {st.address}"
+                    f"{which} (its election id {st.election_id} < primary's"
+                    f" {st.primary_election_id}): it cannot change jobs"
+                )
 
     # -- queries -------------------------------------------------------------------
     def _view(self, job: Job) -> JobView:
@@ -250,15 +309,20 @@ class JobManager:
         with self._cv:
             return self._view(self._get(name))
 
-    def occupancy(self) -> list[Extent]:
+    def occupancy(self, switch: str | None = None) -> list[Extent]:
+        """The slot map of one switch (None: the root's; on one switch, its only one)."""
         with self._cv:
             self._load_alloc()
-            return self.alloc.occupancy()
+            return self.alloc.occupancy(switch or self.topo.root.name)
 
     # -- changes -------------------------------------------------------------------
     def _check_world(self, world_size: int) -> None:
-        if not 1 <= world_size <= n.MAX_WORKERS:
-            raise InvalidArgument(f"world size {world_size} is out of range 1..{n.MAX_WORKERS}")
+        most = capacity(self.topo)
+        if not 1 <= world_size <= most:
+            why = "" if self.topo.single else (
+                f" (the most this tree holds: {n.MAX_WORKERS} children per switch per job,"
+                f" {n.MAX_WORLD_SIZE} ranks at most)")
+            raise InvalidArgument(f"world size {world_size} is out of range 1..{most}{why}")
 
     def _new_host_only_job(self, name: str, world_size: int) -> Job:
         """A job the switch has no room for (best effort): no slots, no entries."""
@@ -270,7 +334,10 @@ class JobManager:
         self.store.add_job(job)
         return job
 
-    def _new_job(self, name: str, world_size: int, slots: int, leased: bool) -> Job:
+    def _new_job(self, name: str, world_size: int, slots: int, leased: bool,
+                 where: frozenset[str] | None = None) -> Job:
+        """`where`: the switches its first member puts it on (None: not known yet, so
+        its range is taken on every switch)."""
         self._check_world(world_size)
         count = slots or self.settings.default_slots
         if not 1 <= count <= self.settings.num_slots:
@@ -282,9 +349,9 @@ class JobManager:
         if job_id is None:
             raise Exhausted(f"all {self.settings.max_jobs - 1} job ids are in use")
         try:
-            base = self.alloc.allocate(name, count)
+            base = self.alloc.allocate(name, count, where)
         except Exhausted as full:
-            base = self._compact_for(name, count, full)
+            base = self._compact_for(name, count, full, where)
         try:
             now = self.clock()
             job = Job(
@@ -306,7 +373,8 @@ class JobManager:
         self._fresh.append(job.id)
         return job
 
-    def _compact_for(self, name: str, count: int, full: Exhausted) -> int:
+    def _compact_for(self, name: str, count: int, full: Exhausted,
+                     where: frozenset[str] | None = None) -> int:
         """Make room by moving jobs no worker has joined yet (idle by construction: no
         packet can use their slots). Jobs with members never move. A moved job gets a new
         epoch, so state left in its old registers can never be mistaken for its own.
@@ -318,9 +386,9 @@ class JobManager:
         alloc = SlotAllocator(self.settings.num_slots)
         for j in jobs:
             if j not in movable:
-                alloc.restore(j.name, j.base, j.count)
+                alloc.restore(j.name, j.base, j.count, self._footprint(j))
         try:
-            base = alloc.allocate(name, count)
+            base = alloc.allocate(name, count, where)
             placed: dict[int, int] = {}
             for j in movable:  # stay put when possible: every move costs a new epoch
                 try:
@@ -339,14 +407,41 @@ class JobManager:
         self.alloc = alloc
         return base
 
+    def _footprint(self, job: Job) -> frozenset[str] | None:
+        """The switches a job holds its slots on: its tree's; None (all of them) while it
+        has no member (or on one switch, where it makes no difference)."""
+        if self.topo.single:
+            return None
+        tree = self.tree_of(job)
+        return tree.switches if tree.levels else None
+
     def _load_alloc(self) -> None:
         """Rebuild the allocator from the store: another controller process sharing the
         state file (a backup promoted to primary) may have changed it."""
         alloc = SlotAllocator(self.settings.num_slots)
         for j in self.store.jobs():
             if not j.host_only:
-                alloc.restore(j.name, j.base, j.count)
+                alloc.restore(j.name, j.base, j.count, self._footprint(j))
         self.alloc = alloc
+
+    def _place(self, job: Job) -> None:
+        """After a join: the job's tree may have grown onto switches where another job
+        holds its range. It stays where it is if that range is free on every switch of
+        its tree, and otherwise moves to the first range free on all of them (with a new
+        epoch, as every move: a job still joining has sent nothing)."""
+        ms = self.store.members(job.id)
+        tree = job_tree(self.topo, ms, f"job {job.name!r}")  # a child too many: refused
+        if self.topo.single or not tree.levels:
+            return
+        where = tree.switches
+        if self.alloc.fits(job.base, job.count, where, ignore=job.name):
+            self.alloc.move(job.name, job.base, where)
+            return
+        base = self.alloc.first_fit(job.count, where, ignore=job.name)
+        if base is None:
+            raise Exhausted(f"job {job.name!r}: " + self.alloc.why_full(job.count, where))
+        self.alloc.move(job.name, base, where)
+        self.store.relocate(job.id, base, self.store.next_epoch())
 
     def _mutate(self, fn: Callable[[], JobView]) -> JobView:
         """Run `fn` and the switch sync in one transaction (checks included, so a
@@ -397,11 +492,13 @@ class JobManager:
         mac_i = mac_to_int(mac, "worker MAC")
         ip_i = ipv4_to_int(ipv4, "worker IPv4")
         udp_port(port)
-        sw_port = self.topo.port_of(mac_i, ip_i)
-        if sw_port is None:
+        host = self.topo.host_of(mac_i, ip_i)
+        if host is None:
             raise InvalidArgument(
                 f"worker {ipv4} is not a host of the topology: its switch port is unknown"
             )
+        sw_port = host.port
+        where = None if self.topo.single else frozenset({host.switch})
         with self._cv:
             self._require_primary()
 
@@ -416,13 +513,16 @@ class JobManager:
                 job = existing
                 if job is None:
                     try:
-                        job = self._new_job(name, world_size, slots, leased=True)
+                        job = self._new_job(name, world_size, slots, leased=True,
+                                            where=where)
                     except Exhausted:
                         if not best_effort:
                             raise
                         job = self._new_host_only_job(name, world_size)
                 now = self.clock()
                 self.store.add_member(Member(job.id, rank, mac_i, ip_i, port, sw_port, now))
+                if not job.host_only:
+                    self._place(job)
                 self.store.renew(job.id, now + self.settings.lease_seconds)
                 return self._view(self._get(name))
 
@@ -532,7 +632,7 @@ class JobManager:
     def reap(self) -> list[str]:
         """Delete every job whose lease ran out; returns their names."""
         with self._cv:
-            if not self.switch.is_primary() or self.claim_error is not None:
+            if not self.is_primary() or self.claim_error is not None:
                 return []
             now = self.clock()
             dead = [j for j in self.store.jobs() if 0 < j.lease_until < now]
@@ -550,15 +650,48 @@ class JobManager:
             self.liveness.job_gone(j.id, f"job {j.name!r} was reclaimed: its lease expired")
         return [j.name for j in dead]
 
-    def counters(self, name: str | None) -> dict[str, dict[str, tuple[int, int]]]:
-        """Per-job counters (packets, bytes) by counter name, read from the switch."""
+    def counters_by_switch(
+            self, name: str | None) -> dict[str, dict[str, dict[str, tuple[int, int]]]]:
+        """Per-job counters (packets, bytes) by switch of the job's tree and counter name."""
         with self._cv:
             jobs = [self._get(name)] if name else self.store.jobs()
-        jobs = [j for j in jobs if not j.host_only]  # nothing of theirs crosses the switch
-        got = self.switch.read_counters([(c, j.id) for j in jobs for c in n.PER_JOB_COUNTERS])
-        return {j.name: {c: got[(c, j.id)] for c in n.PER_JOB_COUNTERS} for j in jobs}
+            jobs = [j for j in jobs if not j.host_only]  # nothing of theirs crosses a switch
+            trees = {j.id: self.tree_of(j) for j in jobs}
+        out: dict[str, dict[str, dict[str, tuple[int, int]]]] = {j.name: {} for j in jobs}
+        for sw_name, sw in self.switches.items():
+            mine = [j for j in jobs if sw_name in trees[j.id].switches
+                    or (not trees[j.id].levels and sw_name == self.topo.root.name)]
+            if not mine:
+                continue
+            got = sw.read_counters([(c, j.id) for j in mine for c in n.PER_JOB_COUNTERS])
+            for j in mine:
+                out[j.name][sw_name] = {c: got[(c, j.id)] for c in n.PER_JOB_COUNTERS}
+        return out
+
+    def counters(self, name: str | None) -> dict[str, dict[str, tuple[int, int]]]:
+        """Per-job counters (packets, bytes) by counter name, summed over the switches of
+        the job's tree (one switch: its own)."""
+        out: dict[str, dict[str, tuple[int, int]]] = {}
+        for job, by_switch in self.counters_by_switch(name).items():
+            total = {c: (0, 0) for c in n.PER_JOB_COUNTERS}
+            for cs in by_switch.values():
+                for c, (p, b) in cs.items():
+                    total[c] = (total[c][0] + p, total[c][1] + b)
+            out[job] = total
+        return out
+
+    def rejected_by_switch(self) -> dict[str, dict[str, tuple[int, int]]]:
+        reasons = dict(enumerate(n.REJECT_REASONS))
+        out = {}
+        for sw_name, sw in self.switches.items():
+            got = sw.read_counters([(n.COUNTER_REJECTED, i) for i in reasons])
+            out[sw_name] = {name: got[(n.COUNTER_REJECTED, i)] for i, name in reasons.items()}
+        return out
 
     def rejected(self) -> dict[str, tuple[int, int]]:
-        reasons = dict(enumerate(n.REJECT_REASONS))
-        got = self.switch.read_counters([(n.COUNTER_REJECTED, i) for i in reasons])
-        return {name: got[(n.COUNTER_REJECTED, i)] for i, name in reasons.items()}
+        """Rejections by reason, summed over the switches."""
+        total = {name: (0, 0) for name in n.REJECT_REASONS}
+        for by_reason in self.rejected_by_switch().values():
+            for r, (p, b) in by_reason.items():
+                total[r] = (total[r][0] + p, total[r][1] + b)
+        return total

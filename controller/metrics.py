@@ -117,7 +117,7 @@ class ControllerCollector:
         yield GaugeMetricFamily(f"{PREFIX}_slots_free", "register slots no job holds",
                                 value=space - used)
         yield GaugeMetricFamily(f"{PREFIX}_controller_primary", "1 while this controller is "
-                                "the switch's primary", value=1.0 if mgr.switch.is_primary()
+                                "the primary of every switch", value=1.0 if mgr.is_primary()
                                 else 0.0)
         yield GaugeMetricFamily(f"{PREFIX}_switch_counters_ok", "0 when the last counter read "
                                 "from the switch failed", value=ok)

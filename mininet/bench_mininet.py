@@ -4,6 +4,12 @@
                                          [--bw 100] [--loss 0.01] [--lanes 256]
                                          [--switch bmv2]
 
+With `--topo twotier` the hosts sit on leaves of --per-leaf hosts under a spine, every
+switch running aggregator.p4 (each its own softswitch), and it also measures the bytes
+that crossed the leaves' uplinks during each call (kernel counters sampled every 50 ms),
+for p4reduce (one partial per slot and round up, one result down) and for gloo's ring on
+the same links; results go to bench/results/mininet_twotier.* (README untouched).
+
 With `--switch bmv2` (BMv2's simple_switch_grpc and p4c on PATH) it also builds the same
 star around BMv2 running p4c's build of the same program, for --bmv2-workers and
 --bmv2-sizes (BMv2 forwards a few hundred aggregation packets a second, so its sizes are
@@ -24,6 +30,7 @@ table in README.md between its bench-mininet markers. Needs root (Mininet).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -46,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_SIZES = "64K,256K,1M,4M,16M,64M"
 SAMPLE_S = 0.25
+LINK_SAMPLE_S = 0.05
 
 
 def parse_size(text: str) -> int:
@@ -125,6 +133,50 @@ class CpuSampler:
         return (b[1] - a[1]) / wall, (b[2] - a[2]) / max(b[3] - a[3], 1e-9)
 
 
+@dataclass
+class LinkSampler:
+    """Cumulative bytes up and down the leaves' uplinks and from the hosts into their
+    switches (kernel counters, root namespace), sampled on a thread."""
+
+    net: Any
+    samples: list[tuple[float, float, float, float]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                links = self.net.uplink_bytes()
+                sent = self.net.host_bytes()
+            except OSError:  # an interface going away at the end
+                return
+            self.samples.append((time.time(), float(sum(u for u, _ in links.values())),
+                                 float(sum(d for _, d in links.values())), float(sent)))
+            self._stop.wait(LINK_SAMPLE_S)
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def link_bytes(samples: list[Any], t0: float, t1: float) -> tuple[float, float, float]:
+    """(up, down, hosts sent) bytes between t0 and t1, each counter linearly interpolated
+    between the samples around the two instants."""
+    if len(samples) < 2 or t0 < samples[0][0] or t1 > samples[-1][0]:
+        return float("nan"), float("nan"), float("nan")
+
+    def at(t: float, i: int) -> float:
+        for a, b in itertools.pairwise(samples):
+            if a[0] <= t <= b[0]:
+                w = (t - a[0]) / max(b[0] - a[0], 1e-9)
+                return float(a[i] + w * (b[i] - a[i]))
+        return float("nan")
+
+    up, down, sent = (at(t1, i) - at(t0, i) for i in (1, 2, 3))
+    return up, down, sent
+
+
 def run_config(console: Console, args: argparse.Namespace, workers: int, loss: float,
                build: Path, run_dir: Path, train_steps: int,
                record: dict[str, list[Any]], switch: str = "softswitch") -> dict[str, Any]:
@@ -133,24 +185,32 @@ def run_config(console: Console, args: argparse.Namespace, workers: int, loss: f
     import mnrun  # Mininet's library: imported once root has been checked
     import topos
 
-    sub = run_dir / f"{switch}-w{workers}-loss{loss:g}"
+    topo = getattr(args, "topo", "star")
+    sub = run_dir / f"{switch}-{topo}-w{workers}-loss{loss:g}"
     sub.mkdir(parents=True, exist_ok=True)
     procs = demo.Procs(sub)
     tag = f"b{os.getpid() % 1000}{workers}{int(loss * 100)}{switch[0]}"
     record["tags"].append(tag)
     sampler = None
+    links: LinkSampler | None = None
     try:
-        mn = mnrun.MininetRun(sub, tag, workers, "star", args.bw, args.delay, loss,
-                              switch, demo.free_port(socket.SOCK_STREAM))
+        mn = mnrun.MininetRun(sub, tag, workers, topo, args.bw, args.delay, loss,
+                              switch, demo.free_port(socket.SOCK_STREAM),
+                              getattr(args, "per_leaf", 2))
         procs.mininet = mn
         switch_addr = mn.switch_ready()
         topology = mn.topology(sub / "topology.json")
-        controller = demo.start_controller(procs, switch_addr, build, topology, mn.mgmt_ip,
-                                           switch, lanes=args.lanes)
+        controller = demo.start_controller(procs, None if topo == "twotier" else switch_addr,
+                                           build, topology, mn.mgmt_ip, switch,
+                                           lanes=args.lanes)
         if mn.switch.proc is None:
             raise demo.DemoError("the switch process was not started")
+        # the root switch's CPU (the star's only one, the spine of a tree)
         sampler = CpuSampler(mn.switch.proc.pid)
         sampler.start()
+        if topo == "twotier":
+            links = LinkSampler(mn)
+            links.start()
         master_port = demo.free_port(socket.SOCK_STREAM)
         outs = [sub / f"rank{r}.json" for r in range(workers)]
         ranks = []
@@ -198,10 +258,14 @@ def run_config(console: Console, args: argparse.Namespace, workers: int, loss: f
         time.sleep(2 * SAMPLE_S)  # one more sample after the last measurement
         results = [json.loads(o.read_text()) for o in outs]
         return {"switch": switch, "workers": workers, "loss": loss, "ranks": results,
-                "cpu": sampler.samples, "dir": str(sub)}
+                "cpu": sampler.samples, "dir": str(sub), "topo": topo,
+                "links": links.samples if links is not None else [],
+                "per_leaf": getattr(args, "per_leaf", 0) if topo == "twotier" else 0}
     finally:
         if sampler is not None:
             sampler.stop()
+        if links is not None:
+            links.stop()
         procs.stop_all()
         record["pids"] += procs.pids()
 
@@ -224,7 +288,10 @@ def measurements(cfg: dict[str, Any], bw_bytes: float, lanes: int) -> list[dict[
             secs = max(r["times"][rep] for r in per_rank)
             t0 = min(r["starts"][rep] for r in per_rank)
             sw_cpu, machine = sampler.usage(t0, t0 + secs)
+            up, down, sent = link_bytes(cfg.get("links", []), t0, t0 + secs)
             rows.append({
+                "topo": cfg.get("topo", "star"), "per_leaf": cfg.get("per_leaf", 0),
+                "uplink_up_bytes": up, "uplink_down_bytes": down, "host_sent_bytes": sent,
                 "switch": cfg["switch"],
                 "workers": cfg["workers"], "loss": cfg["loss"], "backend": entry["backend"],
                 "size_bytes": entry["size"], "rep": rep, "seconds": secs,
@@ -244,6 +311,9 @@ def measurements(cfg: dict[str, Any], bw_bytes: float, lanes: int) -> list[dict[
         for rep in range(len(ranks[0]["tcp_ring"]["times"])):
             secs = max(r["tcp_ring"]["times"][rep] for r in ranks)
             rows.append({
+                "topo": cfg.get("topo", "star"), "per_leaf": cfg.get("per_leaf", 0),
+                "uplink_up_bytes": float("nan"), "uplink_down_bytes": float("nan"),
+                "host_sent_bytes": float("nan"),
                 "switch": cfg["switch"],
                 "workers": cfg["workers"], "loss": cfg["loss"], "backend": "tcp-ring",
                 "size_bytes": size, "rep": rep, "seconds": secs,
@@ -279,6 +349,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lanes", type=int, default=256, help="values per packet, K (default 256)")
     p.add_argument("--switch", choices=("softswitch", "bmv2"), default="softswitch",
                    help="bmv2: also measure BMv2 beside softswitch on the same links")
+    p.add_argument("--topo", choices=("star", "twotier"), default="star",
+                   help="star: one switch; twotier: leaves under a spine, aggregator.p4 on"
+                        " every switch, uplink bytes measured (default star)")
+    p.add_argument("--per-leaf", type=int, default=2,
+                   help="twotier: hosts per leaf, the leaves' fan-in (default 2)")
     p.add_argument("--bmv2-workers", default="4", help="worker counts of the BMv2 networks")
     p.add_argument("--bmv2-sizes", default="64K,256K,1M", help="sizes of the BMv2 networks")
     p.add_argument("--train", type=int, default=200,
@@ -299,6 +374,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(str(e))
     if any(not 2 <= w <= 16 for w in a.worker_list + a.loss_worker_list):
         p.error("worker counts must be 2..16")
+    if not 1 <= a.per_leaf <= 16:
+        p.error("--per-leaf must be 1..16")
     if a.reps < 1 or a.large_reps < 1 or not 0 <= a.loss < 1:
         p.error("--reps and --large-reps >= 1 and 0 <= --loss < 1")
     if not 0 < a.bw <= demo.MAX_TC_MBIT:
@@ -376,12 +453,15 @@ def _bench(console: Console, args: argparse.Namespace, run_dir: Path,
         console.print("interrupted: every process and link of this run was removed")
         return 130
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "bw_mbit": args.bw,
+            "topo": args.topo, "per_leaf": args.per_leaf if args.topo == "twotier" else 0,
             "lanes": args.lanes, "reps": reps_text(args), "cores": os.cpu_count(),
             "elapsed_s": round(time.monotonic() - started), "run_dir": str(run_dir),
             "machine": platform.processor() or platform.machine()}
     args.out.mkdir(parents=True, exist_ok=True)
+    twotier = args.topo == "twotier"
     files = report.write_all(args.out, rows, curves, meta,
-                             None if args.no_readme else ROOT / "README.md")
+                             None if args.no_readme or twotier else ROOT / "README.md",
+                             "mininet_twotier" if twotier else "mininet")
     console.print(report.console_table(rows, meta))
     record["ok"] = True
     console.print("wrote " + ", ".join(str(f.relative_to(ROOT)) if f.is_relative_to(ROOT) else str(f)

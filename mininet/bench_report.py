@@ -30,7 +30,10 @@ README_BEGIN = "<!-- bench-mininet:begin -->"
 README_END = "<!-- bench-mininet:end -->"
 COLUMNS = ["switch", "workers", "loss", "backend", "size_bytes", "rep", "seconds", "goodput_MBps",
            "link_fraction", "wire_fraction", "host_cpu_max", "switch_cpu", "machine_cpu", "packets",
-           "retransmitted", "max_rel_error"]
+           "retransmitted", "max_rel_error", "topo", "per_leaf", "uplink_up_bytes",
+           "uplink_down_bytes", "host_sent_bytes"]
+#: uplink bytes are sampled every 50 ms: calls shorter than this are not shown
+MIN_UPLINK_WINDOW_S = 0.25
 
 
 def bound(n: int) -> float:
@@ -140,6 +143,55 @@ def where_time_went(s: dict[str, Any]) -> str:
     return "; ".join(causes)
 
 
+def uplinks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Two-tier runs: per (workers, size), the median bytes per call that crossed the
+    leaves' uplinks (up + down) for each backend, and p4reduce's bytes up against what
+    its workers sent into the leaves (flat aggregation would have sent all of that up)."""
+    cells: dict[tuple[int, int, float], dict[str, list[dict[str, Any]]]] = defaultdict(
+        lambda: defaultdict(list))
+    for r in rows:
+        if r.get("topo") == "twotier" and r["backend"] != "tcp-ring":
+            cells[(r["workers"], r["size_bytes"], r["loss"])][r["backend"]].append(r)
+    out = []
+    for (workers, size, loss), by in sorted(cells.items()):
+        p4, gl = by.get("p4reduce", []), by.get("gloo", [])
+        if not p4 or not gl or _med([r["seconds"] for r in p4]) < MIN_UPLINK_WINDOW_S \
+                or _med([r["seconds"] for r in gl]) < MIN_UPLINK_WINDOW_S:
+            continue
+        both = _med([r["uplink_up_bytes"] + r["uplink_down_bytes"] for r in p4])
+        theirs = _med([r["uplink_up_bytes"] + r["uplink_down_bytes"] for r in gl])
+        up = _med([r["uplink_up_bytes"] for r in p4])
+        sent = _med([r["host_sent_bytes"] for r in p4])
+        out.append({
+            "workers": workers, "size_bytes": size, "loss": loss,
+            "per_leaf": p4[0].get("per_leaf", 0),
+            "p4_uplink": both, "gloo_uplink": theirs, "p4_up": up, "p4_sent": sent,
+            "ratio": both / theirs if theirs else float("nan"),
+            "fan_in_share": up / sent if sent else float("nan"),
+        })
+    return out
+
+
+def uplink_markdown(cells: list[dict[str, Any]]) -> list[str]:
+    if not cells:
+        return []
+    lines = ["", f"## uplinks (two-tier, {cells[0]['per_leaf']} hosts per leaf)", "",
+             "Bytes per call that crossed the leaves' uplinks, both directions, all leaves "
+             "(median of the repetitions; kernel counters sampled every 50 ms, calls shorter "
+             f"than {MIN_UPLINK_WINDOW_S:g} s left out). `p4 up / hosts sent`: p4reduce's "
+             "bytes up the uplinks against the bytes its workers sent into the leaves, which "
+             "flat aggregation (leaves forwarding, the spine summing) would all have sent up; "
+             "with aggregation at the leaves it is 1/fan-in.", "",
+             "| workers | size | loss | p4reduce uplink MB | gloo uplink MB | p4reduce / gloo | "
+             "p4 up / hosts sent | 1/fan-in |", "|---|---|---|---|---|---|---|---|"]
+    for c in cells:
+        lines.append(f"| {c['workers']} | {fmt_size(c['size_bytes'])} | {c['loss']:g} "
+                     f"| {c['p4_uplink'] / 1e6:.2f} | {c['gloo_uplink'] / 1e6:.2f} "
+                     f"| {c['ratio']:.3f} | {c['fan_in_share']:.3f} "
+                     f"| {1 / c['per_leaf']:.3f} |")
+    return lines
+
+
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -154,13 +206,17 @@ def _pct(x: float) -> str:
 
 
 def markdown(summary: list[dict[str, Any]], curves: dict[str, Any], meta: dict[str, Any]) -> str:
+    topo = ("Mininet star" if meta.get("topo", "star") == "star" else
+            f"Mininet two-tier (leaves of {meta['per_leaf']} hosts under a spine, aggregator.p4 "
+            "on every switch, uplinks at fan-in times the host rate)")
     lines = [
         "# bench-mininet: p4reduce versus gloo on the same emulated network",
         "",
-        f"{meta['date']}, {meta['cores']} cores, Mininet star, every host link "
+        f"{meta['date']}, {meta['cores']} cores, {topo}, every host link "
         f"{meta['bw_mbit']:g} Mbit/s, softswitch running aggregator.p4 with K={meta['lanes']}, "
         f"{meta['reps']} repetitions per cell (median, min..max), both backends interleaved "
-        f"in the same processes; {meta['elapsed_s']} s in all. Raw data: `mininet.csv`.",
+        f"in the same processes; {meta['elapsed_s']} s in all. Raw data: "
+        f"`{meta.get('name', 'mininet')}.csv`.",
         "",
         "ratio = gloo time / p4reduce time; bound = 2(n-1)/n. link = goodput (tensor bytes/s) "
         "as a share of the link rate; gloo eff = gloo's ring bytes as a share of what the "
@@ -197,11 +253,14 @@ def markdown(summary: list[dict[str, Any]], curves: dict[str, Any], meta: dict[s
                 f"| {_pct(s['p4_machine_cpu'])} / {_pct(s['gloo_machine_cpu'])} "
                 f"| {_pct(s['p4_host_cpu'])} | {s['retransmitted']} "
                 f"| {s['gloo_retransmitted']} | {s['where']} |")
+    lines += uplink_markdown(meta.get("uplinks", []))
     if curves:
         lines += ["", f"## time to accuracy ({curves['workers']} workers, examples/train_ddp.py's "
                   "model, loss 0)", "", tta_text(curves)]
-    lines += ["", "Plots: `mininet_time.png` (time versus size), `mininet_ratio.png` (ratio versus "
-              "workers, with the bound), `mininet_tta.png` (held-out loss versus time).", ""]
+    name = meta.get("name", "mininet")
+    lines += ["", f"Plots: `{name}_time.png` (time versus size), `{name}_ratio.png` (ratio "
+              f"versus workers, with the bound), `{name}_tta.png` (held-out loss versus time).",
+              ""]
     return "\n".join(lines)
 
 
@@ -221,7 +280,7 @@ def tta_text(curves: dict[str, Any]) -> str:
 
 
 def plots(out: Path, rows: list[dict[str, Any]], summary: list[dict[str, Any]],
-          curves: dict[str, Any]) -> list[Path]:
+          curves: dict[str, Any], name: str = "mininet") -> list[Path]:
     files = []
     summary = [s for s in summary if s["switch"] == "softswitch"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -237,7 +296,7 @@ def plots(out: Path, rows: list[dict[str, Any]], summary: list[dict[str, Any]],
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    files.append(out / "mininet_time.png")
+    files.append(out / f"{name}_time.png")
     fig.savefig(files[-1], dpi=110)
     plt.close(fig)
 
@@ -257,7 +316,7 @@ def plots(out: Path, rows: list[dict[str, Any]], summary: list[dict[str, Any]],
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    files.append(out / "mininet_ratio.png")
+    files.append(out / f"{name}_ratio.png")
     fig.savefig(files[-1], dpi=110)
     plt.close(fig)
 
@@ -271,7 +330,7 @@ def plots(out: Path, rows: list[dict[str, Any]], summary: list[dict[str, Any]],
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        files.append(out / "mininet_tta.png")
+        files.append(out / f"{name}_tta.png")
         fig.savefig(files[-1], dpi=110)
         plt.close(fig)
     return files
@@ -312,14 +371,15 @@ def update_readme(readme: Path, block: str) -> bool:
 
 
 def write_all(out: Path, rows: list[dict[str, Any]], curves: dict[str, Any],
-              meta: dict[str, Any], readme: Path | None) -> list[Path]:
+              meta: dict[str, Any], readme: Path | None, name: str = "mininet") -> list[Path]:
     summary = summarize(rows)
-    files = [out / "mininet.csv", out / "mininet.md", out / "mininet.json"]
+    meta = {**meta, "name": name, "uplinks": uplinks(rows)}
+    files = [out / f"{name}.csv", out / f"{name}.md", out / f"{name}.json"]
     write_csv(files[0], rows)
     files[1].write_text(markdown(summary, curves, meta))
     files[2].write_text(json.dumps({"meta": meta, "summary": summary, "train": curves},
                                    indent=1, default=str))
-    files += plots(out, rows, summary, curves)
+    files += plots(out, rows, summary, curves, name)
     if readme is not None and update_readme(readme, readme_block(summary, meta)):
         files.append(readme)
     return files

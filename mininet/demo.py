@@ -168,9 +168,10 @@ def start_loopback(procs: Procs, hosts: int, loss: float, build: Path,
             "P4REDUCE_JOB": f"demo-{os.getpid()}", "P4REDUCE_TIMEOUT": "30"}
 
 
-def start_controller(procs: Procs, switch_addr: str, build: Path, topology: Path,
+def start_controller(procs: Procs, switch_addr: str | None, build: Path, topology: Path,
                      listen_ip: str, target: str = "softswitch", lanes: int | None = None) -> str:
-    """`p4reduce-ctl serve` in the root namespace; its API address once it is up."""
+    """`p4reduce-ctl serve` in the root namespace; its API address once it is up.
+    `switch_addr` None: a tree of switches, whose addresses the topology file holds."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     files_dir = build / "p4c" if target == "bmv2" else build
     files = ["--target", target, "--p4info", str(files_dir / "aggregator.p4info.txtpb"),
@@ -178,7 +179,8 @@ def start_controller(procs: Procs, switch_addr: str, build: Path, topology: Path
     if lanes is not None:
         files += ["--k", str(lanes)]
     ctl = procs.start("controller", [
-        PY, "-m", "p4reduce.controller.cli", "serve", "--switch", switch_addr, *files,
+        PY, "-m", "p4reduce.controller.cli", "serve",
+        *(["--switch", switch_addr] if switch_addr else []), *files,
         "--topology", str(topology), "--state", str(procs.run_dir / "ctl.db"),
         "--listen", f"{listen_ip}:0"], env)
     line = wait_line(procs, "controller", ctl, "controller API on")
@@ -191,14 +193,16 @@ def start_mininet(procs: Procs, args: argparse.Namespace, build: Path,
     import mnrun
 
     mn = mnrun.MininetRun(procs.run_dir, tag, args.hosts, args.topo, args.bw, args.delay,
-                          args.loss, args.switch, free_port(socket.SOCK_STREAM))
+                          args.loss, args.switch, free_port(socket.SOCK_STREAM),
+                          getattr(args, "per_leaf", 2))
     procs.mininet = mn
     for note in mn.notes:
         print(f"note: {note}", flush=True)
     switch_addr = mn.switch_ready()
     topology = mn.topology(procs.run_dir / "topology.json")
-    controller = start_controller(procs, switch_addr, build, topology, mn.mgmt_ip,
-                                  args.switch, args.lanes)
+    # two-tier: every switch aggregates; the topology file names each one's gRPC address
+    controller = start_controller(procs, None if args.topo == "twotier" else switch_addr,
+                                  build, topology, mn.mgmt_ip, args.switch, args.lanes)
     # rendezvous, gloo (and the backend's own gloo group) on the data links through the
     # P4 switch, like p4reduce's packets; only the controller API is on the management bridge
     common = mnrun.data_env(tag)
@@ -283,6 +287,30 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace, run_dir: Path) -
     return t
 
 
+def uplink_table(rows: list[dict[str, Any]], per_leaf: int) -> Table:
+    """What crossed the leaves' uplinks during each training (kernel byte counters of the
+    leaf ends): p4reduce's partial aggregates and results against the bytes its workers
+    sent into the leaves (what flat aggregation, leaves forwarding, would carry up), and
+    against gloo's ring on the same links."""
+    t = Table(title=f"two-tier uplinks (leaf fan-in {per_leaf}): bytes that crossed them")
+    for col in ("backend", "hosts sent MB", "uplinks up MB", "uplinks down MB",
+                "up / hosts sent"):
+        t.add_column(col, justify="left" if col == "backend" else "right")
+    for r in rows:
+        sent = r["host_tx_bytes"]
+        t.add_row(r["backend"], f"{sent / 1e6:.2f}", f"{r['uplink_up_bytes'] / 1e6:.2f}",
+                  f"{r['uplink_down_bytes'] / 1e6:.2f}",
+                  f"{r['uplink_up_bytes'] / sent:.3f}" if sent else "-")
+    p4, gl = rows[0], rows[1]
+    both = p4["uplink_up_bytes"] + p4["uplink_down_bytes"]
+    theirs = gl["uplink_up_bytes"] + gl["uplink_down_bytes"]
+    t.caption = (f"1/fan-in = {1 / per_leaf:.3f}: with aggregation at the leaves each uplink "
+                 "carries one partial per slot and round instead of every worker's packet; "
+                 f"p4reduce / gloo over the uplinks, both directions: "
+                 + (f"{both / theirs:.3f}" if theirs else "-"))
+    return t
+
+
 def summary_mode(args: argparse.Namespace) -> str:
     return (f"mininet {args.topo} {args.bw:g} Mbit/s {args.delay} {args.switch}"
             if args.mode_used == "mininet" else "loopback")
@@ -307,7 +335,7 @@ DEFAULT_STEPS = {"wide": 40, "small": 300}
 # worker its queues overflow and most of the call is retransmission (measured: 16 slots,
 # 920 ms per step of the small model; 64 slots, 1,078 ms and 26 % resent)
 BMV2_SLOTS = 16
-MAKE_VARS = {"--model": "MODEL", "--lanes": "LANES", "--mode": "MODE", "--hosts": "HOSTS", "--loss": "LOSS", "--steps": "STEPS",
+MAKE_VARS = {"--per-leaf": "PER_LEAF", "--model": "MODEL", "--lanes": "LANES", "--mode": "MODE", "--hosts": "HOSTS", "--loss": "LOSS", "--steps": "STEPS",
              "--topo": "TOPO", "--bw": "BW", "--delay": "DELAY", "--switch": "SWITCH"}
 MAX_TC_MBIT = 1000.0  # Mininet's TCLink ignores a rate above this (with a warning)
 
@@ -327,7 +355,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=200.0, help="seconds per training")
     p.add_argument("--run-dir", type=Path, help="default: a new build/run/<time>-<pid>")
     p.add_argument("--json", type=Path, help="also write the summary here")
-    p.add_argument("--topo", choices=("star", "twotier"), default="star", help="mininet mode")
+    p.add_argument("--topo", choices=("star", "twotier"), default="star",
+                   help="mininet mode: star (one switch) or twotier (leaves under a spine,"
+                        " aggregator.p4 on every switch)")
+    p.add_argument("--per-leaf", type=int, default=2,
+                   help="twotier: hosts per leaf, the leaves' fan-in (default 2)")
     p.add_argument("--bw", type=float, default=100.0, help="mininet link Mbit/s")
     p.add_argument("--delay", default="1ms", help="mininet link delay")
     p.add_argument("--switch", choices=("softswitch", "bmv2"), default="softswitch",
@@ -335,6 +367,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a = p.parse_args(argv)
     if not 2 <= a.hosts <= 32:
         p.error(f"--hosts must be 2..32, not {a.hosts}")
+    if not 1 <= a.per_leaf <= 32:
+        p.error(f"--per-leaf must be 1..32, not {a.per_leaf}")
     if not 0.0 <= a.loss < 1.0:
         p.error(f"--loss is a drop probability in [0, 1), not {a.loss}")
     if a.model is None:
@@ -413,13 +447,22 @@ def main(argv: list[str] | None = None) -> int:
             rows = []
             for backend, benv in (("p4reduce", env), ("gloo", gloo_env)):
                 before = net.switch_rx_packets() if net is not None else 0
+                tiers = net is not None and args.topo == "twotier"
+                up0, sent0 = (net.uplink_bytes(), net.host_bytes()) if tiers else ({}, 0)
                 ranks = train(procs, progress, backend, args.hosts, args.steps, benv,
                               args.timeout, net, args.model)
                 rows.append(summarize(backend, ranks))
                 if net is not None:  # proof that this backend's traffic crossed the P4 switch
                     rows[-1]["switch_rx_packets"] = net.switch_rx_packets() - before
+                if tiers:
+                    up1 = net.uplink_bytes()
+                    rows[-1]["uplink_up_bytes"] = sum(up1[k][0] - up0[k][0] for k in up1)
+                    rows[-1]["uplink_down_bytes"] = sum(up1[k][1] - up0[k][1] for k in up1)
+                    rows[-1]["host_tx_bytes"] = net.host_bytes() - sent0
         summary["results"] = rows
         console.print(table(rows, args, run_dir))
+        if rows and "uplink_up_bytes" in rows[0]:
+            console.print(uplink_table(rows, args.per_leaf))
         agree = losses_agree(rows[0]["final_loss"], rows[1]["final_loss"])
         summary["losses_agree"] = agree
         summary["tolerance"] = {"abs": LOSS_ABS_TOL, "rel": LOSS_REL_TOL}

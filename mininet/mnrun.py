@@ -1,4 +1,8 @@
-"""The demo's Mininet network: build it, prepare every interface, start the switch, tear down.
+"""The demo's Mininet network: build it, prepare every interface, start the switches, tear down.
+
+The star has one P4 switch; the two-tier network has a P4 switch at every node (leaves
+and spine, each its own process on its own gRPC port) and its topology file describes
+the tree, so the controller aggregates at every level.
 
 Only what this run made is removed at the end (its Mininet links, its bridge, its
 processes, by name and PID): never `mn -c`, which would wipe other users' networks.
@@ -9,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -76,20 +81,32 @@ def _root(cmd: str) -> None:
     subprocess.run(cmd, shell=True, check=False)
 
 
-def _check(argv: list[str]) -> None:
-    r = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed: {r.stderr.strip()}")
+def _free_tcp_ports(count: int, avoid: set[int]) -> list[int]:
+    """Ports free on 127.0.0.1 now, all different (sockets held until all are chosen)."""
+    socks = []
+    try:
+        while len(socks) < count:
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            if s.getsockname()[1] in avoid:
+                s.close()
+                continue
+            socks.append(s)
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 class MininetRun:
     """A built and started network; `hosts_in_order[r]` is rank r's host."""
 
     def __init__(self, run_dir: Path, tag: str, hosts: int, topo: str, bw: float, delay: str,
-                 loss: float, switch: str, grpc_port: int) -> None:
+                 loss: float, switch: str, grpc_port: int, per_leaf: int = 2) -> None:
         if topo not in TOPOS:
             raise RuntimeError(f"TOPO={topo} is not a topology: use one of {', '.join(TOPOS)}")
         self.tag = tag
+        self.topo = topo
         topos.MGMT_NET = free_mgmt_net(tag)
         self.mgmt_ip = f"{topos.MGMT_NET}.254"  # the root namespace's end: the controller's
         topos.P4Switch.python = sys.executable
@@ -107,7 +124,13 @@ class MininetRun:
             topos.P4Switch.drop = loss
             self.notes.append("no netem in this kernel: link delay not applied"
                               + (f", loss {loss} applied as switch port drops" if loss else ""))
-        self.net = Mininet(topo=TOPOS[topo](tag=tag, hosts=hosts, **link), link=TCLink,
+        extra: dict[str, Any] = {}
+        if topo == "twotier":
+            # a gRPC port per switch: the caller's for the spine, free ones for the leaves
+            leaves = (hosts + per_leaf - 1) // per_leaf
+            extra = {"per_leaf": per_leaf, "log_dir": run_dir,
+                     "grpc_ports": [grpc_port, *_free_tcp_ports(leaves, avoid={grpc_port})]}
+        self.net = Mininet(topo=TOPOS[topo](tag=tag, hosts=hosts, **extra, **link), link=TCLink,
                            controller=None, autoSetMacs=False, build=False)
         self.started = False
         try:
@@ -126,94 +149,107 @@ class MininetRun:
                         _no_offload_no_ipv6(_root, intf.name)
             self.net.start()
             self.started = True
-            for leaf in leaves:
-                self._pin_leaf(leaf, sw, hosts)
         except BaseException:
             self.stop()
             raise
-        self.switch = sw
+        self.switch = sw  # the root: the star's only switch, the two-tier spine
+        self.leaves = sorted(leaves, key=lambda s: int(s.name[len(tag) + 1:]))
+        # the controller's names for the P4 switches, root first
+        self.switches: dict[str, Any] = (
+            {"spine": sw, **{f"leaf{i}": leaf for i, leaf in enumerate(self.leaves, start=1)}}
+            if topo == "twotier" else {"switch": sw})
 
-    def _pin_leaf(self, leaf: Any, spine: Any, hosts: int) -> None:
-        """Static forwarding entries on a kernel-bridge leaf, learning off on every port.
+    def _peer(self, intf: Any) -> Any:
+        return intf.link.intf2 if intf.link.intf1 is intf else intf.link.intf1
 
-        Every MAC the run uses is known: its own hosts on their ports, the other hosts and
-        the aggregation address up the spine link. Nothing is then flooded as unknown
-        unicast, so a frame between two hosts of one leaf never reaches the spine, whose
-        l2_forward would send it back down the port it came in on (the P4 program prunes
-        only flooded copies at egress); learning off keeps such a frame, or a broadcast,
-        from moving a host's entry onto the spine port."""
-        local: dict[str, str] = {}
-        uplink = ""
-        for intf in leaf.intfList():
-            if intf.name == "lo" or intf.link is None:
-                continue
-            peer = intf.link.intf2 if intf.link.intf1 is intf else intf.link.intf1
-            if peer.node is spine:
-                uplink = intf.name
-            else:
-                r = self.hosts_in_order.index(peer.node) + 1
-                local[topos.host_mac(r)] = intf.name
-        if not uplink:
-            raise RuntimeError(f"leaf {leaf.name} has no link to the spine")
-        macs = [topos.host_mac(r) for r in range(1, hosts + 1)] + [topos.AGG_MAC]
-        for intf in [*local.values(), uplink]:
-            _check(["bridge", "link", "set", "dev", intf, "learning", "off"])
-        for mac in macs:
-            _check(["bridge", "fdb", "replace", mac, "dev", local.get(mac, uplink), "master",
-                    "static"])
+    def host_port(self, host: Any) -> tuple[str, int]:
+        """(switch name, port) of `host`'s data interface."""
+        peer = self._peer(host.intf(f"{host.name}-eth0"))
+        name = next(n for n, node in self.switches.items() if node is peer.node)
+        return name, int(peer.node.ports[peer])
 
-    def spine_port(self, host: Any) -> int:
-        """The aggregating switch's port behind which `host` sits: its own port on the
-        star, its leaf's uplink port on the two-tier topology."""
-        intf = host.intf(f"{host.name}-eth0")
-        peer = intf.link.intf2 if intf.link.intf1 is intf else intf.link.intf1
-        if peer.node is not self.switch:
-            leaf = peer.node
-            for li in leaf.intfList():
-                if li.link is None:
-                    continue
-                other = li.link.intf2 if li.link.intf1 is li else li.link.intf1
-                if other.node is self.switch:
-                    peer = other
-                    break
-            else:
-                raise RuntimeError(f"{host.name}'s leaf {leaf.name} has no link to the spine")
-        return int(self.switch.ports[peer])
+    def _uplinks(self) -> dict[str, Any]:
+        """Each leaf's interface to the spine (the leaf's end, in the root namespace)."""
+        out = {}
+        for name, leaf in self.switches.items():
+            if name.startswith("leaf"):
+                out[name] = next(i for i in leaf.intfList()
+                                 if i.name != "lo" and self._peer(i).node is self.switch)
+        return out
+
+    def uplink_bytes(self) -> dict[str, tuple[int, int]]:
+        """Bytes each leaf has sent up its uplink and received down it so far (kernel
+        counters of the leaf's end), by leaf."""
+        out = {}
+        for name, intf in self._uplinks().items():
+            stats = Path(f"/sys/class/net/{intf.name}/statistics")
+            out[name] = (int((stats / "tx_bytes").read_text()),
+                         int((stats / "rx_bytes").read_text()))
+        return out
+
+    def host_bytes(self) -> int:
+        """Bytes the hosts have sent into their switches so far (what flat aggregation,
+        leaves forwarding everything, would carry up the uplinks)."""
+        total = 0
+        for h in self.hosts_in_order:
+            peer = self._peer(h.intf(f"{h.name}-eth0"))
+            total += int(Path(f"/sys/class/net/{peer.name}/statistics/rx_bytes").read_text())
+        return total
 
     def switch_ready(self) -> str:
-        """gRPC address of the switch once its P4Runtime server accepts a connection.
+        """gRPC address of the root switch once every P4 switch's P4Runtime server accepts
+        a connection (`addresses` then has each one's, by the controller's name).
 
         Readiness is the gRPC channel becoming ready, never a line of the switch's log:
         BMv2's stdout is block-buffered when it goes to a file, so a log line can arrive
         long after the server listens (or never, before the process exits)."""
         import grpc
 
-        addr = f"127.0.0.1:{topos.P4Switch.grpc_port}"
-        path = topos.P4Switch.log_path
+        self.addresses: dict[str, str] = {}
         deadline = time.monotonic() + START_TIMEOUT_S
-        proc = self.switch.proc
-        with grpc.insecure_channel(addr) as channel:
-            ready = grpc.channel_ready_future(channel)
-            while time.monotonic() < deadline:
-                try:
-                    ready.result(timeout=0.2)
-                    return addr
-                except grpc.FutureTimeoutError:
-                    pass
-                if proc is not None and proc.poll() is not None:
-                    text = path.read_text(errors="replace") if path.exists() else ""
-                    raise RuntimeError(
-                        f"the switch exited with {proc.returncode}: {text.strip()[-300:]}")
-        raise RuntimeError(f"the switch's P4Runtime server at {addr} did not answer within "
-                           f"{START_TIMEOUT_S:.0f} s (log: {path})")
+        for name, node in self.switches.items():
+            addr, path, proc = node.grpc_address, node.log_file, node.proc
+            with grpc.insecure_channel(addr) as channel:
+                ready = grpc.channel_ready_future(channel)
+                while True:
+                    try:
+                        ready.result(timeout=0.2)
+                        break
+                    except grpc.FutureTimeoutError:
+                        pass
+                    if proc is not None and proc.poll() is not None:
+                        text = path.read_text(errors="replace") if path.exists() else ""
+                        raise RuntimeError(f"switch {name} exited with {proc.returncode}: "
+                                           f"{text.strip()[-300:]}")
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(
+                            f"switch {name}'s P4Runtime server at {addr} did not answer within "
+                            f"{START_TIMEOUT_S:.0f} s (log: {path})")
+            self.addresses[name] = addr
+        return self.addresses[next(iter(self.switches))]
 
     def topology(self, path: Path) -> Path:
-        path.write_text(json.dumps({
-            "aggregation": {"mac": topos.AGG_MAC, "ipv4": topos.AGG_IPV4},
-            "hosts": [{"name": h.name, "mac": topos.host_mac(r), "ipv4": topos.host_ip(r),
-                       "port": self.spine_port(h)}
-                      for r, h in enumerate(self.hosts_in_order, start=1)],
-        }, indent=2))
+        """The controller's topology file: one switch (the star), or the tree with every
+        switch's aggregation address, P4Runtime address and links."""
+        hosts = []
+        for r, h in enumerate(self.hosts_in_order, start=1):
+            name, port = self.host_port(h)
+            hosts.append({"name": h.name, "mac": topos.host_mac(r), "ipv4": topos.host_ip(r),
+                          "port": port, **({"switch": name} if self.topo == "twotier" else {})})
+        if self.topo != "twotier":
+            data: dict[str, Any] = {
+                "aggregation": {"mac": topos.AGG_MAC, "ipv4": topos.AGG_IPV4}, "hosts": hosts}
+        else:
+            switches: list[dict[str, Any]] = [{
+                "name": "spine", "p4runtime": self.addresses["spine"],
+                "aggregation": {"mac": topos.AGG_MAC, "ipv4": topos.AGG_IPV4}}]
+            for i in range(1, len(self.leaves) + 1):
+                mac, ip = topos.leaf_agg(i)
+                switches.append({"name": f"leaf{i}", "p4runtime": self.addresses[f"leaf{i}"],
+                                 "aggregation": {"mac": mac, "ipv4": ip}, "parent": "spine",
+                                 "uplink": topos.UPLINK, "parent_port": i})
+            data = {"switches": switches, "hosts": hosts}
+        path.write_text(json.dumps(data, indent=2))
         return path
 
     def switch_rx_packets(self) -> int:
@@ -223,8 +259,8 @@ class MininetRun:
                    for i in self.switch.intfList() if i.name != "lo")
 
     def pids(self) -> list[int]:
-        proc = getattr(self, "switch", None) and self.switch.proc
-        return [proc.pid] if proc is not None else []
+        nodes = getattr(self, "switches", {}).values()
+        return [n.proc.pid for n in nodes if getattr(n, "proc", None) is not None]
 
     def stop(self) -> None:
         """Stop the switch and delete this run's links and bridge; safe after a failed build."""

@@ -25,8 +25,14 @@ from mininet.topo import Topo  # type: ignore[import-untyped]
 # listens), so two concurrent runs must not share it: mnrun.MininetRun sets a free one
 # before building the network.
 MGMT_NET = "10.10.0"
-AGG_MAC = "02:00:00:00:00:fe"  # the aggregation address the workers send to
+AGG_MAC = "02:00:00:00:00:fe"  # the aggregation address the workers send to (the spine's)
 AGG_IPV4 = "10.0.0.254"
+UPLINK = 0  # a leaf's port to the spine (two-tier; a short interface name: sN-eth0)
+
+
+def leaf_agg(i: int) -> tuple[str, str]:
+    """Leaf i's own aggregation address (MAC, IPv4): its hosts send there."""
+    return f"02:00:00:00:00:{0xf0 + i:02x}", f"10.0.0.{240 + i}"
 
 
 def host_mac(r: int) -> str:
@@ -60,7 +66,8 @@ class P4Switch(Switch):  # type: ignore[misc]
     """Runs `p4reduce-switch` (or BMv2's simple_switch_grpc) on this switch's interfaces.
 
     Class attributes are set by the demo before the network is built: the interpreter, the
-    gRPC port, the log file and which program to run.
+    gRPC port, the log file and which program to run. A switch of a tree takes its own
+    gRPC port and log from its `grpc_port` and `log_path` parameters (addSwitch's).
     """
 
     python = "python3"
@@ -70,6 +77,14 @@ class P4Switch(Switch):  # type: ignore[misc]
     drop = 0.0
     proc: subprocess.Popen[bytes] | None = None
 
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.params.get('grpc_port', self.grpc_port)}"
+
+    @property
+    def log_file(self) -> Path:
+        return Path(self.params.get("log_path", self.log_path))
+
     def start(self, controllers: list[Any]) -> None:
         ifaces = [(int(self.ports[i]), i.name) for i in self.intfList() if i.name != "lo"]
         if self.kind == "bmv2":
@@ -77,13 +92,13 @@ class P4Switch(Switch):  # type: ignore[misc]
             if exe is None:
                 raise RuntimeError("SWITCH=bmv2 but simple_switch_grpc is not on PATH")
             argv = [exe, "--no-p4", *[a for p, n in ifaces for a in ("-i", f"{p}@{n}")],
-                    "--", f"--grpc-server-addr=127.0.0.1:{self.grpc_port}"]
+                    "--", f"--grpc-server-addr={self.grpc_address}"]
         else:
             faults = ["--drop", str(self.drop), "--seed", "1"] if self.drop else []
             argv = [self.python, "-m", "p4reduce.softswitch.cli", "--grpc-server-addr",
-                    f"127.0.0.1:{self.grpc_port}", "--log-level", "warn", *faults,
+                    self.grpc_address, "--log-level", "warn", *faults,
                     *[a for p, n in ifaces for a in ("-i", f"{p}@{n}")]]
-        log = self.log_path.open("wb")
+        log = self.log_file.open("wb")
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True, cwd=Path(__file__).parent.parent)
         log.close()
@@ -122,27 +137,34 @@ class StarTopo(Topo):  # type: ignore[misc]
 
 
 class TwoTierTopo(Topo):  # type: ignore[misc]
-    """Leaves of two hosts each under one spine; the spine aggregates, leaves forward L2.
+    """Leaves of `per_leaf` hosts each under one spine, every switch running aggregator.p4.
 
-    Leaves are kernel bridges, which is enough for a leaf that only forwards; the P4
-    program runs on the spine alone. Both hosts of a leaf sit behind one spine port (leaf
-    i on spine port i), so the job's multicast group sends two replicas down that port,
-    told apart by replica id. The run pins the leaves' forwarding tables
-    (mnrun.MininetRun): with plain learning, a frame the leaf flooded to the spine would
-    come back on the same port (the spine forwards by MAC to that port) and teach the
-    leaf that the sender lives behind the spine.
+    Each leaf sums its own hosts' packets and sends one partial aggregate per slot and
+    round up its uplink (leaf port UPLINK to spine port i for leaf i); the spine sums the
+    partials and multicasts the result down, and each leaf hands it to its hosts. Every
+    switch is its own softswitch (or BMv2) process with its own gRPC port (`grpc_port`
+    and the next ones) and log; ordinary traffic (gloo's ring, ARP) is forwarded by every
+    switch from the controller's entries.
     """
 
-    def build(self, tag: str = "p", hosts: int = 4, **link: Any) -> None:
+    def build(self, tag: str = "p", hosts: int = 4, per_leaf: int = 2,
+              grpc_ports: list[int] | None = None, log_dir: Path | None = None,
+              **link: Any) -> None:
         names, mgmt = _add_hosts(self, tag, hosts)
-        spine = self.addSwitch(f"{tag}s1", cls=P4Switch)
-        leaves = [self.addSwitch(f"{tag}s{i + 2}", cls=KernelBridge)
-                  for i in range((hosts + 1) // 2)]
-        # a non-blocking fabric: the uplink carries both hosts of its leaf at full rate, so
+        logs = log_dir or P4Switch.log_path.parent
+        count = (hosts + per_leaf - 1) // per_leaf
+        ports = grpc_ports or [P4Switch.grpc_port + i for i in range(count + 1)]
+        spine = self.addSwitch(f"{tag}s1", cls=P4Switch, grpc_port=ports[0],
+                               log_path=logs / "switch-spine.log")
+        leaves = [self.addSwitch(f"{tag}s{i + 2}", cls=P4Switch, grpc_port=ports[i + 1],
+                                 log_path=logs / f"switch-leaf{i + 1}.log")
+                  for i in range(count)]
+        # a non-blocking fabric: the uplink carries every host of its leaf at full rate, so
         # the comparison is about the hosts' links, not about an oversubscribed uplink
-        uplink = {**link, "bw": 2 * link["bw"]} if link.get("bw") else link
+        uplink = {**link, "bw": per_leaf * link["bw"]} if link.get("bw") else link
         for i, leaf in enumerate(leaves, start=1):
-            self.addLink(leaf, spine, port2=i, **uplink)
+            self.addLink(leaf, spine, port1=UPLINK, port2=i, **uplink)
         for r, h in enumerate(names, start=1):
-            self.addLink(h, leaves[(r - 1) // 2], port1=0, **link)
-            self.addLink(h, mgmt, port1=1)
+            self.addLink(h, leaves[(r - 1) // per_leaf], port1=0,
+                         port2=(r - 1) % per_leaf + 1, **link)  # data: hN-eth0
+            self.addLink(h, mgmt, port1=1)  # management: hN-eth1

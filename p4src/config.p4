@@ -24,6 +24,9 @@
 
 #define FLOOD_MCAST_GRP 1
 #define AGG_UDP_PORT 48879
+// Children of one job on one switch (its workers there, and the switches below it that
+// aggregate for it): the width of the bitmap register. A job's world size is not bounded
+// by it; a worker's rank (the wire's 8-bit worker_id) is mapped to a child by `members`.
 #define MAX_WORKERS 32
 
 #define ETHERTYPE_IPV4 0x0800
@@ -34,6 +37,10 @@
 
 // A result keeps the triggering packet's other flags (as tests/refswitch.py does).
 #define FLAG_RESULT 8w0x01
+// Set by a switch resending its partial aggregate to its parent (as a worker's resend has it).
+#define FLAG_RETRANSMIT 8w0x02
+// An exponent packet: its (order-encoded) lanes are combined by maximum, not summed.
+#define FLAG_EXP_ONLY 8w0x04
 
 // Typed (8w, 2w) so they can be the arms of ?: expressions.
 // Outcome of an aggregation packet (metadata.verdict). Rejections are REJECT_BASE + the
@@ -45,6 +52,11 @@
 #define V_RESEND 8w4
 #define V_DUPLICATE 8w5
 #define V_STALE 8w6
+// In a tree of switches (a job whose `uplink` entry names a parent): a child asked again
+// for a slot whose partial aggregate is complete but unanswered, so it goes up again...
+#define V_RESEND_UP 8w7
+// ...and the parent's result for a slot, stored here and multicast to the children.
+#define V_FROM_PARENT 8w8
 #define REJECT_BASE 8w16
 #define REJECT_UNKNOWN_JOB 0
 #define REJECT_BAD_SLOT 1
@@ -53,13 +65,15 @@
 #define NUM_REJECT_REASONS 5
 
 // What each lane does with its register (metadata.lane_op).
-#define LANE_SKIP 2w0
-#define LANE_STORE 2w1
-#define LANE_ADD 2w2
-#define LANE_READ 2w3
+#define LANE_SKIP 3w0
+#define LANE_STORE 3w1
+#define LANE_ADD 3w2
+#define LANE_READ 3w3
+#define LANE_MAX 3w4
 
-// A frame claiming to be a result (RESULT flag set, or the aggregation address as its IPv4
-// source) from a port that may not send results (AggIngress.result_ports).
+// A result (RESULT flag set) from a port that may not send results (AggIngress.result_ports),
+// a result for a job whose parent (AggIngress.admission.uplink) is not behind that port, or
+// a frame other than an aggregation packet from a switch's aggregation address.
 #define REJECT_FORGED_RESULT 4
 
 #endif

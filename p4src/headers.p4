@@ -75,10 +75,21 @@ struct metadata_t {
     bit<8>  num_workers;
     bit<16> mcast_grp;
     bit<24> epoch;
+    // from AggIngress.admission.members: the sender's bit in the bitmap (its child index)
+    bit<8>  child;
+    // from AggIngress.admission.uplink: this switch is not the job's root; its partial
+    // aggregates go out of up_port to the parent's address, as child up_id of the parent
+    bit<1>  up;
+    bit<9>  up_port;
+    bit<8>  up_id;
+    bit<48> up_mac;
+    bit<32> up_ip;
+    bit<48> own_mac;
+    bit<32> own_ip;
     // register index of this packet's slot and shadow set
     bit<32> idx;
     bit<8>  verdict;
-    bit<2>  lane_op;
+    bit<3>  lane_op;
     bit<8>  exp;
     // set on a completed result so egress rewrites each replica's addresses
     bit<1>  mcast_result;

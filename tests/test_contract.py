@@ -34,6 +34,8 @@ def _p4_defines() -> dict[str, int]:
     ("AGG_UDP_PORT", c.AGG_UDP_PORT),
     ("FLOOD_MCAST_GRP", c.FLOOD_MCAST_GRP),
     ("FLAG_RESULT", c.FLAG_RESULT),
+    ("FLAG_EXP_ONLY", c.FLAG_EXP_ONLY),
+    ("FLAG_RETRANSMIT", c.FLAG_RETRANSMIT),
     ("REJECT_UNKNOWN_JOB", c.REJECT_UNKNOWN_JOB),
     ("REJECT_BAD_SLOT", c.REJECT_BAD_SLOT),
     ("REJECT_NOT_MEMBER", c.REJECT_NOT_MEMBER),
@@ -71,9 +73,10 @@ def test_no_second_definition_of_a_contract_constant() -> None:
     """Each constant is assigned in one Python file only (others import it)."""
     import p4reduce
 
-    names = ("AGG_UDP_PORT", "DEFAULT_K", "MAX_WORKERS", "MAX_JOBS", "FLAG_RESULT",
-             "FLAG_RETRANSMIT", "FLAG_EXP_ONLY", "EXP_ZERO", "EXP_POISON", "REJECT_REASONS",
-             "DEFAULT_SLOT_PAIRS", "JOB_MCAST_BASE", "FLOOD_MCAST_GRP")
+    names = ("AGG_UDP_PORT", "DEFAULT_K", "MAX_WORKERS", "MAX_WORLD_SIZE", "MAX_JOBS",
+             "FLAG_RESULT", "FLAG_RETRANSMIT", "FLAG_EXP_ONLY", "EXP_ZERO", "EXP_POISON",
+             "REJECT_REASONS", "DEFAULT_SLOT_PAIRS", "JOB_MCAST_BASE", "FLOOD_MCAST_GRP",
+             "DESCRIPTOR_LANES")
     roots = [P4SRC_DIR.parent / d for d in ("worker", "controller", "softswitch", "mininet",
                                             "bench", "examples")]
     roots.append(P4SRC_DIR.parent / p4reduce.__name__)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from p4reduce.contract import MAX_WORLD_SIZE
 from p4reduce.worker import wire
 from p4reduce.worker.frames import Endpoint, ipv4_bytes, mac_bytes
 
@@ -50,8 +51,10 @@ class JobSpec:
                 raise ValueError(f"invalid JobSpec: {msg}")
 
         need(0 <= self.job_id <= 0xFFFF, f"job_id {self.job_id} is not a 16-bit number")
-        need(1 <= self.world_size <= wire.MAX_WORKERS,
-             f"world_size {self.world_size} out of range 1..{wire.MAX_WORKERS}")
+        # up to 256 ranks (the wire's 8-bit worker_id) through a tree of switches; one
+        # switch takes 32 of them, which the controller checks against its topology
+        need(1 <= self.world_size <= MAX_WORLD_SIZE,
+             f"world_size {self.world_size} out of range 1..{MAX_WORLD_SIZE}")
         need(0 <= self.rank < self.world_size,
              f"rank {self.rank} out of range 0..{self.world_size - 1}")
         need(1 <= self.num_slots <= 0xFFFF, f"num_slots {self.num_slots} out of range 1..65535")

@@ -4,7 +4,8 @@ A tensor is cut into chunks of K values. Each chunk c gets one exponent E_c, agr
 W workers through the switch (the max of their proposals), and every worker sends
 q = rint(x * 2^(shift - E_c)) as int32, where shift = 30 - ceil(log2 W). Because every
 |x| < 2^E_c, |q| <= 2^shift and the sum of W of them is at most 2^30: the switch's int32
-sum cannot overflow, for any W <= 32.
+sum cannot overflow, for any W up to MAX_WORLD_SIZE (256, through a tree of switches,
+whose partial sums are sums of fewer of them and so are bounded too).
 
 Error bound. Let M_c be the largest magnitude in chunk c over all workers. Each worker's
 rounding error is at most 1/2 * 2^(E_c - shift) and 2^(E_c - 1) <= M_c, so every element
@@ -38,6 +39,7 @@ import numpy.typing as npt
 
 from p4reduce.contract import EXP_POISON as EXP_POISON
 from p4reduce.contract import EXP_ZERO as EXP_ZERO
+from p4reduce.contract import MAX_WORLD_SIZE
 
 MIN_EXP = -127
 MAX_EXP = 126  # |x| < 2^126 is representable; larger magnitudes are refused (poison)
@@ -50,8 +52,8 @@ G = TypeVar("G", bound=np.generic)
 
 def shift_for(world_size: int) -> int:
     """Bits of headroom: W values of magnitude <= 2^shift sum to at most 2^30."""
-    if not 1 <= world_size <= 32:
-        raise ValueError(f"world size {world_size} out of range 1..32")
+    if not 1 <= world_size <= MAX_WORLD_SIZE:
+        raise ValueError(f"world size {world_size} out of range 1..{MAX_WORLD_SIZE}")
     return 30 - math.ceil(math.log2(world_size))
 
 

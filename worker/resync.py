@@ -25,7 +25,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, NoReturn, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import numpy.typing as npt
 
@@ -34,6 +35,8 @@ from p4reduce.worker.communicator import Communicator
 from p4reduce.worker.errors import AllreduceError, NonFiniteError
 from p4reduce.worker.job import JobSpec
 from p4reduce.worker.peers import PeerWatch
+
+_T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +50,10 @@ class ResyncClient(Protocol):
 
 
 class ResyncingCommunicator:
-    """`allreduce` of `comm`, resynchronised with the other ranks of `job` after every
-    switch restart `peers` hears of. One call at a time. The input of the last call is
-    kept (not copied) until the next call: the caller must not change it meanwhile."""
+    """`allreduce` and `allreduce_many` of `comm`, resynchronised with the other ranks of
+    `job` after every switch restart `peers` hears of. One call at a time. The input of
+    the last call is kept (not copied) until the next call: the caller must not change it
+    meanwhile."""
 
     def __init__(self, comm: Communicator, peers: PeerWatch, client: ResyncClient, job: str,
                  *, timeout_s: float = RESYNC_TIMEOUT_S) -> None:
@@ -62,7 +66,7 @@ class ResyncingCommunicator:
         self.resyncs = 0  # restarts this rank went through
         self.redone = 0  # calls run again for ranks that were one behind
         self.failed: str | None = None
-        self._last: npt.NDArray[Any] | None = None
+        self._last: Callable[[], object] | None = None
         self._lock = threading.Lock()
         peers.on_restart = self._heard
 
@@ -71,26 +75,35 @@ class ResyncingCommunicator:
         return self.comm.job
 
     def allreduce(self, array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        return self._guarded(lambda: self.comm.allreduce(array))
+
+    def allreduce_many(self, arrays: Sequence[npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
+        """`Communicator.allreduce_many`, resynchronised like `allreduce`."""
+        return self._guarded(lambda: self.comm.allreduce_many(arrays))
+
+    def _guarded(self, call: Callable[[], _T]) -> _T:
+        """Run `call` (one collective), again from the agreed packet index after a switch
+        restart; it is kept as the last call, to be run again for ranks one call behind."""
         with self._lock:
             while True:
                 if self.failed is not None:
                     raise AllreduceError(self.failed)
                 try:
-                    out = self.comm.allreduce(array)
+                    out = call()
                 except NonFiniteError:
-                    self._done(array)  # every rank streamed it to the end
+                    self._done(call)  # every rank streamed it to the end
                     raise
                 except AllreduceError:
                     if self.peers.pending_restart() is None:
                         raise
                     self._resync()
                     continue  # this call again, from the agreed packet index
-                self._done(array)
+                self._done(call)
                 return out
 
-    def _done(self, array: npt.NDArray[Any]) -> None:
+    def _done(self, call: Callable[[], object]) -> None:
         self.calls += 1
-        self._last = array
+        self._last = call
 
     def _heard(self, generation: int) -> None:
         """From the watch thread: resynchronise now if no call is running (a running
@@ -134,7 +147,7 @@ class ResyncingCommunicator:
                     self._fail("the last call's input is gone")
                 self.redone += 1
                 try:  # for the ranks one call behind; this rank has its result
-                    self.comm.allreduce(last)
+                    last()
                 except NonFiniteError:
                     pass
                 except AllreduceError:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import select
 import socket
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -63,6 +64,23 @@ class RowTransport(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class NativeIo:
+    """What the C engine (`cstream`) needs to move a transport's packets itself.
+
+    mode "fd": it sends to `dest` on socket `fd` (borrowed: the transport owns and closes
+    it), putting `prefix` in front of every payload, and reads Ethernet frames addressed to
+    UDP port `rx_port` when there is a prefix, bare payloads otherwise. mode "echo": no
+    socket; every packet comes back as its own result (benchmarks of the worker alone).
+    """
+
+    mode: Literal["fd", "echo"]
+    fd: int = -1
+    dest: tuple[str, int] = ("0.0.0.0", 0)
+    prefix: bytes = b""
+    rx_port: int = 0
+
+
 def _wait_readable(sock: socket.socket, timeout: float) -> bool:
     r, _, _ = select.select([sock], [], [], max(0.0, timeout))
     return bool(r)
@@ -104,6 +122,9 @@ class UdpTransport:
         host, port = self._sock.getsockname()
         return str(host), int(port)
 
+    def native_io(self) -> NativeIo:
+        return NativeIo("fd", self._sock.fileno(), self._io.dest)
+
     def send(self, payloads: list[bytes]) -> None:
         self._io.send(payloads)
 
@@ -144,6 +165,9 @@ class TunnelTransport:
                                max_datagram=4096, use_mmsg=use_mmsg, prefix=self._prefix)
         self._need = wire.agg_payload_len(job.k)
         self.bad_frames = 0
+
+    def native_io(self) -> NativeIo:
+        return NativeIo("fd", self._sock.fileno(), self._io.dest, self._prefix, self.local.port)
 
     def send(self, payloads: list[bytes]) -> None:
         prefix = self._prefix

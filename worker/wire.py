@@ -26,6 +26,7 @@ from p4reduce.contract import (
     FLAG_RESULT,
     FLAG_RETRANSMIT,
     HEADER_FORMAT,
+    LANE_SIGN,
     MAX_WORKERS,
     SIGNED_FIELDS,
     agg_payload_len,
@@ -34,13 +35,37 @@ from p4reduce.contract import (
 __all__ = [
     "AGG_FIELDS", "AGG_HEADER_LEN", "AGG_UDP_PORT", "DEFAULT_K", "FLAG_EXP_ONLY",
     "FLAG_RESULT", "FLAG_RETRANSMIT", "HEADER_STRUCT", "MAX_WORKERS", "VALUES_DTYPE",
-    "AggHeader", "agg_dtype", "agg_payload_len", "pack_payload", "unpack_payload",
+    "AggHeader", "agg_dtype", "agg_payload_len", "order_decode", "order_encode", "pack_payload",
+    "unpack_payload",
 ]
 
 # Public so hot paths can unpack to a plain tuple without building an AggHeader.
 HEADER_STRUCT = struct.Struct(HEADER_FORMAT)
 
 VALUES_DTYPE = np.dtype(">i4")
+
+# bit-reversed bytes, for the order encoding of exponent lanes
+_REV8 = np.array([int(f"{i:08b}"[::-1], 2) for i in range(256)], dtype=np.uint8)
+
+
+def _reverse32(u: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
+    b = np.ascontiguousarray(u, dtype="<u4").view(np.uint8).reshape(*u.shape, 4)
+    out: npt.NDArray[np.uint32] = np.ascontiguousarray(_REV8[b][..., ::-1]).view("<u4").reshape(
+        u.shape).astype(np.uint32)
+    return out
+
+
+def order_encode(values: npt.ArrayLike) -> npt.NDArray[np.int32]:
+    """Exponent-packet lanes (as int32 bit patterns) of signed values: bit-reverse(v ^
+    2^31), `p4reduce.contract.order_encode` for whole arrays."""
+    u = np.asarray(values, dtype=np.int32).view(np.uint32) ^ np.uint32(LANE_SIGN)
+    return _reverse32(u).view(np.int32)
+
+
+def order_decode(lanes: npt.ArrayLike) -> npt.NDArray[np.int32]:
+    """The signed values of order-encoded lanes (the inverse of `order_encode`)."""
+    u = _reverse32(np.asarray(lanes).astype(np.int64).astype(np.uint32))
+    return (u ^ np.uint32(LANE_SIGN)).view(np.int32)
 
 
 def agg_dtype(k: int = DEFAULT_K) -> np.dtype[np.void]:

@@ -186,9 +186,9 @@ BAD_INPUT = [
     (["counters", "--timeout", "nan"], "--timeout", "more than 0"),
     (["slots", "--timeout", "soon"], "--timeout", "not a number"),
     # job
-    (["job", "create", "x", "--workers", "-1"], "--workers", "out of range 1..32"),
-    (["job", "create", "x", "--workers", "0"], "--workers", "out of range 1..32"),
-    (["job", "create", "x", "--workers", "33"], "--workers", "out of range 1..32"),
+    (["job", "create", "x", "--workers", "-1"], "--workers", "out of range 1..256"),
+    (["job", "create", "x", "--workers", "0"], "--workers", "out of range 1..256"),
+    (["job", "create", "x", "--workers", "257"], "--workers", "out of range 1..256"),
     (["job", "create", "x", "--workers", "two"], "--workers", "not a whole number"),
     (["job", "create", "x", "--workers", "2", "--slots", "-5"], "--slots", "out of range"),
     (["job", "create", "x", "--workers", "2", "--slots", str(1 << 40)], "--slots", "out of range"),

@@ -105,7 +105,7 @@ def test_join_over_grpc_installs_entries_groups_and_reads_counters(
             n.ACTION_SET_JOB.name,
             (0, 64, 2, n.JOB_MCAST_BASE + jid, first.epoch),
         ) in rows
-        assert (n.TABLE_MEMBERS.name, (jid, 1, 0x0A000002, 2), n.ACTION_MEMBER_OK.name, ()) in rows
+        assert (n.TABLE_MEMBERS.name, (jid, 1, 0x0A000002, 2), n.ACTION_MEMBER_OK.name, (1,)) in rows
         assert (
             n.TABLE_RESULT_REWRITE.name,
             (jid, 0),
@@ -410,7 +410,7 @@ def test_watch_reconnects_and_restores_a_restarted_switch(fake: FakeSwitch, tmp_
         _until(lambda: not c.switch.alive())
         fake.device = FakeDevice()
         fake.server = serve(fake.device, address, factory=AggFakePipeline)
-        watch = Watch(c.mgr, lambda: connect(fake))
+        watch = Watch(c.mgr, lambda name: connect(fake))
         watch.tick()
         assert c.mgr.switch is not c.switch and c.mgr.switch.is_primary()
         assert (switch_rows(fake.pipe), dict(fake.pipe.groups)) == good

@@ -56,11 +56,14 @@ def agg_frame(
     exp: int = 0,
     flags: int = 0,
     offset: int = 0,
+    to: Host | None = None,
 ) -> bytes:
-    """A worker's contribution, addressed to the aggregation address."""
+    """A worker's contribution, addressed to the aggregation address (`to`: another
+    switch's, in a tree; a switch's partial aggregate is one with the switch as `src`)."""
+    dst_mac, dst_ip = (AGG_MAC, AGG_IP) if to is None else (to.mac, to.ip)
     pkt = (
-        Ether(src=src.mac, dst=AGG_MAC)
-        / IP(src=src.ip, dst=AGG_IP, id=1, ttl=64)
+        Ether(src=src.mac, dst=dst_mac)
+        / IP(src=src.ip, dst=dst_ip, id=1, ttl=64)
         / UDP(sport=src.udp_port, dport=wire.AGG_UDP_PORT, chksum=0)
         / Agg(flags=flags, job_id=job, worker_id=worker, slot=slot, round=rnd,
               offset=offset, exp=exp & 0xFF)
@@ -80,14 +83,17 @@ def result_frame(
     exp: int = 0,
     flags: int = 0,
     offset: int = 0,
+    via: Host | None = None,
 ) -> bytes:
     """What the switch sends to `dst` when a slot completes (or on a resend): the header
     of the packet that triggered it (`worker`, `flags` as sent) with RESULT added, from
-    the aggregation address, UDP checksum 0, IPv4 checksum recomputed."""
+    the aggregation address (`via`: another switch's, in a tree), UDP checksum 0, IPv4
+    checksum recomputed."""
     out_flags = flags | wire.FLAG_RESULT
+    src_mac, src_ip = (AGG_MAC, AGG_IP) if via is None else (via.mac, via.ip)
     pkt = (
-        Ether(src=AGG_MAC, dst=dst.mac)
-        / IP(src=AGG_IP, dst=dst.ip, id=1, ttl=64)
+        Ether(src=src_mac, dst=dst.mac)
+        / IP(src=src_ip, dst=dst.ip, id=1, ttl=64)
         / UDP(sport=wire.AGG_UDP_PORT, dport=dst.udp_port, chksum=0)
         / Agg(flags=out_flags, job_id=job, worker_id=worker, slot=slot, round=rnd,
               offset=offset, exp=exp & 0xFF)

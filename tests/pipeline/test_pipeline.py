@@ -17,7 +17,7 @@ import pytest
 from p4reduce import contract as n
 from p4reduce.worker import wire
 from tests.pipeline import wired
-from tests.pipeline.case import Case, Expect, Send
+from tests.pipeline.case import Case, Entry, Expect, Send
 from tests.pipeline.packets import (
     AGG_IP,
     AGG_MAC,
@@ -30,7 +30,7 @@ from tests.pipeline.packets import (
 )
 from tests.pipeline.scenarios import JOB, round_steps, wrap_sum
 from tests.pipeline.targets import SoftswitchTarget, Target, run_case
-from tests.pipeline.topo import NUM_PORTS, base_entities, hosts, job_entities, mac_int
+from tests.pipeline.topo import NUM_PORTS, base_entities, hosts, ip_int, job_entities, mac_int
 
 INSTALL = os.environ.get("P4REDUCE_TEST_INSTALL", "p4runtime")
 K = 8  # lanes of the test build: the same program, fewer copies of the lane control
@@ -172,17 +172,24 @@ def test_every_rejection_reason_is_dropped_and_counted(target: Target) -> None:
         Send(1, agg_frame(ws[0], JOB, 0, 2, 0, v)),  # slot == num_slots
         Send(outsider.port, agg_frame(outsider, JOB, 1, 0, 0, v)),  # not a member
         Send(1, agg_frame(ws[0], JOB, 1, 0, 0, v)),  # worker 1's id from worker 0's address
-        Send(1, agg_frame(ws[0], JOB, 3, 0, 0, v)),  # worker_id == W
+        Send(1, agg_frame(ws[0], JOB, 3, 0, 0, v)),  # worker_id == W: nobody's
         Send(1, agg_frame(ws[0], JOB, 31, 0, 0, v)),
+        # a member whose child index is beyond the 32-bit bitmap (an entry error)
+        Send(outsider.port, agg_frame(outsider, JOB, 200, 0, 0, v)),
     ]
+    beyond = Entry(n.TABLE_MEMBERS.name, {"hdr.agg.job_id": JOB, "hdr.agg.worker_id": 200,
+                                          "hdr.ipv4.srcAddr": ip_int(outsider.ip),
+                                          "standard_metadata.ingress_port": outsider.port},
+                   n.ACTION_MEMBER_OK.name, {"child": n.MAX_WORKERS})
     # Nothing rejected touched the registers: the round still sums exactly three ones.
     steps = rejects + round_steps(ws, [0, 1, 2], [v, v, v], [0, 0, 0])
-    case = Case("rejections", base_entities() + job_entities(JOB, ws, base=0, num_slots=2), steps,
+    case = Case("rejections",
+                [*base_entities(), *job_entities(JOB, ws, base=0, num_slots=2), beyond], steps,
                 {(n.COUNTER_REJECTED, n.REJECT_UNKNOWN_JOB): 2,
                  (n.COUNTER_REJECTED, n.REJECT_BAD_SLOT): 1,
-                 (n.COUNTER_REJECTED, n.REJECT_NOT_MEMBER): 2,
-                 (n.COUNTER_REJECTED, n.REJECT_BAD_WORKER): 2,
-                 (n.COUNTER_BAD_SLOT, JOB): 1, (n.COUNTER_NOT_MEMBER, JOB): 2,
+                 (n.COUNTER_REJECTED, n.REJECT_NOT_MEMBER): 4,
+                 (n.COUNTER_REJECTED, n.REJECT_BAD_WORKER): 1,
+                 (n.COUNTER_BAD_SLOT, JOB): 1, (n.COUNTER_NOT_MEMBER, JOB): 4,
                  (n.COUNTER_AGGREGATED, JOB): 3, (n.COUNTER_RESULTS, JOB): 1})
     run_case(target, case)
 

@@ -131,7 +131,8 @@ def test_pipeline_agrees_with_the_reference_model(
     soft: SoftswitchTarget, w: int, slots: int, data: st.DataObject
 ) -> None:
     """Random packets of several rounds (including stale and duplicate ones, random
-    exponents) give the same frames out and the same counters as tests/refswitch.py."""
+    exponents, exponent packets whose lanes take the maximum and data packets whose lanes
+    add up) give the same frames out and the same counters as tests/refswitch.py."""
     ws = hosts(w)
     job = 60 + w
     epoch = next(_epoch)
@@ -146,7 +147,9 @@ def test_pipeline_agrees_with_the_reference_model(
     before = {name: soft.counter(name, job)[0] for name in COUNTERS}
     packets = data.draw(st.lists(st.tuples(
         st.integers(0, w - 1), st.integers(0, slots - 1), st.integers(0, 3),
-        st.integers(-128, 127), st.sampled_from([0, wire.FLAG_RETRANSMIT]),
+        st.integers(-128, 127),
+        st.sampled_from([0, wire.FLAG_RETRANSMIT, wire.FLAG_EXP_ONLY,
+                         wire.FLAG_EXP_ONLY | wire.FLAG_RETRANSMIT]),
         st.lists(st.integers(-(2**31), 2**31 - 1), min_size=K, max_size=K)),
         min_size=1, max_size=40))
     for wk, sl, rnd, exp, flags, vals in packets:

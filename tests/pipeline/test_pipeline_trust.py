@@ -66,18 +66,24 @@ def test_forged_results_from_a_host_port_are_dropped_and_counted(target: Target)
 
 
 @pytest.mark.timeout(60)
-def test_results_from_a_port_listed_in_result_ports_pass(target: Target) -> None:
-    """A tree of switches: the parent's results come in on its port and are forwarded
-    like any frame; the same frame from a host port is still forged."""
+def test_the_parent_port_sends_this_switch_results_only(target: Target) -> None:
+    """A tree of switches: the parent's answers are aggregation packets to this switch
+    (tests/pipeline/test_pipeline_tree.py). A result-looking frame from the parent's
+    port addressed to a worker is not one, and is as forged there as from a host port;
+    ordinary traffic from the parent's port passes."""
     ws = hosts(1)
     result = result_frame(ws[0], JOB, 0, 0, 0, np.full(K, 9, np.int32))
     parent = Entry(n.TABLE_RESULT_PORTS.name, {"standard_metadata.ingress_port": PARENT},
                    n.ACTION_ALLOW_RESULTS.name)
+    other = bytes(Ether(src="02:00:00:00:09:09", dst=ws[0].mac) / IP(src="10.0.9.9",
+                                                                      dst=ws[0].ip)
+                  / TCP(sport=1, dport=2))
     run_case(target, Case(
         "parent port",
         [*base_entities(), _l2(ws[0].mac, ws[0].port), parent],
-        [Send(PARENT, result, (Expect(ws[0].port, result),)), Send(ATTACKER, result)],
-        {(n.COUNTER_REJECTED, n.REJECT_FORGED_RESULT): 1}))
+        [Send(PARENT, result), Send(ATTACKER, result),
+         Send(PARENT, other, (Expect(ws[0].port, other),))],
+        {(n.COUNTER_REJECTED, n.REJECT_FORGED_RESULT): 2}))
 
 
 @pytest.mark.timeout(60)

@@ -29,7 +29,7 @@ def _setup(p: Any) -> None:
     for w in range(W):
         p.table_insert(n.TABLE_MEMBERS.name, TableEntry(
             (Exact(JOB), Exact(w), Exact(0x0A000001 + w), Exact(w + 1)),
-            ActionCall(n.ACTION_MEMBER_OK.name)))
+            ActionCall(n.ACTION_MEMBER_OK.name, (w,))))
         p.table_insert(n.TABLE_RESULT_REWRITE.name, TableEntry(
             (Exact(JOB), Exact(w)), ActionCall(n.ACTION_SET_WORKER_ADDR.name, (0x020000000001 + w, 0x0A000001 + w, 40000 + w))))
     p.mc_group_set(1, tuple(Replica(w + 1, w) for w in range(W)))

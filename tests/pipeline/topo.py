@@ -44,7 +44,7 @@ def job_entities(job: int, workers: list[Host], *, base: int, num_slots: int,
         out.append(Entry(n.TABLE_MEMBERS.name, {"hdr.agg.job_id": job, "hdr.agg.worker_id": w,
                                            "hdr.ipv4.srcAddr": ip_int(h.ip),
                                            "standard_metadata.ingress_port": h.port},
-                         n.ACTION_MEMBER_OK.name))
+                         n.ACTION_MEMBER_OK.name, {"child": w}))
         out.append(Entry(n.TABLE_RESULT_REWRITE.name,
                          {"hdr.agg.job_id": job, "replica_id": w},
                          n.ACTION_SET_WORKER_ADDR.name,

@@ -5,6 +5,7 @@ captures frames with AF_PACKET sockets. Needs root; everything is removed on clo
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -144,8 +145,10 @@ class WiredTarget:
         subprocess.run(["ip", "netns", "del", self.ns], capture_output=True, timeout=60)
 
 
-def bmv2(ports: Sequence[int], **defines: int) -> WiredTarget:
-    """BMv2 running p4c's build of the program, with p4c's P4Info."""
+@functools.lru_cache(maxsize=8)
+def _p4c(defines: tuple[tuple[str, int], ...]) -> tuple[bytes, bytes]:
+    """p4c's P4Info (serialized) and BMv2 JSON for these -D values, compiled once per test
+    session: a tree of switches starts several BMv2s of one build."""
     from finsy.proto import p4i
     from google.protobuf import text_format  # type: ignore[import-untyped]
 
@@ -153,12 +156,21 @@ def bmv2(ports: Sequence[int], **defines: int) -> WiredTarget:
     try:
         argv = ["p4c", "--target", "bmv2", "--arch", "v1model", "-o", str(tmp),
                 "--p4runtime-files", str(tmp / "p4info.txtpb")]
-        argv += [f"-D{k}={v}" for k, v in defines.items()]
+        argv += [f"-D{k}={v}" for k, v in defines]
         subprocess.run([*argv, str(P4_MAIN)], check=True, capture_output=True, timeout=600)
         p4info = text_format.Parse((tmp / "p4info.txtpb").read_text(), p4i.P4Info())
-        config = (tmp / "aggregator.json").read_bytes()
+        return p4info.SerializeToString(), (tmp / "aggregator.json").read_bytes()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bmv2(ports: Sequence[int], **defines: int) -> WiredTarget:
+    """BMv2 running p4c's build of the program, with p4c's P4Info."""
+    from finsy.proto import p4i
+
+    info, config = _p4c(tuple(sorted(defines.items())))
+    p4info = p4i.P4Info()
+    p4info.ParseFromString(info)
     # Its own Thrift port, so several instances (parallel test runs) can coexist.
     argv = ["simple_switch_grpc", "--thrift-port", str(_free_port()), "--no-p4", "--",
             "--grpc-server-addr"]

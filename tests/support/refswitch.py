@@ -1,8 +1,9 @@
-"""Reference model of the aggregation switch (docs/DESIGN.md section 3): the test oracle.
+"""Reference model of the aggregation switch (docs/WIRE.md, "Switch algorithm"): the test
+oracle.
 
 `RefSwitch.handle` is the switch algorithm as a pure function of its state: one packet in,
 the packets out. It is deliberately plain Python with one dict of register cells, so that
-it can be read next to docs/DESIGN.md and `p4src/aggregator.p4` and trusted; the pipeline tests
+it can be read next to docs/WIRE.md and `p4src/aggregator.p4` and trusted; the pipeline tests
 compare the P4 program with it, and the worker tests use it as their switch.
 
 `RefSwitchServer` serves a `RefSwitch` over UDP tunnel ports on 127.0.0.1 (one UDP socket
@@ -135,7 +136,12 @@ class RefSwitch:
             return []
         if not cell.bitmap & bit:
             cell.bitmap |= bit
-            cell.lanes = cell.lanes + values  # int32 + int32 wraps like the switch's bit<32>
+            if hdr.flags & wire.FLAG_EXP_ONLY:  # exponent packets: the larger value per lane
+                # (lanes order-encoded; the model decodes, takes the maximum, encodes)
+                cell.lanes = wire.order_encode(np.maximum(wire.order_decode(cell.lanes),
+                                                          wire.order_decode(values)))
+            else:
+                cell.lanes = cell.lanes + values  # int32 + int32 wraps like the switch's bit<32>
             cell.exp_max = max(cell.exp_max, hdr.exp)
             cell.count += 1
             self.counters[(job.job_id, AGGREGATED)] += 1

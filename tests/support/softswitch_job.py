@@ -93,7 +93,7 @@ class SoftswitchJob:
         for w in range(self.world):
             p.table_insert(n.TABLE_MEMBERS.name, TableEntry(
                 (Exact(job), Exact(w), Exact(_ip(self.worker_ip(w))), Exact(w + 1)),
-                ActionCall(n.ACTION_MEMBER_OK.name)))
+                ActionCall(n.ACTION_MEMBER_OK.name, (w,))))
             p.table_insert(n.TABLE_RESULT_REWRITE.name, TableEntry(
                 (Exact(job), Exact(w)),
                 ActionCall(n.ACTION_SET_WORKER_ADDR.name,

@@ -133,16 +133,17 @@ class FakeComm:
 
     def __init__(self, world: int) -> None:
         self.job = SimpleNamespace(world_size=world)
-        self.calls: list[tuple[np.dtype[Any], int]] = []
+        self.calls: list[list[tuple[str, int]]] = []  # per call: (dtype, size) of each array
 
-    def allreduce(self, array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        self.calls.append((array.dtype, array.size))
-        if array.dtype == np.int32:
-            return np.asarray((array.astype(np.int64) * self.job.world_size).astype(np.int32))
-        return np.asarray(array * self.job.world_size)
+    def allreduce_many(self, arrays: list[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
+        self.calls.append([(str(a.dtype), a.size) for a in arrays])
+        return [np.asarray((a.astype(np.int64) * self.job.world_size).astype(np.int32))
+                if a.dtype == np.int32 else np.asarray(a * self.job.world_size) for a in arrays]
 
 
-def test_one_switch_call_per_dtype_results_in_place() -> None:
+def test_one_switch_call_for_all_tensors_results_in_place() -> None:
+    """allreduce_coalesced of five tensors of four dtypes is one stream: one float32
+    buffer (float32, bfloat16, float16 alike) and one int32 buffer in one call."""
     comm = FakeComm(4)
     a = torch.arange(6, dtype=torch.float32).view(2, 3)
     b = torch.tensor([1.5, -2.25], dtype=torch.bfloat16)
@@ -150,13 +151,14 @@ def test_one_switch_call_per_dtype_results_in_place() -> None:
     d = torch.arange(12, dtype=torch.float32).view(3, 4).t()  # not contiguous
     e = torch.tensor([0.5], dtype=torch.float16)
     reduce_into(comm, [a, b, c, d, e], average=False)  # type: ignore[arg-type]
-    assert sorted((str(dt), n) for dt, n in comm.calls) == [
-        ("float32", 1), ("float32", 2), ("float32", 6 + 12), ("int32", 3)]
+    assert comm.calls == [[("float32", 6 + 2 + 12 + 1), ("int32", 3)]]
     assert a.tolist() == [[0, 4, 8], [12, 16, 20]]
     assert b.dtype == torch.bfloat16 and b.tolist() == [6.0, -9.0]
     assert c.tolist() == [28, -28, 36]
     assert torch.equal(d, torch.arange(12, dtype=torch.float32).view(3, 4).t() * 4)
     assert e.dtype == torch.float16 and e.tolist() == [2.0]
+    reduce_into(comm, [c], average=False)  # type: ignore[arg-type]
+    assert comm.calls[-1] == [("int32", 3)] and c.tolist() == [112, -112, 144]
 
 
 def test_average_divides_floats_and_truncates_ints() -> None:
@@ -269,23 +271,71 @@ class GatedComm(NullComm):
         super().__init__(spec)
         self.gate = threading.Event()
 
-    def allreduce(self, array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    def allreduce_many(self, arrays: list[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
         assert self.gate.wait(20)
-        return super().allreduce(array)
+        return super().allreduce_many(arrays)
 
 
 @pytest.mark.timeout(30)
 def test_inputs_are_taken_when_the_collective_is_issued(fake_client: type[FakeClient]) -> None:
     eng = SwitchEngine(from_env(0, 3, BASE), communicator_factory=GatedComm)  # type: ignore[arg-type]
     try:
-        t = torch.ones(5)
+        n = engine_mod.INLINE_MAX_BYTES // 4 + 1  # too big to run on the caller's thread
+        t = torch.ones(n)
         fut = eng.submit([t], average=False)
         t.fill_(100.0)  # after issuing: must not leak into this allreduce
         assert not fut.done()
         assert isinstance(eng.comm, GatedComm)
         eng.comm.gate.set()
         assert fut.wait()[0] is t
-        assert t.tolist() == [3.0] * 5
+        assert torch.equal(t, torch.full((n,), 3.0))
+    finally:
+        eng.close()
+
+
+class OrderComm(NullComm):
+    """Records the order of calls and the thread each ran on; the first one waits."""
+
+    def __init__(self, spec: Any) -> None:
+        super().__init__(spec)
+        self.gate = threading.Event()
+        self.order: list[tuple[int, str]] = []
+
+    def allreduce_many(self, arrays: list[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
+        if not self.order:
+            assert self.gate.wait(20)
+        self.order.append((arrays[0].size, threading.current_thread().name))
+        return super().allreduce_many(arrays)
+
+
+@pytest.mark.timeout(30)
+def test_small_calls_run_inline_unless_a_call_is_queued(fake_client: type[FakeClient]) -> None:
+    """A small call from the main thread with nothing before it completes before submit
+    returns (no thread hand-off); behind a queued call it waits its turn, so the order is
+    the ranks' order."""
+    eng = SwitchEngine(from_env(0, 2, BASE), communicator_factory=OrderComm)  # type: ignore[arg-type]
+    try:
+        assert isinstance(eng.comm, OrderComm)
+        big = torch.ones(engine_mod.INLINE_MAX_BYTES // 4 + 1)
+        small = [torch.ones(i + 1) for i in range(3)]
+        futs = [eng.submit([big], average=False)]
+        futs += [eng.submit([t], average=False) for t in small]  # queued behind `big`
+        assert not any(f.done() for f in futs)
+        eng.comm.gate.set()
+        for f in futs:
+            f.wait()
+        assert [size for size, _ in eng.comm.order] == [big.numel(), 1, 2, 3]
+        assert all(name.startswith("p4reduce") for _, name in eng.comm.order)
+        lone = torch.ones(5)
+        fut = eng.submit([lone], average=False)
+        assert fut.done() and lone.tolist() == [2.0] * 5  # ran inline
+        assert eng.comm.order[-1] == (5, threading.current_thread().name)
+        other: list[Any] = []  # from another thread (as DDP's autograd threads): queued
+        th = threading.Thread(target=lambda: other.append(eng.submit([torch.ones(6)], False)))
+        th.start()
+        th.join()
+        other[0].wait()
+        assert eng.comm.order[-1][0] == 6 and eng.comm.order[-1][1].startswith("p4reduce")
     finally:
         eng.close()
 

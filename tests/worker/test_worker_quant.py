@@ -27,8 +27,9 @@ def test_shift_leaves_room_for_the_sum() -> None:
     assert quant.shift_for(3) == 28
     assert quant.shift_for(8) == 27
     assert quant.shift_for(32) == 25
+    assert quant.shift_for(256) == 22  # 8 leaves of 32 ranks: 256 * 2^22 = 2^30
     with pytest.raises(ValueError, match="out of range"):
-        quant.shift_for(33)
+        quant.shift_for(257)
 
 
 def test_exponent_codes() -> None:

@@ -1,4 +1,5 @@
-"""The streamer's slot/round bookkeeping and loss recovery, without sockets."""
+"""The streamer's slot/round bookkeeping and loss recovery, without sockets, on both
+engines (the Python streamer and the C engine in queue mode)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,12 @@ class LossyMemory:
 
 def first_sends(t: LossyMemory) -> list[wire.AggHeader]:
     return [h for h in t.seen if not h.flags & wire.FLAG_RETRANSMIT]
+
+
+@pytest.fixture(params=["python", "c"], autouse=True)
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("P4REDUCE_ENGINE", request.param)
+    return str(request.param)
 
 
 def comm(t: LossyMemory, slots: int) -> Communicator:
@@ -160,4 +167,5 @@ def test_results_trickling_in_one_at_a_time_are_gathered_correctly() -> None:
     c = comm(t, 64)
     np.testing.assert_array_equal(c.allreduce(x), clean)
     stats = c.last_stats
-    assert stats is not None and stats.duplicates_received == 0
+    # a duplicate only answers a resend (a loaded machine may make the timers fire)
+    assert stats is not None and stats.duplicates_received <= stats.retransmitted

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import ml_dtypes
@@ -39,34 +40,35 @@ def to_numpy(t: torch.Tensor) -> np.ndarray[Any, Any]:
     return flat.numpy()
 
 
-def from_numpy(a: np.ndarray[Any, Any], dtype: torch.dtype) -> torch.Tensor:
-    if dtype == torch.bfloat16:
-        bits = np.ascontiguousarray(a.astype(ml_dtypes.bfloat16)).view(np.int16)
-        return torch.from_numpy(bits).view(torch.bfloat16)
-    return torch.from_numpy(np.ascontiguousarray(a))
+@dataclass
+class Packed:
+    """The tensors of one collective as host buffers: every float tensor (float32,
+    float16, bfloat16) in one float32 buffer, every int32 tensor in one int32 buffer, so
+    that the call is one stream however many tensors and dtypes it has."""
+
+    floats: list[torch.Tensor]
+    ints: list[torch.Tensor]
+    buffers: list[np.ndarray[Any, Any]]  # the float buffer (if any), then the int one
 
 
-Packed = list[tuple[torch.dtype, list[torch.Tensor], np.ndarray[Any, Any]]]
+def _flat(group: list[torch.Tensor], dtype: type) -> np.ndarray[Any, Any]:
+    parts = [to_numpy(t) for t in group]
+    if len(parts) == 1:
+        return parts[0].astype(dtype, copy=True)
+    return np.concatenate([p.astype(dtype, copy=False) for p in parts])
 
 
 def pack(tensors: list[torch.Tensor]) -> Packed:
-    """One host buffer per dtype (float32 for every float dtype, int32 for int32).
+    """Host copies of `tensors`, as they are when the collective is issued.
 
-    Runs on the caller's thread: it snapshots the inputs as they are when the collective
-    is issued, and for CUDA tensors `.cpu()` orders the copy after the kernels of the
-    caller's current stream that produced them.
+    Runs on the caller's thread: it snapshots the inputs, and for CUDA tensors `.cpu()`
+    orders the copy after the kernels of the caller's current stream that produced them.
     """
-    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
-    for t in tensors:
-        by_dtype.setdefault(t.dtype, []).append(t)
-    out: Packed = []
-    for dtype, group in by_dtype.items():
-        parts = [to_numpy(t) for t in group]
-        wire_dtype = np.int32 if dtype == torch.int32 else np.float32
-        flat = (np.concatenate(parts).astype(wire_dtype, copy=False) if len(parts) > 1
-                else parts[0].astype(wire_dtype, copy=True))
-        out.append((dtype, group, flat))
-    return out
+    floats = [t for t in tensors if t.dtype != torch.int32]
+    ints = [t for t in tensors if t.dtype == torch.int32]
+    buffers = ([_flat(floats, np.float32)] if floats else []) + (
+        [_flat(ints, np.int32)] if ints else [])
+    return Packed(floats, ints, buffers)
 
 
 class Reducer(Protocol):
@@ -74,37 +76,46 @@ class Reducer(Protocol):
 
     @property
     def job(self) -> JobSpec: ...
-    def allreduce(self, array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]: ...
+    def allreduce_many(self, arrays: Sequence[np.ndarray[Any, Any]]
+                       ) -> list[np.ndarray[Any, Any]]: ...
 
 
 def finish(comm: Reducer, packed: Packed, average: bool) -> None:
-    """Reduce each packed buffer through the switch and write the results back in place.
+    """Reduce the packed buffers through the switch in one call and write the results
+    back in place.
 
     Floats travel as float32 whatever their dtype, so the sum of half-precision values is
     rounded once, at the end, not on every addition. The average of int32 truncates
     toward zero, as NCCL's does.
     """
+    if not packed.buffers:
+        return
     world = comm.job.world_size
-    for dtype, group, flat in packed:
-        out = comm.allreduce(flat)
+    outs = comm.allreduce_many(packed.buffers)
+    groups = ([packed.floats] if packed.floats else []) + ([packed.ints] if packed.ints else [])
+    for group, out in zip(groups, outs, strict=True):
         if average:
             out = (np.trunc(out.astype(np.float64) / world).astype(np.int32)
-                   if dtype == torch.int32 else out / np.float32(world))
-        result = from_numpy(out, dtype)
+                   if out.dtype == np.int32 else out / np.float32(world))
+        result = torch.from_numpy(np.ascontiguousarray(out))
         offset = 0
         for t in group:
             n = t.numel()
-            t.copy_(result[offset : offset + n].view(t.shape))
+            t.copy_(result[offset : offset + n].view(t.shape))  # casts to t's dtype
             offset += n
-        for t in group:
-            if t.is_cuda:  # the copies above ran on this thread's stream: done before the future
-                torch.cuda.current_stream(t.device).synchronize()
+    for t in (*packed.floats, *packed.ints):
+        if t.is_cuda:  # the copies above ran on this thread's stream: done before the future
+            torch.cuda.current_stream(t.device).synchronize()
 
 
 def reduce_into(comm: Reducer, tensors: list[torch.Tensor], average: bool) -> None:
-    """Sum (or average) `tensors` over the ranks in place, one switch call per dtype."""
+    """Sum (or average) `tensors` over the ranks in place, as one switch call."""
     finish(comm, pack(tensors), average)
 
+
+#: calls of at most this many bytes from the main thread run there when nothing is
+#: queued (`SwitchEngine.submit`)
+INLINE_MAX_BYTES = 64 * 1024
 
 _live: list[SwitchEngine] = []
 _live_lock = threading.Lock()
@@ -181,12 +192,24 @@ class SwitchEngine:
                 raise
             self.reducer = ResyncingCommunicator(self.comm, self.peers, self._client, cfg.job)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"p4reduce-{cfg.rank}")
+        # calls submitted and not finished; one call streams at a time, in submission order
+        self._submit_lock = threading.Lock()
+        self._order = threading.Lock()
+        self._pending = 0
         self.closed = False
         with _live_lock:
             _live.append(self)
 
     def submit(self, tensors: list[torch.Tensor], average: bool) -> torch.futures.Future[list[torch.Tensor]]:
-        """Queue an in-place allreduce; the future fails with the switch path's error."""
+        """Start an in-place allreduce; the future fails with the switch path's error.
+
+        A small call from the main thread with nothing queued before it runs right here:
+        handing it to the engine's thread costs more than its packets do (about 100 us
+        against a few tens on loopback), and with nothing in flight there is nothing to
+        overlap it with. Anything larger, anything behind a queued call, and every call
+        from another thread (DDP's buckets come from autograd threads, whose backward pass
+        must go on meanwhile) goes to the engine's thread, in submission order.
+        """
         fut: torch.futures.Future[list[torch.Tensor]] = torch.futures.Future()
         if self.closed:
             fut.set_exception(BackendError("p4reduce: the process group was shut down"))  # type: ignore[arg-type]
@@ -205,14 +228,37 @@ class SwitchEngine:
             return fut
 
         def run() -> None:
+            error: BaseException | None = None
             try:
                 finish(comm, packed, average)
             except BaseException as e:
-                fut.set_exception(e)  # type: ignore[arg-type]
-                return
-            fut.set_result(tensors)
+                error = e
+            with self._submit_lock:  # before the future: a caller woken by it may submit
+                self._pending -= 1
+            if error is not None:
+                fut.set_exception(error)  # type: ignore[arg-type]
+            else:
+                fut.set_result(tensors)
 
-        self._executor.submit(run)
+        small = (sum(b.nbytes for b in packed.buffers) <= INLINE_MAX_BYTES
+                 and threading.current_thread() is threading.main_thread())
+        with self._submit_lock:
+            inline = small and self._pending == 0
+            self._pending += 1
+            if inline:  # taken before any later call can queue: it cannot overtake us
+                self._order.acquire()
+        if inline:
+            try:
+                run()
+            finally:
+                self._order.release()
+            return fut
+
+        def queued() -> None:
+            with self._order:
+                run()
+
+        self._executor.submit(queued)
         return fut
 
     def close(self) -> None:
