@@ -12,8 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
-from p4reduce.softswitch.p4.ir import Action, Expr, HeaderType, Param, Program, Register, Stmt, TypeT
+from p4reduce.softswitch.p4.ir import (
+    Action,
+    Expr,
+    HeaderType,
+    Param,
+    Program,
+    Register,
+    Stmt,
+    TypeT,
+)
 from p4reduce.softswitch.runtime.errors import PipelineError
 from p4reduce.softswitch.runtime.layout import HeaderSlots, Layout
 
@@ -21,6 +31,10 @@ STD_TYPE = "standard_metadata_t"
 DROP_PORT = 511
 NORMAL, INGRESS_CLONE, EGRESS_CLONE, COALESCED, RECIRC, REPLICATION, RESUBMIT = range(7)
 # BMv2's parser error codes, for programs whose IR does not declare them
+# the V1Switch blocks after the parser, in the order they run
+ControlRole = Literal["verify_checksum", "ingress", "egress", "compute_checksum", "deparser"]
+CONTROL_ROLES: tuple[ControlRole, ...] = ("verify_checksum", "ingress", "egress", "compute_checksum", "deparser")
+
 DEFAULT_ERRORS = {"NoError": 0, "PacketTooShort": 1, "NoMatch": 2, "StackOutOfBounds": 3,
                   "HeaderTooShort": 4, "ParserTimeout": 5}
 
@@ -60,17 +74,19 @@ def str_value(e: Expr) -> str:
 def nested_bodies(s: Stmt) -> Iterator[list[Stmt]]:
     """The statement lists nested directly in `s`, in the order every walk of the IR
     visits them (an if's then and else, a block's body, a switch's default and then its
-    cases): the vector runs and register groups are numbered in this order."""
+    cases): the vector runs and register groups are numbered in this order. Like the code
+    generators, it takes a list a hand-written IR leaves out as empty."""
     if s["stmt"] == "if":
-        yield s["then"]
-        yield s["else"]
+        yield s.get("then", [])
+        yield s.get("else", [])
     elif s["stmt"] == "block":
-        yield s["body"]
+        yield s.get("body", [])
     elif s["stmt"] == "switch":
-        if s["default"] is not None:
-            yield s["default"]
-        for case in s["cases"]:
-            yield case["body"]
+        default = s.get("default")
+        if default is not None:
+            yield default
+        for case in s.get("cases", []):
+            yield case.get("body", [])
 
 
 @dataclass

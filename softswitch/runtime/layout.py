@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from p4reduce.softswitch.p4.ir import TypeT, Types
+from p4reduce.softswitch.p4.ir import Types, TypeT
 from p4reduce.softswitch.runtime.errors import PipelineError
 
 
