@@ -277,6 +277,8 @@ class Codegen(ProgramFrame):
         self.emit(f"S[{self.slot_code(lhs, ctx)}] = {rhs_src}", ind)
 
     def stmt(self, s: Stmt, ind: int, ctx: Ctx) -> None:
+        """Dispatch on the statement's tag to `_st_<tag>`, which takes that kind's own
+        TypedDict of the IR (AssignStmt, IfStmt, ...), as the union is meant to be used."""
         kind = s["stmt"]
         handler = getattr(self, f"_st_{kind}", None)
         if handler is None:

@@ -63,14 +63,6 @@ def int_value(e: Expr) -> int:
     return v
 
 
-def str_value(e: Expr) -> str:
-    """The text of a `string` expression (see int_value)."""
-    v = e["value"]
-    if not isinstance(v, str):
-        raise PipelineError(f"expected a string literal, got {v!r}")
-    return v
-
-
 def nested_bodies(s: Stmt) -> Iterator[list[Stmt]]:
     """The statement lists nested directly in `s`, in the order every walk of the IR
     visits them (an if's then and else, a block's body, a switch's default and then its

@@ -472,6 +472,8 @@ class CGen(ProgramFrame):
             i += 1
 
     def stmt(self, s: Stmt, ind: int, ctx: CCtx) -> None:
+        """Dispatch on the statement's tag to `_st_<tag>`, which takes that kind's own
+        TypedDict of the IR (AssignStmt, IfStmt, ...), as the union is meant to be used."""
         handler = getattr(self, f"_st_{s['stmt']}", None)
         if handler is None:
             raise NativeUnsupported(f"statement {s['stmt']!r}")
