@@ -12,13 +12,39 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from p4reduce.softswitch.p4.ir import Expr, Parser, Program, Stmt
+from p4reduce.softswitch.p4.ir import (
+    AdvanceStmt,
+    ApplyStmt,
+    AssignStmt,
+    BlockStmt,
+    CallStmt,
+    Control,
+    EmitStmt,
+    ExitStmt,
+    Expr,
+    ExternStmt,
+    ExtractStmt,
+    IfStmt,
+    MethodStmt,
+    Parser,
+    Pipeline,
+    Program,
+    ReturnStmt,
+    StackOpStmt,
+    Stmt,
+    SwitchStmt,
+    ValidityStmt,
+    VerifyStmt,
+)
 from p4reduce.softswitch.runtime.errors import PipelineError
 from p4reduce.softswitch.runtime.frame import (
+    CONTROL_ROLES,
     DROP_PORT,
+    ControlRole,
     Ctx,
     Internal,
     ProgramFrame,
+    int_value,
     is_signed,
     width_of,
 )
@@ -193,7 +219,8 @@ class Codegen(ProgramFrame):
             return f"_mod({a}, {b})"
         if op == "<<":
             if right.get("op") == "const":
-                return "0" if right["value"] >= w else f"(({a} << {right['value']}) & {m})"
+                shift = int_value(right)
+                return "0" if shift >= w else f"(({a} << {shift}) & {m})"
             return f"_shl({a}, {b}, {w})"
         if op == ">>":
             if is_signed(t):
@@ -250,13 +277,15 @@ class Codegen(ProgramFrame):
         self.emit(f"S[{self.slot_code(lhs, ctx)}] = {rhs_src}", ind)
 
     def stmt(self, s: Stmt, ind: int, ctx: Ctx) -> None:
+        """Dispatch on the statement's tag to `_st_<tag>`, which takes that kind's own
+        TypedDict of the IR (AssignStmt, IfStmt, ...), as the union is meant to be used."""
         kind = s["stmt"]
         handler = getattr(self, f"_st_{kind}", None)
         if handler is None:
             raise PipelineError(f"unsupported statement {kind!r}")
         handler(s, ind, ctx)
 
-    def _st_assign(self, s: Stmt, ind: int, ctx: Ctx) -> None:
+    def _st_assign(self, s: AssignStmt, ind: int, ctx: Ctx) -> None:
         lhs, rhs = s["lhs"], s["rhs"]
         lt = lhs.get("type", {}).get("kind")
         if lt in ("header", "struct", "stack"):
@@ -284,14 +313,14 @@ class Codegen(ProgramFrame):
         for sl, item in zip(slots, rhs["items"], strict=True):
             self.emit(f"S[{sl}] = {self.ex(item, ctx)}", ind)
 
-    def _st_if(self, s: Stmt, ind: int, ctx: Ctx) -> None:
+    def _st_if(self, s: IfStmt, ind: int, ctx: Ctx) -> None:
         self.emit(f"if {self.ex(s['cond'], ctx)}:", ind)
         self.body(s.get("then", []), ind + 1, ctx)
         if s.get("else"):
             self.emit("else:", ind)
             self.body(s["else"], ind + 1, ctx)
 
-    def _st_block(self, s: Stmt, ind: int, ctx: Ctx) -> None:
+    def _st_block(self, s: BlockStmt, ind: int, ctx: Ctx) -> None:
         label = s.get("label")
         if not label:
             self.body(s.get("body", []), ind, ctx)
@@ -309,19 +338,19 @@ class Codegen(ProgramFrame):
             self.ns[name] = type(name, (Exception,), {})
         return self.labels[label]
 
-    def _st_return(self, s: Stmt, ind: int, ctx: Ctx) -> None:
+    def _st_return(self, s: ReturnStmt, ind: int, ctx: Ctx) -> None:
         if s.get("label"):
             self.emit(f"raise {self._label_exc(s['label'])}", ind)
         else:
             self.emit("return", ind)
 
-    def _st_exit(self, s: Stmt, ind: int, ctx: Ctx) -> None:
+    def _st_exit(self, s: ExitStmt, ind: int, ctx: Ctx) -> None:
         self.emit("raise _EXIT", ind)
 
-    def _st_apply(self, s: Stmt, ind: int, ctx: Ctx) -> None:
+    def _st_apply(self, s: ApplyStmt, ind: int, ctx: Ctx) -> None:
         self.emit(f"{self._table_fn(s['table'])}(S)", ind)
 
-    def _st_switch(self, s: Stmt, ind: int, ctx: Ctx) -> None:
+    def _st_switch(self, s: SwitchStmt, ind: int, ctx: Ctx) -> None:
         r = self.tmp()
         self.emit(f"{r} = {self._table_fn(s['table'])}(S)[1]", ind)
         first = True
@@ -330,14 +359,15 @@ class Codegen(ProgramFrame):
             self.emit(f"{'if' if first else 'elif'} {r} in {ids!r}:", ind)
             self.body(case.get("body", []), ind + 1, ctx)
             first = False
-        if s.get("default") is not None:
+        default = s.get("default")
+        if default is not None:
             if first:
-                self.body(s["default"], ind, ctx)
+                self.body(default, ind, ctx)
             else:
                 self.emit("else:", ind)
-                self.body(s["default"], ind + 1, ctx)
+                self.body(default, ind + 1, ctx)
 
-    def _st_call(self, s: Stmt, ind: int, ctx: Ctx) -> None:
+    def _st_call(self, s: CallStmt, ind: int, ctx: Ctx) -> None:
         name = s["action"]
         act = self.actions.get(name)
         if act is None:
@@ -376,7 +406,7 @@ class Codegen(ProgramFrame):
             else:
                 self.assign(lhs, f"S[{sl}]", ind, ctx)
 
-    def _st_method(self, s: Stmt, ind: int, ctx: Ctx) -> None:
+    def _st_method(self, s: MethodStmt, ind: int, ctx: Ctx) -> None:
         kind, method, obj, args = s["kind"], s["method"], s["object"], s.get("args", [])
         if kind == "register":
             reg = self.registers.get(obj)
@@ -415,13 +445,13 @@ class Codegen(ProgramFrame):
     def register_var(self, name: str) -> str:
         return self.plan.register_var(name)
 
-    def _st_set_valid(self, s: Stmt, ind: int, ctx: Ctx) -> None:
+    def _st_set_valid(self, s: ValidityStmt, ind: int, ctx: Ctx) -> None:
         self.emit(f"S[{self.valid_code(s['header'], ctx)}] = True", ind)
 
-    def _st_set_invalid(self, s: Stmt, ind: int, ctx: Ctx) -> None:
+    def _st_set_invalid(self, s: ValidityStmt, ind: int, ctx: Ctx) -> None:
         self.emit(f"S[{self.valid_code(s['header'], ctx)}] = False", ind)
 
-    def _stack_shift(self, s: Stmt, ind: int, ctx: Ctx, push: bool) -> None:
+    def _stack_shift(self, s: StackOpStmt, ind: int, ctx: Ctx, push: bool) -> None:
         st = self.lay.stacks[self.path_key(s["stack"], ctx)]
         n = len(st.elems)
         c = int(s["count"]["value"]) if isinstance(s["count"], dict) else int(s["count"])
@@ -439,10 +469,10 @@ class Codegen(ProgramFrame):
         else:
             self.emit(f"S[{st.next_index}] = max(0, S[{st.next_index}] - {c})", ind)
 
-    def _st_push_front(self, s: Stmt, ind: int, ctx: Ctx) -> None:
+    def _st_push_front(self, s: StackOpStmt, ind: int, ctx: Ctx) -> None:
         self._stack_shift(s, ind, ctx, push=True)
 
-    def _st_pop_front(self, s: Stmt, ind: int, ctx: Ctx) -> None:
+    def _st_pop_front(self, s: StackOpStmt, ind: int, ctx: Ctx) -> None:
         self._stack_shift(s, ind, ctx, push=False)
 
     # ---- externs -------------------------------------------------------------------------
@@ -507,7 +537,7 @@ class Codegen(ProgramFrame):
             raise PipelineError(f"unsupported hash algorithm {name!r}")
         return f"_H_{name}"
 
-    def _st_extern(self, s: Stmt, ind: int, ctx: Ctx) -> None:
+    def _st_extern(self, s: ExternStmt, ind: int, ctx: Ctx) -> None:
         name, args = s["name"], s.get("args", [])
         std = self.std
         ist = self.internal
@@ -730,7 +760,7 @@ class Codegen(ProgramFrame):
             vals.append(f"({expr}).to_bytes({total // 8}, 'big')")
         return f"{st}.pack({', '.join(vals)})"
 
-    def _st_extract(self, s: Stmt, ind: int, ctx: Ctx) -> None:
+    def _st_extract(self, s: ExtractStmt, ind: int, ctx: Ctx) -> None:
         target = s["header"]
         if target["op"] == "stack_next":
             st = self.lay.stacks[self.path_key(target["stack"], ctx)]
@@ -747,7 +777,7 @@ class Codegen(ProgramFrame):
             return
         self.extract_code(self.header_of(target, ctx), ind)
 
-    def _st_advance(self, s: Stmt, ind: int, ctx: Ctx) -> None:
+    def _st_advance(self, s: AdvanceStmt, ind: int, ctx: Ctx) -> None:
         bits = self.ex(s["bits"], ctx)
         t = self.tmp()
         self.emit(f"{t} = ({bits}) // 8", ind)
@@ -755,13 +785,13 @@ class Codegen(ProgramFrame):
         self.emit(f"raise _PErr({self.err('PacketTooShort')}, off)", ind + 1)
         self.emit(f"off += {t}", ind)
 
-    def _st_verify(self, s: Stmt, ind: int, ctx: Ctx) -> None:
+    def _st_verify(self, s: VerifyStmt, ind: int, ctx: Ctx) -> None:
         self.emit(f"if not {self.ex(s['cond'], ctx)}:", ind)
         err = s["error"]
         code = err["value"] if isinstance(err, dict) else err
         self.emit(f"raise _PErr({int(code)}, off)", ind + 1)
 
-    def _st_emit(self, s: Stmt, ind: int, ctx: Ctx) -> None:
+    def _st_emit(self, s: EmitStmt, ind: int, ctx: Ctx) -> None:
         e = s["header"]
         key = self.path_key(e, ctx)
         if key in self.lay.headers:
@@ -837,7 +867,7 @@ class Codegen(ProgramFrame):
         return fn[name]
 
     # ---- per-packet driver ---------------------------------------------------------------
-    def _driver(self, controls: dict[str, Any], pipe: dict[str, str]) -> None:
+    def _driver(self, controls: dict[str, Control], pipe: Pipeline) -> None:
         """`_fast(port, frame)`: the common case (one frame in, at most one out, no clone,
         digest, resubmit, recirculation or multicast) without leaving generated code. It
         returns (0, port, bytes, failed) for a frame out, (3, None, None, failed) for a drop,
@@ -846,10 +876,11 @@ class Codegen(ProgramFrame):
         std, ist = self.std, self.internal
         mc = f"S[{std['mcast_grp']}]" if "mcast_grp" in std else "0"
 
-        def call(role: str) -> list[str]:
+        def call(role: ControlRole) -> list[str]:
             """A control's call, or nothing when the program's control has no body."""
             name = pipe.get(role)
-            if not (name and controls.get(name, {}).get("body")):
+            control = controls.get(name) if name else None
+            if not (control and control.get("body")):
                 return []
             return ["    try:", f"        _ctl_{role}(S)", "    except _ExitE:", "        pass"]
 
@@ -933,7 +964,7 @@ class Codegen(ProgramFrame):
             raise PipelineError(f"pipeline parser {pname!r} is not in the IR")
         self.parser(parsers[pname])
         controls = ir.get("controls", {})
-        for role in ("verify_checksum", "ingress", "egress", "compute_checksum", "deparser"):
+        for role in CONTROL_ROLES:
             cname = pipe.get(role)
             fname = f"_ctl_{role}"
             if cname is None:

@@ -10,11 +10,20 @@ code they emit.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
-from p4reduce.softswitch.p4.ir import Action, Expr, Param, Program, Register
+from p4reduce.softswitch.p4.ir import (
+    Action,
+    Expr,
+    HeaderType,
+    Param,
+    Program,
+    Register,
+    Stmt,
+    TypeT,
+)
 from p4reduce.softswitch.runtime.errors import PipelineError
 from p4reduce.softswitch.runtime.layout import HeaderSlots, Layout
 
@@ -22,11 +31,15 @@ STD_TYPE = "standard_metadata_t"
 DROP_PORT = 511
 NORMAL, INGRESS_CLONE, EGRESS_CLONE, COALESCED, RECIRC, REPLICATION, RESUBMIT = range(7)
 # BMv2's parser error codes, for programs whose IR does not declare them
+# the V1Switch blocks after the parser, in the order they run
+ControlRole = Literal["verify_checksum", "ingress", "egress", "compute_checksum", "deparser"]
+CONTROL_ROLES: tuple[ControlRole, ...] = ("verify_checksum", "ingress", "egress", "compute_checksum", "deparser")
+
 DEFAULT_ERRORS = {"NoError": 0, "PacketTooShort": 1, "NoMatch": 2, "StackOutOfBounds": 3,
                   "HeaderTooShort": 4, "ParserTimeout": 5}
 
 
-def width_of(t: Mapping[str, Any]) -> int:
+def width_of(t: TypeT) -> int:
     kind = t["kind"]
     if kind in ("bit", "int", "serenum"):
         return int(t["width"])
@@ -37,8 +50,35 @@ def width_of(t: Mapping[str, Any]) -> int:
     raise PipelineError(f"type {kind} has no bit width")
 
 
-def is_signed(t: Mapping[str, Any]) -> bool:
+def is_signed(t: TypeT) -> bool:
     return bool(t.get("kind") == "int")
+
+
+def int_value(e: Expr) -> int:
+    """The integer of a `const` expression. `Expr.value` is also a string literal's text
+    (one TypedDict holds every op), so a consumer that needs the integer narrows here."""
+    v = e["value"]
+    if not isinstance(v, int):
+        raise PipelineError(f"expected an integer constant, got {v!r}")
+    return v
+
+
+def nested_bodies(s: Stmt) -> Iterator[list[Stmt]]:
+    """The statement lists nested directly in `s`, in the order every walk of the IR
+    visits them (an if's then and else, a block's body, a switch's default and then its
+    cases): the vector runs and register groups are numbered in this order. Like the code
+    generators, it takes a list a hand-written IR leaves out as empty."""
+    if s["stmt"] == "if":
+        yield s.get("then", [])
+        yield s.get("else", [])
+    elif s["stmt"] == "block":
+        yield s.get("body", [])
+    elif s["stmt"] == "switch":
+        default = s.get("default")
+        if default is not None:
+            yield default
+        for case in s.get("cases", []):
+            yield case.get("body", [])
 
 
 @dataclass
@@ -130,7 +170,7 @@ class ProgramFrame:
                 raise PipelineError(f"standard_metadata_t lacks the field {need}")
         # field lists for clone/resubmit/recirculate: @field_list(i) on metadata fields
         self.field_lists: dict[int, list[int]] = {}
-        mt_decl = self.structs.get(mt or "", {"fields": []})
+        mt_decl: HeaderType = self.structs.get(mt or "", {"fields": [], "annotations": []})
         for f in mt_decl["fields"]:
             for ann in f.get("annotations", []):
                 if ann["name"] == "field_list":
@@ -174,9 +214,10 @@ class ProgramFrame:
             if idx.get("op") != "const":
                 raise Dynamic
             size = len(self.lay.stacks[stack].elems)
-            if not 0 <= idx["value"] < size:
-                raise PipelineError(f"stack index {idx['value']} out of bounds for {'.'.join(stack)}")
-            return (*stack, str(idx["value"]))
+            i = int_value(idx)
+            if not 0 <= i < size:
+                raise PipelineError(f"stack index {i} out of bounds for {'.'.join(stack)}")
+            return (*stack, str(i))
         raise PipelineError(f"expression {op!r} is not an lvalue/path")
 
     def header_of(self, e: Expr, ctx: Ctx) -> HeaderSlots:
@@ -192,7 +233,8 @@ class ProgramFrame:
             return str(e["member"])
         if e.get("op") == "const":
             members = self.enums.get("HashAlgorithm", [])
-            return str(members[e["value"]]) if e["value"] < len(members) else "?"
+            i = int_value(e)
+            return str(members[i]) if i < len(members) else "?"
         raise PipelineError("hash algorithm must be a HashAlgorithm constant")
 
     def table_actions(self) -> set[str]:

@@ -8,13 +8,11 @@ whole-header assignment is one slice copy because a header's slots are contiguou
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from p4reduce.softswitch.p4.ir import Types, TypeT
 from p4reduce.softswitch.runtime.errors import PipelineError
-
-Type = Mapping[str, Any]  # a TypeT of the IR (p4.ir), or a hand-built equivalent
 
 
 @dataclass
@@ -54,21 +52,21 @@ class StackSlots:
 class Layout:
     """Allocates slots for typed paths; `init` is the template every packet copies."""
 
-    types: dict[str, Any]
+    types: Types
     init: list[Any] = field(default_factory=list)
-    scalars: dict[tuple[str, ...], tuple[int, Type]] = field(default_factory=dict)
+    scalars: dict[tuple[str, ...], tuple[int, TypeT]] = field(default_factory=dict)
     headers: dict[tuple[str, ...], HeaderSlots] = field(default_factory=dict)
     stacks: dict[tuple[str, ...], StackSlots] = field(default_factory=dict)
     ranges: dict[tuple[str, ...], tuple[int, int]] = field(default_factory=dict)
     # ordered list of header paths under each struct path (for emit and validity copies)
     struct_headers: dict[tuple[str, ...], list[tuple[str, ...]]] = field(default_factory=dict)
-    struct_scalars: dict[tuple[str, ...], list[tuple[int, Type]]] = field(default_factory=dict)
+    struct_scalars: dict[tuple[str, ...], list[tuple[int, TypeT]]] = field(default_factory=dict)
 
     def new_slot(self, value: Any = 0) -> int:
         self.init.append(value)
         return len(self.init) - 1
 
-    def alloc(self, path: tuple[str, ...], t: Type) -> None:
+    def alloc(self, path: tuple[str, ...], t: TypeT) -> None:
         start = len(self.init)
         kind = t["kind"]
         if kind in ("bit", "int", "serenum", "error", "enum"):
@@ -84,7 +82,7 @@ class Layout:
             for f in decl["fields"]:
                 self.alloc((*path, f["name"]), f["type"])
             hdrs: list[tuple[str, ...]] = []
-            scal: list[tuple[int, Type]] = []
+            scal: list[tuple[int, TypeT]] = []
             for f in decl["fields"]:
                 sub = (*path, f["name"])
                 k = f["type"]["kind"]

@@ -23,17 +23,20 @@ import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from p4reduce.softswitch.p4.ir import Action, Expr, Program, Register, Stmt
+from p4reduce.softswitch.p4.ir import Action, CallStmt, Expr, Program, Register, Stmt
 from p4reduce.softswitch.runtime.errors import PipelineError
-from p4reduce.softswitch.runtime.frame import Ctx, ProgramFrame
+from p4reduce.softswitch.runtime.frame import CONTROL_ROLES, Ctx, ProgramFrame, nested_bodies
 from p4reduce.softswitch.runtime.layout import Layout
 
 MIN_RUN = 4
 NATIVE_WIDTHS = (8, 16, 32, 64)
 VEC_BINARY = {"+", "-", "*", "&", "|", "^"}
-_SUB = ("left", "right", "arg", "cond", "then", "else")
+# the keys of an Expr holding its operands (unary, binary, slice, cast, mux), in the order
+# every walk visits them
+Operand = Literal["left", "right", "arg", "cond", "then", "else"]
+_SUB: tuple[Operand, ...] = ("left", "right", "arg", "cond", "then", "else")
 
 
 class NoVec(Exception):
@@ -64,13 +67,12 @@ class _Flat:
         self._stmt(stmt, None)
 
     def _stmt(self, s: Stmt, action: Action | None) -> None:
-        kind = s["stmt"]
-        if kind == "block":
+        if s["stmt"] == "block":
             for sub in s.get("body", []):
                 if sub["stmt"] == "return":
                     raise NoVec
                 self._stmt(sub, action)
-        elif kind == "call":
+        elif s["stmt"] == "call":
             act = self.fr.actions.get(s["action"])
             if act is None or act["params"] or s.get("args"):
                 raise NoVec
@@ -79,14 +81,14 @@ class _Flat:
                 if sub["stmt"] == "return":
                     raise NoVec
                 self._stmt(sub, act)
-        elif kind == "assign":
+        elif s["stmt"] == "assign":
             ctx = Ctx(action=action)
             p = Prim("assign", ctx, lhs=s["lhs"], value=s["rhs"])
             self.sig.append("assign")
             self._lvalue(s["lhs"], ctx)
             self._expr(s["rhs"], ctx)
             self.prims.append(p)
-        elif kind == "method" and s["kind"] == "register" and s["method"] in ("read", "write"):
+        elif s["stmt"] == "method" and s["kind"] == "register" and s["method"] in ("read", "write"):
             ctx = Ctx(action=action)
             args = s["args"]
             reg = s["object"]
@@ -372,11 +374,8 @@ def statement_lists(ir: Program) -> Iterator[list[Stmt]]:
     def walk(stmts: list[Stmt]) -> Iterator[list[Stmt]]:
         yield stmts
         for s in stmts:
-            for k in ("then", "else", "body", "default"):
-                if isinstance(s.get(k), list):
-                    yield from walk(s[k])
-            for case in s.get("cases", []) or []:
-                yield from walk(case.get("body", []))
+            for sub in nested_bodies(s):
+                yield from walk(sub)
 
     for ctl in ir.get("controls", {}).values():
         yield from walk(ctl.get("body", []))
@@ -439,7 +438,7 @@ class _Walk:
                 for key in tr.get("keys", []) or []:
                     self.expr(key, pctx)
         controls = self.ir.get("controls", {})
-        for role in ("verify_checksum", "ingress", "egress", "compute_checksum", "deparser"):
+        for role in CONTROL_ROLES:
             c = controls.get(pipe.get(role, ""))
             if c is not None:
                 self.body(c.get("body", []), Ctx())
@@ -479,51 +478,62 @@ class _Walk:
             self.refs.append((s, s + 1))
 
     def stmt(self, s: Stmt, ctx: Ctx) -> None:
-        kind = s["stmt"]
-        if kind in ("extract", "emit"):
-            target = s["header"]
-            if target.get("op") == "stack_next":
-                self._range(target["stack"], ctx)
-                return
-            try:
-                key = self.fr.path_key(target, ctx)
-            except PipelineError:
-                return
-            lay = self.fr.lay
-            if key in lay.headers:
-                hs = [lay.headers[key]]
-            elif key in lay.stacks:
-                hs = list(lay.stacks[key].elems)
-            else:
-                hs = [lay.headers[k] for k in lay.struct_headers.get(key, [])]
-            for h in hs:
-                self.whole.append((h.start, h.end))
+        if s["stmt"] == "extract" or s["stmt"] == "emit":
+            self._whole(s["header"], ctx)
             return
-        if kind == "call":
-            self.action(s["action"])
-            act = self.fr.actions.get(s["action"])
-            for p, a in zip(act["params"] if act else [], s.get("args", []), strict=False):
-                if p.get("dir", "none") != "none":
-                    self.refs.append(self.fr.lay.ranges.get(("param", s["action"], p["name"]), (0, 0)))
-                self._operand(a["expr"], ctx)
+        if s["stmt"] == "call":
+            self._call(s, ctx)
             return
-        if kind in ("push_front", "pop_front"):
+        if s["stmt"] == "push_front" or s["stmt"] == "pop_front":
             self._range(s["stack"], ctx)
             return
-        if kind in ("set_valid", "set_invalid"):
+        if s["stmt"] == "set_valid" or s["stmt"] == "set_invalid":
             self._operand_valid(s["header"], ctx)
             return
-        for k in ("lhs", "rhs", "cond", "bits", "header"):
-            if k in s and isinstance(s[k], dict):
-                self._operand(s[k], ctx)
-        for a in s.get("args", []) or []:
-            if isinstance(a, dict):
-                self._operand(a, ctx)
-        for k in ("then", "else", "body", "default"):
-            if isinstance(s.get(k), list):
-                self.body(s[k], ctx)
-        for case in s.get("cases", []) or []:
-            self.body(case.get("body", []), ctx)
+        # the operands, then the nested statement lists (a hand-written IR may leave out
+        # an empty one)
+        if s["stmt"] == "assign":
+            self._operands([s.get("lhs"), s.get("rhs")], ctx)
+        elif s["stmt"] == "if" or s["stmt"] == "verify":
+            self._operands([s.get("cond")], ctx)
+        elif s["stmt"] == "advance":
+            self._operands([s.get("bits")], ctx)
+        elif s["stmt"] == "method" or s["stmt"] == "extern":
+            self._operands(list(s.get("args", [])), ctx)
+        for sub in nested_bodies(s):
+            self.body(sub, ctx)
+
+    def _operands(self, es: list[Expr | None], ctx: Ctx) -> None:
+        for e in es:
+            if e is not None:
+                self._operand(e, ctx)
+
+    def _whole(self, target: Expr, ctx: Ctx) -> None:
+        """An extracted or emitted header, stack or struct: every header in it whole."""
+        if target.get("op") == "stack_next":
+            self._range(target["stack"], ctx)
+            return
+        try:
+            key = self.fr.path_key(target, ctx)
+        except PipelineError:
+            return
+        lay = self.fr.lay
+        if key in lay.headers:
+            hs = [lay.headers[key]]
+        elif key in lay.stacks:
+            hs = list(lay.stacks[key].elems)
+        else:
+            hs = [lay.headers[k] for k in lay.struct_headers.get(key, [])]
+        for h in hs:
+            self.whole.append((h.start, h.end))
+
+    def _call(self, s: CallStmt, ctx: Ctx) -> None:
+        self.action(s["action"])
+        act = self.fr.actions.get(s["action"])
+        for p, a in zip(act["params"] if act else [], s.get("args", []), strict=False):
+            if p.get("dir", "none") != "none":
+                self.refs.append(self.fr.lay.ranges.get(("param", s["action"], p["name"]), (0, 0)))
+            self._operand(a["expr"], ctx)
 
     def _operand(self, e: Expr, ctx: Ctx) -> None:
         """An expression, or a whole header/struct (copied or hashed field by field)."""
@@ -558,9 +568,11 @@ class _Walk:
             self._range(e["stack"], ctx)
             self.expr(e["index"], ctx)
             return
-        for k in (*_SUB, "index"):
+        for k in _SUB:
             if k in e and isinstance(e[k], dict):
                 self.expr(e[k], ctx)
+        if "index" in e and isinstance(e["index"], dict):
+            self.expr(e["index"], ctx)
         for it in e.get("items", []) or []:
             self._operand(it, ctx)
 

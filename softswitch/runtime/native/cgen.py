@@ -18,13 +18,37 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from p4reduce.softswitch.p4.ir import Action, Expr, Parser, Program, Stmt
+from p4reduce.softswitch.p4.ir import (
+    Action,
+    AdvanceStmt,
+    ApplyStmt,
+    AssignStmt,
+    BlockStmt,
+    CallStmt,
+    EmitStmt,
+    ExitStmt,
+    Expr,
+    ExternStmt,
+    ExtractStmt,
+    IfStmt,
+    KeySet,
+    MethodStmt,
+    Parser,
+    Program,
+    ReturnStmt,
+    StackOpStmt,
+    Stmt,
+    SwitchStmt,
+    ValidityStmt,
+    VerifyStmt,
+)
 from p4reduce.softswitch.runtime.errors import PipelineError
 from p4reduce.softswitch.runtime.frame import (
     DROP_PORT,
     Ctx,
     ProgramFrame,
     is_signed,
+    nested_bodies,
     width_of,
 )
 from p4reduce.softswitch.runtime.layout import FieldSlot, HeaderSlots, StackSlots
@@ -448,6 +472,8 @@ class CGen(ProgramFrame):
             i += 1
 
     def stmt(self, s: Stmt, ind: int, ctx: CCtx) -> None:
+        """Dispatch on the statement's tag to `_st_<tag>`, which takes that kind's own
+        TypedDict of the IR (AssignStmt, IfStmt, ...), as the union is meant to be used."""
         handler = getattr(self, f"_st_{s['stmt']}", None)
         if handler is None:
             raise NativeUnsupported(f"statement {s['stmt']!r}")
@@ -466,7 +492,7 @@ class CGen(ProgramFrame):
         code, _w = self.slot_code(lhs, ctx)
         self.emit(f"{code} = {rhs};", ind)
 
-    def _st_assign(self, s: Stmt, ind: int, ctx: CCtx) -> None:
+    def _st_assign(self, s: AssignStmt, ind: int, ctx: CCtx) -> None:
         lhs, rhs = s["lhs"], s["rhs"]
         lt = lhs.get("type", {}).get("kind")
         if lt in ("header", "struct", "stack"):
@@ -526,7 +552,7 @@ class CGen(ProgramFrame):
         for sl, item in zip(slots, rhs["items"], strict=True):
             self.emit(f"{self.lv(sl)} = {self.ex(item, ctx)};", ind)
 
-    def _st_if(self, s: Stmt, ind: int, ctx: CCtx) -> None:
+    def _st_if(self, s: IfStmt, ind: int, ctx: CCtx) -> None:
         self.emit(f"if ({self.ex(s['cond'], ctx)}) {{", ind)
         self.body(s.get("then", []), ind + 1, ctx)
         if s.get("else"):
@@ -534,7 +560,7 @@ class CGen(ProgramFrame):
             self.body(s["else"], ind + 1, ctx)
         self.emit("}", ind)
 
-    def _st_block(self, s: Stmt, ind: int, ctx: CCtx) -> None:
+    def _st_block(self, s: BlockStmt, ind: int, ctx: CCtx) -> None:
         self.emit("{", ind)
         self.body(s.get("body", []), ind + 1, ctx)
         self.emit("}", ind)
@@ -546,20 +572,20 @@ class CGen(ProgramFrame):
             self._labels[label] = f"L{len(self._labels)}"
         return self._labels[label]
 
-    def _st_return(self, s: Stmt, ind: int, ctx: CCtx) -> None:
+    def _st_return(self, s: ReturnStmt, ind: int, ctx: CCtx) -> None:
         if s.get("label"):
             self.emit(f"goto {self._label(s['label'])};", ind)
         else:
             self.emit(ctx.ret, ind)
 
-    def _st_exit(self, s: Stmt, ind: int, ctx: CCtx) -> None:
+    def _st_exit(self, s: ExitStmt, ind: int, ctx: CCtx) -> None:
         self.emit(f"p->i_exit = 1; {ctx.ret}", ind)
 
-    def _st_apply(self, s: Stmt, ind: int, ctx: CCtx) -> None:
+    def _st_apply(self, s: ApplyStmt, ind: int, ctx: CCtx) -> None:
         self.emit(f"{{ int32_t _aid; T{self._table_id(s['table'])}(sw, p, &_aid); }}", ind)
         self.emit(f"if (p->i_exit) {ctx.ret}", ind)
 
-    def _st_switch(self, s: Stmt, ind: int, ctx: CCtx) -> None:
+    def _st_switch(self, s: SwitchStmt, ind: int, ctx: CCtx) -> None:
         r = self.tmp()
         self.emit("{", ind)
         self.emit(f"int32_t {r}; T{self._table_id(s['table'])}(sw, p, &{r});", ind + 1)
@@ -571,17 +597,18 @@ class CGen(ProgramFrame):
             self.emit(f"{'if' if first else '} else if'} ({cond}) {{", ind + 1)
             self.body(case.get("body", []), ind + 2, ctx)
             first = False
-        if s.get("default") is not None:
+        default = s.get("default")
+        if default is not None:
             if first:
-                self.body(s["default"], ind + 1, ctx)
+                self.body(default, ind + 1, ctx)
             else:
                 self.emit("} else {", ind + 1)
-                self.body(s["default"], ind + 2, ctx)
+                self.body(default, ind + 2, ctx)
         if not first:
             self.emit("}", ind + 1)
         self.emit("}", ind)
 
-    def _st_call(self, s: Stmt, ind: int, ctx: CCtx) -> None:
+    def _st_call(self, s: CallStmt, ind: int, ctx: CCtx) -> None:
         name = s["action"]
         act = self.actions.get(name)
         if act is None:
@@ -630,7 +657,7 @@ class CGen(ProgramFrame):
                 self.assign(lhs, self.lv(sl), self.slot_width.get(sl, 1), ind + 1, ctx)
         self.emit("}", ind)
 
-    def _st_method(self, s: Stmt, ind: int, ctx: CCtx) -> None:
+    def _st_method(self, s: MethodStmt, ind: int, ctx: CCtx) -> None:
         kind, method, obj, args = s["kind"], s["method"], s["object"], s.get("args", [])
         if kind == "register":
             reg = self.registers.get(obj)
@@ -668,13 +695,13 @@ class CGen(ProgramFrame):
         else:
             raise NativeUnsupported(f"extern object kind {kind!r}")
 
-    def _st_set_valid(self, s: Stmt, ind: int, ctx: CCtx) -> None:
+    def _st_set_valid(self, s: ValidityStmt, ind: int, ctx: CCtx) -> None:
         self.emit(f"{self.valid_code(s['header'], ctx)} = 1;", ind)
 
-    def _st_set_invalid(self, s: Stmt, ind: int, ctx: CCtx) -> None:
+    def _st_set_invalid(self, s: ValidityStmt, ind: int, ctx: CCtx) -> None:
         self.emit(f"{self.valid_code(s['header'], ctx)} = 0;", ind)
 
-    def _stack_shift(self, s: Stmt, ind: int, ctx: CCtx, push: bool) -> None:
+    def _stack_shift(self, s: StackOpStmt, ind: int, ctx: CCtx, push: bool) -> None:
         st = self.lay.stacks[self.path_key(s["stack"], ctx)]
         nx = st.next_index
         self.used.add(("s", nx))
@@ -692,10 +719,10 @@ class CGen(ProgramFrame):
         else:
             self.emit(f"p->s{nx}_n = p->s{nx}_n > {c} ? p->s{nx}_n - {c} : 0;", ind)
 
-    def _st_push_front(self, s: Stmt, ind: int, ctx: CCtx) -> None:
+    def _st_push_front(self, s: StackOpStmt, ind: int, ctx: CCtx) -> None:
         self._stack_shift(s, ind, ctx, push=True)
 
-    def _st_pop_front(self, s: Stmt, ind: int, ctx: CCtx) -> None:
+    def _st_pop_front(self, s: StackOpStmt, ind: int, ctx: CCtx) -> None:
         self._stack_shift(s, ind, ctx, push=False)
 
     # ---- externs -------------------------------------------------------------------------
@@ -743,7 +770,7 @@ class CGen(ProgramFrame):
         pl = "p->i_pl, p->i_pllen" if payload else "NULL, 0"
         return f"rt_hash({algo}, {buf}, {n}, {pl})"
 
-    def _st_extern(self, s: Stmt, ind: int, ctx: CCtx) -> None:
+    def _st_extern(self, s: ExternStmt, ind: int, ctx: CCtx) -> None:
         name, args = s["name"], s.get("args", [])
         std = self.std
         if name == "mark_to_drop":
@@ -804,7 +831,7 @@ class CGen(ProgramFrame):
                 self.assign(ck, calc, w, ind + 1, ctx)
             self.emit("}", ind)
         elif name == "log_msg":
-            fmt = args[0].get("value", "") if args else ""
+            fmt = str(args[0].get("value", "")) if args else ""
             vals = []
             if len(args) > 1:
                 data = args[1]
@@ -949,7 +976,7 @@ class CGen(ProgramFrame):
         self.used.add(self.unit[h.valid])
         return f"p->{self.hbase[h.valid]}"
 
-    def _st_extract(self, s: Stmt, ind: int, ctx: CCtx) -> None:
+    def _st_extract(self, s: ExtractStmt, ind: int, ctx: CCtx) -> None:
         target = s["header"]
         if target["op"] == "stack_next":
             st = self.lay.stacks[self.path_key(target["stack"], ctx)]
@@ -966,18 +993,18 @@ class CGen(ProgramFrame):
         h = self.header_of(target, ctx)
         self.extract_code(h, self._hdr_base(h), ind)
 
-    def _st_advance(self, s: Stmt, ind: int, ctx: CCtx) -> None:
+    def _st_advance(self, s: AdvanceStmt, ind: int, ctx: CCtx) -> None:
         t = self.tmp()
         self.emit(f"{{ u128 {t} = ({self.ex(s['bits'], ctx)}) / 8;", ind)
         self.emit(f"if ({t} > (u128)(L - off)) {self.fail(self.err('PacketTooShort'))}", ind + 1)
         self.emit(f"off += (uint32_t){t}; }}", ind + 1)
 
-    def _st_verify(self, s: Stmt, ind: int, ctx: CCtx) -> None:
+    def _st_verify(self, s: VerifyStmt, ind: int, ctx: CCtx) -> None:
         err = s["error"]
         code = err["value"] if isinstance(err, dict) else err
         self.emit(f"if (!({self.ex(s['cond'], ctx)})) {self.fail(int(code))}", ind)
 
-    def _st_emit(self, s: Stmt, ind: int, ctx: CCtx) -> None:
+    def _st_emit(self, s: EmitStmt, ind: int, ctx: CCtx) -> None:
         key = self.path_key(s["header"], ctx)
         if key in self.lay.headers:
             hs = [self.lay.headers[key]]
@@ -1006,11 +1033,8 @@ class CGen(ProgramFrame):
                     total += sum(h.width // 8 for h in self.lay.stacks[key].elems)
                 elif key in self.lay.struct_headers:
                     total += sum(self.lay.headers[hk].width // 8 for hk in self.lay.struct_headers[key])
-            for k in ("then", "else", "body", "default"):
-                if isinstance(s.get(k), list):
-                    total += self._max_emit(s[k])
-            for case in s.get("cases", []) or []:
-                total += self._max_emit(case.get("body", []))
+            for sub in nested_bodies(s):
+                total += self._max_emit(sub)
         return total
 
     def parser(self, p: Parser) -> None:
@@ -1055,7 +1079,7 @@ class CGen(ProgramFrame):
         self.emit("*offp = off; return 0;", 1)
         self.emit("}", 0)
 
-    def _keyset(self, kv: str, w: int, ks: dict[str, Any]) -> str:
+    def _keyset(self, kv: str, w: int, ks: KeySet) -> str:
         full = (1 << w) - 1
         kk = ks["kind"]
         if kk == "value":
