@@ -269,11 +269,31 @@ def run(
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
+            report_port_drops(device)
             device.stop()
     finally:
         server.stop()
     logging.getLogger("softswitch").info("stopped")
     return 0
+
+
+def report_port_drops(device: Any) -> None:
+    """At exit, one line per port whose frames were dropped outside the pipeline (a full
+    receive ring or send queue), so that a benchmark's resends can be traced to where
+    packets were lost; every port's counts at info level."""
+    engine = getattr(device, "engine", None)  # a device without the C port engine has none
+    if engine is None:
+        return
+    log = logging.getLogger("softswitch")
+    for number in sorted(device.ports):
+        st = engine.port_stats(number)
+        line = (f"port {number}: received {st['received']}, sent {st['sent']}, dropped "
+                f"{st['receive_dropped']} at receive (ring full) and {st['send_dropped']} "
+                "at send (queue full)")
+        if st["receive_dropped"] or st["send_dropped"]:
+            print(f"p4reduce-switch: {line}", file=sys.stderr, flush=True)
+        else:
+            log.info("%s", line)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,6 +27,13 @@ SOL_PACKET = 263
 PACKET_IGNORE_OUTGOING = 23  # Linux 4.20+: the kernel keeps our own transmissions from us
 MAX_FRAME = 65535
 RCVBUF = 4 << 20  # room for bursts while the interpreter is busy with earlier frames
+# Room for a burst of results behind a shaped link: frames waiting in the interface's
+# queue count against the socket's send buffer, and the default (about 200 KB) is less than
+# one job's window of results to one port, so a 100 Mbit/s Mininet link refused them
+# (measured: 2-4 % of the results of a 64 MB call at 4 workers, each costing a resend).
+SNDBUF = 4 << 20
+# SO_SNDBUFFORCE (root) passes net.core.wmem_max; without it SO_SNDBUF is capped there
+_SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 SEND_WAIT = 1.0  # seconds a send waits for buffer space before the frame is dropped
 
 
@@ -92,6 +99,11 @@ class _SocketPort:
     def _nonblocking(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, _SO_SNDBUFFORCE, SNDBUF)
+        except OSError:
+            with contextlib.suppress(OSError):
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
         self.sock.setblocking(False)
         self._poll = select.poll()
         self._poll.register(self.sock.fileno(), select.POLLIN)

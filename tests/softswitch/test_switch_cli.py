@@ -320,3 +320,28 @@ def test_native_backend_without_a_compiler_is_one_clear_error(tmp_path: Path) ->
     assert r.returncode == 1
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("p4reduce-switch: error: ")
     assert "native backend is unavailable" in r.stderr and "no-such-cc" in r.stderr
+
+
+def test_port_drops_are_reported_at_exit(capsys: pytest.CaptureFixture[str]) -> None:
+    """A port whose frames were dropped outside the pipeline gets one line on stderr at
+    exit (where a benchmark's resends came from); quiet ports say nothing there."""
+    from p4reduce.softswitch.cli import report_port_drops
+
+    stats = {1: {"received": 10, "sent": 9, "foreign_dropped": 0, "send_dropped": 3,
+                 "receive_dropped": 2},
+             2: {"received": 5, "sent": 5, "foreign_dropped": 0, "send_dropped": 0,
+                 "receive_dropped": 0}}
+
+    class Engine:
+        def port_stats(self, number: int) -> dict[str, int]:
+            return stats[number]
+
+    class Device:
+        def __init__(self) -> None:
+            self.engine = Engine()
+            self.ports = {2: object(), 1: object()}
+
+    report_port_drops(Device())
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["p4reduce-switch: port 1: received 10, sent 9, dropped 2 at receive "
+                   "(ring full) and 3 at send (queue full)"]

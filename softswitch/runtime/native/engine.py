@@ -176,10 +176,13 @@ class PortEngine:
         return out
 
     def port_stats(self, number: int) -> dict[str, int]:
-        out = self.ffi.new("uint64_t[4]")
+        """Frames of port `number`: received, sent, dropped as foreign, dropped at send
+        (the queue behind the socket was full), and dropped by the kernel before the engine
+        read them (an interface's receive ring was full)."""
+        out = self.ffi.new("uint64_t[5]")
         self.lib.pe_port_stats(self.pe, number, out)
         return {"received": int(out[0]), "sent": int(out[1]), "foreign_dropped": int(out[2]),
-                "send_dropped": int(out[3])}
+                "send_dropped": int(out[3]), "receive_dropped": int(out[4])}
 
     def stats(self) -> dict[str, int]:
         out = self.ffi.new("uint64_t[3]")

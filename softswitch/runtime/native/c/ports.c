@@ -106,7 +106,7 @@ typedef struct {
     size_t ring_size;
     uint32_t frame_size, nframes, cur;
     /* counters */
-    _Atomic uint64_t rx, tx, foreign, tx_drops;
+    _Atomic uint64_t rx, tx, foreign, tx_drops, rx_drops;
     /* frames waiting to be sent: ntx frames (txv); flushing groups runs of equal-size
        frames into one UDP GSO message where the kernel allows it */
     struct mmsghdr *txm;
@@ -417,11 +417,12 @@ static void tx_flush(pe_port *p) {
         if (r > 0) {
             for (int i = 0; i < r; i++) sent += frames[done + i];
             done += (uint32_t)r;
+            waited = 0;  /* room came: a full buffer later in this batch is waited for again */
             continue;
         }
         if (r < 0 && errno == EINTR) continue;
         if (r < 0 && errno == EAGAIN) {  /* the socket buffer is full */
-            if (waited) break;  /* still full after waiting: the rest is dropped */
+            if (waited) break;  /* still full after a whole wait: the rest is dropped */
             struct pollfd pf = {p->fd, POLLOUT, 0};
             poll(&pf, 1, SEND_WAIT_MS);  /* backpressure, as the Python ports give it */
             waited = 1;
@@ -704,13 +705,26 @@ API uint32_t pe_pending(pe_t *e) {
     return n;
 }
 
-/* received, sent, frames from foreign sources dropped, frames not sent */
+/* received, sent, frames from foreign sources dropped, frames not sent, frames the
+ * kernel dropped before the engine read them (an interface's receive ring was full; the
+ * kernel's PACKET_STATISTICS count resets when read, so it is summed here) */
 API void pe_port_stats(pe_t *e, uint32_t number, uint64_t *out) {
+    if (number >= PE_PORTS) {
+        memset(out, 0, 5 * sizeof *out);
+        return;
+    }
     pe_port *p = &e->p[number];
+    if (p->kind == PK_AFP) {
+        struct tpacket_stats st;
+        socklen_t len = sizeof st;
+        if (getsockopt(p->fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) == 0)
+            atomic_fetch_add(&p->rx_drops, st.tp_drops);
+    }
     out[0] = atomic_load(&p->rx);
     out[1] = atomic_load(&p->tx);
     out[2] = atomic_load(&p->foreign);
     out[3] = atomic_load(&p->tx_drops);
+    out[4] = atomic_load(&p->rx_drops);
 }
 
 API void pe_stats(pe_t *e, uint64_t *out) {
