@@ -463,6 +463,11 @@ def main(argv: list[str] | None = None) -> int:
         console.print(table(rows, args, run_dir))
         if rows and "uplink_up_bytes" in rows[0]:
             console.print(uplink_table(rows, args.per_leaf))
+        if args.mode_used == "loopback":
+            console.print("on loopback no link limits either backend: gloo's ring moves its "
+                          "extra bytes at memory speed over TCP, while every p4reduce packet "
+                          "passes through the switch process; the network where summing in the "
+                          "switch pays is the Mininet one (make run as root)")
         agree = losses_agree(rows[0]["final_loss"], rows[1]["final_loss"])
         summary["losses_agree"] = agree
         summary["tolerance"] = {"abs": LOSS_ABS_TOL, "rel": LOSS_REL_TOL}
