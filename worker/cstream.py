@@ -138,16 +138,22 @@ class CEngine:
 
     @property
     def seq(self) -> int:
+        if self._e is None:  # the state lived in the engine's memory, freed by close()
+            raise ValueError("p4reduce: the C engine was closed")
         return int(self._st.seq)
 
     @property
     def high(self) -> int:
         """One past the highest packet index any call so far may have sent."""
+        if self._e is None:  # the state lived in the engine's memory, freed by close()
+            raise ValueError("p4reduce: the C engine was closed")
         return int(self._st.high)
 
     def restart_at(self, seq: int) -> None:
         """Go on at packet index `seq` after a switch restart (`Communicator.restart_at`),
         and accept calls again."""
+        if self._e is None:
+            raise ValueError("p4reduce: the C engine was closed")
         self._st.seq = self._st.high = seq
         self.broken = None
 

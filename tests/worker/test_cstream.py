@@ -471,3 +471,31 @@ def test_ranks_threads_share_nothing_in_c() -> None:
     with Cluster(2, slots=16) as cl:
         got = run_ranks(cl.comms, lambda r, c: c.allreduce(arrays[r]))
     np.testing.assert_array_equal(got[0], got[1])
+
+
+@pytest.mark.parametrize("engine", ["python", "c"])
+def test_restart_at_goes_on_from_the_given_index(engine: str) -> None:
+    """After a switch restart the communicator continues its rounds at the agreed packet
+    index (`Communicator.restart_at`), and its high-water mark follows; on the C engine
+    these read its state, so after close they refuse instead of touching freed memory."""
+    t = Memory(4)
+    c = comm(t, 4, engine)
+    try:
+        c.allreduce(np.arange(200, dtype=np.float32))
+        assert c.high_water == c.engine.seq > 0
+        t.switch = RefSwitch(k=64)  # the switch restarted: its registers are gone
+        t.switch.add_job(1, 4, 1)
+        c.restart_at(1000)
+        assert c.engine.seq == c.high_water == 1000
+        t.seen.clear()
+        np.testing.assert_array_equal(c.allreduce(np.arange(10, dtype=np.int32)),
+                                      np.arange(10, dtype=np.int32))
+        # packet 1000 of this worker: slot 1000 mod 4, round 1000 div 4 mod 256
+        assert (t.seen[0].slot, t.seen[0].round) == (1000 % 4, (1000 // 4) % 256)
+    finally:
+        c.close()
+    if engine == "c":
+        with pytest.raises(ValueError, match="closed"):
+            c.restart_at(5)
+        with pytest.raises(ValueError, match="closed"):
+            _ = c.high_water
