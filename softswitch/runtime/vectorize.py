@@ -109,8 +109,9 @@ def _width(e: Expr) -> int:
 class RunCode:
     """The numpy code of one run, in the order of its template's primitives."""
 
-    def __init__(self, gen: Any, vplan: VectorPlan, run: Run) -> None:
+    def __init__(self, gen: Any, vplan: VectorPlan, run: Run, index: int) -> None:
         self.gen = gen
+        self.index = index  # the run's position: its temporaries' names stay apart and reproducible
         self.vplan = vplan
         self.run = run
         self.n = run.lanes
@@ -122,7 +123,7 @@ class RunCode:
 
     def new(self) -> str:
         self.tmp += 1
-        return f"_w{self.tmp}_{id(self) % 10000}"
+        return f"_w{self.tmp}_{self.index}"
 
     def has_vec(self, e: Expr) -> bool:
         if id(e) in self.run.node_vec:
@@ -256,5 +257,5 @@ class RunCode:
 
 def emit_runs(gen: Any, vplan: VectorPlan) -> None:
     """The Python code of every run (kept in `Run.code` for the code generator)."""
-    for run in vplan.runs.values():
-        run.code = RunCode(gen, vplan, run).build()
+    for index, run in enumerate(vplan.runs.values()):
+        run.code = RunCode(gen, vplan, run, index).build()
