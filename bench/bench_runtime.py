@@ -186,15 +186,71 @@ uint64_t lg_echo(int fd, int udp, double seconds) {
     }
     return n;
 }
+
+/* Offered load for a port-to-port measurement: `frames` round-robin on `fd` (an AF_PACKET
+ * socket bound to an interface) in batches of 64, as fast as the kernel takes them, for
+ * `seconds`; out[0] frames sent, out[1] sends refused, out[2] the seconds it took. */
+int lg_blast(int fd, const uint8_t *frames, const uint32_t *lens, uint32_t nframes, double seconds, uint64_t *out) {
+    static struct mmsghdr m[64];
+    static struct iovec v[64];
+    const uint8_t *at[4096];
+    uint64_t off = 0, sent = 0, refused = 0;
+    uint32_t next = 0;
+    for (uint32_t i = 0; i < nframes && i < 4096; i++) { at[i] = frames + off; off += lens[i]; }
+    double start = now(), end = start + seconds;
+    while (now() < end) {
+        for (int i = 0; i < 64; i++) {
+            uint32_t f = next++ % nframes;
+            v[i].iov_base = (void *)at[f]; v[i].iov_len = lens[f];
+            memset(&m[i].msg_hdr, 0, sizeof m[i].msg_hdr);
+            m[i].msg_hdr.msg_iov = &v[i]; m[i].msg_hdr.msg_iovlen = 1;
+        }
+        int s = sendmmsg(fd, m, 64, MSG_DONTWAIT);
+        if (s > 0) sent += s;
+        if (s < 64) { refused += 64 - (s > 0 ? s : 0); struct pollfd p = {fd, POLLOUT, 0}; poll(&p, 1, 1); }
+    }
+    out[0] = sent; out[1] = refused;
+    double t = now() - start;
+    memcpy(&out[2], &t, 8);
+    return 0;
+}
+
+/* The kernel's ceiling for port-to-port forwarding: every frame received on `in_fd` sent
+ * out of `out_fd` unchanged, batches of B, for `seconds`; returns the frames forwarded. */
+uint64_t lg_forward(int in_fd, int out_fd, double seconds) {
+    static struct mmsghdr m[B];
+    static struct iovec v[B];
+    static uint8_t buf[B][2048];
+    uint64_t n = 0;
+    double end = now() + seconds;
+    while (now() < end) {
+        for (int i = 0; i < B; i++) {
+            v[i].iov_base = buf[i]; v[i].iov_len = sizeof buf[i];
+            memset(&m[i].msg_hdr, 0, sizeof m[i].msg_hdr);
+            m[i].msg_hdr.msg_iov = &v[i]; m[i].msg_hdr.msg_iovlen = 1;
+        }
+        int k = recvmmsg(in_fd, m, B, MSG_DONTWAIT, NULL);
+        if (k <= 0) { struct pollfd p = {in_fd, POLLIN, 0}; poll(&p, 1, 10); continue; }
+        for (int i = 0; i < k; i++) v[i].iov_len = m[i].msg_len;
+        int s = 0;
+        while (s < k) { int r = sendmmsg(out_fd, m + s, k - s, 0); if (r <= 0) break; s += r; }
+        n += k;
+    }
+    return n;
+}
 """
 LOADGEN_CDEF = """
 int lg_run(int fd, const uint8_t *frames, const uint32_t *lens, uint32_t nframes, double seconds,
            uint32_t window, int udp, uint64_t *out);
 uint64_t lg_echo(int fd, int udp, double seconds);
+int lg_blast(int fd, const uint8_t *frames, const uint32_t *lens, uint32_t nframes, double seconds, uint64_t *out);
+uint64_t lg_forward(int in_fd, int out_fd, double seconds);
 """
 
 
-def lanes_source(k: int = K, reg_size: int = 1024) -> str:
+def lanes_source(k: int = K, reg_size: int = 1024, out_port: int = 0) -> str:
+    """The K-register program; frames leave by the port they came in on, or by `out_port`."""
+    egress = str(out_port) if out_port else "std.ingress_port"
     fields = "".join(f"bit<32> v{i}; " for i in range(k))
     insts = "".join(f"Lane() lane{i}; " for i in range(k))
     applies = "".join(f"lane{i}.apply(hdr.vals.v{i}, hdr.vals.idx); " for i in range(k))
@@ -216,7 +272,7 @@ control Lane(inout bit<32> value, in bit<32> idx) {{
 }}
 control I(inout headers hdr, inout metadata meta, inout standard_metadata_t std) {{
     {insts}
-    apply {{ if (hdr.vals.isValid()) {{ {applies} }} std.egress_spec = std.ingress_port; }}
+    apply {{ if (hdr.vals.isValid()) {{ {applies} }} std.egress_spec = {egress}; }}
 }}
 control E(inout headers hdr, inout metadata meta, inout standard_metadata_t std) {{ apply {{ }} }}
 control V(inout headers hdr, inout metadata meta) {{ apply {{ }} }}
@@ -236,11 +292,12 @@ def ipv4_frame() -> bytes:
     return bytes(12) + b"\x08\x00" + ip + struct.pack("!HHHH", 1, 2, 40, 0) + bytes(32)
 
 
-def forwarding_pipeline(backend: str) -> Any:
-    """basic.p4 with one route; every frame goes back out of port 1 (where it came in)."""
+def forwarding_pipeline(backend: str, out_port: int = 1) -> Any:
+    """basic.p4 with one route; every frame goes out of `out_port` (by default port 1, where
+    it came in)."""
     p = make_pipeline(compile_file(str(BASIC)), backend)  # type: ignore[arg-type]
     p.table_insert("MyIngress.ipv4_lpm",
-                   TableEntry((Lpm(0x0A010000, 16),), ActionCall("MyIngress.ipv4_forward", (0x020000000002, 1))))
+                   TableEntry((Lpm(0x0A010000, 16),), ActionCall("MyIngress.ipv4_forward", (0x020000000002, out_port))))
     return p
 
 
@@ -342,11 +399,86 @@ def echo_baseline(kind: str, seconds: float, iface: str | None = None) -> tuple[
     return float(pps), int(lost)
 
 
-def _cases() -> list[tuple[str, Callable[[str], Any], str, int]]:
+def blaster(kind: str, iface: str, sink: str, seconds: float, k: int = K) -> None:
+    """The traffic source of `port_to_port`, run in its own process: sends `kind` frames on
+    `iface` as fast as the kernel takes them and prints "sent forwarded seconds", where
+    forwarded is what interface `sink` received meanwhile (its kernel counter: the frames
+    end in the kernel, no process on the far side competes for the two cores)."""
+    from p4reduce import native
+
+    lg = native.load("loadgen", LOADGEN_C, LOADGEN_CDEF)
+    frames = frames_of(kind, k)
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    sock.bind((iface, 0))
+    sock.setsockopt(263, 20, 1)  # PACKET_QDISC_BYPASS: the generator, not the switch, skips the qdisc
+    counter = Path(f"/sys/class/net/{sink}/statistics/rx_packets")
+    data = b"".join(frames)
+    out = lg.ffi.new("uint64_t[3]")
+    before = int(counter.read_text())
+    lg.lib.lg_blast(sock.fileno(), data, lg.ffi.new("uint32_t[]", [len(f) for f in frames]), len(frames),
+                    seconds, out)
+    after = int(counter.read_text())
+    elapsed = struct.unpack("d", bytes(lg.ffi.buffer(out + 2, 8)))[0]
+    print(f"{out[0]} {after - before} {elapsed}")
+
+
+def port_to_port(pipe: Any, kind: str, seconds: float, k: int = K) -> dict[str, float]:
+    """The switch forwarding from AF_PACKET port 1 (veth0) to port 2 (veth2), the way a
+    switch's throughput is measured with a tester (frames offered on one port, counted on
+    another): the generator offers frames on veth1 as fast as it can, the kernel counts what
+    arrives at veth3. Returns forwarded and offered frames/s."""
+    dev = Device()
+    dev.add_port(1, AfPacketPort("veth0"))
+    dev.add_port(2, AfPacketPort("veth2"))
+    dev.set_pipeline(pipe)
+    dev.start()
+    try:
+        return _blast(kind, seconds, k)
+    finally:
+        dev.stop()
+
+
+def forward_baseline(seconds: float) -> dict[str, float]:
+    """The same offered load through a C forwarder (recvmmsg on veth0, sendmmsg on veth2;
+    no pipeline, no switch): what the kernel's socket path allows for port-to-port
+    forwarding on this machine."""
+    import threading
+
+    from p4reduce import native
+
+    lg = native.load("loadgen", LOADGEN_C, LOADGEN_CDEF)
+    socks = []
+    for iface in ("veth0", "veth2"):
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+        sock.bind((iface, 0))
+        sock.setsockopt(263, 23, 1)  # PACKET_IGNORE_OUTGOING
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        socks.append(sock)
+    fwd = threading.Thread(target=lg.lib.lg_forward, args=(socks[0].fileno(), socks[1].fileno(), seconds + 5))
+    fwd.start()
+    try:
+        return _blast("lanes", seconds, K)
+    finally:
+        fwd.join()
+        for sock in socks:
+            sock.close()
+
+
+def _blast(kind: str, seconds: float, k: int) -> dict[str, float]:
+    code = f"from bench.bench_runtime import blaster; blaster({kind!r}, 'veth1', 'veth3', {seconds}, k={k})"
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=seconds + 120, check=True)
+    sent, forwarded, elapsed = res.stdout.split()
+    return {"pps": int(forwarded) / float(elapsed), "offered pps": int(sent) / float(elapsed)}
+
+
+def _cases(out_port: int = 0) -> list[tuple[str, Callable[[str], Any], str, int]]:
+    """(name, pipeline maker, frame kind, K) of each program; frames leave by the port they
+    came in on, or by `out_port`."""
     cases: list[tuple[str, Callable[[str], Any], str, int]] = [
-        ("ipv4 lpm forwarding", forwarding_pipeline, "fwd", 0)]
+        ("ipv4 lpm forwarding", lambda b: forwarding_pipeline(b, out_port or 1), "fwd", 0)]
     for k in (K, 256):
-        ir = compile_source(lanes_source(k))
+        ir = compile_source(lanes_source(k, out_port=out_port))
         cases.append((f"{k} registers", lambda b, ir=ir: make_pipeline(ir, b), "lanes", k))  # type: ignore[misc]
     return cases
 
@@ -361,9 +493,10 @@ def af_packet_rows(seconds: float) -> list[dict[str, Any]]:
     subprocess.run(["ip", "netns", "add", ns], check=True, timeout=30)
     try:
         run = ["ip", "netns", "exec", ns]
-        subprocess.run([*run, "ip", "link", "add", "veth0", "type", "veth", "peer", "name", "veth1"],
-                       check=True, timeout=30)
-        for dev in ("veth0", "veth1", "lo"):
+        for a, b in (("veth0", "veth1"), ("veth2", "veth3")):
+            subprocess.run([*run, "ip", "link", "add", a, "type", "veth", "peer", "name", b],
+                           check=True, timeout=30)
+        for dev in ("veth0", "veth1", "veth2", "veth3", "lo"):
             subprocess.run([*run, "ip", "link", "set", dev, "up"], check=True, timeout=30)
         code = f"from bench.bench_runtime import _af_packet_inside; _af_packet_inside({seconds})"
         res = subprocess.run([*run, sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
@@ -382,6 +515,13 @@ def _af_packet_inside(seconds: float) -> None:
             pps, lost = over_port(make(backend), kind, seconds, k, iface="veth0")
             print(json.dumps({"program": name, "ports": "af_packet veth", "backend": backend, "pps": pps,
                               "lost": lost}), flush=True)
+    where = "af_packet veth, port to port"
+    print(json.dumps({"program": f"C forwarder, {K}-register frames", "ports": where, "backend": "kernel ceiling",
+                      **forward_baseline(seconds)}), flush=True)
+    for name, make, kind, k in _cases(out_port=2):
+        for backend in BACKENDS:
+            print(json.dumps({"program": name, "ports": where, "backend": backend,
+                              **port_to_port(make(backend), kind, seconds, k)}), flush=True)
 
 
 def table_write_rows() -> list[dict[str, Any]]:
