@@ -8,6 +8,7 @@ INTERNAL with a one-line message, so clients never see a Python traceback.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import Any, TypeVar
@@ -140,6 +141,13 @@ class Servicer(svc.ControllerServicer):  # type: ignore[misc]
         view = self._call(context, lambda: self.mgr.job(req.job))
         sub = self.mgr.liveness.subscribe(view.job.id)
         try:
+            # Deleted between the lookup and the subscription, its JOB_DELETED went to no
+            # one, and its id may already be another job's: look again now that events
+            # are kept for this stream.
+            if not self._same_job(req.job, view):
+                yield pb.JobEvent(kind=_EVENT_KINDS[JOB_DELETED], job_id=view.job.id, at=time.time(),
+                                  message=f"job {view.job.name!r} was deleted")
+                return
             while context.is_active():
                 ev = sub.get(timeout=0.25)
                 if ev is None:
@@ -157,6 +165,13 @@ class Servicer(svc.ControllerServicer):  # type: ignore[misc]
                     return
         finally:
             self.mgr.liveness.unsubscribe(sub)
+
+    def _same_job(self, key: Any, view: JobView) -> bool:
+        try:
+            now = self.mgr.job(key).job
+        except ControllerError:
+            return False
+        return (now.id, now.name, now.created) == (view.job.id, view.job.name, view.job.created)
 
     def Resync(self, req: Any, context: grpc.ServicerContext) -> Any:
         def do() -> Any:

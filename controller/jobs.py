@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from p4reduce import contract as n
@@ -179,6 +179,13 @@ class JobManager:
             if len(names) == len(self.switches):
                 self._known = known
             return self.last_plan
+
+    def unclaim(self, names: Iterable[str]) -> None:
+        """Switches where primary changed hands since this controller last wrote: another
+        controller may have installed its jobs meanwhile, so the ownership check of
+        `_claim` runs again before the next write (DESIGN.md section 6)."""
+        with self._cv:
+            self._claimed -= set(names)
 
     def _claim(self, name: str) -> None:
         """Before the first write as primary: refuse a switch whose `jobs` entries were

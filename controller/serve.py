@@ -392,6 +392,7 @@ class Watch:
         changed = [name for name in primary if primary[name]
                    and (not self.was_primary.get(name) or generation[name] != self.generation.get(name))]
         if changed:
+            self.mgr.unclaim(changed)
             for name in changed:
                 refresh = getattr(self.mgr.switches[name], "refresh_pipeline", None)
                 if refresh is not None and refresh():

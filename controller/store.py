@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from p4reduce.controller.errors import InvalidArgument
+
 EPOCH_BITS = 24
 
 _SCHEMA = """
@@ -79,12 +81,15 @@ HOST_ONLY_FIRST_ID = 1 << 16
 class Store:
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as e:  # a missing folder, a file that is not a database, ...
+            raise InvalidArgument(f"cannot use state file {self.path}: {e}") from None
 
     def close(self) -> None:
         self._db.close()

@@ -342,6 +342,7 @@ def load(path: Path | str) -> Topology:
         data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as e:
         raise InvalidArgument(
-            f"topology {p} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {e}"
+            f"topology {p} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: "
+            + " ".join(str(e).split())  # PyYAML's message spans lines: one line here
         ) from None
     return parse(data, str(p))

@@ -170,10 +170,10 @@ def up(opts: Options, command: list[str]) -> int:
         _say(f"error: {e}")
         status = 1
     finally:
+        keep = status != 0
+        cluster.stop(keep=keep)  # before the handlers go: a second Ctrl-C must not cut it short
         for s, h in old.items():
             signal.signal(s, h)
-        keep = status != 0
-        cluster.stop(keep=keep)
         if not command and stop.event.is_set():
             _say("stopped the switch and the controller")
         if keep and cluster.own_dir and cluster.run_dir.exists():

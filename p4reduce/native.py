@@ -18,6 +18,7 @@ a one-line reason; every caller keeps a Python path and falls back to it (saying
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shlex
@@ -143,7 +144,14 @@ def _compile(cmd: list[str], flags: tuple[str, ...], libs: tuple[str, ...], sour
             first = errors[0] if errors else f"exit status {r.returncode}"
             raise NativeUnavailable(f"compiling {path.stem} failed: {first}")
         # rename within the cache directory is atomic: never a half-written object
-        fd, staged = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".so")
-        os.close(fd)
-        shutil.copyfile(obj, staged)
-        os.replace(staged, path)
+        staged = None
+        try:
+            fd, staged = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".so")
+            os.close(fd)
+            shutil.copyfile(obj, staged)
+            os.replace(staged, path)
+        except OSError as e:  # a full disk or a read-only cache: the caller falls back
+            if staged is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(staged)
+            raise NativeUnavailable(f"cannot write {path.name} into {path.parent}: {e}") from e

@@ -350,3 +350,14 @@ def test_changes_write_only_their_difference_and_watch_repairs_drift(tmp_path: P
     assert dict(sw.rows) != good  # not yet time for a full read-back
     Watch(mgr, None, resync_seconds=0).tick()
     assert dict(sw.rows) == good and sw.reads == reads + 1
+
+
+def test_unusable_state_file_is_one_line_error(tmp_path: Path) -> None:
+    """`serve --state` naming a missing folder or a file that is not a database fails with
+    InvalidArgument (one line from the CLI), not an sqlite3 traceback."""
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database, but long enough to have a header" * 4)
+    for path, why in ((tmp_path / "missing" / "x.db", "unable to open"), (junk, "not a database")):
+        with pytest.raises(InvalidArgument, match=f"cannot use state file .*{why}") as err:
+            Store(path)
+        assert "\n" not in str(err.value)

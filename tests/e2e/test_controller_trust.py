@@ -134,6 +134,36 @@ def test_another_state_file_refuses_the_switch_unless_takeover(
         sw4.close()
 
 
+def test_primary_regained_after_another_controller_wrote_checks_ownership_again(
+        fake: FakeSwitch, tmp_path: Path) -> None:
+    """A controller that loses primary to one started with --takeover and another state
+    file, then becomes primary again, must not delete that controller's jobs without
+    --takeover itself: the serve loop's `unclaim` makes its next write check again."""
+    first, sw = _manager(fake, tmp_path, "first.db", 10)
+    try:
+        first.start()
+        first.join("mine", 0, 1, *host(1), 6000)
+        other, sw2 = _manager(fake, tmp_path, "other.db", 20, takeover=True)
+        try:
+            other.start()
+            other.join("theirs", 0, 1, *host(2), 6001)
+            theirs = _state(fake)
+        finally:
+            other.store.close()
+            sw2.close()
+        deadline = time.monotonic() + 10
+        while not sw.is_primary():  # the switch hands primary back to the highest left
+            assert time.monotonic() < deadline, "primary never came back"
+            time.sleep(0.05)
+        first.unclaim(list(first.switches))
+        with pytest.raises(ForeignJobs, match="--takeover"):
+            first.start()
+        assert _state(fake) == theirs  # nothing of the other controller's was touched
+    finally:
+        first.store.close()
+        sw.close()
+
+
 def test_serve_refuses_a_foreign_switch_in_one_line(fake: FakeSwitch, tmp_path: Path) -> None:
     mgr, sw = _manager(fake, tmp_path, "other.db", 10)
     mgr.start()
