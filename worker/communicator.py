@@ -136,11 +136,20 @@ class Communicator:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
         self.job = job
         self.transport = transport if transport is not None else make_transport(job)
+        self._closing = False
+
+        def aborting() -> str | None:
+            # close() from another thread ends a running call first: the engine and the
+            # socket it uses are freed only once the call is out
+            if self._closing:
+                return "the communicator was closed during the call"
+            return abort() if abort is not None else None
+
         try:
             self.engine = make_engine(
                 job, self.transport, engine, timeout_s=timeout_s,
                 rto=RtoEstimator(initial_rto_s, min_rto_s, max_rto_s),
-                missing_ranks=missing_ranks, abort=abort)
+                missing_ranks=missing_ranks, abort=aborting)
         except BaseException:
             if transport is None:
                 self.transport.close()
@@ -159,10 +168,14 @@ class Communicator:
         self.close()
 
     def close(self) -> None:
+        """Free the engine and close the transport; a call running in another thread is
+        aborted first (within the engine's abort poll, 0.1 s) and raises AllreduceError."""
+        self._closing = True
         if self._executor is not None:
             self._executor.shutdown(wait=True)
-        self.engine.close()
-        self.transport.close()
+        with self._lock:
+            self.engine.close()
+            self.transport.close()
 
     @property
     def high_water(self) -> int:
@@ -196,8 +209,8 @@ class Communicator:
             else:
                 res = self.engine.reduce(None, p.flat.astype(np.int32, copy=False), nbytes,
                                          wide=False)
-        self.last_stats = res.stats
-        self.total_stats = self.total_stats + res.stats
+            self.last_stats = res.stats
+            self.total_stats = self.total_stats + res.stats
         if p.kind == "f":
             self._check_finite(res.agreed, res.proposals)
             return res.floats.astype(p.dtype, copy=False).reshape(p.shape)
@@ -221,8 +234,8 @@ class Communicator:
         nbytes = sum(p.flat.size * p.dtype.itemsize for p in parts)
         with self._lock:
             res = self.engine.reduce(f_work, i_work, nbytes, wide=wide)
-        self.last_stats = res.stats
-        self.total_stats = self.total_stats + res.stats
+            self.last_stats = res.stats
+            self.total_stats = self.total_stats + res.stats
         log.debug("job %d rank %d allreduce: %s, %.1f MB/s", self.job.job_id, self.job.rank,
                   res.stats, res.stats.goodput_mb_s)
         self._check_finite(res.agreed, res.proposals)

@@ -74,6 +74,8 @@ typedef struct {
     int32_t fd;          /* CS_IO_FD: the socket (non-blocking use; owned by Python) */
     int32_t framing;     /* CS_FRAME_*: what a received datagram is */
     uint16_t rx_port;    /* CS_FRAME_ETH: UDP destination port of frames for this worker */
+    uint8_t rx_src_ip[4];  /* CS_FRAME_ETH: the IPv4 source every result must carry (the */
+    uint16_t rx_src_port;  /* aggregation address), and its UDP source port */
     uint16_t job_id;
     uint8_t rank;
     uint32_t slots;
@@ -914,8 +916,8 @@ int cs_begin(cs_engine *e, const cs_call *call) {
     st->elapsed = st->waited = 0;
     st->out_count = 0;
     e->in_count = e->in_next = e->in_bytes = e->in_at = 0;
-    /* slots a failed call left outstanding are forgotten (Python refuses calls after a
-     * failure; this keeps the engine's own state sound regardless) */
+    /* slots a failed call left outstanding are forgotten: after a switch restart
+     * (restart_at) the next call must not resend them (window.py's Window.start, the same) */
     cs_window *w = e->win;
     for (int32_t s = w->head; s >= 0; s = w->head) {
         list_unlink(w, (uint32_t)s);
@@ -1025,6 +1027,9 @@ static const uint8_t *payload_of(cs_engine *e, const uint8_t *d, uint32_t len) {
         if (d[14] >> 4 != 4 || ihl < 20 || d[ETH_LEN + 9] != 17) return NULL;
         uint32_t at = ETH_LEN + ihl;
         if (len < at + 8 || get16(d + at + 2) != e->cfg.rx_port) return NULL;
+        /* a tunnel port hands on any frame the switch forwards: only the aggregation
+           address may answer (TunnelTransport._from_switch, the same check) */
+        if (memcmp(d + ETH_LEN + 12, e->cfg.rx_src_ip, 4) || get16(d + at) != e->cfg.rx_src_port) return NULL;
         uint32_t ulen = get16(d + at + 4);
         if (ulen < 8 + e->row_len || at + ulen > len) return NULL;
         return d + at + 8;

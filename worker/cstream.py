@@ -119,6 +119,8 @@ class CEngine:
                 ffi.memmove(cfg.prefix, io.prefix, len(io.prefix))
                 cfg.prefix_len = len(io.prefix)
                 cfg.framing, cfg.rx_port = CS_FRAME_ETH, io.rx_port
+                ffi.memmove(cfg.rx_src_ip, socket.inet_aton(io.rx_src[0]), 4)
+                cfg.rx_src_port = io.rx_src[1]
         cfg.job_id, cfg.rank, cfg.slots, cfg.k = job.job_id, job.rank, job.num_slots, job.k
         cfg.rto_initial, cfg.rto_min, cfg.rto_max = rto.initial_s, rto.min_s, rto.max_s
         cfg.gso = os.environ.get(GSO_ENV, "1") != "0"

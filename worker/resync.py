@@ -68,6 +68,7 @@ class ResyncingCommunicator:
         self.failed: str | None = None
         self._last: Callable[[], object] | None = None
         self._lock = threading.Lock()
+        self._closed = False
         peers.on_restart = self._heard
 
     @property
@@ -112,11 +113,15 @@ class ResyncingCommunicator:
 
     def _idle(self) -> None:
         with self._lock:
-            if self.failed is None and self.peers.pending_restart() is not None:
-                try:
-                    self._resync()
-                except AllreduceError as e:
-                    log.warning("%s", e)
+            if self._closed or self.failed is not None or self.peers.pending_restart() is None:
+                return
+            try:
+                self._resync()
+            except AllreduceError as e:
+                log.warning("%s", e)
+            except ValueError:  # the communicator was closed meanwhile
+                if not self._closed:
+                    raise
 
     def _resync(self) -> None:
         """Agree with the other ranks where to go on, and get there. Loops while newer
@@ -163,6 +168,7 @@ class ResyncingCommunicator:
         raise AllreduceError(self.failed)
 
     def close(self) -> None:
+        self._closed = True
         self.peers.on_restart = None
         self.comm.close()
 

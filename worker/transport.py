@@ -70,7 +70,8 @@ class NativeIo:
 
     mode "fd": it sends to `dest` on socket `fd` (borrowed: the transport owns and closes
     it), putting `prefix` in front of every payload, and reads Ethernet frames addressed to
-    UDP port `rx_port` when there is a prefix, bare payloads otherwise. mode "echo": no
+    UDP port `rx_port` from `rx_src` (the aggregation address: IPv4 and UDP port) when
+    there is a prefix, bare payloads otherwise. mode "echo": no
     socket; every packet comes back as its own result (benchmarks of the worker alone).
     """
 
@@ -79,6 +80,7 @@ class NativeIo:
     dest: tuple[str, int] = ("0.0.0.0", 0)
     prefix: bytes = b""
     rx_port: int = 0
+    rx_src: tuple[str, int] = ("0.0.0.0", 0)
 
 
 def _wait_readable(sock: socket.socket, timeout: float) -> bool:
@@ -158,6 +160,7 @@ class TunnelTransport:
         port = job.local_port or self._sock.getsockname()[1]
         self.local = job.local_endpoint(port)
         # a result's IPv4 source and UDP source port: the aggregation address
+        self._switch_ip = job.switch_ip
         self._src_ip = np.frombuffer(ipv4_bytes(job.switch_ip), dtype=np.uint8)
         self._src_port = job.switch_port
         self._prefix = frame_header(self.local, job.switch_endpoint, wire.agg_payload_len(job.k))
@@ -167,7 +170,8 @@ class TunnelTransport:
         self.bad_frames = 0
 
     def native_io(self) -> NativeIo:
-        return NativeIo("fd", self._sock.fileno(), self._io.dest, self._prefix, self.local.port)
+        return NativeIo("fd", self._sock.fileno(), self._io.dest, self._prefix, self.local.port,
+                        (self._switch_ip, self._src_port))
 
     def send(self, payloads: list[bytes]) -> None:
         prefix = self._prefix

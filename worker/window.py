@@ -103,7 +103,14 @@ class Window:
         self.outstanding = 0
 
     def start(self, now: float) -> None:
-        """A call begins (every slot idle): the RACK state is the call's own."""
+        """A call begins: every slot idle and the RACK state the call's own. A call that
+        failed (timeout, abort) left packets outstanding; after a switch restart
+        (`restart_at`) the next call must not resend those pre-restart rows."""
+        self.idx.fill(-1)
+        self.last.fill(np.inf)
+        self.deadline.fill(np.inf)
+        self.resent.fill(False)
+        self.outstanding = 0
         self.rack_time, self.rack_rtt = -math.inf, 0.0
         self.last_progress = now
 

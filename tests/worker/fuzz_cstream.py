@@ -42,6 +42,8 @@ class Harness:
         self.ffi, self.lib, self.rng, self.framing = nat.ffi, nat.lib, rng, framing
         cfg = self.ffi.new("cs_config *")
         cfg.io, cfg.fd, cfg.framing, cfg.rx_port = io, fd, framing, ME.port
+        self.ffi.memmove(cfg.rx_src_ip, socket.inet_aton(SWITCH.ip), 4)
+        cfg.rx_src_port = SWITCH.port
         cfg.job_id, cfg.rank, cfg.slots, cfg.k = JOB, RANK, S, K
         addr = cstream.sockaddr_in(dest)
         self.ffi.memmove(cfg.dest, addr, len(addr))

@@ -31,8 +31,8 @@ from p4reduce.worker import (
     quant,
     wire,
 )
-from tests.e2e.test_worker_e2e import Cluster, check_float, run_ranks
-from tests.support.refswitch import Faults, RefSwitch
+from tests.e2e.test_worker_e2e import JOB, Cluster, check_float, job_for, run_ranks
+from tests.support.refswitch import Faults, RefSwitch, RefSwitchServer
 
 ENGINES = ("python", "c")
 
@@ -499,3 +499,82 @@ def test_restart_at_goes_on_from_the_given_index(engine: str) -> None:
             c.restart_at(5)
         with pytest.raises(ValueError, match="closed"):
             _ = c.high_water
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_tunnel_results_must_come_from_the_aggregation_address(engine: str) -> None:
+    """A tunnel port hands on whatever frame the switch forwards to the worker, so both
+    engines take results only from the aggregation address (IPv4 and UDP source): here
+    the answers carry another IPv4 source and the call must time out, not complete."""
+    switch = RefSwitch()
+    switch.add_job(JOB, 4, 1)
+    with RefSwitchServer(switch, 1, switch_ip="10.0.0.66") as srv:
+        c = Communicator(job_for(srv, 0, 1, 4), timeout_s=1.0, engine=engine)
+        try:
+            with pytest.raises(AllreduceError, match=r"timed out|no result"):
+                c.allreduce(np.arange(5, dtype=np.int32))
+            assert srv.frames_out > 0  # the forged answers were sent, and refused
+        finally:
+            c.close()
+    with RefSwitchServer(RefSwitch(), 1) as srv:  # the same job from the right address
+        srv.switch.add_job(JOB, 4, 1)
+        c = Communicator(job_for(srv, 0, 1, 4), timeout_s=5.0, engine=engine)
+        try:
+            np.testing.assert_array_equal(c.allreduce(np.arange(5, dtype=np.int32)), np.arange(5))
+        finally:
+            c.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_close_during_a_call_aborts_it_before_freeing_the_engine(engine: str) -> None:
+    """close() from another thread while a call streams: the call ends with an error
+    naming the close, and only then are the engine (C: freed memory the running call
+    would still touch) and the transport released."""
+    c = Communicator(JobSpec(3, 0, 2, 4, tunnel_port=9), Silent(), timeout_s=30, engine=engine)
+    out: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            c.allreduce(np.ones(64 * 10, np.int32))
+        except BaseException as e:  # the test inspects it
+            out.append(e)
+
+    th = threading.Thread(target=call)
+    th.start()
+    time.sleep(0.3)
+    c.close()
+    th.join(timeout=10)
+    assert not th.is_alive()
+    assert len(out) == 1 and isinstance(out[0], AllreduceError), out
+    assert "closed during the call" in str(out[0])
+    with pytest.raises((ValueError, AllreduceError)):
+        c.allreduce(np.ones(4, np.int32))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_restart_after_a_failed_call_sends_nothing_from_before_it(engine: str) -> None:
+    """A call fails with packets outstanding (here: aborted while the switch answers
+    nothing), the switch restarts, the ranks agree on a new packet index: the next calls
+    must complete and never resend a row of the failed call (its rounds would open or
+    join rounds on the restarted switch)."""
+    t = Memory(4)
+    silent = [True]
+    real_send = t.send
+    t.send = lambda payloads: None if silent[0] else real_send(payloads)  # type: ignore[method-assign]
+    c = comm(t, 4, engine, abort=lambda: "the switch restarted" if silent[0] else None)
+    try:
+        with pytest.raises(AllreduceError, match="the switch restarted"):
+            c.allreduce(np.ones(64 * 10, np.int32))
+        silent[0] = False
+        c.restart_at(1000)
+        t.seen.clear()
+        for n in (5, 7):
+            np.testing.assert_array_equal(c.allreduce(np.arange(n, dtype=np.int32)),
+                                          np.arange(n, dtype=np.int32))
+        assert t.seen and all(h.round >= (1000 // 4) % 256 for h in t.seen), \
+            sorted({(h.slot, h.round) for h in t.seen})
+    finally:
+        c.close()
