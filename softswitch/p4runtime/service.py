@@ -202,6 +202,8 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
                     )
             updates = request.updates
             errors: list[P4RTError | None] = []
+            role = request.role
+            eid = request.election_id if request.HasField("election_id") else None
             for start in range(0, len(updates), WRITE_CHUNK):
                 with self._lock:
                     if self._current is not loaded:  # a new pipeline arrived meanwhile
@@ -209,6 +211,14 @@ class P4RuntimeService(p4r_grpc.P4RuntimeServicer):
                                          "the forwarding pipeline was replaced during this Write")
                         errors += [gone] * (len(updates) - start)
                         break
+                    if start:
+                        # another client may have become primary between chunks: from then
+                        # on only it writes, and the rest of this Write is refused
+                        try:
+                            self._writer(role, eid)
+                        except P4RTError as demoted:
+                            errors += [demoted] * (len(updates) - start)
+                            break
                     errors += [self._one_update(loaded, u) for u in updates[start : start + WRITE_CHUNK]]
         except P4RTError as err:
             _abort(context, err)

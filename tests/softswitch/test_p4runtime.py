@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -689,3 +691,40 @@ def test_p4info_with_dangling_digest_type_is_rejected(stub: p4r_grpc.P4RuntimeSt
         )
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "learn_t" in exc.value.details()
+
+
+def test_a_write_stops_where_its_client_stops_being_primary(
+    stub: p4r_grpc.P4RuntimeStub, ready: FakePipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Write is applied in chunks (so Reads answer during a large one); a client that
+    loses primary between two chunks must not write the rest: those updates fail with
+    PERMISSION_DENIED and only the new primary writes from then on."""
+    from p4reduce.softswitch.p4runtime import service
+
+    chunk = 8  # small chunks: every update's error fits in the status trailer
+    monkeypatch.setattr(service, "WRITE_CHUNK", chunk)
+
+    s10, s20 = Stream(stub), Stream(stub)
+    insert = ready.table_insert
+    taken = threading.Event()
+
+    def insert_then_lose_primary(table: str, entry: Any) -> None:
+        insert(table, entry)
+        if not taken.is_set() and sum(len(t) for t in ready.entries.values()) == chunk:
+            taken.set()  # after the first chunk's last update: another client takes over
+            s20.arbitrate(20)
+            assert _status(s20.recv()) == (rpc_code.OK, 20)
+
+    try:
+        s10.arbitrate(10)
+        assert _status(s10.recv()) == (rpc_code.OK, 10)
+        ready.table_insert = insert_then_lose_primary  # type: ignore[method-assign]
+        n = 2 * chunk + 3
+        with pytest.raises(grpc.RpcError) as exc:
+            write(stub, *[upd(U.INSERT, table_entry=fwd_entry(i + 1)) for i in range(n)], election=10)
+        codes = [code for code, _ in batch_errors(exc.value)]
+        assert codes == [rpc_code.OK] * chunk + [rpc_code.PERMISSION_DENIED] * (n - chunk)
+        assert sum(len(t) for t in ready.entries.values()) == chunk
+    finally:
+        s10.close()
+        s20.close()

@@ -252,6 +252,7 @@ def test_hash_leaves_out_fields_of_invalid_headers(backend: str) -> None:
 @pytest.mark.parametrize(("program_name", "construct"), [
     ("value_sets", "parser value set"),
     ("action_profiles", "action profile or selector"),
+    ("counters_meters", "meter 'MyIngress.m'"),
 ])
 def test_constructs_the_runtime_cannot_run_are_refused(backend: str, program_name: str,
                                                          construct: str) -> None:
