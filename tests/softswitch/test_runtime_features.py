@@ -270,3 +270,39 @@ def test_constructs_the_runtime_cannot_run_are_refused(backend: str, program_nam
         make(ir, backend)
     with pytest.raises(PipelineError, match="not supported by the softswitch runtime"):
         make_pipeline(ir, backend)
+
+
+def test_int128_saturating_arithmetic_runs_on_python_only() -> None:
+    """The C back end saturates signed values in 128-bit integers, which cannot hold an
+    int<128> sum (undefined behaviour in C): such a program is the native back end's
+    refusal, and `auto` runs it on the Python back end, exactly."""
+    import warnings
+
+    from p4reduce.softswitch.p4 import compile_source
+    from p4reduce.softswitch.runtime.backend import make_pipeline
+    from p4reduce.softswitch.runtime.errors import PipelineError
+
+    src = """#include <core.p4>
+#include <v1model.p4>
+header h_t { int<128> a; int<128> b; }
+struct headers { h_t h; }
+struct metadata { }
+parser P(packet_in pkt, out headers hdr, inout metadata m, inout standard_metadata_t s) {
+    state start { pkt.extract(hdr.h); transition accept; } }
+control I(inout headers hdr, inout metadata m, inout standard_metadata_t s) {
+    apply { hdr.h.a = hdr.h.a |+| hdr.h.b; s.egress_spec = 1; } }
+control E(inout headers hdr, inout metadata m, inout standard_metadata_t s) { apply { } }
+control V(inout headers hdr, inout metadata m) { apply { } }
+control C(inout headers hdr, inout metadata m) { apply { } }
+control D(packet_out pkt, in headers hdr) { apply { pkt.emit(hdr.h); } }
+V1Switch(P(), V(), I(), E(), C(), D()) main;
+"""
+    ir = compile_source(src)
+    with pytest.raises(PipelineError, match=r"saturating \|\+\| on int<128>"):
+        make_pipeline(ir, "native")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipe = make_pipeline(ir, "auto")
+    big = (1 << 127) - 1  # the largest int<128>: plus 5 saturates there
+    [(port, out)] = pipe.process(0, big.to_bytes(16, "big") + (5).to_bytes(16, "big"))
+    assert port == 1 and out[:16] == big.to_bytes(16, "big")

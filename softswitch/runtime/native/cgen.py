@@ -439,6 +439,9 @@ class CGen(ProgramFrame):
             if is_signed(t):
                 return f"{'sar128' if wide else 'sar64'}({a}, {b}, {w}, {m})"
             return f"{'shr128' if wide else 'shr64'}({a}, {b})"
+        if op in ("|+|", "|-|") and is_signed(t) and w >= 128:
+            # ssat sums in s128: at 128 bits that overflows (undefined behaviour in C)
+            raise NativeUnsupported(f"saturating {op} on int<{w}> (up to int<127>)")
         if op == "|+|":
             if is_signed(t):
                 return conv(f"ssat({a}, {b}, {w}, 1)", 128, w)

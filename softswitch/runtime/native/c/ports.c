@@ -229,7 +229,12 @@ static int room(pe_t *e) { return e->n < BATCH; }
 
 static void batch_add(pe_t *e, uint32_t port, const uint8_t *d, uint32_t len) {
     if (len > MAX_FRAME) len = MAX_FRAME;
-    if (e->n >= FRAMES_CAP || e->used + len > ARENA) return;  /* cannot happen: see budget() */
+    if (e->n >= FRAMES_CAP || e->used + len > ARENA) {
+        /* budget() leaves room for RX_MSGS buffers of GSO_MAX_SEGS frames; a kernel that
+           coalesced more would overflow it: such frames are counted, never lost silently */
+        atomic_fetch_add_explicit(&e->p[port].rx_drops, 1, memory_order_relaxed);
+        return;
+    }
     memcpy(e->buf + e->used, d, len);
     e->offs[e->n] = e->used;
     e->lens[e->n] = len;
@@ -361,7 +366,10 @@ static int rx_afp(pe_t *e, uint32_t number, pe_port *p) {
         if (!(__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) return 0;
         if (!budget(e, p)) return 1;
         struct sockaddr_ll *ll = (void *)((uint8_t *)h + TPACKET_ALIGN(sizeof(struct tpacket2_hdr)));
-        if (ll->sll_pkttype != PACKET_OUTGOING) deliver(e, number, p, (uint8_t *)h + h->tp_mac, h->tp_snaplen);
+        if (h->tp_len > h->tp_snaplen)  /* larger than a ring slot: cut, so not delivered */
+            atomic_fetch_add_explicit(&p->rx_drops, 1, memory_order_relaxed);
+        else if (ll->sll_pkttype != PACKET_OUTGOING)
+            deliver(e, number, p, (uint8_t *)h + h->tp_mac, h->tp_snaplen);
         __atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
         p->cur = (p->cur + 1) % p->nframes;
     }
@@ -438,6 +446,7 @@ static void tx_flush(pe_port *p) {
             memmove(p->txv, p->txv + first, rest * sizeof *p->txv);
             p->ntx = rest;
             atomic_fetch_add_explicit(&p->tx, sent, memory_order_relaxed);
+            if (dropped) atomic_fetch_add_explicit(&p->tx_drops, dropped, memory_order_relaxed);
             tx_flush(p);
             return;
         }
@@ -590,6 +599,7 @@ API int pe_add_port(pe_t *e, uint32_t number, int kind, int fd, uint32_t peer_ip
 /* faults and the generator's state: 624 words and the position, as random.getstate() */
 API void pe_set_faults(pe_t *e, uint32_t number, double drop, double dup, double reorder, const uint32_t *state,
                        int pos, const uint8_t *held, uint32_t held_len, int has_held) {
+    if (number >= PE_PORTS) return;
     pe_port *p = &e->p[number];
     p->faulty = 1;
     p->drop = drop;
@@ -605,6 +615,7 @@ API void pe_set_faults(pe_t *e, uint32_t number, double drop, double dup, double
 }
 
 API int pe_get_faults(pe_t *e, uint32_t number, uint32_t *state, uint8_t *held, uint32_t cap, uint32_t *held_len) {
+    if (number >= PE_PORTS) return -1;
     pe_port *p = &e->p[number];
     memcpy(state, p->mt.mt, sizeof p->mt.mt);
     *held_len = 0;
@@ -613,6 +624,7 @@ API int pe_get_faults(pe_t *e, uint32_t number, uint32_t *state, uint8_t *held, 
 }
 
 API void pe_peer(pe_t *e, uint32_t number, uint32_t *out) {
+    if (number >= PE_PORTS) { out[0] = 0; return; }
     pe_port *p = &e->p[number];
     pthread_mutex_lock(&p->peer_mu);
     out[0] = p->have_peer;
@@ -691,10 +703,17 @@ API uint32_t pe_take(pe_t *e, uint8_t *buf, uint32_t cap) {
         if (n + rec > cap) break;
         n += rec;
     }
-    memcpy(buf, e->pyq, n);
-    memmove(e->pyq, e->pyq + n, e->pyq_len - n);
-    e->pyq_len -= n;
+    if (n) {
+        memcpy(buf, e->pyq, n);
+        memmove(e->pyq, e->pyq + n, e->pyq_len - n);
+        e->pyq_len -= n;
+    }
+    uint32_t left = e->pyq_len;
     pthread_mutex_unlock(&e->pyq_mu);
+    if (left) {  /* more than `cap` was waiting: its wake-up was read above, so give it again */
+        uint64_t one = 1;
+        (void)!write(e->pyfd, &one, sizeof one);
+    }
     return n;
 }
 
