@@ -19,7 +19,7 @@ help:
 	@echo "make p4       compile $(P4SRC) into $(BUILD)/ (and with p4c when present)"
 	@echo "make bench    run the benchmarks, tables under bench/results/"
 	@echo "make bench-mininet  (root) p4reduce vs gloo on Mininet, plots under bench/results/"
-	@echo "make lint     ruff and mypy --strict"
+	@echo "make lint     ruff, mypy --strict and the import layers (import-linter)"
 	@echo "make fuzz     the softswitch back ends against each other, native code under AddressSanitizer"
 
 $(STAMP): pyproject.toml

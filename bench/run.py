@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib
+import os
 import platform
 import sys
 import traceback
@@ -71,7 +72,13 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"[red]{name} failed:[/red]\n{traceback.format_exc()}")
             continue
         _show(console, name, rows)
-        header = f"# {name}\n\n{stamp}, {platform.machine()}, Python {platform.python_version()}\n\n"
+        # the machine, how busy it was (these machines are shared), and the method: the
+        # benchmark's own docstring
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        method = (module.__doc__ or "").strip()
+        header = (f"# {name}\n\n{stamp}, {platform.machine()}, {os.cpu_count()} cores, load"
+                  f" average {load} at the end, Python {platform.python_version()}\n\n"
+                  + (f"{method}\n\n" if method else ""))
         (RESULTS / f"{name.removeprefix('bench_')}.md").write_text(header + _markdown(rows))
     console.print(f"tables written under {RESULTS}")
     return 1 if failed else 0

@@ -16,6 +16,8 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from p4reduce import contract as n
+
 #: a DNS name: labels of letters, digits and inner hyphens
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
                        r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
@@ -93,6 +95,16 @@ def listen_address(text: str) -> str:
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     return text.strip()
+
+
+def lanes(text: str) -> int:
+    """K, values per packet: what p4src/config.p4 accepts as NUM_LANES."""
+    value = count(n.K_MIN, n.K_MAX)(text)
+    if value % n.K_STEP:
+        raise argparse.ArgumentTypeError(
+            f"{value} is not a multiple of {n.K_STEP} (K is a multiple of {n.K_STEP} in"
+            f" {n.K_MIN}..{n.K_MAX})")
+    return value
 
 
 def count(lo: int, hi: int) -> Callable[[str], int]:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from p4reduce.contract import DEFAULT_CONTROLLER_ADDRESS as DEFAULT_ADDRESS
 from p4reduce.contract import MAX_WORLD_SIZE
 from p4reduce.controller import argtypes as at
 
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from p4reduce.controller.client import ControllerClient
 
 ENV_ADDRESS = "P4REDUCE_CONTROLLER"  # the client's variable (kept in step by a test)
-DEFAULT_ADDRESS = "127.0.0.1:50051"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 EPILOG = (

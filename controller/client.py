@@ -16,11 +16,12 @@ from typing import Any
 
 import grpc
 
+from p4reduce import contract as n
 from p4reduce.controller.protos import pb, svc
 
 log = logging.getLogger("p4reduce.controller.client")
 
-DEFAULT_ADDRESS = "127.0.0.1:50051"
+DEFAULT_ADDRESS = n.DEFAULT_CONTROLLER_ADDRESS
 ENV_ADDRESS = "P4REDUCE_CONTROLLER"
 
 

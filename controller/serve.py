@@ -113,8 +113,8 @@ def add_serve_parser(sub: Any, parents: list[argparse.ArgumentParser] | None = N
         "--listen",
         type=at.listen_address,
         metavar="HOST:PORT",
-        default="127.0.0.1:50051",
-        help="controller API address (default 127.0.0.1:50051; port 0: any free port)",
+        default=n.DEFAULT_CONTROLLER_ADDRESS,
+        help=f"controller API address (default {n.DEFAULT_CONTROLLER_ADDRESS}; port 0: any free port)",
     )
     s.add_argument(
         "--metrics",
@@ -137,7 +137,7 @@ def add_serve_parser(sub: Any, parents: list[argparse.ArgumentParser] | None = N
     )
     s.add_argument(
         "--k",
-        type=at.count(1, 4096),
+        type=at.lanes,
         default=None,
         help="values per packet; must be the program's NUM_LANES, which is the default"
         f" (read from its P4Info; the shipped program is compiled with this NUM_LANES,"

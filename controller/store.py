@@ -16,9 +16,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from p4reduce import contract as n
 from p4reduce.controller.errors import InvalidArgument
 
-EPOCH_BITS = 24
+#: width of the allocation epoch, as the jobs table's set_job action carries it
+EPOCH_BITS = next(p.bits for p in n.ACTION_SET_JOB.params if p.name == "epoch")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);

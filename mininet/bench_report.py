@@ -258,9 +258,9 @@ def markdown(summary: list[dict[str, Any]], curves: dict[str, Any], meta: dict[s
         lines += ["", f"## time to accuracy ({curves['workers']} workers, examples/train_ddp.py's "
                   "model, loss 0)", "", tta_text(curves)]
     name = meta.get("name", "mininet")
+    tta = f", `{name}_tta.png` (held-out loss versus time)" if curves else ""
     lines += ["", f"Plots: `{name}_time.png` (time versus size), `{name}_ratio.png` (ratio "
-              f"versus workers, with the bound), `{name}_tta.png` (held-out loss versus time).",
-              ""]
+              f"versus workers, with the bound){tta}.", ""]
     return "\n".join(lines)
 
 

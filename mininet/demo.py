@@ -1,10 +1,11 @@
-"""`make run`: a small DDP training job through the switch, then the same job over gloo.
+"""`make run`: a DDP training job through the switch, then the same job over gloo.
 
     python mininet/demo.py [--mode loopback] [--hosts 4] [--loss 0.01] [--steps 100]
 
 Loopback mode starts `p4reduce-switch` with one UDP tunnel port per rank and
-`p4reduce-ctl serve` on 127.0.0.1, trains the model of examples/train_ddp.py on N rank
-processes with the p4reduce backend, then again with gloo, and prints a table comparing
+`p4reduce-ctl serve` on 127.0.0.1, trains a model (by default a wide MLP with 4.4 MB of
+gradient per step; `--model small` is examples/train_ddp.py's) on N rank processes with
+the p4reduce backend, then again with gloo, and prints a table comparing
 them. Every process it starts is stopped by PID when it ends, fails or is interrupted.
 Logs and a JSON summary go to a fresh run directory under build/run/.
 
@@ -32,6 +33,8 @@ from typing import IO, Any, NoReturn
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from p4reduce import contract
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -382,8 +385,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if a.lanes is None:
         # measured on the small model: BMv2 takes 614 ms per step at K=64, 2,208 at K=256
         a.lanes = 64 if a.switch == "bmv2" else 256
-    if a.lanes not in range(8, 257, 8):
-        p.error(f"--lanes must be a multiple of 8 in 8..256, not {a.lanes}")
+    if a.lanes not in range(contract.K_MIN, contract.K_MAX + 1, contract.K_STEP):
+        p.error(f"--lanes must be a multiple of {contract.K_STEP} in {contract.K_MIN}..{contract.K_MAX}, not {a.lanes}")
     if not 0.0 < a.bw <= MAX_TC_MBIT:
         p.error(f"--bw is a link rate in Mbit/s, in (0, {MAX_TC_MBIT:g}], not {a.bw:g}")
     if not re.fullmatch(r"\d+(\.\d+)?(us|ms|s)", a.delay):

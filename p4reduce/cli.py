@@ -55,12 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="drop this share of the packets the switch receives (default 0)")
     up.add_argument("--backend", choices=("auto", "native", "python"), default=None,
                     help="softswitch's packet path (its --backend; default: the switch's own)")
-    up.add_argument("--k", type=at.count(1, 4096), default=n.DEFAULT_K,
+    up.add_argument("--k", type=at.lanes, default=n.DEFAULT_K,
                     help=f"values per packet, the program's NUM_LANES (default {n.DEFAULT_K})")
     up.add_argument("--slots", type=at.count(1, 2**31), default=256,
                     help="register slots per job (default 256)")
-    up.add_argument("--listen", type=at.listen_address, default="127.0.0.1:50051",
-                    metavar="HOST:PORT", help="controller API (default 127.0.0.1:50051, or a"
+    up.add_argument("--listen", type=at.listen_address, default=n.DEFAULT_CONTROLLER_ADDRESS,
+                    metavar="HOST:PORT", help=f"controller API (default {n.DEFAULT_CONTROLLER_ADDRESS}, or a"
                     " free port when that one is taken)")
     up.add_argument("--run-dir", type=Path, default=None, metavar="DIR",
                     help="logs, topology and state here, kept (default: a folder under"

@@ -47,7 +47,7 @@ class Options:
     backend: str | None = None  # softswitch --backend, when it has one
     k: int = n.DEFAULT_K
     slots: int = 256
-    listen: str = "127.0.0.1:50051"  # controller API; any free port when this one is taken
+    listen: str = n.DEFAULT_CONTROLLER_ADDRESS  # controller API; any free port when this one is taken
     run_dir: Path | None = None
     verbose: bool = False
 

@@ -8,7 +8,7 @@ the standard library, so importing it is free and it can never join an import cy
 
 `p4src/config.p4` and `p4src/headers.p4` state the same values for P4; tests compare them
 with this module (`tests/test_contract.py`) and the compiled P4Info with the names here
-(`tests/softswitch/test_pipeline_names.py`). The design behind the numbers is
+(`tests/pipeline/test_pipeline_names.py`). The design behind the numbers is
 `docs/DESIGN.md` (sections 2, "Wire format", and 3, "The switch"); what the fields and
 lanes mean, the switch algorithm and how a call is laid out in packets are detailed in
 `docs/WIRE.md`.
@@ -28,10 +28,17 @@ from typing import Final
 # Protocol constants
 # --------------------------------------------------------------------------------------
 
+#: where the controller API listens and its clients (workers, p4reduce-ctl) look by default
+DEFAULT_CONTROLLER_ADDRESS: Final = "127.0.0.1:50051"
 #: UDP destination port of aggregation packets (the switch answers from it)
 AGG_UDP_PORT: Final = 48879
 #: values (int32 lanes) per packet unless the program is compiled with another NUM_LANES
 DEFAULT_K: Final = 64
+#: the K a program may be compiled with (config.p4 checks NUM_LANES the same way): a
+#: multiple of K_STEP in K_MIN..K_MAX
+K_MIN: Final = 8
+K_MAX: Final = 256
+K_STEP: Final = 8
 #: most children of one job on one switch: its workers there plus the switches below it
 #: that aggregate for it (the bitmap register is 32 bits wide)
 MAX_WORKERS: Final = 32

@@ -35,7 +35,7 @@
 #define ARP_OP_REQUEST 1
 #define ARP_OP_REPLY 2
 
-// A result keeps the triggering packet's other flags (as tests/refswitch.py does).
+// A result keeps the triggering packet's other flags (as tests/support/refswitch.py does).
 #define FLAG_RESULT 8w0x01
 // Set by a switch resending its partial aggregate to its parent (as a worker's resend has it).
 #define FLAG_RETRANSMIT 8w0x02
