@@ -213,7 +213,7 @@ def test_abort_hook_ends_a_waiting_call_at_once_with_its_reason() -> None:
         with pytest.raises(AllreduceError, match="rank 1 last seen") as info:
             comm.allreduce(np.ones(1000, np.float32))
         assert not isinstance(info.value, AllreduceTimeout)
-        assert time.monotonic() - t0 < 2.0
+        assert time.monotonic() - t0 < 5.0  # at the abort (0.5 s), long before the 30 s timeout
         with pytest.raises(AllreduceError, match="rank 1 last seen"):  # and it stays said
             comm.allreduce(np.ones(10, np.float32))
 
