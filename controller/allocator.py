@@ -48,9 +48,6 @@ class SlotAllocator:
                if switch is None or e.switches is None or switch in e.switches]
         return sorted(out, key=lambda e: (e.base, e.owner))
 
-    def extent(self, owner: str) -> Extent | None:
-        return self._held.get(owner)
-
     def free_slots(self, switch: str | None = None) -> int:
         return sum(e.count for e in self.occupancy(switch) if not e.owner)
 

@@ -16,7 +16,8 @@ than the scrape. Every series of a job carries `job` (its name) and `job_id`:
     p4reduce_job_lease_age_seconds     seconds since the job's lease was last renewed
     p4reduce_job_lease_remaining_seconds   seconds until it expires unless renewed
     p4reduce_rejected_packets_total{reason}   the switch's global rejects by reason
-    p4reduce_slot_space, p4reduce_slots_free  the register space and what is free of it
+    p4reduce_slot_space, p4reduce_slots_free  the register space of each switch and what is
+                                       free of it on the fullest switch
     p4reduce_controller_primary        1 while this controller may write to the switch
     p4reduce_switch_counters_ok        0 when the last counter read failed
 
@@ -106,16 +107,20 @@ class ControllerCollector:
                 nbytes.add_metric([*key, kind], b)
         for reason, (p, _b) in global_rejects.items():
             rejected.add_metric([reason], p)
-        used = sum(v.job.count for v in views)
         space = mgr.settings.num_slots
+        # per switch, the slots no job holds there (jobs on separate subtrees of a tree
+        # share register ranges, so a sum over all jobs would count them twice); the
+        # fullest switch is what limits the next job
+        free = min(sum(e.count for e in mgr.occupancy(name) if not e.owner)
+                   for name in mgr.switches)
         yield packets
         yield nbytes
         yield rejected
         yield from gauges.values()
         yield GaugeMetricFamily(f"{PREFIX}_slot_space", "register slots of the switch",
                                 value=space)
-        yield GaugeMetricFamily(f"{PREFIX}_slots_free", "register slots no job holds",
-                                value=space - used)
+        yield GaugeMetricFamily(f"{PREFIX}_slots_free", "register slots no job holds, on the"
+                                " fullest switch", value=free)
         yield GaugeMetricFamily(f"{PREFIX}_controller_primary", "1 while this controller is "
                                 "the primary of every switch", value=1.0 if mgr.is_primary()
                                 else 0.0)

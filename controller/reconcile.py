@@ -54,10 +54,6 @@ def diff(have: Desired, want: Desired) -> Plan:
     return Plan(deletes + modifies + inserts)
 
 
-def plan(switch: SwitchBackend, want: Desired) -> Plan:
-    return diff(read_back(switch), want)
-
-
 def reconcile(switch: SwitchBackend, want: Desired, have: Desired | None = None) -> Plan:
     """Write the difference. `have` is what the switch is known to hold (from the last
     reconcile); None reads it back, which costs one read of every owned entry."""

@@ -55,12 +55,6 @@ class JobTree:
     def switches(self) -> frozenset[str]:
         return frozenset(self.levels)
 
-    def describe(self) -> str:
-        if not self.levels:
-            return "no switch yet"
-        parts = [f"{name} ({len(lv.children)} children)" for name, lv in sorted(self.levels.items())]
-        return f"root {self.root}; " + ", ".join(parts)
-
 
 EMPTY = JobTree("", {})
 

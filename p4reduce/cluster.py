@@ -197,9 +197,6 @@ class LocalCluster:
             env["P4REDUCE_METRICS"] = self.metrics
         return env
 
-    def pids(self) -> list[int]:
-        return [p.pid for _, p in self.procs]
-
     def dead(self) -> list[str]:
         """Children that exited on their own, with their status."""
         return [f"the {name} exited with status {p.returncode}" for name, p in self.procs

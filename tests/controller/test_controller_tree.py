@@ -222,6 +222,23 @@ def test_jobs_on_disjoint_leaves_share_registers_and_a_growing_job_moves(
     assert {e.owner for e in mgr.occupancy("leaf2") if e.owner} == {"b", "c"}
 
 
+def test_free_slots_metric_counts_the_fullest_switch_once(
+        tree: tuple[JobManager, dict[str, MemorySwitch], Topology]) -> None:
+    """Jobs on separate leaves share register ranges: the free-slot gauge is what the
+    fullest switch has left, never the space minus every job (which went negative)."""
+    from p4reduce.controller.metrics import MetricsServer, scrape
+
+    mgr, _, _ = tree
+    join(mgr, "a", 0, 1, 1, 1, slots=40)
+    join(mgr, "b", 0, 1, 2, 1, slots=40)
+    server = MetricsServer(mgr, "127.0.0.1", 0)
+    try:
+        snap = scrape(server.address)
+    finally:
+        server.stop()
+    assert (snap.slot_space, snap.slots_free) == (64, 64 - 40)
+
+
 def test_jobs_that_do_not_fit_the_tree_are_refused_clearly(
         tree: tuple[JobManager, dict[str, MemorySwitch], Topology]) -> None:
     mgr, sws, _ = tree
