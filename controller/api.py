@@ -8,16 +8,18 @@ INTERNAL with a one-line message, so clients never see a Python traceback.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import grpc
 
 from p4reduce import contract as n
 from p4reduce.controller.entities import job_group
-from p4reduce.controller.errors import ControllerError
+from p4reduce.controller.errors import ControllerError, Exhausted
 from p4reduce.controller.jobs import JobManager, JobView
 from p4reduce.controller.liveness import JOB_DELETED, PEER_DOWN, PEER_LEFT, SWITCH_RESTARTED
 from p4reduce.controller.protos import pb, svc
@@ -82,9 +84,49 @@ def job_info(mgr: JobManager, v: JobView, rank: int | None = None) -> Any:
     )
 
 
+#: threads of the API's pool kept for short calls (Heartbeat, Join without a wait, the
+#: CLI): long-lived calls beyond the rest are refused, so heartbeats never starve and a
+#: healthy rank is never reported down for want of a thread
+SHORT_CALL_THREADS = 64
+
+
 class Servicer(svc.ControllerServicer):  # type: ignore[misc]
-    def __init__(self, mgr: JobManager) -> None:
+    def __init__(self, mgr: JobManager, long_lived_max: int = 1024 - SHORT_CALL_THREADS) -> None:
         self.mgr = mgr
+        self._long = 0
+        self._long_max = long_lived_max
+        self._long_lock = threading.Lock()
+
+    def _hold(self) -> None:
+        """A call that holds its thread for long (a Watch stream, a Join or WaitReady
+        waiting for the other ranks) is counted, and refused (Exhausted) beyond the
+        pool's share; `_release` when it ends."""
+        with self._long_lock:
+            if self._long >= self._long_max:
+                raise Exhausted(
+                    f"the controller already serves {self._long_max} watch streams and"
+                    " waiting joins, its most (its API thread pool keeps"
+                    f" {SHORT_CALL_THREADS} threads for heartbeats): spread the jobs over"
+                    " more controllers")
+            self._long += 1
+
+    @property
+    def long_lived(self) -> int:
+        """Calls holding a thread for long right now."""
+        with self._long_lock:
+            return self._long
+
+    def _release(self) -> None:
+        with self._long_lock:
+            self._long -= 1
+
+    @contextmanager
+    def _long_lived(self) -> Iterator[None]:
+        self._hold()
+        try:
+            yield
+        finally:
+            self._release()
 
     def _call(self, context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
         try:
@@ -117,15 +159,18 @@ class Servicer(svc.ControllerServicer):  # type: ignore[misc]
                 best_effort=req.best_effort,
             )
             if req.wait_ready_timeout > 0:
-                v = self.mgr.wait_ready(req.job, req.wait_ready_timeout)
+                with self._long_lived():
+                    v = self.mgr.wait_ready(req.job, req.wait_ready_timeout)
             return job_info(self.mgr, v, req.rank)
 
         return self._call(context, do)
 
     def WaitReady(self, req: Any, context: grpc.ServicerContext) -> Any:
-        return self._call(
-            context, lambda: job_info(self.mgr, self.mgr.wait_ready(req.job, req.timeout))
-        )
+        def do() -> Any:
+            with self._long_lived():
+                return job_info(self.mgr, self.mgr.wait_ready(req.job, req.timeout))
+
+        return self._call(context, do)
 
     def Heartbeat(self, req: Any, context: grpc.ServicerContext) -> Any:
         return self._call(
@@ -139,6 +184,13 @@ class Servicer(svc.ControllerServicer):  # type: ignore[misc]
         """The job's events as they happen (earlier ones first), until the job is gone
         or the watcher hangs up."""
         view = self._call(context, lambda: self.mgr.job(req.job))
+        self._call(context, self._hold)
+        try:
+            yield from self._watch(req, context, view)
+        finally:
+            self._release()
+
+    def _watch(self, req: Any, context: grpc.ServicerContext, view: JobView) -> Iterator[Any]:
         sub = self.mgr.liveness.subscribe(view.job.id)
         try:
             # Deleted between the lookup and the subscription, its JOB_DELETED went to no
@@ -297,16 +349,17 @@ class Servicer(svc.ControllerServicer):  # type: ignore[misc]
 class ApiServer:
     """The API on a port; `address` is the bound host:port (port 0 picks a free one)."""
 
-    # Joins that wait for readiness hold a thread each (up to 32 per job), and so does
-    # every rank's Watch stream for as long as it runs, so the pool must be far larger
-    # than the ranks of all jobs, or the last joins could not get in. Threads are only
-    # made when needed.
+    # Joins that wait for readiness hold a thread each, and so does every rank's Watch
+    # stream for as long as it runs: all but SHORT_CALL_THREADS of the pool may be held
+    # so (Servicer._long_lived); beyond, such calls are refused. Threads are only made
+    # when needed.
     def __init__(self, mgr: JobManager, address: str, workers: int = 1024) -> None:
         # No SO_REUSEPORT: a second controller on a taken port must fail, not share it.
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers), options=[("grpc.so_reuseport", 0)]
         )
-        svc.add_ControllerServicer_to_server(Servicer(mgr), self.server)
+        self.servicer = Servicer(mgr, max(1, workers - SHORT_CALL_THREADS))
+        svc.add_ControllerServicer_to_server(self.servicer, self.server)
         host = address.rsplit(":", 1)[0]
         try:
             port = self.server.add_insecure_port(address)

@@ -428,7 +428,20 @@ class JobManager:
         alloc = SlotAllocator(self.settings.num_slots)
         for j in self.store.jobs():
             if not j.host_only:
-                alloc.restore(j.name, j.base, j.count, self._footprint(j))
+                try:
+                    alloc.restore(j.name, j.base, j.count, self._footprint(j))
+                except InvalidArgument as e:
+                    if self.topo.single:
+                        raise
+                    # Jobs placed on separate subtrees now share a switch: the topology
+                    # changed under them. Moving a running job loses results some ranks
+                    # already have (as a switch restart does), so this is the operator's
+                    # call, said once, rather than a silent move.
+                    raise InvalidArgument(
+                        f"{e.message}: the topology puts both jobs on one switch now (it"
+                        " changed since they were placed); run the controller with the"
+                        " previous topology and delete one of them (p4reduce-ctl delete"
+                        " NAME), or start with a fresh --state") from None
         self.alloc = alloc
 
     def _place(self, job: Job) -> None:

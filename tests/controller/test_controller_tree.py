@@ -239,6 +239,27 @@ def test_free_slots_metric_counts_the_fullest_switch_once(
     assert (snap.slot_space, snap.slots_free) == (64, 64 - 40)
 
 
+def test_a_topology_that_puts_two_placed_jobs_on_one_switch_is_refused_clearly(
+        tree: tuple[JobManager, dict[str, MemorySwitch], Topology], tmp_path: Path) -> None:
+    """Jobs on separate leaves share a register range; if the topology then moves one
+    job's host onto the other's leaf, they would share registers: the controller says so
+    in one line with what to do, rather than moving a running job silently."""
+    mgr, _, _ = tree
+    join(mgr, "a", 0, 1, 1, 1, slots=8)
+    join(mgr, "b", 0, 1, 2, 1, slots=8)
+    assert mgr.job("a").job.base == mgr.job("b").job.base == 0
+    mgr.store.close()
+    moved = leaf_spine(3, 33)
+    for h in moved["hosts"]:
+        if h["name"] == "h2-1":
+            h.update(switch="leaf1", port=50)
+    topo = parse(moved, "t")
+    sws = {s.name: MemorySwitch() for s in topo.switches}
+    with pytest.raises(InvalidArgument, match=r"overlaps .* puts both jobs on one switch") as err:
+        JobManager(Store(tmp_path / "s.db"), sws, topo, Settings(num_slots=64)).start()
+    assert "\n" not in err.value.message and "p4reduce-ctl delete" in err.value.message
+
+
 def test_jobs_that_do_not_fit_the_tree_are_refused_clearly(
         tree: tuple[JobManager, dict[str, MemorySwitch], Topology]) -> None:
     mgr, sws, _ = tree

@@ -537,3 +537,35 @@ def test_jobs_shows_a_host_only_job(
     assert "host-only" in line
     (late,) = [j for j in run_json(capsys, "jobs") if j["name"] == "late"]
     assert late["host_only"] is True and late["slot_count"] == 0
+
+
+def test_long_lived_calls_beyond_the_pool_share_are_refused_and_heartbeats_still_answer(
+        tmp_path: Path) -> None:
+    """Watch streams and waiting joins hold an API thread each; beyond the pool's share
+    (all but SHORT_CALL_THREADS) they are refused with RESOURCE_EXHAUSTED, so heartbeats
+    always find a thread."""
+    from p4reduce.controller.api import SHORT_CALL_THREADS
+    from p4reduce.controller.client import ControllerCallError, ControllerClient
+
+    sw = MemorySwitch()
+    mgr = JobManager(Store(tmp_path / "s.db"), sw, parse(TOPO), Settings(num_slots=1024))
+    mgr.start()
+    api = ApiServer(mgr, "127.0.0.1:0", workers=SHORT_CALL_THREADS + 1)  # room for one
+    client = ControllerClient(api.address)
+    try:
+        mgr.create("j", 2)
+        first = client.watch("j", 0)
+        deadline = time.monotonic() + 10
+        while api.servicer.long_lived < 1:  # the server has started the first stream
+            assert time.monotonic() < deadline, "the first watch never started"
+            time.sleep(0.01)
+        with pytest.raises(ControllerCallError) as err:
+            next(iter(client.watch("j", 1)))
+        assert err.value.code.name == "RESOURCE_EXHAUSTED" and "watch streams" in err.value.message
+        mgr.join("j", 0, 2, "02:00:00:00:00:01", "10.0.0.1", 7000)
+        assert client.heartbeat("j", 0, 1.0) > 0  # a short call still answers
+        first.cancel()
+    finally:
+        client.close()
+        api.stop()
+        mgr.store.close()
