@@ -1,13 +1,15 @@
 """Prometheus metrics of the controller, and reading them back (`p4reduce-ctl top`).
 
 `serve` exposes `/metrics` (text format, prometheus_client) built at each scrape from the
-controller's own state and one read of the switch's counters, so values are never older
+controller's own state and one read of each switch's counters, so values are never older
 than the scrape. Every series of a job carries `job` (its name) and `job_id`:
 
     p4reduce_job_packets_total{kind}   switch counters by kind: aggregated (contributions
                                        added), results (slots completed and multicast),
                                        resent (stored results resent to a retransmitter),
-                                       duplicates, stale, bad_slot, not_member (rejects)
+                                       duplicates, stale, bad_slot, not_member (rejects),
+                                       partials (a tree's partial sums sent up); summed
+                                       over the switches of a tree
     p4reduce_job_bytes_total{kind}     the same in bytes
     p4reduce_job_workers               workers joined
     p4reduce_job_world_size            workers expected

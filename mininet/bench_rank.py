@@ -15,6 +15,7 @@ from its seed), so a fast wrong answer can never look like a win.
 """
 
 import argparse
+import gc
 import json
 import os
 import socket
@@ -229,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                            for b, g in groups.items()}
     result.update(rank=dist.get_rank(), world=dist.get_world_size())
     args.out.write_text(json.dumps(result))
+    gc.collect()  # the DDP models of `train` hold the groups: freed now, not at exit
     dist.barrier()  # no rank tears down while a peer is still in a collective
     dist.destroy_process_group()
     return 0

@@ -20,6 +20,7 @@ step is one call per DDP bucket), read after training. Rank 0 prints one
 
 
 import argparse
+import gc
 import importlib.util
 import json
 import sys
@@ -156,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         "packets_sent": packets, "retransmitted": retrans,
     }
     args.out.write_text(json.dumps(result))
+    # DDP holds the group: freed at exit, after destroy_process_group, gloo can abort the
+    # process (examples/train_ddp.py says more)
+    del model, opt
+    gc.collect()
     # every rank done before any tears down: gloo aborts a rank whose peer left mid-shutdown
     dist.barrier()
     dist.destroy_process_group()

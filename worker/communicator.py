@@ -191,6 +191,9 @@ class Communicator:
             self.engine.restart_at(seq)
 
     def allreduce_async(self, array: npt.ArrayLike, op: str = "sum") -> Future[npt.NDArray[Any]]:
+        """`allreduce` on this communicator's own thread. The engines read `array` while
+        the call streams (the C engine without copying it first), so it must not be
+        written until the future is done."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"allreduce-{self.job.rank}")
         return self._executor.submit(self.allreduce, array, op)
@@ -259,12 +262,13 @@ class Communicator:
             f"this rank's input has NaN, inf or |x| >= 2^{quant.MAX_EXP} in chunks at offsets "
             + ", ".join(str(int(c) * self.job.k) for c in mine[:5])
             if mine.size
-            else "another rank's input has NaN, inf or |x| >= 2^126 there"
+            else f"another rank's input has NaN, inf or |x| >= 2^{quant.MAX_EXP} there"
         )
         raise NonFiniteError(
             f"allreduce of job {self.job.job_id} (rank {self.job.rank}) refused: "
             f"non-finite or out-of-range values in {poisoned.size} chunk(s) of {self.job.k} "
-            f"elements starting at element offsets {where}; {who}"
+            f"elements starting at element offsets {where} (of the call's floats: its float"
+            f" arrays one after another); {who}"
         )
 
 

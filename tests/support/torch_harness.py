@@ -12,6 +12,7 @@ registers itself through torch's entry point.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -366,6 +367,7 @@ def ddp() -> dict[str, Any]:
     # a small bucket cap: several buckets in flight per step
     losses_sw = _train(DDP(m_sw, bucket_cap_mb=0.001), rank)
     losses_gl = _train(DDP(m_gl, process_group=gloo, bucket_cap_mb=0.001), rank)
+    gc.collect()  # the DDP models hold the groups: freed now, not at exit
     dist.barrier()  # leave together: gloo can abort a rank whose peer left first
     dist.destroy_process_group()
     return {"switch": _params(m_sw), "gloo": _params(m_gl), "losses": (losses_sw, losses_gl)}
@@ -391,6 +393,7 @@ def ddp_hook() -> dict[str, Any]:
     losses_sw = _train(d_sw, rank)
     losses_gl = _train(DDP(m_gl), rank)
     state.close()
+    gc.collect()  # the DDP models hold the groups: freed now, not at exit
     dist.barrier()  # leave together: gloo can abort a rank whose peer left first
     dist.destroy_process_group()
     return {"switch": _params(m_sw), "gloo": _params(m_gl), "losses": (losses_sw, losses_gl)}
@@ -448,6 +451,7 @@ def hook_host_only() -> dict[str, Any]:
     _train(DDP(m_plain), rank)
     host_only = state.engine.host_only
     state.close()
+    gc.collect()  # the DDP models hold the groups: freed now, not at exit
     dist.barrier()
     dist.destroy_process_group()
     return {"hook": _params(m_hook), "plain": _params(m_plain), "host_only": host_only,
