@@ -9,10 +9,16 @@ The K-register program has the shape of the aggregator: one lane control instant
 times, each with its own register array and one read-add-write action.
 
 Port rows are driven by a load generator in C (built through p4reduce.native, run in its
-own process): it keeps a window of frames in flight with sendmmsg/recvmmsg and counts the
-answers; a Python sender could not offer the native back end enough frames. `pps` is
-answered frames per second of wall-clock time; `cpu pps` (in-process rows) is per second
-of the process's CPU time, the figure that stays comparable on a busy machine.
+own process); a Python sender could not offer the native back end enough frames. Echo rows:
+the generator keeps a window of frames in flight with sendmmsg/recvmmsg, the program sends
+each frame back out of the port it came in on, and `pps` is answered frames per second of
+wall-clock time (request and response both cross the kernel, on the same 2 cores).
+Port-to-port rows (veth, as root), the way a tester measures a switch: the generator
+offers frames on port 1 as fast as the kernel takes them (`offered pps`), the program
+forwards them out of port 2, and `pps` is what the kernel counted arriving at port 2's
+far end. `cpu pps` (in-process rows) is per second of the process's CPU time, the figure
+that stays comparable on a busy machine. "C reference" rows are minimal C programs (an
+echo, a forwarder) with plain socket calls and no pipeline: a reference, not a bound.
 """
 
 from __future__ import annotations
@@ -187,27 +193,28 @@ uint64_t lg_echo(int fd, int udp, double seconds) {
     return n;
 }
 
+#define LB 256
 /* Offered load for a port-to-port measurement: `frames` round-robin on `fd` (an AF_PACKET
- * socket bound to an interface) in batches of 64, as fast as the kernel takes them, for
+ * socket bound to an interface) in batches of LB, as fast as the kernel takes them, for
  * `seconds`; out[0] frames sent, out[1] sends refused, out[2] the seconds it took. */
 int lg_blast(int fd, const uint8_t *frames, const uint32_t *lens, uint32_t nframes, double seconds, uint64_t *out) {
-    static struct mmsghdr m[64];
-    static struct iovec v[64];
+    static struct mmsghdr m[LB];
+    static struct iovec v[LB];
     const uint8_t *at[4096];
     uint64_t off = 0, sent = 0, refused = 0;
     uint32_t next = 0;
     for (uint32_t i = 0; i < nframes && i < 4096; i++) { at[i] = frames + off; off += lens[i]; }
     double start = now(), end = start + seconds;
     while (now() < end) {
-        for (int i = 0; i < 64; i++) {
+        for (int i = 0; i < LB; i++) {
             uint32_t f = next++ % nframes;
             v[i].iov_base = (void *)at[f]; v[i].iov_len = lens[f];
             memset(&m[i].msg_hdr, 0, sizeof m[i].msg_hdr);
             m[i].msg_hdr.msg_iov = &v[i]; m[i].msg_hdr.msg_iovlen = 1;
         }
-        int s = sendmmsg(fd, m, 64, MSG_DONTWAIT);
+        int s = sendmmsg(fd, m, LB, MSG_DONTWAIT);
         if (s > 0) sent += s;
-        if (s < 64) { refused += 64 - (s > 0 ? s : 0); struct pollfd p = {fd, POLLOUT, 0}; poll(&p, 1, 1); }
+        if (s < LB) { refused += LB - (s > 0 ? s : 0); struct pollfd p = {fd, POLLOUT, 0}; poll(&p, 1, 1); }
     }
     out[0] = sent; out[1] = refused;
     double t = now() - start;
