@@ -138,7 +138,7 @@ uint8_t *cs_rows(cs_engine *e);
 uint32_t cs_row_len(cs_engine *e);
 uint32_t *cs_out_slots(cs_engine *e);
 int cs_feed(cs_engine *e, const uint8_t *data, const uint32_t *lens, uint32_t count);
-int cs_begin(cs_engine *e, const cs_call *call);
+int cs_begin(cs_engine *e, const cs_call *call);  /* 0; -1 refused (bad call); -2 out of memory */
 int cs_run(cs_engine *e, double slice_s);
 uint32_t cs_stuck(cs_engine *e, int32_t *slots, int32_t *rounds, uint32_t max);
 
@@ -896,7 +896,7 @@ int cs_begin(cs_engine *e, const cs_call *call) {
     e->n_exp = call->n_f || call->n_i ? (D + e->cf + K - 1) / K : 0;
     e->m = e->n_exp ? e->n_exp + e->cf + e->ci : 0;
     uint8_t *p = grow(e->pkt, &e->pkt_cap, (size_t)e->m + 1, 1);
-    if (!p) return -1;
+    if (!p) return -2;  /* out of memory (-1: a call the engine refuses) */
     e->pkt = p;
     memset(e->pkt, 0, (size_t)e->m + 1);
     int64_t nf = call->n_f, ni = call->n_i;

@@ -183,7 +183,11 @@ class CEngine:
         call.shift, call.world = self._shift, self.job.world_size
         call.n_f, call.n_i, call.timeout_s = n_f, n_i, self.timeout_s
         call.f_in, call.f_out, call.i_in, call.i_out, call.proposals, call.agreed = keep
-        if lib.cs_begin(e, call) != 0:
+        began = lib.cs_begin(e, call)
+        if began == -2:
+            raise MemoryError(f"p4reduce: no memory for the packet state of a call of {n_f}"
+                              f" float and {n_i} int32 elements")
+        if began != 0:
             raise ValueError(f"p4reduce: the C engine refused a call of {n_f} float and "
                              f"{n_i} int32 elements")
         aborting = AbortPoll(self.abort, time.monotonic())
