@@ -18,6 +18,7 @@ import queue
 import random
 import select
 import socket
+import sys
 import threading
 from typing import Any, Protocol
 
@@ -26,6 +27,8 @@ PACKET_OUTGOING = 4
 SOL_PACKET = 263
 PACKET_IGNORE_OUTGOING = 23  # Linux 4.20+: the kernel keeps our own transmissions from us
 MAX_FRAME = 65535
+SOL_UDP = 17
+UDP_GRO = 104  # Linux 5.0+: the kernel may hand over several datagrams as one buffer
 RCVBUF = 4 << 20  # room for bursts while the interpreter is busy with earlier frames
 # Room for a burst of results behind a shaped link: frames waiting in the interface's
 # queue count against the socket's send buffer, and the default (about 200 KB) is less than
@@ -173,6 +176,7 @@ class UdpPort(_SocketPort):
                 self.sock.close()
                 raise PortSpecError(f"cannot resolve tunnel peer {peer[0]!r}: {exc}") from exc
         self.foreign_drops = 0
+        self._segments: list[bytes] = []  # the rest of a coalesced buffer, in order
         # while the native port engine serves this port, it holds the learned peer
         self.engine: tuple[Any, int] | None = None
         self.address: tuple[str, int] = self.sock.getsockname()
@@ -196,17 +200,27 @@ class UdpPort(_SocketPort):
         self._send(frame, peer)
 
     def recv_nowait(self) -> bytes | None:
+        if self._segments:
+            return self._segments.pop(0)
         while True:
             try:
-                data, addr = self.sock.recvfrom(MAX_FRAME)
+                data, anc, _, addr = self.sock.recvmsg(MAX_FRAME, socket.CMSG_SPACE(4))
             except OSError:  # nothing queued (BlockingIOError), or closed
                 return None
+            if self.fixed_peer and addr != self._peer:
+                self.foreign_drops += 1
+                continue
             if not self.fixed_peer:
                 self._peer = addr
-                return data
-            if addr == self._peer:
-                return data
-            self.foreign_drops += 1
+            # The native engine reads with UDP_GRO on; datagrams the kernel coalesced
+            # before it handed the port back stay one buffer: one frame per datagram.
+            seg = next((int.from_bytes(d[:4], sys.byteorder) for lvl, typ, d in anc
+                        if lvl == SOL_UDP and typ == UDP_GRO), 0)
+            if 0 < seg < len(data):
+                parts = [data[i:i + seg] for i in range(0, len(data), seg)]
+                self._segments.extend(parts[1:])
+                return parts[0]
+            return data
 
 
 class AfPacketPort(_SocketPort):

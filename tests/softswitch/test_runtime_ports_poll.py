@@ -5,6 +5,7 @@ non-blocking ports still honour recv(timeout)."""
 from __future__ import annotations
 
 import socket
+import struct
 import time
 from typing import Any
 
@@ -113,3 +114,31 @@ def test_nonblocking_udp_port_recv_timeout_and_close() -> None:
         p.close()
         c.close()
     assert p.recv(0.01) is None and p.recv_nowait() is None
+
+
+@pytest.mark.timeout(20)
+def test_udp_port_splits_datagrams_the_kernel_coalesced() -> None:
+    """The native engine turns UDP_GRO on and leaves it on when it hands the port back
+    (datagrams already coalesced stay one buffer): the Python port gives one frame per
+    datagram, in order."""
+    from p4reduce.softswitch.runtime.ports import SOL_UDP, UDP_GRO
+
+    p = UdpPort("127.0.0.1", 0)
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        p.sock.setsockopt(SOL_UDP, UDP_GRO, 1)
+        frames = [bytes([i]) * 40 for i in range(5)] + [b"\x09" * 13]  # the last one shorter
+        c.connect(p.address)
+        c.sendmsg([b"".join(frames)], [(SOL_UDP, 103, struct.pack("=H", 40))])  # UDP_SEGMENT
+        got = []
+        for _ in range(20):
+            f = p.recv(1.0)
+            if f is None:
+                break
+            got.append(f)
+            if len(got) == len(frames):
+                break
+        assert got == frames
+    finally:
+        c.close()
+        p.close()

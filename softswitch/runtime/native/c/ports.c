@@ -659,13 +659,10 @@ API void pe_stop(pe_t *e) {
     atomic_store(&e->stop, 1);
     pthread_join(e->th, NULL);
     e->running = 0;
-    for (int i = 0; i < PE_PORTS; i++) {
-        pe_close_ring(&e->p[i]);
-        if (e->p[i].kind == PK_UDP) {  /* the Python loop reads datagram by datagram */
-            int zero = 0;
-            setsockopt(e->p[i].fd, SOL_UDP, UDP_GRO, &zero, sizeof zero);
-        }
-    }
+    /* UDP ports keep UDP_GRO on: datagrams the kernel already coalesced stay one buffer
+     * whatever the option says from now on, and only with the option on does a receive
+     * say where to split them (ports.UdpPort.recv_nowait splits them for Python) */
+    for (int i = 0; i < PE_PORTS; i++) pe_close_ring(&e->p[i]);
 }
 
 /* a frame from Python (a PacketOut or a memory port's frame that came out here) */
