@@ -12,6 +12,7 @@ one slot range and one epoch for all of them.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -341,6 +342,16 @@ class JobManager:
         self.store.add_job(job)
         return job
 
+    def _to_host_only(self, job: Job) -> Job:
+        """The same job and members, host-only (a host-only id, no slots): the next sync
+        removes its switch entries."""
+        members = self.store.members(job.id)
+        self.store.delete_job(job.id)
+        host = self._new_host_only_job(job.name, job.world_size)
+        for m in members:
+            self.store.add_member(dataclasses.replace(m, job_id=host.id))
+        return host
+
     def _new_job(self, name: str, world_size: int, slots: int, leased: bool,
                  where: frozenset[str] | None = None) -> Job:
         """`where`: the switches its first member puts it on (None: not known yet, so
@@ -502,9 +513,10 @@ class JobManager:
         best_effort: bool = False,
     ) -> JobView:
         """Add a member, creating the job at the first join. With `best_effort`, a new
-        job the switch has no room for (slots or job ids exhausted) is created host-only
-        instead of refused: its ranks reduce on the hosts for the job's whole life (it
-        does not move to the switch when slots free up)."""
+        job the switch has no room for (slots or job ids exhausted), or one whose tree
+        grows onto switches with no room for its range, is host-only instead of refused:
+        its ranks reduce on the hosts for the job's whole life (it does not move to the
+        switch when slots free up)."""
         job_name(name)
         self._check_world(world_size)
         if not 0 <= rank < world_size:
@@ -542,7 +554,16 @@ class JobManager:
                 now = self.clock()
                 self.store.add_member(Member(job.id, rank, mac_i, ip_i, port, sw_port, now))
                 if not job.host_only:
-                    self._place(job)
+                    try:
+                        self._place(job)
+                    except Exhausted:
+                        # its tree grew onto switches with no room for its range: with
+                        # best effort (ranks that wait for readiness before sending, as
+                        # the torch backend's do) it becomes host-only, as a new job
+                        # would have
+                        if not best_effort:
+                            raise
+                        job = self._to_host_only(job)
                 self.store.renew(job.id, now + self.settings.lease_seconds)
                 return self._view(self._get(name))
 

@@ -14,7 +14,7 @@ from p4reduce import contract as n
 from p4reduce.controller.api import job_info
 from p4reduce.controller.backend import MemorySwitch
 from p4reduce.controller.entities import desired_all
-from p4reduce.controller.errors import InvalidArgument
+from p4reduce.controller.errors import Exhausted, InvalidArgument
 from p4reduce.controller.jobs import JobManager, Settings
 from p4reduce.controller.liveness import SWITCH_RESTARTED
 from p4reduce.controller.store import Member, Store
@@ -237,6 +237,29 @@ def test_free_slots_metric_counts_the_fullest_switch_once(
     finally:
         server.stop()
     assert (snap.slot_space, snap.slots_free) == (64, 64 - 40)
+
+
+def test_a_best_effort_job_whose_tree_grows_into_a_full_range_becomes_host_only(
+        tree: tuple[JobManager, dict[str, MemorySwitch], Topology]) -> None:
+    """A job placed on one leaf grows, at a later join, onto a leaf where its range is
+    taken and no other range is free: with best effort (the torch backend's joins) it
+    becomes host-only with its members, its switch entries go, and its ranks are told
+    at readiness; without, the join is refused as before."""
+    mgr, sws, _ = tree
+    join(mgr, "a", 0, 1, 1, 1, slots=40)  # leaf1 0..39
+    join(mgr, "strict", 0, 2, 2, 1, slots=40)  # leaf2 0..39 (a is on leaf1 only)
+    with pytest.raises(Exhausted):
+        join(mgr, "strict", 1, 2, 1, 2, slots=40)  # onto leaf1: 24 slots free there
+    mac, ip = host_addr(3, 1)
+    mgr.join("g", 0, 2, mac, ip, 40000, slots=40, best_effort=True)  # leaf3 0..39
+    g0 = mgr.job("g").job
+    assert not g0.host_only and rows(sws["leaf3"], n.TABLE_JOBS.name)[(g0.id,)][0] == 0
+    mac, ip = host_addr(1, 3)
+    view = mgr.join("g", 1, 2, mac, ip, 40001, slots=40, best_effort=True)
+    assert view.job.host_only and view.ready
+    assert sorted(m.rank for m in view.members) == [0, 1]
+    assert all((g0.id,) not in rows(sw, n.TABLE_JOBS.name) for sw in sws.values())
+    assert job_info(mgr, view, 1).host_only
 
 
 def test_a_topology_that_puts_two_placed_jobs_on_one_switch_is_refused_clearly(
