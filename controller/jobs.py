@@ -236,6 +236,14 @@ class JobManager:
                 " state of the calls in flight was lost", generation=gen))
         return [j.name for j in jobs]
 
+    def _forget_restarts(self, job_id: int) -> None:
+        """A job is gone: its restart generation and resync reports go too (the lowest
+        free id is given to the next job, which must not inherit them)."""
+        with self._resync_cv:
+            self._restarts.pop(job_id, None)
+            for key in [k for k in self._resyncs if k[0] == job_id]:
+                del self._resyncs[key]
+
     def resync(self, name: str, rank: int, generation: int, calls: int, high: int,
                timeout: float) -> tuple[int, int]:
         """A rank's report after restart `generation` of its job: `calls` completed, packet
@@ -647,6 +655,7 @@ class JobManager:
 
             self._mutate(do)
         if left_alone:
+            self._forget_restarts(job.id)
             self.liveness.job_gone(job.id, f"job {job.name!r} ended: its last rank left")
             return None
         self.liveness.forget(job.id, rank)
@@ -668,6 +677,7 @@ class JobManager:
                 return JobView(job, ())
 
             self._mutate(do)
+        self._forget_restarts(job.id)
         self.liveness.job_gone(job.id, f"job {job.name!r} was deleted")
 
     def reap(self) -> list[str]:
@@ -688,6 +698,7 @@ class JobManager:
 
             self._mutate(do)
         for j in dead:
+            self._forget_restarts(j.id)
             self.liveness.job_gone(j.id, f"job {j.name!r} was reclaimed: its lease expired")
         return [j.name for j in dead]
 

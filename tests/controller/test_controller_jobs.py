@@ -361,3 +361,18 @@ def test_unusable_state_file_is_one_line_error(tmp_path: Path) -> None:
         with pytest.raises(InvalidArgument, match=f"cannot use state file .*{why}") as err:
             Store(path)
         assert "\n" not in str(err.value)
+
+
+def test_a_job_id_given_again_inherits_no_restart_generation(tmp_path: Path) -> None:
+    """Job ids are reused (the lowest free one): a new job must not accept a resync for
+    a restart that happened to the deleted job that held its id before."""
+    mgr, _, _ = make(tmp_path)
+    join(mgr, "a", 0, 1)
+    first = mgr.job("a").job.id
+    mgr.switch_restarted("test", None)
+    gen = mgr._restarts[first]  # the generation the ranks of "a" were told
+    mgr.delete("a")
+    join(mgr, "b", 0, 1)
+    assert mgr.job("b").job.id == first
+    with pytest.raises(InvalidArgument, match="not its latest"):
+        mgr.resync("b", 0, gen, 0, 0, 1.0)
