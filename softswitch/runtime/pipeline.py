@@ -24,15 +24,12 @@ from p4reduce.softswitch.runtime import hashing
 from p4reduce.softswitch.runtime.batch import FrameBatch
 from p4reduce.softswitch.runtime.codegen import Codegen, Generated
 from p4reduce.softswitch.runtime.control import (
-    ActionCall,
     CloneSession,
     CounterValue,
     DigestMessage,
-    FieldMatch,
     InvalidArgumentError,
     NotFoundError,
     Replica,
-    TableEntry,
 )
 from p4reduce.softswitch.runtime.errors import PipelineError
 from p4reduce.softswitch.runtime.frame import (
@@ -45,6 +42,7 @@ from p4reduce.softswitch.runtime.frame import (
     ProgramFrame,
 )
 from p4reduce.softswitch.runtime.runs import packable, packed_conflicts, plan_runs, trimmable
+from p4reduce.softswitch.runtime.surface import SharedSurface
 from p4reduce.softswitch.runtime.table_setup import build_table
 from p4reduce.softswitch.runtime.tables import PyIndex, Table
 from p4reduce.softswitch.runtime.unsupported import refuse_unexecutable
@@ -158,7 +156,7 @@ def _generate(ir: Program, plan: VectorPlan, late: frozenset[str]) -> Generated:
     return gen.generate()
 
 
-class Pipeline:
+class Pipeline(SharedSurface):
     """One compiled P4 program with its tables, externs and replication state."""
 
     backend = "python"
@@ -460,55 +458,7 @@ class Pipeline:
             d, self._digests = self._digests, []
         return d
 
-    # ---- control surface: tables ---------------------------------------------------------
-    def _table(self, name: str) -> Table:
-        t = self._tables.get(name)
-        if t is None:
-            raise NotFoundError(f"no table named {name!r}")
-        return t
-
-    def table_names(self) -> list[str]:
-        return list(self._tables)
-
-    def table_insert(self, table: str, entry: TableEntry) -> None:
-        with self._lock:
-            self._table(table).insert(entry)
-
-    def table_modify(self, table: str, entry: TableEntry) -> None:
-        with self._lock:
-            self._table(table).modify(entry)
-
-    def table_delete(self, table: str, keys: tuple[FieldMatch, ...], priority: int) -> None:
-        with self._lock:
-            self._table(table).delete(keys, priority)
-
-    def table_entries(self, table: str) -> list[TableEntry]:
-        with self._lock:
-            return self._table(table).entries()
-
-    def table_set_default(self, table: str, action: ActionCall) -> None:
-        with self._lock:
-            self._table(table).set_default(action)
-
-    def table_reset_default(self, table: str) -> None:
-        with self._lock:
-            self._table(table).reset_default()
-
-    def table_get_default(self, table: str) -> ActionCall:
-        with self._lock:
-            return self._table(table).get_default()
-
-    def direct_counter_read(self, table: str, keys: tuple[FieldMatch, ...], priority: int) -> CounterValue:
-        with self._lock:
-            return self._table(table).read_counter(keys, priority)
-
-    def direct_counter_write(
-        self, table: str, keys: tuple[FieldMatch, ...], priority: int, value: CounterValue
-    ) -> None:
-        with self._lock:
-            self._table(table).write_counter(keys, priority, value)
-
-    # ---- control surface: replication ----------------------------------------------------
+    # ---- control surface: replication (tables and the reads: surface.SharedSurface) ----
     def mc_group_set(self, group: int, replicas: tuple[Replica, ...]) -> None:
         if not 0 < group < 1 << 16:
             raise InvalidArgumentError(f"multicast group id {group} out of range 1..65535")
@@ -521,10 +471,6 @@ class Pipeline:
                 raise NotFoundError(f"no multicast group {group}")
             del self._mc[group]
 
-    def mc_groups(self) -> dict[int, tuple[Replica, ...]]:
-        with self._lock:
-            return dict(self._mc)
-
     def clone_session_set(self, session: CloneSession) -> None:
         if not 0 < session.session_id < 1 << 15:
             raise InvalidArgumentError(f"clone session id {session.session_id} out of range")
@@ -536,10 +482,6 @@ class Pipeline:
             if session_id not in self._clones:
                 raise NotFoundError(f"no clone session {session_id}")
             del self._clones[session_id]
-
-    def clone_sessions(self) -> dict[int, CloneSession]:
-        with self._lock:
-            return dict(self._clones)
 
     # ---- control surface: indexed externs ------------------------------------------------
     def _counter(self, name: str, index: int) -> tuple[list[int], list[int]]:

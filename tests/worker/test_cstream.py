@@ -32,6 +32,7 @@ from p4reduce.worker import (
     wire,
 )
 from tests.e2e.test_worker_e2e import JOB, Cluster, check_float, job_for, run_ranks
+from tests.support.memory_link import MemoryLink, ShiftedResults
 from tests.support.refswitch import Faults, RefSwitch, RefSwitchServer
 
 ENGINES = ("python", "c")
@@ -131,49 +132,13 @@ def test_kernels_give_quant_py_bits(block: tuple[np.ndarray, int], world: int, w
 # --------------------------------------------------------------------------------------
 
 
-class Memory:
-    """One worker and an in-memory reference switch (a list transport: the C engine runs
-    in queue mode); every n-th packet is dropped up, every m-th result down, and results
-    may be duplicated or come back in reverse order within a batch."""
-
-    def __init__(self, slots: int, k: int = 64, drop_up: int = 0, drop_down: int = 0,
-                 dup: int = 0, reverse: bool = False) -> None:
-        self.switch = RefSwitch(k=k)
-        self.switch.add_job(1, slots, 1)
-        self.drop_up, self.drop_down, self.dup, self.reverse = drop_up, drop_down, dup, reverse
-        self.n_up = self.n_down = 0
-        self.queue: list[bytes] = []
-        self.seen: list[wire.AggHeader] = []
-
-    def send(self, payloads: list[bytes]) -> None:
-        for p in payloads:
-            self.seen.append(wire.AggHeader.unpack(p))
-            self.n_up += 1
-            if self.drop_up and self.n_up % self.drop_up == 0:
-                continue
-            for _, out in self.switch.handle(0, p):
-                self.n_down += 1
-                if self.drop_down and self.n_down % self.drop_down == 0:
-                    continue
-                self.queue.append(out)
-                if self.dup and self.n_down % self.dup == 0:
-                    self.queue.append(out)
-
-    def recv(self, timeout: float) -> list[bytes]:
-        out, self.queue = self.queue, []
-        return out[::-1] if self.reverse else out
-
-    def close(self) -> None:
-        pass
-
-
 def comm(t: Any, slots: int, engine: str, k: int = 64, **kw: Any) -> Communicator:
     return Communicator(JobSpec(1, 0, 1, slots, k=k, tunnel_port=1), t, timeout_s=5,
                         initial_rto_s=0.002, min_rto_s=0.001, max_rto_s=0.01, engine=engine,
                         **kw)
 
 
-def first_sends(t: Memory) -> list[tuple[int, ...]]:
+def first_sends(t: MemoryLink) -> list[tuple[int, ...]]:
     return [(h.flags, h.slot, h.round, h.offset, h.exp) for h in t.seen
             if not h.flags & wire.FLAG_RETRANSMIT]
 
@@ -202,7 +167,7 @@ def test_same_bits_and_same_packets_in_python_and_c(name: str, dtype: Any) -> No
     got: dict[str, list[np.ndarray]] = {}
     sent: dict[str, list[tuple[int, ...]]] = {}
     for engine in ENGINES:
-        t = Memory(8)
+        t = MemoryLink(8)
         c = comm(t, 8, engine)
         assert c.engine.name == engine
         got[engine] = [c.allreduce(call_inputs(i, n, dtype)) for i, n in enumerate(sizes)]
@@ -222,10 +187,10 @@ def test_losses_duplicates_and_reordering_give_the_clean_bits(up: int, down: int
                                                               reverse: bool, k: int) -> None:
     x = call_inputs(up + 10 * down, k * 40 + 3, np.float32)
     ints = call_inputs(7, k * 25, np.int32)
-    want = comm(Memory(8, k), 8, "python", k).allreduce(x)
-    want_i = comm(Memory(8, k), 8, "python", k).allreduce(ints)
+    want = comm(MemoryLink(8, k), 8, "python", k).allreduce(x)
+    want_i = comm(MemoryLink(8, k), 8, "python", k).allreduce(ints)
     for engine in ENGINES:
-        t = Memory(8, k, up, down, dup, reverse)
+        t = MemoryLink(8, k, up, down, dup, reverse)
         c = comm(t, 8, engine, k)
         np.testing.assert_array_equal(c.allreduce(x), want)
         before = len(t.seen)
@@ -259,24 +224,9 @@ def test_mixed_engines_in_one_job_over_tunnel_sockets(faults: Faults) -> None:
             np.testing.assert_array_equal(got[0], ints[0] + ints[1])
 
 
-class Shifted(Memory):
-    """Results of data packets come back at another offset, as when the ranks stream
-    calls of different layouts that the descriptor did not catch."""
-
-    def recv(self, timeout: float) -> list[bytes]:
-        out = []
-        for p in super().recv(timeout):
-            h = wire.AggHeader.unpack(p)
-            if not h.flags & wire.FLAG_EXP_ONLY:
-                h = wire.AggHeader(h.flags, h.job_id, h.worker_id, h.slot, h.round,
-                                   h.offset + 64, h.exp)
-            out.append(h.pack() + p[wire.AGG_HEADER_LEN:])
-        return out
-
-
 @pytest.mark.parametrize("engine", ENGINES)
 def test_result_at_another_offset_fails_and_breaks_the_communicator(engine: str) -> None:
-    c = comm(Shifted(4), 4, engine)
+    c = comm(ShiftedResults(4), 4, engine)
     with pytest.raises(AllreduceError, match=r"slot 1 round 0 at offset 64 \(exponent round: "
                                              r"False\) while it sent offset 0"):
         c.allreduce(np.ones(64 * 3, np.int32))
@@ -348,9 +298,9 @@ def test_abort_hook_fails_the_call_promptly_with_its_reason(engine: str) -> None
 @pytest.mark.parametrize("engine", ENGINES)
 def test_abort_hook_is_not_asked_to_stop_a_healthy_call(engine: str) -> None:
     calls: list[int] = []
-    c = comm(Memory(8), 8, engine, abort=lambda: calls.append(1) or None)
+    c = comm(MemoryLink(8), 8, engine, abort=lambda: calls.append(1) or None)
     x = call_inputs(1, 64 * 100, np.float32)
-    np.testing.assert_array_equal(c.allreduce(x), comm(Memory(8), 8, "python").allreduce(x))
+    np.testing.assert_array_equal(c.allreduce(x), comm(MemoryLink(8), 8, "python").allreduce(x))
 
 
 def test_control_returns_to_python_during_a_long_c_call() -> None:
@@ -396,7 +346,7 @@ def test_mismatched_sizes_fail_every_rank_on_both_engines() -> None:
 def test_non_finite_input_is_refused_naming_the_chunk(engine: str) -> None:
     x = np.ones(64 * 4, np.float32)
     x[130] = np.inf
-    c = comm(Memory(8), 8, engine)
+    c = comm(MemoryLink(8), 8, engine)
     with pytest.raises(NonFiniteError, match=r"offsets 128 \(of the call.s floats: its float arrays one after another\); this rank.s input"):
         c.allreduce(x)
     np.testing.assert_array_equal(c.allreduce(np.ones(5, np.float32)), np.ones(5, np.float32))
@@ -414,11 +364,11 @@ def no_compiler(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[None
 
 def test_without_a_compiler_the_python_engine_is_used_with_one_warning(no_compiler: None) -> None:
     with pytest.warns(RuntimeWarning, match=r"C packet engine is unavailable \(no C compiler"):
-        c = comm(Memory(8), 8, "auto")
+        c = comm(MemoryLink(8), 8, "auto")
     assert c.engine.name == "python"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        again = comm(Memory(8), 8, "auto")  # once per process
+        again = comm(MemoryLink(8), 8, "auto")  # once per process
     x = call_inputs(2, 300, np.float32)
     np.testing.assert_array_equal(c.allreduce(x), again.allreduce(x))
 
@@ -427,15 +377,15 @@ def test_asking_for_c_without_a_compiler_is_one_line(no_compiler: None) -> None:
     from p4reduce.native import NativeUnavailable
 
     with pytest.raises(NativeUnavailable, match=r"^no C compiler"):
-        comm(Memory(8), 8, "c")
+        comm(MemoryLink(8), 8, "c")
 
 
 def test_engine_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(communicator.ENGINE_ENV, "python")
-    assert comm(Memory(8), 8, "auto").engine.name == "python"
+    assert comm(MemoryLink(8), 8, "auto").engine.name == "python"
     monkeypatch.setenv(communicator.ENGINE_ENV, "fast")
     with pytest.raises(ValueError, match="P4REDUCE_ENGINE='fast': expected auto, c or python"):
-        comm(Memory(8), 8, "auto")
+        comm(MemoryLink(8), 8, "auto")
 
 
 @pytest.mark.timeout(60)
@@ -479,7 +429,7 @@ def test_restart_at_goes_on_from_the_given_index(engine: str) -> None:
     """After a switch restart the communicator continues its rounds at the agreed packet
     index (`Communicator.restart_at`), and its high-water mark follows; on the C engine
     these read its state, so after close they refuse instead of touching freed memory."""
-    t = Memory(4)
+    t = MemoryLink(4)
     c = comm(t, 4, engine)
     try:
         c.allreduce(np.arange(200, dtype=np.float32))
@@ -561,7 +511,7 @@ def test_restart_after_a_failed_call_sends_nothing_from_before_it(engine: str) -
     nothing), the switch restarts, the ranks agree on a new packet index: the next calls
     must complete and never resend a row of the failed call (its rounds would open or
     join rounds on the restarted switch)."""
-    t = Memory(4)
+    t = MemoryLink(4)
     silent = [True]
     real_send = t.send
     t.send = lambda payloads: None if silent[0] else real_send(payloads)  # type: ignore[method-assign]

@@ -73,11 +73,11 @@ EPS = {"float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8, "float64":
 
 @pytest.mark.timeout(60)
 def test_both_engines_stream_the_same_bits_and_packets() -> None:
-    from tests.worker.test_cstream import Memory
+    from tests.support.memory_link import MemoryLink
 
     got: dict[str, Any] = {}
     for engine in ("python", "c"):
-        t = Memory(4, k=K)
+        t = MemoryLink(4, k=K)
         c = Communicator(JobSpec(1, 0, 1, 4, k=K, tunnel_port=1), t, timeout_s=5, engine=engine)
         got[engine] = (c.allreduce_many(arrays_of(0)[:3] + arrays_of(0)[4:]),
                        [(h.flags, h.slot, h.round, h.offset, h.exp) for h in t.seen])

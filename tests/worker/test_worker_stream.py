@@ -8,42 +8,10 @@ import pytest
 
 from p4reduce.worker import AllreduceError, Communicator, JobSpec, wire
 from p4reduce.worker.stream import RtoEstimator
-from tests.support.refswitch import RefSwitch
+from tests.support.memory_link import MemoryLink, ShiftedResults
 
 
-class LossyMemory:
-    """One worker and an in-memory reference switch; every n-th packet is dropped on
-    the way up and every m-th result on the way down (deterministic)."""
-
-    def __init__(self, slots: int, drop_up: int = 0, drop_down: int = 0) -> None:
-        self.switch = RefSwitch()
-        self.switch.add_job(1, slots, 1)
-        self.drop_up, self.drop_down = drop_up, drop_down
-        self.n_up = self.n_down = 0
-        self.queue: list[bytes] = []
-        self.seen: list[wire.AggHeader] = []
-
-    def send(self, payloads: list[bytes]) -> None:
-        for p in payloads:
-            self.seen.append(wire.AggHeader.unpack(p))
-            self.n_up += 1
-            if self.drop_up and self.n_up % self.drop_up == 0:
-                continue
-            for _, out in self.switch.handle(0, p):
-                self.n_down += 1
-                if self.drop_down and self.n_down % self.drop_down == 0:
-                    continue
-                self.queue.append(out)
-
-    def recv(self, timeout: float) -> list[bytes]:
-        out, self.queue = self.queue, []
-        return out
-
-    def close(self) -> None:
-        pass
-
-
-def first_sends(t: LossyMemory) -> list[wire.AggHeader]:
+def first_sends(t: MemoryLink) -> list[wire.AggHeader]:
     return [h for h in t.seen if not h.flags & wire.FLAG_RETRANSMIT]
 
 
@@ -53,14 +21,14 @@ def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     return str(request.param)
 
 
-def comm(t: LossyMemory, slots: int) -> Communicator:
+def comm(t: MemoryLink, slots: int) -> Communicator:
     return Communicator(JobSpec(1, 0, 1, slots, tunnel_port=1), t, timeout_s=5,
                         initial_rto_s=0.002, min_rto_s=0.001, max_rto_s=0.01)
 
 
 @pytest.mark.timeout(60)
 def test_slots_and_rounds_continue_across_calls() -> None:
-    t = LossyMemory(4)
+    t = MemoryLink(4)
     c = comm(t, 4)
     c.allreduce(np.arange(64 * 3, dtype=np.int32))  # descriptor + 3 chunks: slots 0..3
     c.allreduce(np.arange(64 * 2, dtype=np.int32))  # descriptor + 2 chunks: slots 0..2 round 1
@@ -73,7 +41,7 @@ def test_slots_and_rounds_continue_across_calls() -> None:
 
 @pytest.mark.timeout(60)
 def test_rounds_wrap_after_256_uses_of_a_slot() -> None:
-    t = LossyMemory(1)
+    t = MemoryLink(1)
     c = comm(t, 1)
     for _ in range(130):
         c.allreduce(np.ones(1, np.int32))  # two packets per call on the only slot
@@ -85,8 +53,8 @@ def test_rounds_wrap_after_256_uses_of_a_slot() -> None:
 @pytest.mark.parametrize(("up", "down"), [(3, 0), (0, 4), (5, 7), (2, 3)])
 def test_deterministic_losses_are_recovered_exactly(up: int, down: int) -> None:
     x = np.random.default_rng(up * 10 + down).standard_normal(64 * 40).astype(np.float32)
-    clean = comm(LossyMemory(8), 8).allreduce(x)
-    t = LossyMemory(8, up, down)
+    clean = comm(MemoryLink(8), 8).allreduce(x)
+    t = MemoryLink(8, drop_up=up, drop_down=down)
     c = comm(t, 8)
     np.testing.assert_array_equal(c.allreduce(x), clean)
     stats = c.last_stats
@@ -111,7 +79,7 @@ def test_rto_estimator_follows_rtt_and_backs_off_once_per_period() -> None:
     assert est.rto == 1.0
 
 
-class Doubling(LossyMemory):
+class Doubling(MemoryLink):
     """Every result arrives twice in the same batch (a duplicating link)."""
 
     def recv(self, timeout: float) -> list[bytes]:
@@ -121,36 +89,21 @@ class Doubling(LossyMemory):
 @pytest.mark.timeout(60)
 def test_duplicated_results_in_one_batch_count_once() -> None:
     x = np.random.default_rng(5).standard_normal(64 * 40).astype(np.float32)
-    clean = comm(LossyMemory(8), 8).allreduce(x)
+    clean = comm(MemoryLink(8), 8).allreduce(x)
     c = comm(Doubling(8), 8)
     np.testing.assert_array_equal(c.allreduce(x), clean)
     stats = c.last_stats
     assert stats is not None and stats.duplicates_received == stats.packets_sent
 
 
-class Shifted(LossyMemory):
-    """Results of data packets come back at another offset, as when the ranks stream
-    calls of different layouts that the descriptor did not catch."""
-
-    def recv(self, timeout: float) -> list[bytes]:
-        out = []
-        for p in super().recv(timeout):
-            h = wire.AggHeader.unpack(p)
-            if not h.flags & wire.FLAG_EXP_ONLY:
-                h = wire.AggHeader(h.flags, h.job_id, h.worker_id, h.slot, h.round,
-                                   h.offset + 64, h.exp)
-            out.append(h.pack() + p[wire.AGG_HEADER_LEN:])
-        return out
-
-
 @pytest.mark.timeout(60)
 def test_a_result_at_another_offset_fails_the_call() -> None:
-    c = comm(Shifted(4), 4)
+    c = comm(ShiftedResults(4), 4)
     with pytest.raises(AllreduceError, match=r"at offset 64 .* while it sent offset 0"):
         c.allreduce(np.ones(64 * 3, np.int32))
 
 
-class Trickle(LossyMemory):
+class Trickle(MemoryLink):
     """Results handed over one per receive, as from a switch slower than the worker:
     the streamer then pauses to gather them (see Streamer._gather)."""
 
@@ -162,7 +115,7 @@ class Trickle(LossyMemory):
 @pytest.mark.timeout(60)
 def test_results_trickling_in_one_at_a_time_are_gathered_correctly() -> None:
     x = np.random.default_rng(9).standard_normal(64 * 200).astype(np.float32)
-    clean = comm(LossyMemory(64), 64).allreduce(x)
+    clean = comm(MemoryLink(64), 64).allreduce(x)
     t = Trickle(64)
     c = comm(t, 64)
     np.testing.assert_array_equal(c.allreduce(x), clean)

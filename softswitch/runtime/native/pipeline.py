@@ -21,16 +21,13 @@ from p4reduce import native
 from p4reduce.softswitch.p4.ir import Program
 from p4reduce.softswitch.runtime.batch import FrameBatch
 from p4reduce.softswitch.runtime.control import (
-    ActionCall,
     CloneSession,
     CounterValue,
     DigestMessage,
-    FieldMatch,
     InvalidArgumentError,
     NotFoundError,
     Replica,
     ResourceExhaustedError,
-    TableEntry,
 )
 from p4reduce.softswitch.runtime.errors import PipelineError
 from p4reduce.softswitch.runtime.frame import ProgramFrame
@@ -42,6 +39,7 @@ from p4reduce.softswitch.runtime.native.cgen import (
     NativeUnsupported,
 )
 from p4reduce.softswitch.runtime.runs import RunPlan, lane_arrays, plan_runs
+from p4reduce.softswitch.runtime.surface import SharedSurface
 from p4reduce.softswitch.runtime.table_setup import build_table
 from p4reduce.softswitch.runtime.tables import Ident, KeySpec, Resolved, Table
 from p4reduce.softswitch.runtime.unsupported import refuse_unexecutable
@@ -225,7 +223,7 @@ def _nothing(*_: Any) -> None:
     return None
 
 
-class NativePipeline:
+class NativePipeline(SharedSurface):
     """One compiled P4 program running in C, with its tables, externs and replication."""
 
     backend = "native"
@@ -364,55 +362,7 @@ class NativePipeline:
             d, self._digests = self._digests, []
         return d
 
-    # ---- control surface: tables ---------------------------------------------------------
-    def _table(self, name: str) -> Table:
-        t = self._tables.get(name)
-        if t is None:
-            raise NotFoundError(f"no table named {name!r}")
-        return t
-
-    def table_names(self) -> list[str]:
-        return list(self._tables)
-
-    def table_insert(self, table: str, entry: TableEntry) -> None:
-        with self._lock:
-            self._table(table).insert(entry)
-
-    def table_modify(self, table: str, entry: TableEntry) -> None:
-        with self._lock:
-            self._table(table).modify(entry)
-
-    def table_delete(self, table: str, keys: tuple[FieldMatch, ...], priority: int) -> None:
-        with self._lock:
-            self._table(table).delete(keys, priority)
-
-    def table_entries(self, table: str) -> list[TableEntry]:
-        with self._lock:
-            return self._table(table).entries()
-
-    def table_set_default(self, table: str, action: ActionCall) -> None:
-        with self._lock:
-            self._table(table).set_default(action)
-
-    def table_reset_default(self, table: str) -> None:
-        with self._lock:
-            self._table(table).reset_default()
-
-    def table_get_default(self, table: str) -> ActionCall:
-        with self._lock:
-            return self._table(table).get_default()
-
-    def direct_counter_read(self, table: str, keys: tuple[FieldMatch, ...], priority: int) -> CounterValue:
-        with self._lock:
-            return self._table(table).read_counter(keys, priority)
-
-    def direct_counter_write(
-        self, table: str, keys: tuple[FieldMatch, ...], priority: int, value: CounterValue
-    ) -> None:
-        with self._lock:
-            self._table(table).write_counter(keys, priority, value)
-
-    # ---- control surface: replication ----------------------------------------------------
+    # ---- control surface: replication (tables and the reads: surface.SharedSurface) ----
     def _reps(self, replicas: tuple[Replica, ...]) -> tuple[Any, Any]:
         ports = self.ffi.new("uint32_t[]", [r.egress_port & 0xFFFFFFFF for r in replicas] or [0])
         rids = self.ffi.new("uint32_t[]", [r.instance & 0xFFFFFFFF for r in replicas] or [0])
@@ -434,10 +384,6 @@ class NativePipeline:
             self.lib.sw_mc_set(self.sw, group, self.ffi.NULL, self.ffi.NULL, 0)
             del self._mc[group]
 
-    def mc_groups(self) -> dict[int, tuple[Replica, ...]]:
-        with self._lock:
-            return dict(self._mc)
-
     def clone_session_set(self, session: CloneSession) -> None:
         if not 0 < session.session_id < 1 << 15:
             raise InvalidArgumentError(f"clone session id {session.session_id} out of range")
@@ -454,10 +400,6 @@ class NativePipeline:
                 raise NotFoundError(f"no clone session {session_id}")
             self.lib.sw_cs_set(self.sw, session_id, self.ffi.NULL, self.ffi.NULL, 0, 0)
             del self._clones[session_id]
-
-    def clone_sessions(self) -> dict[int, CloneSession]:
-        with self._lock:
-            return dict(self._clones)
 
     # ---- control surface: indexed externs ------------------------------------------------
     def _counter(self, name: str, index: int) -> int:
