@@ -301,15 +301,9 @@ class Codegen(ProgramFrame):
         self.assign(lhs, self.ex(rhs, ctx), ind, ctx)
 
     def _assign_list(self, lhs: Expr, rhs: Expr, ind: int, ctx: Ctx) -> None:
-        key = self.path_key(lhs, ctx)
-        if key in self.lay.headers:
-            h = self.lay.headers[key]
-            slots = [f.slot for f in h.fields]
-            self.emit(f"S[{h.valid}] = True", ind)
-        else:
-            slots = [s for s, _ in self.lay.struct_scalars.get(key, [])]
-        if len(slots) != len(rhs["items"]):
-            raise PipelineError(f"initializer for {'.'.join(key)} has the wrong number of items")
+        valid, slots = self.initializer_slots(lhs, rhs, ctx)
+        if valid is not None:
+            self.emit(f"S[{valid}] = True", ind)
         for sl, item in zip(slots, rhs["items"], strict=True):
             self.emit(f"S[{sl}] = {self.ex(item, ctx)}", ind)
 

@@ -197,6 +197,21 @@ class ProgramFrame:
         return self.errors.get(name, DEFAULT_ERRORS.get(name, 0))
 
     # ---- paths --------------------------------------------------------------------------
+    def initializer_slots(self, lhs: Expr, rhs: Expr, ctx: Ctx) -> tuple[int | None, list[int]]:
+        """`lhs = {items}`: the header's validity slot (None for a struct) and the slots
+        the items go to, in order; both code generators emit the stores."""
+        key = self.path_key(lhs, ctx)
+        valid: int | None = None
+        if key in self.lay.headers:
+            h = self.lay.headers[key]
+            slots = [f.slot for f in h.fields]
+            valid = h.valid
+        else:
+            slots = [s for s, _ in self.lay.struct_scalars.get(key, [])]
+        if len(slots) != len(rhs["items"]):
+            raise PipelineError(f"initializer for {'.'.join(key)} has the wrong number of items")
+        return valid, slots
+
     def path_key(self, e: Expr, ctx: Ctx) -> tuple[str, ...]:
         op = e["op"]
         if op == "field" and "base" in e:

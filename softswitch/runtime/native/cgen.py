@@ -543,15 +543,9 @@ class CGen(ProgramFrame):
         raise PipelineError("internal: no header at slot")
 
     def _assign_list(self, lhs: Expr, rhs: Expr, ind: int, ctx: CCtx) -> None:
-        key = self.path_key(lhs, ctx)
-        if key in self.lay.headers:
-            h = self.lay.headers[key]
-            slots = [f.slot for f in h.fields]
-            self.emit(f"{self.lv(h.valid)} = 1;", ind)
-        else:
-            slots = [s for s, _ in self.lay.struct_scalars.get(key, [])]
-        if len(slots) != len(rhs["items"]):
-            raise PipelineError(f"initializer for {'.'.join(key)} has the wrong number of items")
+        valid, slots = self.initializer_slots(lhs, rhs, ctx)
+        if valid is not None:
+            self.emit(f"{self.lv(valid)} = 1;", ind)
         for sl, item in zip(slots, rhs["items"], strict=True):
             self.emit(f"{self.lv(sl)} = {self.ex(item, ctx)};", ind)
 
